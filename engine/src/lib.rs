@@ -1,0 +1,1 @@
+//! PalmLink engine.

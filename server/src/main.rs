@@ -1,0 +1,3 @@
+//! The `palmlink` binary.
+
+fn main() {}
