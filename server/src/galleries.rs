@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use crate::engine::{Gallery, GalleryError, Layout};
+use palmlink_engine::{Gallery, GalleryError, Layout};
 use crate::store::Store;
 
 /// Lazily opened galleries keyed by tenant.

@@ -21,7 +21,6 @@ mod auth;
 pub mod cli;
 mod clock;
 pub mod config;
-mod engine;
 mod error;
 mod extract;
 mod galleries;

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::challenges::{ensure_pending, load_for_device};
 use super::{palm_name, palm_side, views};
 use crate::clock::{now_micros, rfc3339};
-use crate::engine::{Comparison, Layout, RecordIds, RowId, SearchFilter, SearchMode, SearchQuery, Template, TemplateError};
+use palmlink_engine::{Comparison, Layout, RecordIds, RowId, SearchFilter, SearchMode, SearchQuery, Template, TemplateError};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::Validate;
 use crate::outbox;

@@ -8,7 +8,7 @@ pub(crate) mod settings;
 pub(crate) mod users;
 pub(crate) mod views;
 
-use crate::engine::PalmSide;
+use palmlink_engine::PalmSide;
 
 /// `left` / `right` as an engine palm side.
 pub(crate) fn palm_side(palm: &str) -> Option<PalmSide> {

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth::caller::Caller;
-use crate::engine::{Layout, MatchPolicy, MatchSettings};
+use palmlink_engine::{Layout, MatchPolicy, MatchSettings};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::Validate;
 use crate::state::AppState;

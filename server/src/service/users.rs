@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::auth::caller::Caller;
-use crate::engine::RowId;
+use palmlink_engine::RowId;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Pagination;
 use crate::state::AppState;
