@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use palmlink_engine::{Gallery, GalleryError, Layout};
 use crate::store::Store;
+use palmlink_engine::{Gallery, GalleryError, Layout};
 
 /// Lazily opened galleries keyed by tenant.
 pub(crate) struct Galleries {
@@ -19,7 +19,10 @@ pub(crate) struct Galleries {
 impl Galleries {
     /// Galleries under `root` (`<data>/galleries`).
     pub(crate) fn new(root: PathBuf) -> Galleries {
-        Galleries { root, open: Mutex::new(HashMap::new()) }
+        Galleries {
+            root,
+            open: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The tenant's gallery, opened or created on first use.
@@ -28,7 +31,10 @@ impl Galleries {
         if let Some(g) = open.get(&tenant) {
             return Ok(g.clone());
         }
-        let gallery = Arc::new(Gallery::open_or_create(&self.root.join(tenant.to_string()), Layout::DEFAULT)?);
+        let gallery = Arc::new(Gallery::open_or_create(
+            &self.root.join(tenant.to_string()),
+            Layout::DEFAULT,
+        )?);
         open.insert(tenant, gallery.clone());
         Ok(gallery)
     }
@@ -41,7 +47,9 @@ impl Galleries {
 
     /// Tenants that have a gallery directory on disk.
     fn tenants_on_disk(&self) -> Vec<Uuid> {
-        let Ok(entries) = std::fs::read_dir(&self.root) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
         entries
             .filter_map(Result::ok)
             .filter_map(|e| e.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()))
@@ -63,7 +71,11 @@ pub(crate) async fn reconcile(store: &dyn Store, galleries: &Galleries) -> anyho
         let gallery = galleries.get(tenant)?;
         let known: HashMap<u64, u128> = palms
             .iter()
-            .filter_map(|p| u64::try_from(p.row_id).ok().map(|r| (r, p.feature_id.as_u128())))
+            .filter_map(|p| {
+                u64::try_from(p.row_id)
+                    .ok()
+                    .map(|r| (r, p.feature_id.as_u128()))
+            })
             .collect();
         let live = gallery.live_records();
         let mut orphans = 0usize;
@@ -76,7 +88,8 @@ pub(crate) async fn reconcile(store: &dyn Store, galleries: &Galleries) -> anyho
         if orphans > 0 {
             tracing::warn!(%tenant, orphans, "deleted gallery rows that no enrollment references");
         }
-        let live_rows: HashMap<u64, u128> = live.iter().map(|(r, ids)| (r.0, ids.feature_id)).collect();
+        let live_rows: HashMap<u64, u128> =
+            live.iter().map(|(r, ids)| (r.0, ids.feature_id)).collect();
         for p in &palms {
             let ok = u64::try_from(p.row_id)
                 .ok()
