@@ -197,3 +197,27 @@ async fn operations_endpoints() {
         assert!(paths.contains_key(p), "openapi lacks {p}");
     }
 }
+
+#[tokio::test]
+async fn demo_runs_the_whole_loop() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    palmlink_server::simulator::run_demo(palmlink_server::Config::new(dir.path()))
+        .await
+        .expect("demo completes");
+    // The demo's enrollment is durable in its data directory.
+    let store = palmlink_server::open_store(&palmlink_server::Config::new(dir.path()))
+        .await
+        .unwrap();
+    let events = store.undispatched_events(10).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "device.paired",
+            "enrollment.complete",
+            "verification.complete",
+            "identification.complete"
+        ]
+    );
+    assert_eq!(events[2].payload["data"]["matched"], true);
+}
