@@ -55,6 +55,10 @@ async fn not_found() -> Response {
     ApiError::NotFound("route").into_response()
 }
 
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}
+
 async fn count_status(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: axum::extract::Request,
@@ -111,6 +115,7 @@ pub(crate) fn router(state: AppState) -> Router {
             }),
         )
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn_with_state(state.clone(), count_status))
         .layer(PropagateRequestIdLayer::x_request_id())
