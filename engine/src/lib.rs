@@ -1,1 +1,2 @@
 //! PalmLink engine.
+pub mod calibration;
