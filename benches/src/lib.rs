@@ -1,1 +1,4 @@
-//! Shared helpers for the benchmarks.
+//! Shared helpers for the benchmarks, and the accuracy measurement behind the
+//! `accuracy` binary.
+
+pub mod accuracy;
