@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use palmlink_engine::calibration::{
-    self, all_thresholds_error_rates, calibrate, margin_scores, mean_scores, wilson_upper_bound, DetPoint, ErrorRates,
+    self, all_thresholds_error_rates, calibrate, margin_scores, mean_scores, wilson_upper_bound,
+    DetPoint, ErrorRates,
 };
 use palmlink_engine::MatchSettings;
 use palmlink_fixtures::trials::{self, ImpostorKind, Trial};
@@ -85,7 +86,8 @@ impl Options {
         while let Some(flag) = args.next() {
             let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
             fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-                v.parse().map_err(|_| format!("{flag}: not a valid number: {v}"))
+                v.parse()
+                    .map_err(|_| format!("{flag}: not a valid number: {v}"))
             }
             match flag.as_str() {
                 "--identities" => o.identities = num(&flag, value()?)?,
@@ -251,7 +253,10 @@ where
 {
     // Fixed chunks (independent of the thread count) keep results deterministic.
     const CHUNK: usize = 4096;
-    let chunks: Vec<(usize, usize)> = (0..total).step_by(CHUNK).map(|s| (s, CHUNK.min(total - s))).collect();
+    let chunks: Vec<(usize, usize)> = (0..total)
+        .step_by(CHUNK)
+        .map(|s| (s, CHUNK.min(total - s)))
+        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let mut parts: Vec<(usize, Vec<Trial>)> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
@@ -260,30 +265,52 @@ where
                     let mut done = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(&(start, len)) = chunks.get(i) else { break };
+                        let Some(&(start, len)) = chunks.get(i) else {
+                            break;
+                        };
                         done.push((i, job(start, len, i as u64)));
                     }
                     done
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().expect("worker panicked")).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("worker panicked"))
+            .collect()
     });
     parts.sort_by_key(|(i, _)| *i);
     parts.into_iter().flat_map(|(_, t)| t).collect()
 }
 
 fn blocks(trials: &[Trial]) -> Vec<f32> {
-    trials.iter().flat_map(|t| t.scores.iter().copied()).collect()
+    trials
+        .iter()
+        .flat_map(|t| t.scores.iter().copied())
+        .collect()
 }
 
-const CONDITIONS: [CaptureCondition; 3] = [CaptureCondition::Good, CaptureCondition::Poor, CaptureCondition::Misaligned];
+const CONDITIONS: [CaptureCondition; 3] = [
+    CaptureCondition::Good,
+    CaptureCondition::Poor,
+    CaptureCondition::Misaligned,
+];
 
-fn operating_point(thresholds: Vec<f32>, genuine: &[Trial], imp: &[Vec<f32>], holdout: &[Vec<f32>], related: &[Vec<f32>]) -> OperatingPoint {
+fn operating_point(
+    thresholds: Vec<f32>,
+    genuine: &[Trial],
+    imp: &[Vec<f32>],
+    holdout: &[Vec<f32>],
+    related: &[Vec<f32>],
+) -> OperatingPoint {
     let gen = trials::block_score_vectors(genuine);
     let none: [Vec<f32>; 0] = [];
     let by = |c: CaptureCondition| {
-        let g: Vec<Vec<f32>> = genuine.iter().filter(|t| t.condition == c).map(|t| t.scores.clone()).collect();
+        let g: Vec<Vec<f32>> = genuine
+            .iter()
+            .filter(|t| t.condition == c)
+            .map(|t| t.scores.clone())
+            .collect();
         (c, all_thresholds_error_rates(&g, &none, &thresholds))
     };
     OperatingPoint {
@@ -309,13 +336,31 @@ pub fn run(o: &Options) -> Result<Report, String> {
         trials::genuine(&population, len, o.seed ^ (chunk << 8) ^ 0x67, start as u64)
     });
     let impostor = parallel(o.impostors, o.threads, |start, len, chunk| {
-        trials::impostor(&population, len, ImpostorKind::Random, o.seed ^ (chunk << 8) ^ 0x69, imp_base + start as u64)
+        trials::impostor(
+            &population,
+            len,
+            ImpostorKind::Random,
+            o.seed ^ (chunk << 8) ^ 0x69,
+            imp_base + start as u64,
+        )
     });
     let holdout = parallel(o.holdout, o.threads, |start, len, chunk| {
-        trials::impostor(&held_out, len, ImpostorKind::Random, o.seed ^ (chunk << 8) ^ 0x68, imp_base + start as u64)
+        trials::impostor(
+            &held_out,
+            len,
+            ImpostorKind::Random,
+            o.seed ^ (chunk << 8) ^ 0x68,
+            imp_base + start as u64,
+        )
     });
     let related = parallel(o.related, o.threads, |start, len, chunk| {
-        trials::impostor(&population, len, ImpostorKind::Related, o.seed ^ (chunk << 8) ^ 0x72, imp_base + start as u64)
+        trials::impostor(
+            &population,
+            len,
+            ImpostorKind::Related,
+            o.seed ^ (chunk << 8) ^ 0x72,
+            imp_base + start as u64,
+        )
     });
     let imp_vectors = trials::block_score_vectors(&impostor);
     let holdout_vectors = trials::block_score_vectors(&holdout);
@@ -329,15 +374,40 @@ pub fn run(o: &Options) -> Result<Report, String> {
         &holdout_vectors,
         &related_vectors,
     );
-    let calibrated_point = operating_point(cal.thresholds.clone(), &genuine, &imp_vectors, &holdout_vectors, &related_vectors);
+    let calibrated_point = operating_point(
+        cal.thresholds.clone(),
+        &genuine,
+        &imp_vectors,
+        &holdout_vectors,
+        &related_vectors,
+    );
 
     let gen_vectors = trials::block_score_vectors(&genuine);
     let (gen_mean, imp_mean) = (mean_scores(&gen_vectors), mean_scores(&imp_vectors));
-    let (gen_margin, imp_margin) = (margin_scores(&gen_vectors, &cal.thresholds), margin_scores(&imp_vectors, &cal.thresholds));
-    let good: Vec<Trial> = genuine.iter().filter(|t| t.condition == CaptureCondition::Good).cloned().collect();
+    let (gen_margin, imp_margin) = (
+        margin_scores(&gen_vectors, &cal.thresholds),
+        margin_scores(&imp_vectors, &cal.thresholds),
+    );
+    let good: Vec<Trial> = genuine
+        .iter()
+        .filter(|t| t.condition == CaptureCondition::Good)
+        .cloned()
+        .collect();
     let quality = CONDITIONS.map(|c| {
-        let q: Vec<f64> = genuine.iter().filter(|t| t.condition == c).map(|t| t.quality as f64).collect();
-        (c, q.len(), if q.is_empty() { 0.0 } else { q.iter().sum::<f64>() / q.len() as f64 })
+        let q: Vec<f64> = genuine
+            .iter()
+            .filter(|t| t.condition == c)
+            .map(|t| t.quality as f64)
+            .collect();
+        (
+            c,
+            q.len(),
+            if q.is_empty() {
+                0.0
+            } else {
+                q.iter().sum::<f64>() / q.len() as f64
+            },
+        )
     });
     Ok(Report {
         options: o.clone(),
@@ -375,7 +445,12 @@ fn point_json(p: &OperatingPoint) -> Value {
     let by: serde_json::Map<String, Value> = p
         .fnmr_by_condition
         .iter()
-        .map(|(c, r)| (condition_name(*c).to_string(), json!({"fnmr": r.fnmr(), "captures": r.genuines})))
+        .map(|(c, r)| {
+            (
+                condition_name(*c).to_string(),
+                json!({"fnmr": r.fnmr(), "captures": r.genuines}),
+            )
+        })
         .collect();
     json!({
         "thresholds": p.thresholds,
@@ -390,7 +465,10 @@ fn point_json(p: &OperatingPoint) -> Value {
 }
 
 fn eer_json(e: &Option<calibration::Eer>) -> Value {
-    e.map_or(Value::Null, |e| json!({"rate": e.rate, "threshold": e.threshold}))
+    e.map_or(
+        Value::Null,
+        |e| json!({"rate": e.rate, "threshold": e.threshold}),
+    )
 }
 
 impl Report {
@@ -399,7 +477,11 @@ impl Report {
     /// "all_thresholds"`).
     pub fn to_json(&self) -> Value {
         let o = &self.options;
-        let at_target = |det: &[DetPoint]| det.iter().find(|p| p.fmr <= o.target_fmr).map(|p| json!({"threshold": p.threshold, "fmr": p.fmr, "fnmr": p.fnmr}));
+        let at_target = |det: &[DetPoint]| {
+            det.iter()
+                .find(|p| p.fmr <= o.target_fmr)
+                .map(|p| json!({"threshold": p.threshold, "fmr": p.fmr, "fnmr": p.fnmr}))
+        };
         json!({
             "population": {"identities": o.identities, "seed": o.seed, "holdout_seed": o.seed + 1},
             "trials": {"genuine": o.genuine, "impostors": o.impostors, "holdout": o.holdout, "related": o.related},
@@ -447,26 +529,70 @@ impl Report {
         }
         let _ = writeln!(s);
         let point = |s: &mut String, name: &str, p: &OperatingPoint| {
-            let _ = writeln!(s, "{name}: thresholds {:?}", p.thresholds.iter().map(|t| (t * 1e4).round() / 1e4).collect::<Vec<_>>());
-            let r = |r: &ErrorRates| format!("{:.2e} ({}/{}, 99% upper {:.2e})", r.fmr(), r.false_matches, r.impostors, wilson_upper_bound(r.false_matches, r.impostors, Z99));
+            let _ = writeln!(
+                s,
+                "{name}: thresholds {:?}",
+                p.thresholds
+                    .iter()
+                    .map(|t| (t * 1e4).round() / 1e4)
+                    .collect::<Vec<_>>()
+            );
+            let r = |r: &ErrorRates| {
+                format!(
+                    "{:.2e} ({}/{}, 99% upper {:.2e})",
+                    r.fmr(),
+                    r.false_matches,
+                    r.impostors,
+                    wilson_upper_bound(r.false_matches, r.impostors, Z99)
+                )
+            };
             let _ = writeln!(s, "  FMR calibration set {}", r(&p.rates));
             let _ = writeln!(s, "  FMR held-out set    {}", r(&p.holdout));
             let _ = writeln!(s, "  FMR related         {}", r(&p.related));
-            let _ = write!(s, "  FNMR {:.4} ({}/{})", p.rates.fnmr(), p.rates.false_non_matches, p.rates.genuines);
+            let _ = write!(
+                s,
+                "  FNMR {:.4} ({}/{})",
+                p.rates.fnmr(),
+                p.rates.false_non_matches,
+                p.rates.genuines
+            );
             for (c, r) in &p.fnmr_by_condition {
                 let _ = write!(s, "  {} {:.4}", condition_name(*c), r.fnmr());
             }
             let _ = writeln!(s);
         };
-        point(&mut s, "default thresholds (all_thresholds)", &self.default_point);
-        point(&mut s, &format!("calibrated for FMR {:e} (all_thresholds)", o.target_fmr), &self.calibrated_point);
-        let eer = |e: &Option<calibration::Eer>| e.map_or("n/a".to_string(), |e| format!("{:.2e} at {:.4}", e.rate, e.threshold));
+        point(
+            &mut s,
+            "default thresholds (all_thresholds)",
+            &self.default_point,
+        );
+        point(
+            &mut s,
+            &format!("calibrated for FMR {:e} (all_thresholds)", o.target_fmr),
+            &self.calibrated_point,
+        );
+        let eer = |e: &Option<calibration::Eer>| {
+            e.map_or("n/a".to_string(), |e| {
+                format!("{:.2e} at {:.4}", e.rate, e.threshold)
+            })
+        };
         let at = |det: &[DetPoint]| {
             det.iter()
                 .find(|p| p.fmr <= o.target_fmr)
-                .map_or("n/a".to_string(), |p| format!("FNMR {:.4} (FMR {:.2e}, threshold {:.4})", p.fnmr, p.fmr, p.threshold))
+                .map_or("n/a".to_string(), |p| {
+                    format!(
+                        "FNMR {:.4} (FMR {:.2e}, threshold {:.4})",
+                        p.fnmr, p.fmr, p.threshold
+                    )
+                })
         };
-        let _ = writeln!(s, "mean block score: EER {}; at FMR {:e}: {}", eer(&self.mean_eer), o.target_fmr, at(&self.mean_det));
+        let _ = writeln!(
+            s,
+            "mean block score: EER {}; at FMR {:e}: {}",
+            eer(&self.mean_eer),
+            o.target_fmr,
+            at(&self.mean_det)
+        );
         let _ = writeln!(
             s,
             "all_thresholds, calibrated thresholds shifted together: EER {}; at FMR {:e}: {}",
@@ -486,7 +612,10 @@ pub fn write_det_svg(report: &Report, path: &Path) -> Result<(), String> {
     use plotters::prelude::*;
     let floor = 1e-5f64;
     let clip = |det: &[DetPoint]| -> Vec<(f64, f64)> {
-        det.iter().filter(|p| p.fmr >= floor && p.fnmr >= floor).map(|p| (p.fmr, p.fnmr)).collect()
+        det.iter()
+            .filter(|p| p.fmr >= floor && p.fnmr >= floor)
+            .map(|p| (p.fmr, p.fnmr))
+            .collect()
     };
     let root = SVGBackend::new(path, (720, 560)).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
@@ -511,20 +640,33 @@ pub fn write_det_svg(report: &Report, path: &Path) -> Result<(), String> {
         .draw()
         .map_err(|e| err(&e))?;
     let series = [
-        (clip(&report.mean_det), BLUE, "mean block score (1:N ranking score)"),
-        (clip(&report.policy_det), RED, "all_thresholds, calibrated thresholds shifted together"),
+        (
+            clip(&report.mean_det),
+            BLUE,
+            "mean block score (1:N ranking score)",
+        ),
+        (
+            clip(&report.policy_det),
+            RED,
+            "all_thresholds, calibrated thresholds shifted together",
+        ),
     ];
     for (points, color, label) in series {
         chart
             .draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(|e| err(&e))?
             .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
     }
     let target = report.options.target_fmr;
     if target >= floor {
         chart
-            .draw_series(LineSeries::new(vec![(target, floor), (target, 1.0)], BLACK.mix(0.4)))
+            .draw_series(LineSeries::new(
+                vec![(target, floor), (target, 1.0)],
+                BLACK.mix(0.4),
+            ))
             .map_err(|e| err(&e))?
             .label(format!("target FMR {target:e}"))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));

@@ -102,8 +102,15 @@ impl fmt::Display for CalibrationError {
         match self {
             CalibrationError::NoImpostors => write!(f, "no impostor comparisons to calibrate on"),
             CalibrationError::NoBlocks => write!(f, "score vectors have no blocks"),
-            CalibrationError::InconsistentBlocks { index, expected, actual } => {
-                write!(f, "score vector {index} has {actual} blocks, expected {expected}")
+            CalibrationError::InconsistentBlocks {
+                index,
+                expected,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "score vector {index} has {actual} blocks, expected {expected}"
+                )
             }
             CalibrationError::NonFinite { index } => write!(f, "score vector {index} holds a NaN"),
             CalibrationError::InvalidTarget(t) => write!(f, "target FMR {t} is not in 0..=1"),
@@ -163,15 +170,25 @@ pub fn accepts_all(scores: &[f32], thresholds: &[f32]) -> bool {
 }
 
 /// Error rates of the `all_thresholds` policy with `thresholds` on per-block samples.
-pub fn all_thresholds_error_rates<G, I>(genuine: &[G], impostor: &[I], thresholds: &[f32]) -> ErrorRates
+pub fn all_thresholds_error_rates<G, I>(
+    genuine: &[G],
+    impostor: &[I],
+    thresholds: &[f32],
+) -> ErrorRates
 where
     G: AsRef<[f32]>,
     I: AsRef<[f32]>,
 {
     ErrorRates {
-        false_matches: impostor.iter().filter(|s| accepts_all(s.as_ref(), thresholds)).count(),
+        false_matches: impostor
+            .iter()
+            .filter(|s| accepts_all(s.as_ref(), thresholds))
+            .count(),
         impostors: impostor.len(),
-        false_non_matches: genuine.iter().filter(|s| !accepts_all(s.as_ref(), thresholds)).count(),
+        false_non_matches: genuine
+            .iter()
+            .filter(|s| !accepts_all(s.as_ref(), thresholds))
+            .count(),
         genuines: genuine.len(),
     }
 }
@@ -264,7 +281,10 @@ pub fn eer(genuine: &[f32], impostor: &[f32]) -> Option<Eer> {
     let first = curve.iter().position(|p| p.fnmr >= p.fmr)?;
     let b = curve[first];
     if first == 0 {
-        return Some(Eer { rate: (b.fmr + b.fnmr) / 2.0, threshold: b.threshold });
+        return Some(Eer {
+            rate: (b.fmr + b.fnmr) / 2.0,
+            threshold: b.threshold,
+        });
     }
     let a = curve[first - 1];
     // d(x) = fnmr - fmr goes from negative at a to non-negative at b.
@@ -283,12 +303,17 @@ pub fn fnmr_at_fmr(genuine: &[f32], impostor: &[f32], target_fmr: f64) -> Option
     if genuine.is_empty() || impostor.is_empty() {
         return None;
     }
-    det_curve(genuine, impostor).into_iter().find(|p| p.fmr <= target_fmr)
+    det_curve(genuine, impostor)
+        .into_iter()
+        .find(|p| p.fmr <= target_fmr)
 }
 
 /// Chooses per-block thresholds for the `all_thresholds` policy so that its FMR on
 /// `impostors` is at most `target_fmr`; see [`calibrate`].
-pub fn calibrate_thresholds<S: AsRef<[f32]>>(impostors: &[S], target_fmr: f64) -> Result<Vec<f32>, CalibrationError> {
+pub fn calibrate_thresholds<S: AsRef<[f32]>>(
+    impostors: &[S],
+    target_fmr: f64,
+) -> Result<Vec<f32>, CalibrationError> {
     calibrate(impostors, target_fmr).map(|c| c.thresholds)
 }
 
@@ -320,7 +345,10 @@ pub fn calibrate_thresholds<S: AsRef<[f32]>>(impostors: &[S], target_fmr: f64) -
 /// on a held-out set (see [`wilson_upper_bound`]).
 ///
 /// Thresholds are clamped to `-1..=1`, the range settings accept.
-pub fn calibrate<S: AsRef<[f32]>>(impostors: &[S], target_fmr: f64) -> Result<Calibration, CalibrationError> {
+pub fn calibrate<S: AsRef<[f32]>>(
+    impostors: &[S],
+    target_fmr: f64,
+) -> Result<Calibration, CalibrationError> {
     if !(0.0..=1.0).contains(&target_fmr) {
         return Err(CalibrationError::InvalidTarget(target_fmr));
     }
@@ -332,7 +360,11 @@ pub fn calibrate<S: AsRef<[f32]>>(impostors: &[S], target_fmr: f64) -> Result<Ca
     for (index, s) in impostors.iter().enumerate() {
         let s = s.as_ref();
         if s.len() != blocks {
-            return Err(CalibrationError::InconsistentBlocks { index, expected: blocks, actual: s.len() });
+            return Err(CalibrationError::InconsistentBlocks {
+                index,
+                expected: blocks,
+                actual: s.len(),
+            });
         }
         if s.iter().any(|x| x.is_nan()) {
             return Err(CalibrationError::NonFinite { index });
@@ -353,7 +385,12 @@ pub fn calibrate<S: AsRef<[f32]>>(impostors: &[S], target_fmr: f64) -> Result<Ca
             .map(|v| if k == 0 { next_up(v[0]) } else { v[k - 1] }.clamp(-1.0, 1.0))
             .collect()
     };
-    let false_matches = |t: &[f32]| impostors.iter().filter(|s| accepts_all(s.as_ref(), t)).count();
+    let false_matches = |t: &[f32]| {
+        impostors
+            .iter()
+            .filter(|s| accepts_all(s.as_ref(), t))
+            .count()
+    };
     let allowed = |count: usize| count as f64 <= target_fmr * n as f64;
     // Invariant: level `lo` meets the target; level `hi` does not (or is past the end).
     let (mut lo, mut hi) = (0usize, n + 1);
@@ -429,7 +466,11 @@ mod tests {
         assert!(accepts_all(&[0.5, 0.9, 0.6], &t));
         assert!(!accepts_all(&[0.9, 0.49, 0.9], &t));
         let gen = vec![vec![0.9, 0.9, 0.9], vec![0.9, 0.1, 0.9]];
-        let imp = vec![vec![0.6, 0.6, 0.6], vec![0.6, 0.6, 0.4], vec![0.0, 0.0, 0.0]];
+        let imp = vec![
+            vec![0.6, 0.6, 0.6],
+            vec![0.6, 0.6, 0.4],
+            vec![0.0, 0.0, 0.0],
+        ];
         let r = all_thresholds_error_rates(&gen, &imp, &t);
         assert_eq!((r.false_matches, r.false_non_matches), (1, 1));
         let m = margin_scores(&imp, &t);
@@ -447,7 +488,10 @@ mod tests {
         let last = curve.last().unwrap();
         assert_eq!((last.fmr, last.fnmr), (0.0, 1.0));
         let e = eer(&gen, &imp).unwrap();
-        assert!(e.rate.abs() < 1e-12, "separable samples have EER 0, got {e:?}");
+        assert!(
+            e.rate.abs() < 1e-12,
+            "separable samples have EER 0, got {e:?}"
+        );
         assert!(e.threshold > 0.4 && e.threshold <= 0.8);
     }
 
@@ -469,12 +513,22 @@ mod tests {
     fn calibration_rejects_bad_input() {
         let none: Vec<Vec<f32>> = Vec::new();
         assert_eq!(calibrate(&none, 0.01), Err(CalibrationError::NoImpostors));
-        assert_eq!(calibrate(&[vec![0.1]], 1.5), Err(CalibrationError::InvalidTarget(1.5)));
+        assert_eq!(
+            calibrate(&[vec![0.1]], 1.5),
+            Err(CalibrationError::InvalidTarget(1.5))
+        );
         assert_eq!(
             calibrate(&[vec![0.1, 0.2], vec![0.3]], 0.01),
-            Err(CalibrationError::InconsistentBlocks { index: 1, expected: 2, actual: 1 })
+            Err(CalibrationError::InconsistentBlocks {
+                index: 1,
+                expected: 2,
+                actual: 1
+            })
         );
-        assert_eq!(calibrate(&[vec![0.1, f32::NAN]], 0.01), Err(CalibrationError::NonFinite { index: 0 }));
+        assert_eq!(
+            calibrate(&[vec![0.1, f32::NAN]], 0.01),
+            Err(CalibrationError::NonFinite { index: 0 })
+        );
     }
 
     #[test]
@@ -483,7 +537,12 @@ mod tests {
         // exactly the top-right corner is accepted.
         let side = 100;
         let imp: Vec<Vec<f32>> = (0..side * side)
-            .map(|i| vec![(i % side) as f32 / side as f32, (i / side) as f32 / side as f32])
+            .map(|i| {
+                vec![
+                    (i % side) as f32 / side as f32,
+                    (i / side) as f32 / side as f32,
+                ]
+            })
             .collect();
         let c = calibrate(&imp, 0.01).unwrap();
         assert!(c.fmr() <= 0.01);
@@ -495,7 +554,10 @@ mod tests {
         // Zero target: nothing accepted.
         let z = calibrate(&imp, 0.0).unwrap();
         assert_eq!(z.false_matches, 0);
-        assert_eq!(all_thresholds_error_rates::<Vec<f32>, _>(&[], &imp, &z.thresholds).false_matches, 0);
+        assert_eq!(
+            all_thresholds_error_rates::<Vec<f32>, _>(&[], &imp, &z.thresholds).false_matches,
+            0
+        );
     }
 
     #[test]

@@ -29,7 +29,10 @@ fn main() -> ExitCode {
         }
     }
     if options.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialise"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).expect("JSON values serialise")
+        );
     } else {
         print!("{}", report.to_text());
     }
