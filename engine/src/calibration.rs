@@ -158,7 +158,10 @@ pub fn error_rates(genuine: &[f32], impostor: &[f32], threshold: f32) -> ErrorRa
     ErrorRates {
         false_matches: impostor.iter().filter(|&&s| s >= threshold).count(),
         impostors: impostor.len(),
-        false_non_matches: genuine.iter().filter(|&&s| s < threshold || s.is_nan()).count(),
+        false_non_matches: genuine
+            .iter()
+            .filter(|&&s| s < threshold || s.is_nan())
+            .count(),
         genuines: genuine.len(),
     }
 }
