@@ -441,6 +441,19 @@ fn rates_json(r: &ErrorRates) -> Value {
     })
 }
 
+/// `f32` values as JSON numbers in their shortest decimal form (which parse back to
+/// the same `f32`).
+fn f32_json(values: &[f32]) -> Value {
+    values
+        .iter()
+        .map(|v| {
+            v.to_string()
+                .parse::<f64>()
+                .map_or(Value::Null, Value::from)
+        })
+        .collect()
+}
+
 fn point_json(p: &OperatingPoint) -> Value {
     let by: serde_json::Map<String, Value> = p
         .fnmr_by_condition
@@ -453,7 +466,7 @@ fn point_json(p: &OperatingPoint) -> Value {
         })
         .collect();
     json!({
-        "thresholds": p.thresholds,
+        "thresholds": f32_json(&p.thresholds),
         "match_policy": "all_thresholds",
         "fmr": p.rates.fmr(),
         "fnmr": p.rates.fnmr(),
@@ -495,7 +508,7 @@ impl Report {
             "quality": self.quality.iter().map(|(c, n, q)| (condition_name(*c).to_string(), json!({"captures": n, "mean_quality": q}))).collect::<serde_json::Map<_, _>>(),
             "default": point_json(&self.default_point),
             "calibrated": point_json(&self.calibrated_point),
-            "settings": {"thresholds": self.calibrated_point.thresholds, "match_policy": "all_thresholds"},
+            "settings": {"thresholds": f32_json(&self.calibrated_point.thresholds), "match_policy": "all_thresholds"},
             "mean_score": {"eer": eer_json(&self.mean_eer), "at_target_fmr": at_target(&self.mean_det)},
             "all_thresholds_shifted": {"eer": eer_json(&self.policy_eer), "at_target_fmr": at_target(&self.policy_det)},
         })
@@ -669,7 +682,7 @@ pub fn write_det_svg(report: &Report, path: &Path) -> Result<(), String> {
             ))
             .map_err(|e| err(&e))?
             .label(format!("target FMR {target:e}"))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(1)));
     }
     chart
         .configure_series_labels()
