@@ -328,7 +328,7 @@ fn operating_point(
 /// If the calibration fails (e.g. no impostor trials).
 pub fn run(o: &Options) -> Result<Report, String> {
     let population = Population::with_seed(o.seed, o.identities);
-    let held_out = Population::with_seed(o.seed + 1, o.identities);
+    let held_out = Population::with_seed(o.seed.wrapping_add(1), o.identities);
     // Capture indices: genuine trials use 0.., impostor probes 1<<40.., so no capture
     // is used twice.
     let imp_base = 1u64 << 40;
@@ -496,7 +496,7 @@ impl Report {
                 .map(|p| json!({"threshold": p.threshold, "fmr": p.fmr, "fnmr": p.fnmr}))
         };
         json!({
-            "population": {"identities": o.identities, "seed": o.seed, "holdout_seed": o.seed + 1},
+            "population": {"identities": o.identities, "seed": o.seed, "holdout_seed": o.seed.wrapping_add(1)},
             "trials": {"genuine": o.genuine, "impostors": o.impostors, "holdout": o.holdout, "related": o.related},
             "target_fmr": o.target_fmr,
             "block_scores": {
@@ -529,7 +529,7 @@ impl Report {
         let _ = writeln!(
             s,
             "population: {} identities, seed {} (held-out seed {}); trials: {} genuine, {} impostor, {} held-out impostor, {} related impostor",
-            o.identities, o.seed, o.seed + 1, o.genuine, o.impostors, o.holdout, o.related
+            o.identities, o.seed, o.seed.wrapping_add(1), o.genuine, o.impostors, o.holdout, o.related
         );
         let _ = writeln!(s, "per-block cosine scores:");
         sum(&mut s, "genuine", &self.genuine_blocks);
@@ -677,8 +677,8 @@ pub fn write_det_svg(report: &Report, path: &Path) -> Result<(), String> {
     if target >= floor {
         chart
             .draw_series(LineSeries::new(
-                vec![(target, floor), (target, 1.0)],
-                BLACK.mix(0.4),
+                vec![(target, floor), (target, 0.99)],
+                GREEN.stroke_width(1),
             ))
             .map_err(|e| err(&e))?
             .label(format!("target FMR {target:e}"))
