@@ -16,7 +16,7 @@ use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::caller::require_token;
+use crate::auth::caller::{limit_by_address, require_token};
 use crate::auth::keys::SigningKey;
 use crate::auth::token::TokenService;
 use crate::config::Config;
@@ -86,10 +86,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(settings::get, settings::put))
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), require_token));
-    let public = OpenApiRouter::new()
+    let credentials = OpenApiRouter::new()
         .routes(routes!(tokens::token))
-        .routes(routes!(tokens::jwks))
         .routes(routes!(scanner::pair))
+        .route_layer(from_fn_with_state(state.clone(), limit_by_address));
+    let public = OpenApiRouter::new()
+        .routes(routes!(tokens::jwks))
         .routes(routes!(scanner::poll))
         .routes(routes!(scanner::capture))
         .routes(routes!(scanner::cancel))
@@ -98,6 +100,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(ops::metrics));
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api)
+        .merge(credentials)
         .merge(public)
         .split_for_parts();
     let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
@@ -165,7 +168,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         )),
         galleries,
         hub: Arc::new(DeviceHub::default()),
-        limiter: Arc::new(rate_limiter(&config)),
+        limiter: Arc::new(rate_limiter(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+        )),
+        ip_limiter: Arc::new(rate_limiter(
+            config.public_rate_limit_per_second,
+            config.public_rate_limit_burst,
+        )),
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config.clone()),
         shutdown: shutdown_rx,
@@ -176,11 +186,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let sweeper = tokio::spawn(crate::sweeper::run(store, config.sweep_interval));
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        })
+        .await
     });
     Ok(RunningServer {
         addr,

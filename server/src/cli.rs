@@ -98,6 +98,16 @@ pub struct ServeArgs {
     /// Request burst per OAuth client.
     #[arg(long, env = "PALMLINK_RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
+    /// Sustained token and pairing requests per second per client address.
+    #[arg(
+        long,
+        env = "PALMLINK_PUBLIC_RATE_LIMIT_PER_SECOND",
+        default_value_t = 20
+    )]
+    pub public_rate_limit_per_second: u32,
+    /// Token and pairing request burst per client address.
+    #[arg(long, env = "PALMLINK_PUBLIC_RATE_LIMIT_BURST", default_value_t = 100)]
+    pub public_rate_limit_burst: u32,
 }
 
 /// `tenant ...`.
@@ -170,6 +180,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             config.issuer = args.issuer;
             config.rate_limit_per_second = args.rate_limit_per_second;
             config.rate_limit_burst = args.rate_limit_burst;
+            config.public_rate_limit_per_second = args.public_rate_limit_per_second;
+            config.public_rate_limit_burst = args.public_rate_limit_burst;
             return crate::serve(config).await;
         }
         Command::Scanner(args) => {

@@ -231,3 +231,42 @@ async fn demo_runs_the_whole_loop() {
     );
     assert_eq!(events[2].payload["data"]["matched"], true);
 }
+
+#[tokio::test]
+async fn token_and_pairing_endpoints_are_rate_limited_per_address() {
+    let h = Harness::start_with(|c| {
+        c.public_rate_limit_per_second = 1;
+        c.public_rate_limit_burst = 3;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = h
+            .call(
+                Method::POST,
+                "/v1/device/pair",
+                None,
+                Some(json!({"pairing_code": "ZZZZZZZZZZ", "hardware_id": "hw"})),
+            )
+            .await;
+        statuses.push(r.status.as_u16());
+        if r.status == 429 {
+            assert!(r.headers.contains_key("retry-after"));
+        }
+    }
+    assert_eq!(statuses, [404, 404, 404, 429]);
+    let token = h
+        .call(
+            Method::POST,
+            "/v1/auth/token",
+            None,
+            Some(json!({"grant_type": "client_credentials"})),
+        )
+        .await;
+    assert_eq!(token.status, 429);
+    // Other endpoints are not limited per address.
+    assert_eq!(
+        h.call(Method::GET, "/healthz", None, None).await.status,
+        200
+    );
+}
