@@ -30,8 +30,37 @@ use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users};
 use crate::state::{rate_limiter, AppState};
 use crate::store::{SqliteStore, Store};
 
+/// Declares the two credentials: OAuth access tokens and scanner credentials.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from POST /v1/auth/token; the scopes are listed per operation."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "scanner",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The device_secret returned by POST /v1/device/pair."))
+                    .build(),
+            ),
+        );
+    }
+}
+
 #[derive(utoipa::OpenApi)]
-#[openapi(info(
+#[openapi(modifiers(&SecuritySchemes), info(
     title = "PalmLink API",
     version = "1",
     description = "Open palm-biometric identity API: devices, enrollment, 1:1 verification, 1:N identification."

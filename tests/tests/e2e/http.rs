@@ -206,6 +206,15 @@ async fn operations_endpoints() {
     ] {
         assert!(paths.contains_key(p), "openapi lacks {p}");
     }
+    let schemes = spec.body["components"]["securitySchemes"]
+        .as_object()
+        .unwrap();
+    assert!(schemes.contains_key("bearer") && schemes.contains_key("scanner"));
+    assert_eq!(
+        spec.body["paths"]["/v1/enroll"]["post"]["security"][0]["bearer"][0],
+        "enroll"
+    );
+    assert!(spec.body["components"]["schemas"]["CaptureSubmission"].is_object());
 }
 
 #[tokio::test]
