@@ -279,3 +279,34 @@ async fn token_and_pairing_endpoints_are_rate_limited_per_address() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_retried_challenge_creation_creates_one_challenge() {
+    let h = Harness::start().await;
+    let t = h.tenant().await;
+    let s = h.scanner(&t, "hw-idem").await;
+    let body = json!({"external_user_id": "gina", "hardware_id": "hw-idem", "palm_type": "left", "metadata": {"n": 1}});
+    let send = || {
+        h.send(
+            h.http
+                .post(h.url("/v1/enroll"))
+                .bearer_auth(&t.token)
+                .header("idempotency-key", "enroll-gina")
+                .json(&body),
+        )
+    };
+    let first = send().await;
+    let second = send().await;
+    assert_eq!(first.status, 201);
+    assert_eq!(second.status, 201);
+    assert_eq!(
+        first.body["data"]["challenge_id"],
+        second.body["data"]["challenge_id"]
+    );
+    assert_eq!(
+        h.get("/v1/challenges?type=enroll", &t.token).await.body["total"],
+        1
+    );
+    let polled = h.get("/v1/device/challenges", &s.secret).await;
+    assert_eq!(polled.body["data"].as_array().unwrap().len(), 1);
+}
