@@ -1,3 +1,6 @@
 //! The `palmlink` binary.
+#![forbid(unsafe_code)]
+
+mod webhooks;
 
 fn main() {}
