@@ -45,6 +45,7 @@ fn micros(d: Duration) -> i64 {
 pub(crate) struct Webhooks {
     store: Arc<dyn WebhookStore>,
     settings: WebhookSettings,
+    allow_private: bool,
     client: reqwest::Client,
     wake: Notify,
     in_flight: Mutex<HashSet<Uuid>>,
@@ -53,10 +54,12 @@ pub(crate) struct Webhooks {
 }
 
 impl Webhooks {
-    /// The machinery over a store with these settings.
+    /// The machinery over a store with these settings; `allow_private` permits plain `http`
+    /// and non-global addresses (the operator's `--allow-http-webhooks`).
     pub(crate) fn new(
         store: Arc<dyn WebhookStore>,
         settings: WebhookSettings,
+        allow_private: bool,
     ) -> Result<Arc<Webhooks>, String> {
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -65,7 +68,7 @@ impl Webhooks {
             .connect_timeout(settings.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(settings.per_endpoint.max(1));
-        if !settings.allow_private {
+        if !allow_private {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
         }
         let client = builder
@@ -75,6 +78,7 @@ impl Webhooks {
         Ok(Arc::new(Webhooks {
             store,
             settings,
+            allow_private,
             client,
             wake: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
@@ -88,9 +92,9 @@ impl Webhooks {
         self.store.as_ref()
     }
 
-    /// The settings.
-    pub(crate) fn settings(&self) -> &WebhookSettings {
-        &self.settings
+    /// Whether plain `http` and non-global addresses are allowed.
+    pub(crate) fn allow_private(&self) -> bool {
+        self.allow_private
     }
 
     /// Wakes the worker (an event was written or a delivery requeued).
@@ -294,8 +298,8 @@ impl Webhooks {
     ) -> Result<(StatusCode, HeaderMap), String> {
         let url =
             reqwest::Url::parse(&hook.endpoint).map_err(|e| format!("invalid endpoint: {e}"))?;
-        check_literal_host(&url, self.settings.allow_private)?;
-        if url.scheme() != "https" && !self.settings.allow_private {
+        check_literal_host(&url, self.allow_private)?;
+        if url.scheme() != "https" && !self.allow_private {
             return Err("endpoint must use https".to_owned());
         }
         let timestamp = started_at.div_euclid(1_000_000);

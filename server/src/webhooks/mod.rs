@@ -6,11 +6,11 @@
 //! - [`schedule`]: the retry schedule and `Retry-After`.
 //! - [`store`] and [`sqlite`]: subscriptions, deliveries and attempts, behind a trait.
 //! - [`delivery`]: the worker that fans events out and sends them.
-#![cfg_attr(not(test), allow(dead_code))]
 
 pub(crate) mod delivery;
 pub(crate) mod events;
 pub(crate) mod schedule;
+pub(crate) mod service;
 pub(crate) mod signing;
 pub(crate) mod sqlite;
 pub(crate) mod ssrf;
@@ -23,8 +23,6 @@ pub use schedule::RetrySchedule;
 /// How webhooks are delivered; part of the service configuration.
 #[derive(Clone, Debug)]
 pub struct WebhookSettings {
-    /// Allow plain `http` endpoints and loopback or private addresses (local development).
-    pub allow_private: bool,
     /// Delays between attempts of a failing delivery.
     pub schedule: RetrySchedule,
     /// Time allowed for a receiver to answer.
@@ -42,7 +40,6 @@ pub struct WebhookSettings {
 impl Default for WebhookSettings {
     fn default() -> Self {
         WebhookSettings {
-            allow_private: false,
             schedule: RetrySchedule::default(),
             timeout: Duration::from_secs(10),
             poll_interval: Duration::from_secs(5),
@@ -80,4 +77,33 @@ pub(crate) async fn insert_outbox_for_tests(
     store
         .insert_outbox_for_tests(event_id, tenant, event_type, payload)
         .await;
+}
+
+/// The webhook machinery of a configuration, on the service's database.
+pub(crate) async fn open(
+    config: &crate::config::Config,
+) -> anyhow::Result<std::sync::Arc<delivery::Webhooks>> {
+    let url = config.effective_database_url();
+    let store = sqlite::SqliteWebhookStore::open(&url).await?;
+    delivery::Webhooks::new(
+        std::sync::Arc::new(store),
+        config.webhooks.clone(),
+        config.allow_http_webhooks,
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// Middleware: after a successful write, wake the delivery worker, since the request may
+/// have written an outbox event (the worker also polls, so a missed wake-up only delays).
+pub(crate) async fn wake_on_write(
+    axum::extract::State(state): axum::extract::State<crate::state::AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let write = req.method() != axum::http::Method::GET;
+    let response = next.run(req).await;
+    if write && response.status().is_success() {
+        state.webhooks.notify();
+    }
+    response
 }

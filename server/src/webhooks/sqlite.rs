@@ -1,7 +1,11 @@
 //! [`WebhookStore`] on the service's SQLite database (portable SQL, `$n` placeholders).
 
-use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
@@ -18,8 +22,24 @@ pub(crate) struct SqliteWebhookStore {
 
 impl SqliteWebhookStore {
     /// Storage on this pool (the schema must already be migrated).
+    #[cfg(test)]
     pub(crate) fn new(pool: SqlitePool) -> SqliteWebhookStore {
         SqliteWebhookStore { pool }
+    }
+
+    /// Opens the service database at `url` (already migrated by the service's store) with
+    /// the same durability settings.
+    pub(crate) async fn open(url: &str) -> StoreResult<SqliteWebhookStore> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(db)?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(SqliteWebhookStore { pool })
     }
 }
 
@@ -184,7 +204,7 @@ impl WebhookStore for SqliteWebhookStore {
     }
 
     async fn delete_webhook(&self, tenant: Uuid, id: Uuid) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())
@@ -206,7 +226,7 @@ impl WebhookStore for SqliteWebhookStore {
     }
 
     async fn fan_out(&self, limit: i64, now: i64) -> StoreResult<usize> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let events = sqlx::query(
             "SELECT event_id, tenant_id, event_type, payload FROM outbox_events WHERE dispatched_at IS NULL \
              ORDER BY occurred_at, event_id LIMIT $1",
@@ -288,7 +308,7 @@ impl WebhookStore for SqliteWebhookStore {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<(Delivery, Subscription)>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows = sqlx::query(
             "SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
              WHERE d.status = $1 AND d.next_attempt_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $2) \
@@ -359,7 +379,7 @@ impl WebhookStore for SqliteWebhookStore {
         next: &DeliveryNext,
         hook: &SubscriptionNext,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING",
@@ -519,11 +539,6 @@ impl WebhookStore for SqliteWebhookStore {
         };
         Ok(done.rows_affected())
     }
-}
-
-/// Parses a stored JSON payload (used by the delivery log).
-pub(crate) fn payload_value(payload: &str) -> Value {
-    serde_json::from_str(payload).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]

@@ -7,33 +7,7 @@
 
 use uuid::Uuid;
 
-#[cfg(test)]
-pub(crate) use super::sqlite::SqliteWebhookStore;
-
-/// Storage failures.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreError {
-    /// A uniqueness rule was violated.
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// Any other database failure.
-    #[error("database error: {0}")]
-    Database(String),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> StoreError {
-        if let sqlx::Error::Database(db) = &err {
-            if db.is_unique_violation() {
-                return StoreError::Conflict(db.message().to_owned());
-            }
-        }
-        StoreError::Database(err.to_string())
-    }
-}
-
-/// Result of a storage call.
-pub(crate) type StoreResult<T> = Result<T, StoreError>;
+pub(crate) use crate::store::{StoreError, StoreResult};
 
 /// A webhook subscription of a tenant.
 #[derive(Clone, Debug, PartialEq)]

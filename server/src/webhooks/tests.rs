@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::delivery::Webhooks;
 use super::signing::{new_secret, sign_one};
-use super::store::{status, SqliteWebhookStore, Subscription, WebhookStore};
+use super::sqlite::SqliteWebhookStore;
+use super::store::{status, Subscription, WebhookStore};
 use super::WebhookSettings;
 
 /// What the receiver saw and what it answers next.
@@ -60,7 +61,6 @@ async fn store(dir: &tempfile::TempDir) -> Arc<SqliteWebhookStore> {
 
 fn settings() -> WebhookSettings {
     WebhookSettings {
-        allow_private: true,
         schedule: "100ms,200ms,300ms".parse().unwrap(),
         timeout: Duration::from_millis(500),
         poll_interval: Duration::from_millis(200),
@@ -120,7 +120,7 @@ async fn delivers_signed_events_and_retries_with_the_same_id() {
     let other = emit(&store, tenant, "enrollment.complete").await;
     let event_id = emit(&store, tenant, "device.paired").await;
     let _foreign = emit(&store, Uuid::new_v4(), "device.paired").await;
-    let hooks = Webhooks::new(store.clone(), settings()).unwrap();
+    let hooks = Webhooks::new(store.clone(), settings(), true).unwrap();
     hooks.spawn();
     hooks.notify();
     wait_for(|| r.seen.lock().unwrap().len() >= 3).await;
@@ -178,6 +178,7 @@ async fn gone_disables_and_exhausted_schedule_fails() {
             per_endpoint: 1,
             ..settings()
         },
+        true,
     )
     .unwrap();
     hooks.spawn();

@@ -1,0 +1,729 @@
+//! [`Gallery`]: create, open, insert, delete, read and scrub a gallery.
+//!
+//! # Durability
+//!
+//! A write is acknowledged only after everything it depends on is on the
+//! device, in this order:
+//!
+//! 1. Growth: both files are extended with `set_len` and `fsync`ed (size
+//!    metadata included) before any row in the new space is written, so a
+//!    committed count never points past the end of a file after a crash.
+//! 2. Insert: the new rows (vectors, then records with state `LIVE` and their
+//!    checksums) are written past the committed count and flushed
+//!    (`msync(MS_SYNC)`). Only then is the commit written: the *other* header
+//!    slot gets `seq + 1` and the new count, and is flushed. A crash before the
+//!    slot reaches the device leaves the old slot current and the new rows
+//!    beyond the count, ignored; a torn slot fails its checksum and the old
+//!    slot stays current. A batch shares one row flush and one commit (group
+//!    commit), and is all-or-nothing.
+//! 3. Delete: the row's state word becomes `DEAD` (one aligned atomic store)
+//!    and is flushed; then its vector is overwritten with zeros and flushed
+//!    (erasure). A crash after the first flush leaves the row deleted; a
+//!    crash before it leaves it live, and the delete was never acknowledged.
+//!
+//! Readers never take the writer's lock: they load the current [`Snapshot`]
+//! (mappings plus committed count) from an `ArcSwap`, so a writer growing and
+//! remapping the files only ever swaps in a new snapshot; old mappings stay
+//! valid while any reader holds them.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::ErrorKind;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use rayon::prelude::*;
+
+use super::format::{
+    self, HeaderSlot, Record, VectorFileHeader, FORMAT_VERSION, HEADER_BYTES, RECORDS_FILE,
+    RECORD_BYTES, SLOT_B_OFFSET, STATE_DEAD, STATE_LIVE, STATE_OFFSET, VECTORS_FILE, VECTORS_MAGIC,
+};
+use super::mapping::Mapping;
+use super::{RecordIds, RowId};
+use crate::error::GalleryError;
+use crate::scoring::{self, kernel, Comparison, MatchSettings};
+use crate::search::{self, SearchMode, SearchOutcome, SearchQuery};
+use crate::template::{Layout, Template};
+
+/// Rows a new gallery has room for before it first grows.
+const INITIAL_CAPACITY: u64 = 1024;
+/// Smallest growth step, in rows.
+const MIN_GROWTH: u64 = 4096;
+
+/// One tenant's templates in memory-mapped files under one directory.
+///
+/// `Send + Sync`: share it as `Arc<Gallery>`. Writers are serialised inside;
+/// readers (search, compare, get) never wait for them. The directory is held
+/// under an exclusive lock while the gallery is open, so a second `open` of
+/// the same directory, in this process or another, fails with
+/// [`GalleryError::Locked`].
+pub struct Gallery {
+    dir: PathBuf,
+    layout: Layout,
+    stride: usize,
+    snapshot: ArcSwap<Snapshot>,
+    writer: Mutex<Writer>,
+    live: AtomicUsize,
+    damaged: HashSet<u64>,
+}
+
+/// What readers see: the mappings and the committed row count.
+pub(crate) struct Snapshot {
+    pub(crate) vectors: Arc<Mapping>,
+    pub(crate) records: Arc<Mapping>,
+    pub(crate) count: u64,
+    pub(crate) layout: Layout,
+    pub(crate) stride: usize,
+}
+
+impl Snapshot {
+    pub(crate) fn vector_offset(&self, row: u64) -> usize {
+        HEADER_BYTES + row as usize * self.stride
+    }
+
+    pub(crate) fn record_offset(row: u64) -> usize {
+        HEADER_BYTES + row as usize * RECORD_BYTES
+    }
+
+    /// The normalised values of `row` (committed rows only).
+    pub(crate) fn vector(&self, row: u64) -> &[f32] {
+        debug_assert!(row < self.count);
+        self.vectors
+            .f32s(self.vector_offset(row), self.layout.len())
+    }
+
+    /// The state word of `row`, read atomically.
+    pub(crate) fn state(&self, row: u64) -> u32 {
+        self.records
+            .state_word(Self::record_offset(row) + STATE_OFFSET)
+            .load(Ordering::Acquire)
+    }
+
+    /// A copy of the record of `row`; the state word is read atomically.
+    pub(crate) fn record(&self, row: u64) -> Record {
+        let offset = Self::record_offset(row);
+        let mut bytes = [0u8; RECORD_BYTES];
+        bytes[..STATE_OFFSET].copy_from_slice(self.records.bytes(offset, STATE_OFFSET));
+        bytes[STATE_OFFSET + 4..].copy_from_slice(
+            self.records
+                .bytes(offset + STATE_OFFSET + 4, RECORD_BYTES - STATE_OFFSET - 4),
+        );
+        let mut record: Record = bytemuck::pod_read_unaligned(&bytes);
+        record.state = self.state(row);
+        record
+    }
+
+    /// The palm code of `row`.
+    pub(crate) fn palm_code(&self, row: u64) -> u32 {
+        let b = self.records.bytes(Self::record_offset(row) + 44, 4);
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The user key of `row`.
+    pub(crate) fn user_key(&self, row: u64) -> u128 {
+        let b = self.records.bytes(Self::record_offset(row) + 16, 16);
+        u128::from_le_bytes(b.try_into().expect("16 bytes"))
+    }
+}
+
+struct Writer {
+    vectors_file: File,
+    records_file: File,
+    vectors: Arc<Mapping>,
+    records: Arc<Mapping>,
+    capacity: u64,
+    count: u64,
+    seq: u64,
+    next_slot: usize,
+    poisoned: bool,
+}
+
+/// The outcome of [`Gallery::scrub`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScrubReport {
+    /// Live rows whose checksums were verified.
+    pub checked: usize,
+    /// Rows whose record or vector fails its checksum.
+    pub damaged: Vec<RowId>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
+    move |e| GalleryError::io(path, e)
+}
+
+fn slot_offset(slot: usize) -> usize {
+    if slot == 0 {
+        0
+    } else {
+        SLOT_B_OFFSET
+    }
+}
+
+impl Gallery {
+    /// Creates an empty gallery in `dir` (created if missing).
+    ///
+    /// `records.bin` is written under a temporary name and renamed into place
+    /// last, so a crash during creation leaves no half-made gallery behind
+    /// (a later `create` or [`Gallery::open_or_create`] simply starts again).
+    pub fn create(dir: &Path, layout: Layout) -> Result<Gallery, GalleryError> {
+        let layout = Layout::new(layout.blocks, layout.dim)
+            .map_err(|_| GalleryError::InvalidQuery(format!("invalid layout {layout:?}")))?;
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let records_path = dir.join(RECORDS_FILE);
+        if records_path.exists() {
+            return Err(GalleryError::AlreadyExists {
+                path: dir.to_path_buf(),
+            });
+        }
+        let stride = format::row_stride(layout) as u64;
+
+        let vectors_path = dir.join(VECTORS_FILE);
+        let vectors = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&vectors_path)
+            .map_err(io(&vectors_path))?;
+        vectors
+            .set_len(HEADER_BYTES as u64 + INITIAL_CAPACITY * stride)
+            .map_err(io(&vectors_path))?;
+        vectors
+            .write_all_at(bytemuck::bytes_of(&VectorFileHeader::new(layout)), 0)
+            .map_err(io(&vectors_path))?;
+        vectors.sync_all().map_err(io(&vectors_path))?;
+
+        let tmp_path = dir.join(format!("{RECORDS_FILE}.tmp"));
+        let records = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp_path)
+            .map_err(io(&tmp_path))?;
+        records
+            .set_len(HEADER_BYTES as u64 + INITIAL_CAPACITY * RECORD_BYTES as u64)
+            .map_err(io(&tmp_path))?;
+        records
+            .write_all_at(bytemuck::bytes_of(&HeaderSlot::new(layout, 1, 0)), 0)
+            .map_err(io(&tmp_path))?;
+        records.sync_all().map_err(io(&tmp_path))?;
+        drop(records);
+        fs::rename(&tmp_path, &records_path).map_err(io(&records_path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+        Gallery::open(dir)
+    }
+
+    /// Opens the gallery in `dir` if there is one, else creates it with `layout`.
+    pub fn open_or_create(dir: &Path, layout: Layout) -> Result<Gallery, GalleryError> {
+        match Gallery::open(dir) {
+            Err(GalleryError::NotFound { .. }) => Gallery::create(dir, layout),
+            other => other,
+        }
+    }
+
+    /// Opens an existing gallery: maps its files and checks headers and
+    /// records (ids and checksums, 64 bytes a row); vectors are not read.
+    ///
+    /// A record that fails its checksum does not fail the open: the row is
+    /// reported by [`Gallery::damaged_rows`], never returned by a search, and
+    /// reading it is a [`GalleryError::Corrupt`] error.
+    pub fn open(dir: &Path) -> Result<Gallery, GalleryError> {
+        let records_path = dir.join(RECORDS_FILE);
+        let records_file = match File::options().read(true).write(true).open(&records_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(GalleryError::NotFound {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(GalleryError::io(&records_path, e)),
+        };
+        match records_file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(GalleryError::Locked {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(GalleryError::io(&records_path, e)),
+        }
+        let vectors_path = dir.join(VECTORS_FILE);
+        let vectors_file = match File::options().read(true).write(true).open(&vectors_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(GalleryError::corrupt(&vectors_path, "file is missing"))
+            }
+            Err(e) => return Err(GalleryError::io(&vectors_path, e)),
+        };
+
+        let vectors_len = vectors_file.metadata().map_err(io(&vectors_path))?.len();
+        let records_len = records_file.metadata().map_err(io(&records_path))?.len();
+        if vectors_len < HEADER_BYTES as u64 {
+            return Err(GalleryError::corrupt(&vectors_path, "truncated header"));
+        }
+        if records_len < HEADER_BYTES as u64 {
+            return Err(GalleryError::corrupt(&records_path, "truncated header"));
+        }
+
+        let mut raw = [0u8; 64];
+        vectors_file
+            .read_exact_at(&mut raw, 0)
+            .map_err(io(&vectors_path))?;
+        let header: VectorFileHeader = bytemuck::pod_read_unaligned(&raw);
+        if header.magic != VECTORS_MAGIC {
+            return Err(GalleryError::corrupt(&vectors_path, "bad magic number"));
+        }
+        if header.crc != header.computed_crc() {
+            return Err(GalleryError::corrupt(
+                &vectors_path,
+                "header checksum mismatch",
+            ));
+        }
+        if header.version != FORMAT_VERSION {
+            return Err(GalleryError::UnsupportedVersion {
+                path: vectors_path,
+                found: header.version,
+            });
+        }
+        let layout = Layout::new(header.blocks as usize, header.dim as usize)
+            .map_err(|_| GalleryError::corrupt(&vectors_path, "invalid layout in header"))?;
+        let stride = format::row_stride(layout);
+        if header.row_stride as usize != stride {
+            return Err(GalleryError::corrupt(
+                &vectors_path,
+                "row stride disagrees with layout",
+            ));
+        }
+
+        let mut slots = Vec::with_capacity(2);
+        for slot in 0..2 {
+            records_file
+                .read_exact_at(&mut raw, slot_offset(slot) as u64)
+                .map_err(io(&records_path))?;
+            let s: HeaderSlot = bytemuck::pod_read_unaligned(&raw);
+            if s.is_intact() {
+                slots.push((slot, s));
+            }
+        }
+        let Some(&(current, slot)) = slots.iter().max_by_key(|(_, s)| s.seq) else {
+            return Err(GalleryError::corrupt(
+                &records_path,
+                "no intact header slot",
+            ));
+        };
+        if slot.version != FORMAT_VERSION {
+            return Err(GalleryError::UnsupportedVersion {
+                path: records_path,
+                found: slot.version,
+            });
+        }
+        if (slot.blocks as usize, slot.dim as usize) != (layout.blocks, layout.dim) {
+            return Err(GalleryError::corrupt(
+                &records_path,
+                "layout differs from vectors.bin",
+            ));
+        }
+        let vector_rows = (vectors_len - HEADER_BYTES as u64) / stride as u64;
+        let record_rows = (records_len - HEADER_BYTES as u64) / RECORD_BYTES as u64;
+        if slot.count > vector_rows {
+            return Err(GalleryError::corrupt(
+                &vectors_path,
+                format!(
+                    "truncated: {} rows committed, room for {vector_rows}",
+                    slot.count
+                ),
+            ));
+        }
+        if slot.count > record_rows {
+            return Err(GalleryError::corrupt(
+                &records_path,
+                format!(
+                    "truncated: {} rows committed, room for {record_rows}",
+                    slot.count
+                ),
+            ));
+        }
+
+        let vectors = Arc::new(Mapping::new(&vectors_file, &vectors_path)?);
+        let records = Arc::new(Mapping::new(&records_file, &records_path)?);
+        let snapshot = Snapshot {
+            vectors: vectors.clone(),
+            records: records.clone(),
+            count: slot.count,
+            layout,
+            stride,
+        };
+        let (live, damaged) = check_records(&snapshot);
+        let writer = Writer {
+            vectors_file,
+            records_file,
+            vectors,
+            records,
+            capacity: vector_rows.min(record_rows),
+            count: slot.count,
+            seq: slot.seq,
+            next_slot: 1 - current,
+            poisoned: false,
+        };
+        Ok(Gallery {
+            dir: dir.to_path_buf(),
+            layout,
+            stride,
+            snapshot: ArcSwap::from_pointee(snapshot),
+            writer: Mutex::new(writer),
+            live: AtomicUsize::new(live),
+            damaged,
+        })
+    }
+
+    /// The gallery's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The layout every template in this gallery has.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Live (committed, not deleted, undamaged) rows.
+    pub fn live_count(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Committed rows, deleted ones included.
+    pub fn row_count(&self) -> u64 {
+        self.snapshot.load().count
+    }
+
+    /// Rows whose record failed its checksum when the gallery was opened.
+    pub fn damaged_rows(&self) -> Vec<RowId> {
+        let mut rows: Vec<RowId> = self.damaged.iter().map(|&r| RowId(r)).collect();
+        rows.sort();
+        rows
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub(crate) fn is_damaged(&self, row: u64) -> bool {
+        !self.damaged.is_empty() && self.damaged.contains(&row)
+    }
+
+    fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>, GalleryError> {
+        // A panic while holding the lock cannot leave a half-committed row
+        // visible (commits are the last step), so the guard is still usable.
+        let w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if w.poisoned {
+            return Err(GalleryError::io(
+                &self.dir,
+                std::io::Error::other("an earlier flush failed; reopen the gallery"),
+            ));
+        }
+        Ok(w)
+    }
+
+    fn check_layout(&self, template: &Template) -> Result<(), GalleryError> {
+        if template.layout() != self.layout {
+            return Err(GalleryError::LayoutMismatch {
+                expected: self.layout,
+                actual: template.layout(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Inserts one template; durable when it returns.
+    pub fn insert(&self, ids: RecordIds, template: &Template) -> Result<RowId, GalleryError> {
+        Ok(self.insert_batch(&[(ids, template)])?[0])
+    }
+
+    /// Inserts templates all-or-nothing with one flush and one commit; durable
+    /// when it returns. Rows are returned in input order.
+    pub fn insert_batch(
+        &self,
+        items: &[(RecordIds, &Template)],
+    ) -> Result<Vec<RowId>, GalleryError> {
+        for (_, template) in items {
+            self.check_layout(template)?;
+        }
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut w = self.lock_writer()?;
+        let start = w.count;
+        let end = start + items.len() as u64;
+        self.ensure_capacity(&mut w, end)?;
+
+        let byte_len = self.layout.byte_len();
+        for (i, (ids, template)) in items.iter().enumerate() {
+            let row = start + i as u64;
+            let bytes: &[u8] = bytemuck::cast_slice(template.as_slice());
+            debug_assert_eq!(bytes.len(), byte_len);
+            w.vectors
+                .write(HEADER_BYTES + row as usize * self.stride, bytes);
+            let record = Record::new(row, *ids, crc32fast::hash(bytes));
+            w.records
+                .write(Snapshot::record_offset(row), bytemuck::bytes_of(&record));
+        }
+        let slot_off = slot_offset(w.next_slot);
+        let slot = HeaderSlot::new(self.layout, w.seq + 1, end);
+        let committed = (|| {
+            w.vectors.flush(
+                HEADER_BYTES + start as usize * self.stride,
+                items.len() * self.stride,
+            )?;
+            w.records
+                .flush(Snapshot::record_offset(start), items.len() * RECORD_BYTES)?;
+            w.records.write(slot_off, bytemuck::bytes_of(&slot));
+            w.records.flush(slot_off, std::mem::size_of::<HeaderSlot>())
+        })();
+        if let Err(e) = committed {
+            w.poisoned = true;
+            return Err(e);
+        }
+        w.seq += 1;
+        w.next_slot ^= 1;
+        w.count = end;
+        self.live.fetch_add(items.len(), Ordering::Relaxed);
+        self.publish(&w);
+        Ok((start..end).map(RowId).collect())
+    }
+
+    /// Tombstones `row` and erases its vector, durably. `Ok(false)` if it was
+    /// already deleted.
+    pub fn delete(&self, row: RowId) -> Result<bool, GalleryError> {
+        let mut w = self.lock_writer()?;
+        if row.0 >= w.count {
+            return Err(GalleryError::UnknownRow(row));
+        }
+        let (records, vectors) = (w.records.clone(), w.vectors.clone());
+        let state_offset = Snapshot::record_offset(row.0) + STATE_OFFSET;
+        let word = records.state_word(state_offset);
+        match word.load(Ordering::Acquire) {
+            STATE_DEAD => return Ok(false),
+            STATE_LIVE => {}
+            other => {
+                return Err(GalleryError::corrupt(
+                    self.dir.join(RECORDS_FILE),
+                    format!("row {} has invalid state word {other:#x}", row.0),
+                ))
+            }
+        }
+        word.store(STATE_DEAD, Ordering::Release);
+        let vector_offset = HEADER_BYTES + row.0 as usize * self.stride;
+        let flushed = records.flush(state_offset, 4).and_then(|()| {
+            vectors.erase(vector_offset, self.stride);
+            vectors.flush(vector_offset, self.stride)
+        });
+        if let Err(e) = flushed {
+            w.poisoned = true;
+            return Err(e);
+        }
+        if !self.is_damaged(row.0) {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(true)
+    }
+
+    /// The record at `row` with its template, or `None` if it is deleted.
+    ///
+    /// Both checksums are verified: a damaged row is [`GalleryError::Corrupt`].
+    pub fn get(&self, row: RowId) -> Result<Option<(RecordIds, Template)>, GalleryError> {
+        let snap = self.snapshot();
+        let Some(ids) = self.checked_live_row(&snap, row)? else {
+            return Ok(None);
+        };
+        let values = snap.vector(row.0).to_vec();
+        if snap.state(row.0) != STATE_LIVE {
+            return Ok(None);
+        }
+        Ok(Some((
+            ids,
+            Template::from_normalised_unchecked(self.layout, values),
+        )))
+    }
+
+    /// Scores `probe` against the template at `row` and decides under
+    /// `settings` (1:1). The row's checksums are verified first.
+    pub fn compare(
+        &self,
+        probe: &Template,
+        row: RowId,
+        settings: &MatchSettings,
+    ) -> Result<Comparison, GalleryError> {
+        self.check_layout(probe)?;
+        settings
+            .check_layout(self.layout)
+            .map_err(|e| GalleryError::InvalidQuery(e.to_string()))?;
+        let snap = self.snapshot();
+        if self.checked_live_row(&snap, row)?.is_none() {
+            return Err(GalleryError::Deleted(row));
+        }
+        let mut scores = vec![0.0; self.layout.blocks];
+        kernel::block_dots(
+            probe.as_slice(),
+            snap.vector(row.0),
+            self.layout.dim,
+            &mut scores,
+        );
+        if snap.state(row.0) != STATE_LIVE {
+            return Err(GalleryError::Deleted(row));
+        }
+        Ok(scoring::comparison_from_scores(scores, settings))
+    }
+
+    /// Checks that `row` exists, and if it is live that both of its checksums
+    /// hold; returns its ids, or `None` if it is deleted.
+    fn checked_live_row(
+        &self,
+        snap: &Snapshot,
+        row: RowId,
+    ) -> Result<Option<RecordIds>, GalleryError> {
+        if row.0 >= snap.count {
+            return Err(GalleryError::UnknownRow(row));
+        }
+        let record = snap.record(row.0);
+        match record.state {
+            STATE_DEAD => return Ok(None),
+            STATE_LIVE => {}
+            other => {
+                return Err(GalleryError::corrupt(
+                    self.dir.join(RECORDS_FILE),
+                    format!("row {} has invalid state word {other:#x}", row.0),
+                ))
+            }
+        }
+        let bytes: &[u8] = bytemuck::cast_slice(snap.vector(row.0));
+        match record_ids(&record, row.0) {
+            Some(ids) if crc32fast::hash(bytes) == record.vector_crc => Ok(Some(ids)),
+            Some(_) if snap.state(row.0) == STATE_DEAD => Ok(None),
+            Some(_) => Err(GalleryError::corrupt(
+                self.dir.join(VECTORS_FILE),
+                format!("row {} fails its vector checksum", row.0),
+            )),
+            None => Err(GalleryError::corrupt(
+                self.dir.join(RECORDS_FILE),
+                format!("row {} fails its record checksum", row.0),
+            )),
+        }
+    }
+
+    /// Live rows with their ids, in row order (start-up reconciliation).
+    pub fn live_records(&self) -> Vec<(RowId, RecordIds)> {
+        let snap = self.snapshot();
+        (0..snap.count)
+            .filter(|&row| snap.state(row) == STATE_LIVE && !self.is_damaged(row))
+            .filter_map(|row| record_ids(&snap.record(row), row).map(|ids| (RowId(row), ids)))
+            .collect()
+    }
+
+    /// Verifies the checksums of every live row's record and vector (reads
+    /// the whole gallery; a maintenance task, not part of opening).
+    pub fn scrub(&self) -> ScrubReport {
+        let snap = self.snapshot();
+        let results: Vec<(bool, Option<RowId>)> = (0..snap.count)
+            .into_par_iter()
+            .filter(|&row| snap.state(row) == STATE_LIVE)
+            .map(|row| match self.checked_live_row(&snap, RowId(row)) {
+                Ok(_) => (true, None),
+                Err(_) => (true, Some(RowId(row))),
+            })
+            .collect();
+        ScrubReport {
+            checked: results.len(),
+            damaged: results.into_iter().filter_map(|(_, d)| d).collect(),
+        }
+    }
+
+    /// 1:N: the top-k live rows by mean block similarity, best first (ties by
+    /// row), each with its per-block scores and decision.
+    pub fn search(
+        &self,
+        probe: &Template,
+        query: &SearchQuery,
+    ) -> Result<SearchOutcome, GalleryError> {
+        self.check_layout(probe)?;
+        query.validate(self.layout)?;
+        let snap = self.snapshot();
+        let candidates = search::exact::search(self, &snap, probe, query);
+        Ok(SearchOutcome {
+            candidates,
+            mode: SearchMode::Exact,
+            gallery_size: self.live_count(),
+        })
+    }
+
+    fn ensure_capacity(&self, w: &mut Writer, rows: u64) -> Result<(), GalleryError> {
+        if rows <= w.capacity {
+            return Ok(());
+        }
+        let capacity = rows.max(w.capacity + (w.capacity / 2).max(MIN_GROWTH));
+        let vectors_path = self.dir.join(VECTORS_FILE);
+        let records_path = self.dir.join(RECORDS_FILE);
+        w.vectors_file
+            .set_len(HEADER_BYTES as u64 + capacity * self.stride as u64)
+            .and_then(|()| w.vectors_file.sync_all())
+            .map_err(io(&vectors_path))?;
+        w.records_file
+            .set_len(HEADER_BYTES as u64 + capacity * RECORD_BYTES as u64)
+            .and_then(|()| w.records_file.sync_all())
+            .map_err(io(&records_path))?;
+        w.vectors = Arc::new(Mapping::new(&w.vectors_file, &vectors_path)?);
+        w.records = Arc::new(Mapping::new(&w.records_file, &records_path)?);
+        w.capacity = capacity;
+        self.publish(w);
+        Ok(())
+    }
+
+    fn publish(&self, w: &Writer) {
+        self.snapshot.store(Arc::new(Snapshot {
+            vectors: w.vectors.clone(),
+            records: w.records.clone(),
+            count: w.count,
+            layout: self.layout,
+            stride: self.stride,
+        }));
+    }
+}
+
+/// The ids of a record if its checksum, row index and palm code hold.
+fn record_ids(record: &Record, row: u64) -> Option<RecordIds> {
+    if record.record_crc != record.computed_crc() || record.row != row {
+        return None;
+    }
+    record.ids()
+}
+
+/// Counts live rows and finds damaged records (in parallel for large galleries).
+fn check_records(snap: &Snapshot) -> (usize, HashSet<u64>) {
+    let check = |(mut live, mut damaged): (usize, Vec<u64>), row: u64| {
+        let record = snap.record(row);
+        match (record.state, record_ids(&record, row)) {
+            (STATE_LIVE, Some(_)) => live += 1,
+            (STATE_DEAD, _) => {}
+            _ => damaged.push(row),
+        }
+        (live, damaged)
+    };
+    let merge = |(a, mut da): (usize, Vec<u64>), (b, db): (usize, Vec<u64>)| {
+        da.extend(db);
+        (a + b, da)
+    };
+    let (live, damaged) = if snap.count < 65_536 {
+        (0..snap.count).fold((0, Vec::new()), check)
+    } else {
+        (0..snap.count)
+            .into_par_iter()
+            .fold(|| (0, Vec::new()), check)
+            .reduce(|| (0, Vec::new()), merge)
+    };
+    (live, damaged.into_iter().collect())
+}

@@ -1,0 +1,185 @@
+//! Memory-mapped files: the only place in the engine that touches mapped memory.
+//!
+//! # Safety
+//!
+//! A [`Mapping`] is a shared, writable mapping of a whole file (`MmapRaw`, so no
+//! Rust reference to the mapped bytes exists unless this module hands one out).
+//! Slices handed out by [`Mapping::bytes`] and [`Mapping::f32s`] are sound under
+//! these invariants, which the gallery upholds:
+//!
+//! 1. Only the gallery's writer (one at a time, under its mutex) writes, and it
+//!    writes committed rows in exactly two ways: the 4-byte state word of a
+//!    record, always through [`Mapping::state_word`] (an `AtomicU32`, never a
+//!    plain slice), and the erasure of a deleted row's vector with volatile
+//!    4-byte stores. Readers re-check the state word (atomically) after
+//!    scoring a row and discard rows that died meanwhile, so a torn read of an
+//!    erased vector never reaches a caller; on the supported targets an aligned
+//!    4-byte store is single-copy atomic, so such a read sees old values or zeros.
+//! 2. Every other write goes to rows at or beyond the committed count, which no
+//!    reader reads until the writer has finished writing, flushed and published
+//!    the new count.
+//! 3. Files are only ever grown, never shrunk, while mapped: every offset a
+//!    mapping hands out stays backed by the file (no SIGBUS). The directory is
+//!    held under an exclusive file lock, so no other process of ours shrinks it.
+//!
+//! All offsets are bounds-checked against the mapping's length before any
+//! pointer arithmetic; alignment is checked where a typed view is made.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::GalleryError;
+
+/// A shared read-write mapping of a whole file.
+pub(crate) struct Mapping {
+    map: MmapRaw,
+    path: PathBuf,
+}
+
+impl Mapping {
+    /// Maps all of `file` (which must be non-empty).
+    pub(crate) fn new(file: &File, path: &Path) -> Result<Mapping, GalleryError> {
+        let map = MmapOptions::new()
+            .map_raw(file)
+            .map_err(|e| GalleryError::io(path, e))?;
+        Ok(Mapping {
+            map,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn check(&self, offset: usize, len: usize) {
+        assert!(
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.map.len()),
+            "range {offset}+{len} outside mapping of {} bytes ({})",
+            self.map.len(),
+            self.path.display()
+        );
+    }
+
+    /// The bytes at `offset..offset + len`.
+    pub(crate) fn bytes(&self, offset: usize, len: usize) -> &[u8] {
+        self.check(offset, len);
+        // SAFETY: the range is inside the mapping (checked above), the mapping
+        // lives as long as `self`, and per the module invariants no plain
+        // write overlaps a range a reader asks for.
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) }
+    }
+
+    /// `count` f32 values starting at `offset` (which must be 4-byte aligned).
+    pub(crate) fn f32s(&self, offset: usize, count: usize) -> &[f32] {
+        bytemuck::cast_slice(self.bytes(offset, count * 4))
+    }
+
+    /// Copies `data` to `offset`. Only the writer calls this, and only for
+    /// uncommitted rows or header slots no reader reads.
+    pub(crate) fn write(&self, offset: usize, data: &[u8]) {
+        self.check(offset, data.len());
+        // SAFETY: in bounds (checked above); source and destination cannot
+        // overlap (the source is ordinary memory); per invariant 2 no reader
+        // reads this range concurrently.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(offset),
+                data.len(),
+            )
+        }
+    }
+
+    /// Overwrites `len` bytes at `offset` (4-byte aligned, a multiple of 4)
+    /// with zeros using volatile 4-byte stores (erasure of a deleted row).
+    pub(crate) fn erase(&self, offset: usize, len: usize) {
+        self.check(offset, len);
+        assert!(
+            offset.is_multiple_of(4) && len.is_multiple_of(4),
+            "erase must be word-aligned"
+        );
+        let base = self.map.as_mut_ptr();
+        for word in (offset..offset + len).step_by(4) {
+            // SAFETY: in bounds and 4-byte aligned (checked above; the mapping
+            // is page-aligned). Readers tolerate this store per invariant 1.
+            unsafe { std::ptr::write_volatile(base.add(word).cast::<u32>(), 0) };
+        }
+    }
+
+    /// The 4-byte word at `offset` (4-byte aligned) as an atomic.
+    pub(crate) fn state_word(&self, offset: usize) -> &AtomicU32 {
+        self.check(offset, 4);
+        assert!(offset.is_multiple_of(4), "state word must be aligned");
+        // SAFETY: in bounds and aligned (checked above; the mapping base is
+        // page-aligned); this word is only ever accessed atomically
+        // (invariant 1) and lives as long as the mapping borrowed by `self`.
+        unsafe { AtomicU32::from_ptr(self.map.as_mut_ptr().add(offset).cast::<u32>()) }
+    }
+
+    /// Writes the range `offset..offset + len` back to the file and waits
+    /// for the device (msync MS_SYNC).
+    pub(crate) fn flush(&self, offset: usize, len: usize) -> Result<(), GalleryError> {
+        self.check(offset, len);
+        self.map
+            .flush_range(offset, len)
+            .map_err(|e| GalleryError::io(&self.path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    fn mapping(len: u64) -> (tempfile::TempDir, Mapping) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.bin");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(len).unwrap();
+        let m = Mapping::new(&file, &path).unwrap();
+        (dir, m)
+    }
+
+    #[test]
+    fn writes_are_visible_and_bounded() {
+        let (_d, m) = mapping(4096);
+        m.write(100, &[1, 2, 3]);
+        assert_eq!(m.bytes(99, 5), &[0, 1, 2, 3, 0]);
+        m.state_word(200).store(7, Ordering::SeqCst);
+        assert_eq!(m.bytes(200, 4), &7u32.to_le_bytes());
+        m.write(64, &1.5f32.to_le_bytes());
+        assert_eq!(m.f32s(64, 1), &[1.5]);
+        m.erase(64, 4);
+        assert_eq!(m.f32s(64, 1), &[0.0]);
+        m.flush(0, 4096).unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "outside mapping")]
+    fn out_of_bounds_read_panics_before_touching_memory() {
+        let (_d, m) = mapping(4096);
+        let _ = m.bytes(4090, 7);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside mapping")]
+    fn overflowing_range_panics() {
+        let (_d, m) = mapping(4096);
+        let _ = m.bytes(usize::MAX, 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "aligned")]
+    fn misaligned_state_word_panics() {
+        let (_d, m) = mapping(4096);
+        let _ = m.state_word(3);
+    }
+}
