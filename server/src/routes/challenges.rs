@@ -1,15 +1,13 @@
 //! Challenge creation and look-up on the integrator side.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{created, ok};
 use crate::auth::caller::Caller;
 use crate::error::ApiResult;
-use crate::extract::{parse_id, AppJson};
+use crate::extract::{parse_id, AppJson, PathParam, QueryMap};
 use crate::service::challenges::{self as svc, IdentifyChallenge, SubjectChallenge};
 use crate::state::AppState;
 
@@ -23,7 +21,10 @@ pub(crate) async fn enroll(
     caller: Caller,
     AppJson(body): AppJson<SubjectChallenge>,
 ) -> ApiResult<Response> {
-    Ok(created(svc::enroll(&state, &caller, body, false).await?, "Enrollment challenge created."))
+    Ok(created(
+        svc::enroll(&state, &caller, body, false).await?,
+        "Enrollment challenge created.",
+    ))
 }
 
 /// Creates an enrollment challenge for both palms, stored atomically as one identity.
@@ -36,7 +37,10 @@ pub(crate) async fn enroll_both(
     caller: Caller,
     AppJson(body): AppJson<SubjectChallenge>,
 ) -> ApiResult<Response> {
-    Ok(created(svc::enroll(&state, &caller, body, true).await?, "Enrollment challenge created."))
+    Ok(created(
+        svc::enroll(&state, &caller, body, true).await?,
+        "Enrollment challenge created.",
+    ))
 }
 
 /// Creates a 1:1 verification challenge.
@@ -48,7 +52,10 @@ pub(crate) async fn verify(
     caller: Caller,
     AppJson(body): AppJson<SubjectChallenge>,
 ) -> ApiResult<Response> {
-    Ok(created(svc::verify(&state, &caller, body).await?, "Verification challenge created."))
+    Ok(created(
+        svc::verify(&state, &caller, body).await?,
+        "Verification challenge created.",
+    ))
 }
 
 /// Creates a 1:N identification challenge.
@@ -60,15 +67,24 @@ pub(crate) async fn identify(
     caller: Caller,
     AppJson(body): AppJson<IdentifyChallenge>,
 ) -> ApiResult<Response> {
-    Ok(created(svc::identify(&state, &caller, body).await?, "Identification challenge created."))
+    Ok(created(
+        svc::identify(&state, &caller, body).await?,
+        "Identification challenge created.",
+    ))
 }
 
 /// One challenge with its result once completed.
 #[utoipa::path(get, path = "/v1/challenges/{challenge_id}", tag = "challenges",
     params(("challenge_id" = String, Path, description = "Challenge id")),
     responses((status = 200, description = "The challenge"), (status = 404, description = "Unknown challenge")))]
-pub(crate) async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(ok(svc::get(&state, &caller, parse_id(&id, "challenge")?).await?))
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam,
+) -> ApiResult<Response> {
+    Ok(ok(
+        svc::get(&state, &caller, parse_id(&id, "challenge")?).await?
+    ))
 }
 
 /// Lists challenges, newest first.
@@ -80,7 +96,7 @@ pub(crate) async fn get(State(state): State<AppState>, caller: Caller, Path(id):
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> ApiResult<Response> {
     Ok(Json(svc::list(&state, &caller, &query).await?).into_response())
 }

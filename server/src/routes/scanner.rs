@@ -1,15 +1,13 @@
 //! The scanner side: pairing, long-polled challenges, captures and cancellation. Scanner
 //! credentials (`Authorization: Bearer <device_secret>`) work only here.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 
 use super::ok;
 use crate::auth::caller::Scanner;
 use crate::error::ApiResult;
-use crate::extract::{parse_id, AppJson};
+use crate::extract::{parse_id, AppJson, PathParam, QueryMap};
 use crate::service::capture::{self, CaptureSubmission};
 use crate::service::challenges::{self, CancelChallenge};
 use crate::service::devices::{self, PairDevice};
@@ -20,7 +18,10 @@ use crate::state::AppState;
     (status = 200, description = "Paired; `device_secret` is shown once"), (status = 404, description = "Unknown code"),
     (status = 409, description = "Code already used or hardware_id already paired"), (status = 410, description = "Code expired"),
     (status = 422, description = "Validation failed")))]
-pub(crate) async fn pair(State(state): State<AppState>, AppJson(body): AppJson<PairDevice>) -> ApiResult<Response> {
+pub(crate) async fn pair(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<PairDevice>,
+) -> ApiResult<Response> {
     Ok(ok(devices::pair(&state, body).await?))
 }
 
@@ -31,7 +32,7 @@ pub(crate) async fn pair(State(state): State<AppState>, AppJson(body): AppJson<P
 pub(crate) async fn poll(
     State(state): State<AppState>,
     Scanner(device): Scanner,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> ApiResult<Response> {
     Ok(ok(challenges::poll(&state, &device, &query).await?))
 }
@@ -45,10 +46,16 @@ pub(crate) async fn poll(
 pub(crate) async fn capture(
     State(state): State<AppState>,
     Scanner(device): Scanner,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     AppJson(body): AppJson<CaptureSubmission>,
 ) -> ApiResult<Response> {
-    Ok(ok(capture::submit(&state, &device, parse_id(&id, "challenge")?, body).await?))
+    Ok(ok(capture::submit(
+        &state,
+        &device,
+        parse_id(&id, "challenge")?,
+        body,
+    )
+    .await?))
 }
 
 /// Cancels a pending challenge from the scanner.
@@ -59,8 +66,14 @@ pub(crate) async fn capture(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Scanner(device): Scanner,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     AppJson(body): AppJson<CancelChallenge>,
 ) -> ApiResult<Response> {
-    Ok(ok(challenges::cancel(&state, &device, parse_id(&id, "challenge")?, body).await?))
+    Ok(ok(challenges::cancel(
+        &state,
+        &device,
+        parse_id(&id, "challenge")?,
+        body,
+    )
+    .await?))
 }

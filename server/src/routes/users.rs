@@ -1,8 +1,6 @@
 //! Enrolled users (scope `users`).
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,7 +8,7 @@ use axum::Json;
 use super::ok;
 use crate::auth::caller::Caller;
 use crate::error::ApiResult;
-use crate::extract::Pagination;
+use crate::extract::{Pagination, PathParam, QueryMap};
 use crate::service::users as svc;
 use crate::state::AppState;
 
@@ -21,7 +19,7 @@ use crate::state::AppState;
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> ApiResult<Response> {
     let page = Pagination::from_query(&query)?;
     Ok(Json(svc::list(&state, &caller, page).await?).into_response())
@@ -31,7 +29,11 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/v1/users/{external_user_id}", tag = "users",
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
     responses((status = 200, description = "The user"), (status = 404, description = "Not enrolled")))]
-pub(crate) async fn get(State(state): State<AppState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(ext): PathParam,
+) -> ApiResult<Response> {
     Ok(ok(svc::get(&state, &caller, &ext).await?))
 }
 
@@ -39,7 +41,11 @@ pub(crate) async fn get(State(state): State<AppState>, caller: Caller, Path(ext)
 #[utoipa::path(delete, path = "/v1/users/{external_user_id}", tag = "users",
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
     responses((status = 204, description = "Erased"), (status = 404, description = "Not enrolled")))]
-pub(crate) async fn delete(State(state): State<AppState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(ext): PathParam,
+) -> ApiResult<Response> {
     svc::delete(&state, &caller, &ext).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

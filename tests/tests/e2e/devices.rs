@@ -9,20 +9,41 @@ use crate::support::{error_fields, Harness};
 async fn register_validates_and_lists_with_pagination() {
     let h = Harness::start().await;
     let t = h.tenant().await;
-    let r = h.post("/v1/devices", &t.token, json!({"device_name": "Scanner-04", "location": "Main Entrance"})).await;
+    let r = h
+        .post(
+            "/v1/devices",
+            &t.token,
+            json!({"device_name": "Scanner-04", "location": "Main Entrance"}),
+        )
+        .await;
     assert_eq!(r.status, 201);
     let d = &r.body["data"];
     assert_eq!(d["status"], "pending_pair");
     assert_eq!(d["expires_in"], 1800);
-    assert_eq!(r.body["message"], "Enter this pairing code on the physical scanner to complete provisioning.");
+    assert_eq!(
+        r.body["message"],
+        "Enter this pairing code on the physical scanner to complete provisioning."
+    );
     let code = d["pairing_code"].as_str().unwrap();
-    assert!(code.chars().all(|c| "23456789ABCDEFGHJKMNPQRSTUVWXYZ".contains(c)), "{code}");
+    assert!(
+        code.chars()
+            .all(|c| "23456789ABCDEFGHJKMNPQRSTUVWXYZ".contains(c)),
+        "{code}"
+    );
     assert!(d["created_at"].as_str().unwrap().ends_with('Z'));
 
-    let bad = h.post("/v1/devices", &t.token, json!({"device_name": "", "location": "x".repeat(256)})).await;
+    let bad = h
+        .post(
+            "/v1/devices",
+            &t.token,
+            json!({"device_name": "", "location": "x".repeat(256)}),
+        )
+        .await;
     assert_eq!(bad.status, 422);
     assert_eq!(error_fields(&bad.body), vec!["device_name", "location"]);
-    let missing = h.post("/v1/devices", &t.token, json!({"location": "x"})).await;
+    let missing = h
+        .post("/v1/devices", &t.token, json!({"location": "x"}))
+        .await;
     assert_eq!(missing.status, 422);
     assert_eq!(error_fields(&missing.body), vec!["device_name"]);
 
@@ -55,7 +76,15 @@ async fn pairing_codes_are_one_time() {
     let (device_id, code) = h.register(&t).await;
     let pair = |code: String, hw: &'static str| {
         let h = &h;
-        async move { h.call(Method::POST, "/v1/device/pair", None, Some(json!({"pairing_code": code, "hardware_id": hw}))).await }
+        async move {
+            h.call(
+                Method::POST,
+                "/v1/device/pair",
+                None,
+                Some(json!({"pairing_code": code, "hardware_id": hw})),
+            )
+            .await
+        }
     };
     let bad_hw = pair(code.clone(), "bad id!").await;
     assert_eq!(bad_hw.status, 422);
@@ -81,10 +110,21 @@ async fn pairing_codes_are_one_time() {
     let device = h.get(&format!("/v1/devices/{device_id}"), &t.token).await;
     assert_eq!(device.body["data"]["hardware_id"], "hw-1");
     assert_eq!(device.body["data"]["status"], "paired");
-    let reissue = h.post(&format!("/v1/devices/{device_id}/pairing-code"), &t.token, json!({})).await;
+    let reissue = h
+        .post(
+            &format!("/v1/devices/{device_id}/pairing-code"),
+            &t.token,
+            json!({}),
+        )
+        .await;
     assert_eq!(reissue.status, 409);
     assert_eq!(h.get("/v1/devices/not-a-uuid", &t.token).await.status, 404);
-    assert_eq!(h.get("/v1/devices/6d2b9d0c-8a53-4bb1-9d0f-8f2f1f7f0c11", &t.token).await.status, 404);
+    assert_eq!(
+        h.get("/v1/devices/6d2b9d0c-8a53-4bb1-9d0f-8f2f1f7f0c11", &t.token)
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
@@ -93,16 +133,46 @@ async fn expired_pairing_code_is_410_and_a_new_code_works() {
     let t = h.tenant().await;
     let (device_id, code) = h.register(&t).await;
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    let r = h.call(Method::POST, "/v1/device/pair", None, Some(json!({"pairing_code": code, "hardware_id": "hw-9"}))).await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/device/pair",
+            None,
+            Some(json!({"pairing_code": code, "hardware_id": "hw-9"})),
+        )
+        .await;
     assert_eq!(r.status, 410, "{}", r.body);
-    let fresh = h.post(&format!("/v1/devices/{device_id}/pairing-code"), &t.token, json!({})).await;
+    let fresh = h
+        .post(
+            &format!("/v1/devices/{device_id}/pairing-code"),
+            &t.token,
+            json!({}),
+        )
+        .await;
     assert_eq!(fresh.status, 200, "{}", fresh.body);
-    let new_code = fresh.body["data"]["pairing_code"].as_str().unwrap().to_owned();
+    let new_code = fresh.body["data"]["pairing_code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_ne!(new_code, code);
     // The replaced code is gone.
-    let old = h.call(Method::POST, "/v1/device/pair", None, Some(json!({"pairing_code": code, "hardware_id": "hw-9"}))).await;
+    let old = h
+        .call(
+            Method::POST,
+            "/v1/device/pair",
+            None,
+            Some(json!({"pairing_code": code, "hardware_id": "hw-9"})),
+        )
+        .await;
     assert_eq!(old.status, 404);
-    let ok = h.call(Method::POST, "/v1/device/pair", None, Some(json!({"pairing_code": new_code, "hardware_id": "hw-9"}))).await;
+    let ok = h
+        .call(
+            Method::POST,
+            "/v1/device/pair",
+            None,
+            Some(json!({"pairing_code": new_code, "hardware_id": "hw-9"})),
+        )
+        .await;
     assert_eq!(ok.status, 200, "{}", ok.body);
 }
 
@@ -111,16 +181,36 @@ async fn revocation_ends_the_scanner_credential_and_fails_pending_challenges() {
     let h = Harness::start().await;
     let t = h.tenant().await;
     let s = h.scanner(&t, "hw-rev").await;
-    let id = h.challenge(&t, "/v1/identify", json!({"hardware_id": "hw-rev"})).await;
+    let id = h
+        .challenge(&t, "/v1/identify", json!({"hardware_id": "hw-rev"}))
+        .await;
     assert_eq!(h.get("/v1/device/challenges", &s.secret).await.status, 200);
-    let r = h.call(Method::DELETE, &format!("/v1/devices/{}", s.device_id), Some(&t.token), None).await;
+    let r = h
+        .call(
+            Method::DELETE,
+            &format!("/v1/devices/{}", s.device_id),
+            Some(&t.token),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.body["data"]["status"], "revoked");
     assert_eq!(h.get("/v1/device/challenges", &s.secret).await.status, 401);
     let c = h.get(&format!("/v1/challenges/{id}"), &t.token).await;
     assert_eq!(c.body["data"]["status"], "failed");
     assert_eq!(c.body["data"]["failure_reason"], "device_revoked");
-    let again = h.post("/v1/identify", &t.token, json!({"hardware_id": "hw-rev"})).await;
+    let again = h
+        .post("/v1/identify", &t.token, json!({"hardware_id": "hw-rev"}))
+        .await;
     assert_eq!(again.status, 400);
-    assert_eq!(h.post("/v1/identify", &t.token, json!({"hardware_id": "hw-unknown"})).await.status, 404);
+    assert_eq!(
+        h.post(
+            "/v1/identify",
+            &t.token,
+            json!({"hardware_id": "hw-unknown"})
+        )
+        .await
+        .status,
+        404
+    );
 }

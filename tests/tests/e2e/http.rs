@@ -8,16 +8,31 @@ async fn error_shapes_body_limit_and_request_ids() {
     let h = Harness::start().await;
     let t = h.tenant().await;
     let malformed = h
-        .send(h.http.post(h.url("/v1/devices")).bearer_auth(&t.token).header("content-type", "application/json").body("{nope"))
+        .send(
+            h.http
+                .post(h.url("/v1/devices"))
+                .bearer_auth(&t.token)
+                .header("content-type", "application/json")
+                .body("{nope"),
+        )
         .await;
     assert_eq!(malformed.status, 400);
     assert_eq!(malformed.body["success"], false);
     assert_eq!(malformed.body["code"], "malformed_json");
     assert!(malformed.headers.contains_key("x-request-id"));
 
-    let big = format!("{{\"device_name\": \"{}\", \"location\": \"x\"}}", "a".repeat(1024 * 1024 + 10));
+    let big = format!(
+        "{{\"device_name\": \"{}\", \"location\": \"x\"}}",
+        "a".repeat(1024 * 1024 + 10)
+    );
     let too_large = h
-        .send(h.http.post(h.url("/v1/devices")).bearer_auth(&t.token).header("content-type", "application/json").body(big))
+        .send(
+            h.http
+                .post(h.url("/v1/devices"))
+                .bearer_auth(&t.token)
+                .header("content-type", "application/json")
+                .body(big),
+        )
         .await;
     assert_eq!(too_large.status, 413);
     assert_eq!(too_large.body["code"], "payload_too_large");
@@ -28,8 +43,22 @@ async fn error_shapes_body_limit_and_request_ids() {
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.body["success"], false);
 
+    let wrong_method = h
+        .call(Method::PATCH, "/v1/devices", Some(&t.token), None)
+        .await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.body["code"], "method_not_allowed");
+    assert_eq!(h.get("/v1/devices?limit=%ZZ", &t.token).await.status, 422);
+    let bad_path = h.get("/v1/users/%FF%FE", &t.token).await;
+    assert_eq!(bad_path.status, 404);
+    assert_eq!(bad_path.body["success"], false);
+
     let given = h
-        .send(h.http.get(h.url("/healthz")).header("x-request-id", "req-123"))
+        .send(
+            h.http
+                .get(h.url("/healthz"))
+                .header("x-request-id", "req-123"),
+        )
         .await;
     assert_eq!(given.headers["x-request-id"], "req-123");
     let unauth = h.call(Method::GET, "/v1/users", None, None).await;
@@ -70,7 +99,13 @@ async fn idempotent_retries_replay_the_first_response() {
 
     // A failed request does not consume its key.
     let failed = h
-        .send(h.http.post(h.url("/v1/devices")).bearer_auth(&t.token).header("idempotency-key", "key-2").json(&json!({"device_name": ""})))
+        .send(
+            h.http
+                .post(h.url("/v1/devices"))
+                .bearer_auth(&t.token)
+                .header("idempotency-key", "key-2")
+                .json(&json!({"device_name": ""})),
+        )
         .await;
     assert_eq!(failed.status, 422);
     let fixed = h
@@ -114,7 +149,10 @@ async fn clients_are_rate_limited_with_retry_after() {
     for _ in 0..5 {
         let r = h.get("/v1/devices", &t.token).await;
         if r.status == 429 {
-            retry_after = r.headers.get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            retry_after = r
+                .headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
             assert_eq!(r.body["code"], "rate_limited");
         }
         statuses.push(r.status.as_u16());
@@ -134,8 +172,19 @@ async fn operations_endpoints() {
     assert_eq!(health.status, 200);
     let ready = h.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, 200);
-    let metrics = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("palmlink_http_responses_total{class=\"2xx\"}"), "{metrics}");
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("palmlink_http_responses_total{class=\"2xx\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("# TYPE palmlink_gallery_templates gauge"));
     let spec = h.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(spec.status, 200);
@@ -157,4 +206,28 @@ async fn operations_endpoints() {
     ] {
         assert!(paths.contains_key(p), "openapi lacks {p}");
     }
+}
+
+#[tokio::test]
+async fn demo_runs_the_whole_loop() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    palmlink_server::simulator::run_demo(palmlink_server::Config::new(dir.path()))
+        .await
+        .expect("demo completes");
+    // The demo's enrollment is durable in its data directory.
+    let store = palmlink_server::open_store(&palmlink_server::Config::new(dir.path()))
+        .await
+        .unwrap();
+    let events = store.undispatched_events(10).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "device.paired",
+            "enrollment.complete",
+            "verification.complete",
+            "identification.complete"
+        ]
+    );
+    assert_eq!(events[2].payload["data"]["matched"], true);
 }

@@ -49,27 +49,49 @@ impl Harness {
         let mut config = Config::new(dir.path());
         config.listen = "127.0.0.1:0".parse().expect("addr");
         adjust(&mut config);
-        let server = palmlink_server::start(config.clone()).await.expect("server starts");
+        let server = palmlink_server::start(config.clone())
+            .await
+            .expect("server starts");
         let base = format!("http://{}", server.addr());
-        Harness { dir, config, server: Some(server), base, http: reqwest::Client::new() }
+        Harness {
+            dir,
+            config,
+            server: Some(server),
+            base,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn store(&self) -> Arc<dyn Store> {
-        palmlink_server::open_store(&self.config).await.expect("store")
+        palmlink_server::open_store(&self.config)
+            .await
+            .expect("store")
     }
 
     /// A new tenant and client (all scopes unless given) with a token.
     pub async fn tenant_with_scopes(&self, scopes: Option<&str>) -> Tenant {
         let store = self.store().await;
-        let t = palmlink_server::admin::create_tenant(store.as_ref(), "test").await.expect("tenant");
-        let id = t["tenant_id"].as_str().expect("id").to_owned();
-        let c = palmlink_server::admin::create_client(store.as_ref(), id.parse().expect("uuid"), "app", scopes)
+        let t = palmlink_server::admin::create_tenant(store.as_ref(), "test")
             .await
-            .expect("client");
+            .expect("tenant");
+        let id = t["tenant_id"].as_str().expect("id").to_owned();
+        let c = palmlink_server::admin::create_client(
+            store.as_ref(),
+            id.parse().expect("uuid"),
+            "app",
+            scopes,
+        )
+        .await
+        .expect("client");
         let client_id = c["client_id"].as_str().expect("client_id").to_owned();
         let secret = c["client_secret"].as_str().expect("secret").to_owned();
         let token = self.token(&client_id, &secret).await;
-        Tenant { id, client_id, secret, token }
+        Tenant {
+            id,
+            client_id,
+            secret,
+            token,
+        }
     }
 
     pub async fn tenant(&self) -> Tenant {
@@ -99,10 +121,20 @@ impl Harness {
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body");
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { status, headers, body }
+        Reply {
+            status,
+            headers,
+            body,
+        }
     }
 
-    pub async fn call(&self, method: Method, path: &str, bearer: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let mut req = self.http.request(method, self.url(path));
         if let Some(b) = bearer {
             req = req.bearer_auth(b);
@@ -118,16 +150,26 @@ impl Harness {
     }
 
     pub async fn post(&self, path: &str, bearer: &str, body: Value) -> Reply {
-        self.call(Method::POST, path, Some(bearer), Some(body)).await
+        self.call(Method::POST, path, Some(bearer), Some(body))
+            .await
     }
 
     /// Registers a device and returns (device_id, pairing_code).
     pub async fn register(&self, t: &Tenant) -> (String, String) {
-        let r = self.post("/v1/devices", &t.token, json!({"device_name": "Lobby", "location": "Main entrance"})).await;
+        let r = self
+            .post(
+                "/v1/devices",
+                &t.token,
+                json!({"device_name": "Lobby", "location": "Main entrance"}),
+            )
+            .await;
         assert_eq!(r.status, 201, "{}", r.body);
         (
             r.body["data"]["device_id"].as_str().expect("id").to_owned(),
-            r.body["data"]["pairing_code"].as_str().expect("code").to_owned(),
+            r.body["data"]["pairing_code"]
+                .as_str()
+                .expect("code")
+                .to_owned(),
         )
     }
 
@@ -135,13 +177,21 @@ impl Harness {
     pub async fn scanner(&self, t: &Tenant, hardware_id: &str) -> Scanner {
         let (device_id, code) = self.register(t).await;
         let r = self
-            .call(Method::POST, "/v1/device/pair", None, Some(json!({"pairing_code": code, "hardware_id": hardware_id})))
+            .call(
+                Method::POST,
+                "/v1/device/pair",
+                None,
+                Some(json!({"pairing_code": code, "hardware_id": hardware_id})),
+            )
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         Scanner {
             device_id,
             hardware_id: hardware_id.to_owned(),
-            secret: r.body["data"]["device_secret"].as_str().expect("secret").to_owned(),
+            secret: r.body["data"]["device_secret"]
+                .as_str()
+                .expect("secret")
+                .to_owned(),
         }
     }
 
@@ -149,7 +199,10 @@ impl Harness {
     pub async fn challenge(&self, t: &Tenant, path: &str, body: Value) -> String {
         let r = self.post(path, &t.token, body).await;
         assert_eq!(r.status, 201, "{}", r.body);
-        r.body["data"]["challenge_id"].as_str().expect("challenge id").to_owned()
+        r.body["data"]["challenge_id"]
+            .as_str()
+            .expect("challenge id")
+            .to_owned()
     }
 
     /// Submits captures for a challenge from a scanner.
@@ -163,9 +216,20 @@ impl Harness {
     }
 
     /// Enrolls one palm of a user end to end and returns the completed challenge.
-    pub async fn enroll(&self, t: &Tenant, s: &Scanner, user: &str, palm: &str, blocks: &Blocks) -> Value {
+    pub async fn enroll(
+        &self,
+        t: &Tenant,
+        s: &Scanner,
+        user: &str,
+        palm: &str,
+        blocks: &Blocks,
+    ) -> Value {
         let id = self
-            .challenge(t, "/v1/enroll", json!({"external_user_id": user, "hardware_id": s.hardware_id, "palm_type": palm}))
+            .challenge(
+                t,
+                "/v1/enroll",
+                json!({"external_user_id": user, "hardware_id": s.hardware_id, "palm_type": palm}),
+            )
             .await;
         let r = self.capture(s, &id, json!([capture(palm, blocks)])).await;
         assert_eq!(r.status, 200, "{}", r.body);
@@ -197,13 +261,17 @@ impl Rng {
 /// A person's palm: 10 blocks of 64 values.
 pub fn palm(seed: u64) -> Blocks {
     let mut rng = Rng::new(seed);
-    (0..10).map(|_| (0..64).map(|_| rng.next()).collect()).collect()
+    (0..10)
+        .map(|_| (0..64).map(|_| rng.next()).collect())
+        .collect()
 }
 
 /// Another capture of the same palm: `base` plus noise of the given amplitude.
 pub fn recapture(base: &Blocks, seed: u64, amount: f32) -> Blocks {
     let mut rng = Rng::new(seed ^ 0xDEAD_BEEF);
-    base.iter().map(|b| b.iter().map(|v| v + amount * rng.next()).collect()).collect()
+    base.iter()
+        .map(|b| b.iter().map(|v| v + amount * rng.next()).collect())
+        .collect()
 }
 
 /// Plain cosine similarity of two blocks, in f64.
@@ -238,7 +306,12 @@ pub fn capture_b64(palm_type: &str, values: &[f32]) -> Value {
 
 /// Asserts the scores equal the expected cosines.
 pub fn assert_scores(actual: &Value, expected: &[f64]) {
-    let actual: Vec<f64> = actual.as_array().expect("scores array").iter().map(|v| v.as_f64().expect("number")).collect();
+    let actual: Vec<f64> = actual
+        .as_array()
+        .expect("scores array")
+        .iter()
+        .map(|v| v.as_f64().expect("number"))
+        .collect();
     assert_eq!(actual.len(), expected.len());
     for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
         assert!((a - e).abs() < 1e-4, "block {i}: server {a}, computed {e}");
@@ -247,5 +320,12 @@ pub fn assert_scores(actual: &Value, expected: &[f64]) {
 
 /// The 422 error list's fields.
 pub fn error_fields(body: &Value) -> Vec<String> {
-    body["errors"].as_array().map(|a| a.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    body["errors"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
