@@ -126,7 +126,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn_with_state(state.clone(), count_status))
-        .layer(from_fn_with_state(state.clone(), crate::webhooks::wake_on_write))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::webhooks::wake_on_write,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
