@@ -170,7 +170,7 @@ impl Webhooks {
                 tokio::spawn(async move { this.attempt(delivery, hook).await });
             }
         }
-        Ok(fanned as i64 == FAN_OUT_BATCH || (full && started > 0))
+        Ok(fanned as i64 >= FAN_OUT_BATCH || (full && started > 0))
     }
 
     fn endpoint_slots(&self, hook: Uuid) -> Arc<Semaphore> {
