@@ -136,6 +136,8 @@ async fn main() -> anyhow::Result<()> {
     config.allow_http_webhooks = true;
     config.rate_limit_per_second = 1_000_000;
     config.rate_limit_burst = 1_000_000;
+    config.public_rate_limit_per_second = 1_000_000;
+    config.public_rate_limit_burst = 1_000_000;
     config.webhooks.timeout = Duration::from_secs(120);
     let server = palmlink_server::start(config.clone()).await?;
     let base = format!("http://{}", server.addr());

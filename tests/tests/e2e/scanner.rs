@@ -61,6 +61,10 @@ async fn long_poll_wakes_when_a_challenge_arrives() {
     assert_eq!(list[0]["type"], "enroll");
     assert_eq!(list[0]["palm_type"], "right");
     assert!(list[0]["expires_at"].is_string());
+    let device = h
+        .get(&format!("/v1/devices/{}", s.device_id), &t.token)
+        .await;
+    assert!(device.body["data"]["last_seen_at"].is_string());
 }
 
 #[tokio::test]
@@ -298,4 +302,27 @@ async fn expired_challenges_are_410() {
     assert_eq!(polled.body["data"], json!([]));
     let expired = h.get("/v1/challenges?status=expired", &t.token).await;
     assert_eq!(expired.body["total"], 2);
+}
+
+#[tokio::test]
+async fn shutdown_ends_long_polls() {
+    let mut h = Harness::start().await;
+    let t = h.tenant().await;
+    let s = h.scanner(&t, "hw-stop").await;
+    let poll = {
+        let req = h
+            .http
+            .get(h.url("/v1/device/challenges?wait_ms=30000"))
+            .bearer_auth(&s.secret);
+        tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    h.server.take().unwrap().stop().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(poll.await.unwrap().unwrap(), 200);
 }

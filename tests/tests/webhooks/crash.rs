@@ -44,6 +44,8 @@ impl Server {
             .env("PALMLINK_WEBHOOK_TIMEOUT", "5s")
             .env("PALMLINK_RATE_LIMIT_PER_SECOND", "10000")
             .env("PALMLINK_RATE_LIMIT_BURST", "10000")
+            .env("PALMLINK_PUBLIC_RATE_LIMIT_PER_SECOND", "10000")
+            .env("PALMLINK_PUBLIC_RATE_LIMIT_BURST", "10000")
             .env("PALMLINK_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
