@@ -147,7 +147,7 @@ async fn no_event_is_lost_when_the_server_is_killed_during_a_burst() {
     h.base = server.base.clone();
     // Deliveries pending at start-up are attempted within 30 seconds.
     let seen = rx
-        .wait_until(40, |seen| {
+        .wait_until(30, |seen| {
             let got: HashSet<String> = seen
                 .iter()
                 .filter_map(|r| r.json()["data"]["device_id"].as_str().map(str::to_owned))
