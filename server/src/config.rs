@@ -34,6 +34,8 @@ pub struct Config {
     pub public_rate_limit_burst: u32,
     /// How often the sweeper expires stale challenges and idempotency records.
     pub sweep_interval: Duration,
+    /// Webhook delivery: retry schedule, timeout, concurrency.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl Config {
@@ -53,6 +55,7 @@ impl Config {
             public_rate_limit_per_second: 20,
             public_rate_limit_burst: 100,
             sweep_interval: Duration::from_secs(15),
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 
