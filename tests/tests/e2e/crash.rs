@@ -1,31 +1,11 @@
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::{capture, palm, recapture, Harness};
-
-/// The `palmlink` binary next to this test executable (`target/<profile>/palmlink`), built
-/// first if it is missing.
-fn palmlink_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let bin = profile_dir.join(format!("palmlink{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "palmlink-server", "--bin", "palmlink"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the palmlink binary failed");
-    }
-    bin
-}
 
 /// A `palmlink serve` child process, killed on drop.
 struct ServerProcess {
@@ -84,7 +64,7 @@ fn operator(bin: &Path, data_dir: &Path, args: &[&str]) -> Value {
 
 #[tokio::test]
 async fn acknowledged_enrollments_survive_sigkill() {
-    let bin = palmlink_binary();
+    let bin = palmlink_tests::palmlink_binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let server = ServerProcess::start(&bin, dir.path());
 

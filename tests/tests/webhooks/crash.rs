@@ -1,6 +1,6 @@
 use std::collections::HashSet;
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -9,25 +9,6 @@ use serde_json::{json, Value};
 
 use crate::receiver::Receiver;
 use crate::support::{Harness, Tenant};
-
-/// The `palmlink` binary next to this test executable, built first if missing.
-fn palmlink_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let bin = profile_dir.join(format!("palmlink{}", std::env::consts::EXE_SUFFIX));
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "palmlink-server", "--bin", "palmlink"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "building the palmlink binary failed");
-    }
-    bin
-}
 
 /// `palmlink serve` as a child process allowing loopback webhooks, killed on drop.
 struct Server {
@@ -94,7 +75,7 @@ fn operator(bin: &Path, data_dir: &Path, args: &[&str]) -> Value {
 
 #[tokio::test]
 async fn no_event_is_lost_when_the_server_is_killed_during_a_burst() {
-    let bin = palmlink_binary();
+    let bin = palmlink_tests::palmlink_binary();
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(&bin, dir.path());
     let tenant = operator(&bin, dir.path(), &["tenant", "create", "--name", "burst"]);
