@@ -13,7 +13,7 @@
 //!   and the 1-bit sign-sketch prefilter, for comparison (benches, tests).
 //!
 //! [`SearchMode::Auto`] runs the graph when the gallery holds at least
-//! [`AUTO_ANN_MIN_ROWS`] live rows, the index is ready and the query is not
+//! [`IndexPolicy::auto_ann_min_rows`] live rows (default [`AUTO_ANN_MIN_ROWS`]), the index is ready and the query is not
 //! restricted to one user; otherwise the quantised scan.
 //!
 //! # Concurrency
@@ -86,6 +86,8 @@ pub struct IndexPolicy {
     pub build_min_rows: usize,
     /// Graph parameters for builds.
     pub params: AnnParams,
+    /// Live rows from which [`SearchMode::Auto`] uses a ready index.
+    pub auto_ann_min_rows: usize,
 }
 
 impl Default for IndexPolicy {
@@ -95,6 +97,7 @@ impl Default for IndexPolicy {
             at_open: true,
             build_min_rows: AUTO_ANN_MIN_ROWS,
             params: AnnParams::default(),
+            auto_ann_min_rows: AUTO_ANN_MIN_ROWS,
         }
     }
 }
@@ -147,6 +150,7 @@ struct AnnShared {
     changed: Condvar,
     cancel: AtomicBool,
     params: Mutex<AnnParams>,
+    auto_ann_min_rows: usize,
 }
 
 impl AnnShared {
@@ -219,6 +223,7 @@ impl Accel {
                 changed: Condvar::new(),
                 cancel: AtomicBool::new(false),
                 params: Mutex::new(policy.params),
+                auto_ann_min_rows: policy.auto_ann_min_rows,
             }),
             builder: Mutex::new(None),
         };
@@ -396,7 +401,7 @@ impl Gallery {
                     .unwrap_or_else(|p| p.into_inner())
                     .is_some();
                 if ready
-                    && self.live_count() >= AUTO_ANN_MIN_ROWS
+                    && self.live_count() >= self.accel().ann.auto_ann_min_rows
                     && query.filter.user_key.is_none()
                 {
                     ann
@@ -548,5 +553,74 @@ impl Gallery {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Layout, MatchSettings, PalmSide, RecordIds};
+
+    fn template(seed: u64) -> Template {
+        let mut s = seed.wrapping_mul(0x9e3779b97f4a7c15) | 1;
+        let values: Vec<f32> = (0..Layout::DEFAULT.len())
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+            })
+            .collect();
+        Template::from_f32(Layout::DEFAULT, &values).unwrap()
+    }
+
+    /// A row the graph cannot return is found only through the orphan list:
+    /// without it the ANN search misses the row, with it the row is found.
+    #[test]
+    fn orphans_are_scanned_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = IndexPolicy {
+            at_open: false,
+            ..IndexPolicy::default()
+        };
+        let g = Gallery::create(dir.path(), Layout::DEFAULT).unwrap();
+        drop(g);
+        let g = Gallery::open_with(dir.path(), policy).unwrap();
+        let items: Vec<(RecordIds, Template)> = (0..400)
+            .map(|i| {
+                let ids = RecordIds {
+                    feature_id: i,
+                    user_key: i,
+                    palm: PalmSide::Left,
+                };
+                (ids, template(i as u64))
+            })
+            .collect();
+        let refs: Vec<(RecordIds, &Template)> = items.iter().map(|(i, t)| (*i, t)).collect();
+        g.insert_batch(&refs).unwrap();
+        let snap = g.snapshot();
+        let hidden = 123u64;
+        let rows: Vec<u64> = (0..snap.count).filter(|&r| r != hidden).collect();
+        let never = || false;
+        let mut index = AnnIndex::build_rows(&snap, rows, AnnParams::default(), &never).unwrap();
+        index.orphans.clear();
+        let query = SearchQuery::new(1, MatchSettings::default_for(Layout::DEFAULT));
+        let probe = &items[hidden as usize].1;
+        let missed = ann_search(&g, &snap, &index, probe, &query, 64);
+        assert_ne!(
+            missed[0].row.0, hidden,
+            "the hidden row is not in the graph"
+        );
+        index.orphans.push(hidden);
+        let found = ann_search(&g, &snap, &index, probe, &query, 64);
+        assert_eq!(found[0].row.0, hidden);
+        // A real build: every orphan it reports is still found.
+        let mut built = AnnIndex::build(&snap, AnnParams::default(), &never).unwrap();
+        built.find_orphans();
+        assert!(built.orphans.len() < 400);
+        for &o in &built.orphans {
+            let hit = ann_search(&g, &snap, &built, &items[o as usize].1, &query, 8);
+            assert_eq!(hit[0].row.0, o);
+        }
     }
 }

@@ -154,10 +154,21 @@ impl AnnIndex {
         params: AnnParams,
         cancel: &dyn Fn() -> bool,
     ) -> Result<AnnIndex, Cancelled> {
-        let params = params.checked();
         let rows: Vec<u64> = (0..snap.count)
             .filter(|&r| snap.state(r) == STATE_LIVE)
             .collect();
+        Self::build_rows(snap, rows, params, cancel)
+    }
+
+    /// Builds an index of `rows` (live rows of `snap`) that covers rows
+    /// `0..snap.count`.
+    pub(crate) fn build_rows(
+        snap: &Snapshot,
+        rows: Vec<u64>,
+        params: AnnParams,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<AnnIndex, Cancelled> {
+        let params = params.checked();
         let graph: Graph = Hnsw::new(
             params.max_connections,
             rows.len().max(1),
