@@ -185,8 +185,8 @@ fn quantised_scan_keeps_every_passing_template() {
 /// and recall@10 is reported.
 #[test]
 fn ann_mated_hit_rate_is_within_budget() {
-    let n = scale(20_000, 3_000);
-    let probes = scale(1_000, 300);
+    let n = scale(20_000, 4_000);
+    let probes = scale(1_000, 400);
     let dir = tempfile::tempdir().unwrap();
     let (g, templates) = gallery(dir.path(), n, 11, Layout::DEFAULT, manual());
     let info = g.rebuild_index().unwrap();
@@ -238,7 +238,7 @@ fn ann_mated_hit_rate_is_within_budget() {
 /// removes their tombstones from the graph.
 #[test]
 fn deleted_templates_are_never_returned() {
-    let n = 2_000;
+    let n = 1_500;
     let dir = tempfile::tempdir().unwrap();
     let (g, templates) = gallery(dir.path(), n, 21, Layout::DEFAULT, manual());
     g.rebuild_index().unwrap();
@@ -283,7 +283,7 @@ fn deleted_templates_are_never_returned() {
 /// loader, and gives the same answers.
 #[test]
 fn reload_outlives_the_loader_and_gives_the_same_answers() {
-    let n = 3_000;
+    let n = 1_500;
     let dir = tempfile::tempdir().unwrap();
     let (g, templates) = gallery(dir.path(), n, 31, Layout::DEFAULT, manual());
     g.rebuild_index().unwrap();
@@ -357,7 +357,7 @@ fn assert_rebuilt(dir: &std::path::Path, templates: &[Template]) {
 /// garbage metadata file, a missing file.
 #[test]
 fn damaged_index_files_are_rebuilt() {
-    let n = 1_500;
+    let n = 600;
     let damage: [(&str, fn(&std::path::Path)); 5] = [
         ("graph bytes", |p| flip(&p.join("hnsw.hnsw.graph"), 200)),
         ("data bytes", |p| flip(&p.join("hnsw.hnsw.data"), 5000)),
@@ -381,8 +381,8 @@ fn damaged_index_files_are_rebuilt() {
 /// rows than the gallery holds is stale and rebuilt.
 #[test]
 fn stale_index_files_are_rebuilt() {
-    let (other, _) = saved_index(1_200, 51);
-    let (mine, templates) = saved_index(1_000, 52);
+    let (other, _) = saved_index(700, 51);
+    let (mine, templates) = saved_index(600, 52);
     for f in ["hnsw.meta", "hnsw.hnsw.graph", "hnsw.hnsw.data"] {
         std::fs::copy(other.path().join(f), mine.path().join(f)).unwrap();
     }
@@ -393,7 +393,7 @@ fn stale_index_files_are_rebuilt() {
 /// (or scanned exactly meanwhile): the loaded index still finds them.
 #[test]
 fn rows_added_after_a_save_are_found() {
-    let n = 1_000;
+    let n = 800;
     let (dir, mut templates) = saved_index(n, 61);
     let g = Gallery::open(dir.path()).unwrap();
     assert!(g.wait_for_index(Duration::from_secs(120)));
@@ -417,7 +417,7 @@ fn rows_added_after_a_save_are_found() {
 /// template is then found by the index.
 #[test]
 fn enrolls_while_identifying() {
-    let n = 2_000;
+    let n = 1_500;
     let dir = tempfile::tempdir().unwrap();
     let (g, templates) = gallery(dir.path(), n, 71, Layout::DEFAULT, manual());
     g.rebuild_index().unwrap();
