@@ -202,7 +202,8 @@ impl AnnShared {
 
 /// The accelerators of one gallery (a field of [`Gallery`]).
 pub(crate) struct Accel {
-    quant: RwLock<QuantStore>,
+    quant: Arc<RwLock<QuantStore>>,
+    deriving: Mutex<Option<JoinHandle<()>>>,
     ann: Arc<AnnShared>,
     builder: Mutex<Option<JoinHandle<()>>>,
 }
@@ -211,8 +212,24 @@ impl Accel {
     /// Derives the quantised copy of `snap` and, per `policy`, starts loading
     /// or building the graph index in the background.
     pub(crate) fn open(dir: &Path, snap: Arc<Snapshot>, live: usize, policy: IndexPolicy) -> Accel {
+        let mut store = QuantStore::new(snap.layout);
+        store.derived = snap.count == 0;
+        let quant = Arc::new(RwLock::new(store));
+        let deriving = if snap.count == 0 {
+            None
+        } else {
+            let (quant, snap) = (quant.clone(), snap.clone());
+            std::thread::Builder::new()
+                .name("palmlink-quantise".into())
+                .spawn(move || {
+                    let derived = QuantStore::from_snapshot(&snap);
+                    *quant.write().unwrap_or_else(|p| p.into_inner()) = derived;
+                })
+                .ok()
+        };
         let accel = Accel {
-            quant: RwLock::new(QuantStore::from_snapshot(&snap)),
+            quant,
+            deriving: Mutex::new(deriving),
             ann: Arc::new(AnnShared {
                 dir: dir.to_path_buf(),
                 index: RwLock::new(None),
@@ -258,10 +275,12 @@ impl Accel {
 
     /// Brings the copies up to date with a newly committed snapshot.
     pub(crate) fn on_insert(&self, snap: &Snapshot) {
-        self.quant
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .catch_up(snap);
+        {
+            let mut store = self.quant.write().unwrap_or_else(|p| p.into_inner());
+            if store.derived {
+                store.catch_up(snap);
+            }
+        }
         if let Some(index) = self
             .ann
             .index
@@ -277,6 +296,14 @@ impl Accel {
 impl Drop for Accel {
     fn drop(&mut self) {
         self.ann.cancel.store(true, Ordering::Relaxed);
+        if let Some(h) = self
+            .deriving
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
         if let Some(h) = self
             .builder
             .get_mut()
@@ -544,6 +571,16 @@ impl Gallery {
     /// The graph parameters in force.
     pub fn ann_params(&self) -> AnnParams {
         self.accel().ann.params()
+    }
+
+    /// Rows the quantised copy covers (it is derived in the background after
+    /// open; rows it does not cover are scanned in f32).
+    pub fn quantised_rows(&self) -> u64 {
+        self.accel()
+            .quant
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .rows() as u64
     }
 
     /// Heap bytes held by the quantised copy (i8 values, scales, sketches).

@@ -3,8 +3,10 @@
 //!
 //! # Where it lives
 //!
-//! In memory, derived when the gallery is opened by reading every vector once
-//! (in parallel) and appended to as rows are inserted. Deriving it costs one
+//! In memory, derived after the gallery is opened by reading every vector once
+//! (in parallel, on a background thread, so opening stays fast) and appended
+//! to as rows are inserted. Until it is derived, and for rows inserted since,
+//! searches scan the rows it does not cover in f32. Deriving it costs one
 //! sequential read of `vectors.bin` (about 0.1 s per 100k templates from the
 //! page cache); persisting it would add a second file that must be kept in
 //! step with the gallery on every insert and checked at open, for little gain.
@@ -62,6 +64,9 @@ pub(crate) struct QuantStore {
     scales: Vec<f32>,
     sketches: Vec<u64>,
     rows: usize,
+    /// False while the copy of the rows present at open is still being
+    /// derived (in the background); inserts do not append until it is.
+    pub(crate) derived: bool,
 }
 
 /// One quantised row, written into caller-provided buffers.
@@ -111,6 +116,7 @@ impl QuantStore {
             scales: Vec::new(),
             sketches: Vec::new(),
             rows: 0,
+            derived: true,
         }
     }
 
@@ -505,6 +511,7 @@ mod tests {
                 scales: sc,
                 sketches: sk,
                 rows: 1,
+                derived: true,
             };
             let qp = QuantProbe::new(&p);
             let mut dots = vec![0; layout.blocks];

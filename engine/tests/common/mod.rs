@@ -1,0 +1,43 @@
+//! Shared helpers for the engine's integration tests.
+
+#![allow(dead_code)]
+
+use palmlink_engine::{Layout, PalmSide, RecordIds, Template};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// A random template of `layout` from `rng` (Gaussian-ish values).
+pub fn random_template(rng: &mut StdRng, layout: Layout) -> Template {
+    let values: Vec<f32> = (0..layout.len())
+        .map(|_| rng.random::<f32>() - rng.random::<f32>())
+        .collect();
+    Template::from_f32(layout, &values).expect("random template")
+}
+
+/// `template` with noise of amplitude `noise` added (a genuine probe).
+pub fn noisy(rng: &mut StdRng, template: &Template, noise: f32) -> Template {
+    let values: Vec<f32> = template
+        .as_slice()
+        .iter()
+        .map(|v| v + noise * (rng.random::<f32>() - rng.random::<f32>()))
+        .collect();
+    Template::from_f32(template.layout(), &values).expect("noisy template")
+}
+
+/// Ids derived from an index.
+pub fn ids(i: u64) -> RecordIds {
+    RecordIds {
+        feature_id: 0x1000_0000_0000 + u128::from(i),
+        user_key: u128::from(i / 2),
+        palm: if i.is_multiple_of(2) {
+            PalmSide::Left
+        } else {
+            PalmSide::Right
+        },
+    }
+}
+
+/// A seeded rng.
+pub fn rng(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed)
+}

@@ -1,0 +1,167 @@
+//! The `palmlink` command line: `serve` and the operator commands. Every option can also be
+//! given as a `PALMLINK_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use uuid::Uuid;
+
+use crate::config::Config;
+
+/// PalmLink: open palm-biometric identity API.
+#[derive(Debug, Parser)]
+#[command(name = "palmlink", version, about)]
+pub struct Cli {
+    /// Storage options shared by every command.
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Data directory: database, signing key and galleries.
+    #[arg(
+        long,
+        env = "PALMLINK_DATA_DIR",
+        default_value = "./palmlink-data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+    /// Database URL (default: the embedded SQLite database in the data directory).
+    #[arg(long, env = "PALMLINK_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the HTTP service.
+    Serve(ServeArgs),
+    /// Manages tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manages OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PALMLINK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Allow plain-http and private-address webhook endpoints (local development).
+    #[arg(long, env = "PALMLINK_ALLOW_HTTP_WEBHOOKS")]
+    pub allow_http_webhooks: bool,
+    /// `iss` claim of access tokens.
+    #[arg(long, env = "PALMLINK_ISSUER", default_value = "palmlink")]
+    pub issuer: String,
+    /// Sustained requests per second per OAuth client.
+    #[arg(long, env = "PALMLINK_RATE_LIMIT_PER_SECOND", default_value_t = 50)]
+    pub rate_limit_per_second: u32,
+    /// Request burst per OAuth client.
+    #[arg(long, env = "PALMLINK_RATE_LIMIT_BURST", default_value_t = 200)]
+    pub rate_limit_burst: u32,
+}
+
+/// `tenant ...`.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Creates a tenant; prints `{"tenant_id": ...}`.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// `client ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Creates a client; prints `{"client_id": ..., "client_secret": ...}` (the secret only once).
+    Create {
+        /// Owning tenant.
+        #[arg(long)]
+        tenant: Uuid,
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Space-separated scopes (default: all).
+        #[arg(long)]
+        scopes: Option<String>,
+    },
+    /// Issues a new secret; the old one works until `revoke-old-secret`.
+    Rotate {
+        /// The client.
+        #[arg(long)]
+        client: Uuid,
+    },
+    /// Stops the previous secret from working.
+    RevokeOldSecret {
+        /// The client.
+        #[arg(long)]
+        client: Uuid,
+    },
+    /// Deletes the client; its tokens stop working at once.
+    Delete {
+        /// The client.
+        #[arg(long)]
+        client: Uuid,
+    },
+}
+
+impl StorageArgs {
+    /// A configuration for these storage options.
+    pub fn config(&self) -> Config {
+        let mut config = Config::new(self.data_dir.clone());
+        config.database_url = self.database_url.clone();
+        config
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = cli.storage.config();
+    let output = match cli.command {
+        Command::Serve(args) => {
+            config.listen = args.listen;
+            config.allow_http_webhooks = args.allow_http_webhooks;
+            config.issuer = args.issuer;
+            config.rate_limit_per_second = args.rate_limit_per_second;
+            config.rate_limit_burst = args.rate_limit_burst;
+            return crate::serve(config).await;
+        }
+        command => {
+            let store = crate::open_store(&config).await?;
+            let store = store.as_ref();
+            match command {
+                Command::Tenant(TenantCommand::Create { name }) => {
+                    crate::admin::create_tenant(store, &name).await?
+                }
+                Command::Client(ClientCommand::Create {
+                    tenant,
+                    name,
+                    scopes,
+                }) => crate::admin::create_client(store, tenant, &name, scopes.as_deref()).await?,
+                Command::Client(ClientCommand::Rotate { client }) => {
+                    crate::admin::rotate_client(store, client).await?
+                }
+                Command::Client(ClientCommand::RevokeOldSecret { client }) => {
+                    crate::admin::revoke_old_secret(store, client).await?
+                }
+                Command::Client(ClientCommand::Delete { client }) => {
+                    crate::admin::delete_client(store, client).await?
+                }
+                Command::Serve(_) => unreachable!("handled above"),
+            }
+        }
+    };
+    println!("{output}");
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Request extractors that reject with the service's own error shape.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, FieldError};
+
+/// Largest accepted request body.
+pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
+
+/// Checks a request beyond what its type says.
+pub(crate) trait Validate {
+    /// Field errors; empty when the request is valid.
+    fn validate(&self) -> Vec<FieldError> {
+        Vec::new()
+    }
+}
+
+/// A JSON body: 400 when malformed, 422 with field errors when it does not fit `T`, 413 when
+/// over [`BODY_LIMIT`].
+pub(crate) struct AppJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for AppJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        let value = parse_json(&bytes)?;
+        let parsed: T = from_value(value)?;
+        let errors = parsed.validate();
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        Ok(AppJson(parsed))
+    }
+}
+
+/// Buffers the body, mapping an oversized body to 413.
+pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> ApiResult<Bytes> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::bad_request("invalid_body", rejection.body_text())
+        }
+    })
+}
+
+/// Parses bytes as JSON: 400 `malformed_json` when they are not.
+pub(crate) fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "request body is empty",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("malformed JSON: {e}")))
+}
+
+/// Deserialises a JSON object into `T`, reporting the failing field as a 422.
+pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> ApiResult<T> {
+    if !value.is_object() {
+        return Err(ApiError::field("body", "expected a JSON object"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let message = err.inner().to_string();
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned);
+        match missing {
+            Some(name) => {
+                let field = if path == "." {
+                    name
+                } else {
+                    format!("{path}.{name}")
+                };
+                ApiError::field(field, "is required")
+            }
+            None => ApiError::field(if path == "." { "body".to_owned() } else { path }, message),
+        }
+    })
+}
+
+/// Adds an error when `value` is not 1..=max characters long.
+pub(crate) fn check_len(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) {
+    let n = value.chars().count();
+    if n == 0 || value.trim().is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if n > max {
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+}
+
+/// Adds an error unless `value` is a JSON object or null.
+pub(crate) fn check_metadata(errors: &mut Vec<FieldError>, value: &Option<Value>) {
+    if let Some(v) = value {
+        if !(v.is_object() || v.is_null()) {
+            errors.push(FieldError::new("metadata", "must be an object or null"));
+        }
+    }
+}
+
+/// Parses an id from a path: anything that is not a UUID is simply unknown (404).
+pub(crate) fn parse_id(raw: &str, what: &'static str) -> ApiResult<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound(what))
+}
+
+/// `?offset=&limit=` of list endpoints; limit 1..=100 (default 20), offset >= 0.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pagination {
+    pub offset: i64,
+    pub limit: i64,
+}
+
+impl Pagination {
+    /// Reads and checks the pagination parameters (422 when out of bounds).
+    pub(crate) fn from_query(query: &HashMap<String, String>) -> ApiResult<Pagination> {
+        let mut errors = Vec::new();
+        let offset = match query.get("offset") {
+            None => 0,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(v) if v >= 0 => v,
+                _ => {
+                    errors.push(FieldError::new("offset", "must be an integer >= 0"));
+                    0
+                }
+            },
+        };
+        let limit = match query.get("limit") {
+            None => 20,
+            Some(raw) => match raw.parse::<i64>() {
+                Ok(v) if (1..=100).contains(&v) => v,
+                _ => {
+                    errors.push(FieldError::new("limit", "must be an integer from 1 to 100"));
+                    20
+                }
+            },
+        };
+        if errors.is_empty() {
+            Ok(Pagination { offset, limit })
+        } else {
+            Err(ApiError::Validation(errors))
+        }
+    }
+
+    /// The list envelope: `{success, data, total, offset, limit}`.
+    pub(crate) fn envelope(&self, data: Vec<Value>, total: i64) -> Value {
+        serde_json::json!({
+            "success": true,
+            "data": data,
+            "total": total,
+            "offset": self.offset,
+            "limit": self.limit,
+        })
+    }
+}
