@@ -75,12 +75,13 @@ pub struct AnnParams {
 }
 
 impl Default for AnnParams {
-    /// `M = 16`, `efConstruction = 100`, `ef = 64`.
+    /// `M = 16`, `efConstruction = 100`, `ef = 128` (the smallest `ef` that
+    /// missed no mate of 500 at 100k templates was 96; see `BENCHMARKS.md`).
     fn default() -> Self {
         AnnParams {
             max_connections: 16,
             ef_construction: 100,
-            ef_search: 64,
+            ef_search: 128,
         }
     }
 }
@@ -275,14 +276,15 @@ impl AnnIndex {
             .collect();
     }
 
-    /// Bytes of memory the graph holds (an estimate from its shape: keys,
-    /// points, neighbour lists and their `Arc`s).
+    /// Bytes of memory the graph holds, estimated from its shape: per point
+    /// the key, about 400 bytes of point, lock and list headers, and per
+    /// neighbour link an `Arc`'d entry of about 56 bytes with allocator
+    /// overhead (2·M links on the base layer, about M/(M-1) above it). The
+    /// benches measure the resident memory beside it.
     pub(crate) fn estimated_bytes(&self) -> usize {
         let key = self.graph.get_point_indexation().get_data_dimension();
         let m = self.params.max_connections;
-        // Point: key Vec + Arc + RwLock'd layer vectors; base layer holds up
-        // to 2·M neighbours of 16 bytes, the upper layers about M/ (M-1) more.
-        self.points * (key + 160 + 2 * m * 16 + m * 16 / (m.max(2) - 1))
+        self.points * (key + 400 + 2 * m * 56 + m * 56 / (m.max(2) - 1))
     }
 
     /// Writes the index beside the gallery (temporary files, renamed into
