@@ -12,11 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::caller::require_token;
+use crate::auth::caller::{limit_by_address, require_token};
 use crate::auth::keys::SigningKey;
 use crate::auth::token::TokenService;
 use crate::config::Config;
@@ -30,8 +31,37 @@ use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users};
 use crate::state::{rate_limiter, AppState};
 use crate::store::{SqliteStore, Store};
 
+/// Declares the two credentials: OAuth access tokens and scanner credentials.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from POST /v1/auth/token; the scopes are listed per operation."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "scanner",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The device_secret returned by POST /v1/device/pair."))
+                    .build(),
+            ),
+        );
+    }
+}
+
 #[derive(utoipa::OpenApi)]
-#[openapi(info(
+#[openapi(modifiers(&SecuritySchemes), info(
     title = "PalmLink API",
     version = "1",
     description = "Open palm-biometric identity API: devices, enrollment, 1:1 verification, 1:N identification."
@@ -53,6 +83,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 async fn not_found() -> Response {
     ApiError::NotFound("route").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
 }
 
 async fn count_status(
@@ -82,10 +116,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(settings::get, settings::put))
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), require_token));
-    let public = OpenApiRouter::new()
+    let credentials = OpenApiRouter::new()
         .routes(routes!(tokens::token))
-        .routes(routes!(tokens::jwks))
         .routes(routes!(scanner::pair))
+        .route_layer(from_fn_with_state(state.clone(), limit_by_address));
+    let public = OpenApiRouter::new()
+        .routes(routes!(tokens::jwks))
         .routes(routes!(scanner::poll))
         .routes(routes!(scanner::capture))
         .routes(routes!(scanner::cancel))
@@ -94,6 +130,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(ops::metrics));
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api)
+        .merge(credentials)
         .merge(public)
         .split_for_parts();
     let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
@@ -111,8 +148,10 @@ pub(crate) fn router(state: AppState) -> Router {
             }),
         )
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn_with_state(state.clone(), count_status))
+        .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
@@ -122,6 +161,7 @@ pub(crate) fn router(state: AppState) -> Router {
 pub struct RunningServer {
     addr: SocketAddr,
     shutdown: oneshot::Sender<()>,
+    stopping: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
 }
@@ -134,6 +174,7 @@ impl RunningServer {
 
     /// Stops accepting, finishes the requests in flight, and returns.
     pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stopping.send(true);
         let _ = self.shutdown.send(());
         self.sweeper.abort();
         self.task.await??;
@@ -148,6 +189,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let key = SigningKey::load_or_create(&config.data_dir)?;
     let galleries = Arc::new(Galleries::new(config.data_dir.join("galleries")));
     galleries::reconcile(store.as_ref(), &galleries).await?;
+    let (stopping, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = AppState {
         store: store.clone(),
         tokens: Arc::new(TokenService::new(
@@ -157,9 +199,17 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         )),
         galleries,
         hub: Arc::new(DeviceHub::default()),
-        limiter: Arc::new(rate_limiter(&config)),
+        limiter: Arc::new(rate_limiter(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+        )),
+        ip_limiter: Arc::new(rate_limiter(
+            config.public_rate_limit_per_second,
+            config.public_rate_limit_burst,
+        )),
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config.clone()),
+        shutdown: shutdown_rx,
     };
     let app = router(state);
     let listener = TcpListener::bind(config.listen).await?;
@@ -167,15 +217,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let sweeper = tokio::spawn(crate::sweeper::run(store, config.sweep_interval));
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        })
+        .await
     });
     Ok(RunningServer {
         addr,
         shutdown,
+        stopping,
         task,
         sweeper,
     })

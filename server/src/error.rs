@@ -44,6 +44,9 @@ pub(crate) enum ApiError {
     /// 404: unknown resource in this tenant.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 405: the route exists without this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// 409: duplicate or wrong state.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -62,6 +65,9 @@ pub(crate) enum ApiError {
     /// 429: rate limited; retry after this many seconds.
     #[error("rate limit exceeded")]
     RateLimited(u64),
+    /// 503: a dependency (storage) does not answer.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// Token endpoint failures in RFC 6749 terms (400 or 401).
     #[error("{description}")]
     OAuth {
@@ -108,6 +114,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -115,6 +122,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OAuth { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -129,9 +137,11 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::InsufficientScope(_) => "insufficient_scope",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Validation(_) => "validation_failed",
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::Unavailable(_) => "not_ready",
             ApiError::OAuth { error, .. } => error,
             ApiError::Internal(_) => "internal_error",
         }

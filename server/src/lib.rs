@@ -30,6 +30,7 @@ mod metrics;
 mod outbox;
 mod routes;
 mod service;
+pub mod simulator;
 mod state;
 pub mod store;
 mod sweeper;

@@ -101,6 +101,24 @@ mod avx512 {
     /// and `b` must each hold at least `out.len() * dim` values.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn block_dots(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
+        if dim == 64 {
+            // SAFETY: forwarded contract; the default block size gets a copy
+            // with the block loop fully unrolled.
+            unsafe { blocks::<64>(a, b, dim, out) }
+        } else {
+            // SAFETY: forwarded contract.
+            unsafe { blocks::<0>(a, b, dim, out) }
+        }
+    }
+
+    /// [`block_dots`] with the block size fixed at compile time when `FIXED != 0`.
+    ///
+    /// # Safety
+    /// As [`block_dots`]; when `FIXED != 0`, `dim == FIXED`.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn blocks<const FIXED: usize>(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
+        let dim = if FIXED != 0 { FIXED } else { dim };
         let blocks = out.len();
         let mut block = 0;
         while block < blocks {
@@ -112,7 +130,9 @@ mod avx512 {
                 *acc = unsafe { block_accumulator(a, b, (block + j) * dim, dim) };
             }
             let sums = reduce4(acc);
-            out[block..block + group].copy_from_slice(&sums[..group]);
+            for (o, s) in out[block..block + group].iter_mut().zip(sums) {
+                *o = s;
+            }
             block += group;
         }
     }

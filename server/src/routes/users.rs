@@ -1,8 +1,6 @@
 //! Enrolled users (scope `users`).
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,18 +8,19 @@ use axum::Json;
 use super::ok;
 use crate::auth::caller::Caller;
 use crate::error::ApiResult;
-use crate::extract::Pagination;
+use crate::extract::{Pagination, PathParam, QueryMap};
 use crate::service::users as svc;
 use crate::state::AppState;
 
 /// Lists enrolled users with their palms.
-#[utoipa::path(get, path = "/v1/users", tag = "users", params(
+#[utoipa::path(get, path = "/v1/users", tag = "users",
+    security(("bearer" = ["users"])), params(
     ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
     responses((status = 200, description = "A page of users"), (status = 422, description = "Bad pagination")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> ApiResult<Response> {
     let page = Pagination::from_query(&query)?;
     Ok(Json(svc::list(&state, &caller, page).await?).into_response())
@@ -29,24 +28,26 @@ pub(crate) async fn list(
 
 /// One user's enrolled palms.
 #[utoipa::path(get, path = "/v1/users/{external_user_id}", tag = "users",
+    security(("bearer" = ["users"])),
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
     responses((status = 200, description = "The user"), (status = 404, description = "Not enrolled")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(ext): Path<String>,
+    PathParam(ext): PathParam,
 ) -> ApiResult<Response> {
     Ok(ok(svc::get(&state, &caller, &ext).await?))
 }
 
 /// Erases a user's templates and records (right to erasure).
 #[utoipa::path(delete, path = "/v1/users/{external_user_id}", tag = "users",
+    security(("bearer" = ["users"])),
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
     responses((status = 204, description = "Erased"), (status = 404, description = "Not enrolled")))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(ext): Path<String>,
+    PathParam(ext): PathParam,
 ) -> ApiResult<Response> {
     svc::delete(&state, &caller, &ext).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

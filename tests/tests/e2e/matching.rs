@@ -268,3 +268,60 @@ async fn identification_ranks_the_gallery() {
         422
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollments_and_identifications_run_concurrently() {
+    let h = Harness::start().await;
+    let t = h.tenant().await;
+    let s = h.scanner(&t, "hw-c").await;
+    let seed = palm(600);
+    h.enroll(&t, &s, "seed", "right", &seed).await;
+    let mut enroll_ids = Vec::new();
+    let mut identify_ids = Vec::new();
+    for i in 0..6 {
+        enroll_ids.push(
+            h.challenge(&t, "/v1/enroll", json!({"external_user_id": format!("c{i}"), "hardware_id": "hw-c", "palm_type": "right"}))
+                .await,
+        );
+        identify_ids.push(
+            h.challenge(&t, "/v1/identify", json!({"hardware_id": "hw-c"}))
+                .await,
+        );
+    }
+    let mut tasks = Vec::new();
+    for (i, (e, q)) in enroll_ids.into_iter().zip(identify_ids).enumerate() {
+        let body_e = json!([capture("right", &palm(610 + i as u64))]);
+        let body_q = json!([capture("right", &recapture(&seed, i as u64, 0.3))]);
+        let (http, base, secret) = (h.http.clone(), h.base.clone(), s.secret.clone());
+        tasks.push(tokio::spawn(async move {
+            let send = |id: String, captures: Value| {
+                let (http, base, secret) = (http.clone(), base.clone(), secret.clone());
+                async move {
+                    let r = http
+                        .post(format!("{base}/v1/device/challenges/{id}/capture"))
+                        .bearer_auth(secret)
+                        .json(&json!({"vendor": "mock", "captures": captures}))
+                        .send()
+                        .await
+                        .unwrap();
+                    (r.status().as_u16(), r.json::<Value>().await.unwrap())
+                }
+            };
+            let ((se, _), (sq, bq)) = tokio::join!(send(e, body_e), send(q, body_q));
+            assert_eq!(se, 200);
+            assert_eq!(sq, 200);
+            assert_eq!(
+                bq["data"]["result"]["candidates"][0]["external_user_id"],
+                "seed"
+            );
+            assert_eq!(bq["data"]["result"]["matched"], true);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        h.get("/v1/users?limit=100", &t.token).await.body["total"],
+        7
+    );
+}
