@@ -14,9 +14,9 @@
 //!
 //! * Deleted rows are never returned: the graph search filters on the row's
 //!   state word, and the re-score re-checks it.
-//! * Rows inserted into the gallery but not yet in the graph (while a build
-//!   runs, or inserted by another handle) are scanned exactly: every search
-//!   covers `rows() .. gallery rows` in f32.
+//! * Rows inserted into the gallery but not yet in the graph (while a build or
+//!   a load runs in the background) are scanned exactly: every search covers
+//!   the rows past the graph's in f32.
 //! * Graph points that the search cannot reach from the top layer (an
 //!   `hnsw_rs` insertion can leave a point without in-edges) are found after
 //!   each build and load by a breadth-first walk of the base layer, and are
@@ -386,7 +386,8 @@ impl AnnIndex {
                     // data (`Point::new` with a `Vec`) and the graph borrows
                     // nothing from `io`, which is dropped at the end of this
                     // closure. The two types differ only in that lifetime.
-                    // The test `reload_outlives_the_loader` searches a
+                    // The test `reload_outlives_the_loader_and_gives_the_same_answers`
+                    // searches a
                     // reloaded graph after its loader is gone.
                     unsafe { std::mem::transmute::<Hnsw<'_, i8, KeyDistance>, Graph>(graph) }
                 })

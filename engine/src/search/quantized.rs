@@ -37,8 +37,9 @@
 //! same kernel and tie-break as [`super::exact`]. Hence: **the quantised scan
 //! returns exactly the candidates of the exact f32 scan, in the same order**
 //! (so in particular every template whose exact scores pass the decision is
-//! returned, up to `top_k`, in exact order). The property tests below and in
-//! `tests/` check this against the f32 scan.
+//! returned, up to `top_k`, in exact order). A unit test below checks the
+//! bound; property and fixture tests in `engine/tests/search_at_scale.rs`
+//! check the result against the f32 scan.
 
 use rayon::prelude::*;
 
