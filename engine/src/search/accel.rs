@@ -50,9 +50,8 @@ use crate::template::Template;
 
 /// Live rows from which [`SearchMode::Auto`] uses the graph index. At 100k
 /// templates the graph (at the smallest `ef` that missed no mate) answered 1.6
-/// times faster than
-/// the quantised scan, which grows linearly with the gallery while the graph
-/// grows about logarithmically: the two meet near 60k (see `BENCHMARKS.md`,
+/// times faster than the quantised scan, which grows linearly with the gallery
+/// while the graph grows about logarithmically: the two meet near 60k (see `BENCHMARKS.md`,
 /// "1:N at scale"). Below it the guaranteed scan is as fast or faster.
 pub const AUTO_ANN_MIN_ROWS: usize = 60_000;
 
