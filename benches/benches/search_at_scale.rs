@@ -8,7 +8,9 @@
 //!   under target/bench-data between runs);
 //! * `PALMLINK_PEERBENCH_DIR=<dump>`: use the peer benchmark's `gallery.npy`
 //!   instead, so the figures sit beside faiss/hnswlib/usearch on the same bytes;
-//! * `PALMLINK_ANN_SKIP_INDEX=1`: scans only (no graph build), e.g. at 1M.
+//! * `PALMLINK_ANN_SKIP_INDEX=1`: scans only (no graph build), e.g. at 1M;
+//! * `PALMLINK_ANN_REUSE_INDEX=1`: no build; use the index saved by an
+//!   earlier run (loaded at open) to measure searches again.
 //!
 //! Before the timed part it prints (and writes to
 //! `target/bench-data/search_at_scale-<n>.txt`): open, copy-derivation, build,
@@ -244,7 +246,8 @@ fn search_at_scale(c: &mut Criterion) {
     }
 
     let mut chosen_ef = None;
-    if !skip_index {
+    let reuse = std::env::var("PALMLINK_ANN_REUSE_INDEX").is_ok_and(|v| v == "1");
+    if !skip_index && !reuse {
         let rss0 = rss_anon_bytes();
         let t = Instant::now();
         let info = g.rebuild_index().expect("build index");
@@ -277,6 +280,8 @@ fn search_at_scale(c: &mut Criterion) {
             g2.index_info().origin
         );
         drop(g2);
+    } else {
+        drop(g);
     }
     let g = Gallery::open(&dir).expect("reopen");
     if !skip_index {
