@@ -58,10 +58,25 @@ impl Default for Layout {
 
 /// A validated template: the layout's length, finite values, and every block
 /// L2-normalised (so a block dot product is its cosine similarity).
+///
+/// The values are kept 64-byte aligned, like gallery rows, so the SIMD kernels
+/// never load across a cache line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Template {
     layout: Layout,
-    values: Vec<f32>,
+    lanes: Vec<Lane>,
+}
+
+/// Sixteen values on one cache line: the unit of a template's storage.
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(64))]
+struct Lane([f32; 16]);
+
+/// `values` copied into cache-line-aligned storage (the tail padded with zeros).
+fn to_lanes(values: &[f32]) -> Vec<Lane> {
+    let mut lanes = vec![Lane([0.0; 16]); values.len().div_ceil(16)];
+    bytemuck::cast_slice_mut::<Lane, f32>(&mut lanes)[..values.len()].copy_from_slice(values);
+    lanes
 }
 
 impl Template {
@@ -119,9 +134,12 @@ impl Template {
 
     /// Wraps values that are already validated and normalised (read back from a
     /// checksummed gallery row).
-    pub(crate) fn from_normalised_unchecked(layout: Layout, values: Vec<f32>) -> Template {
+    pub(crate) fn from_normalised_unchecked(layout: Layout, values: &[f32]) -> Template {
         debug_assert_eq!(values.len(), layout.len());
-        Template { layout, values }
+        Template {
+            layout,
+            lanes: to_lanes(values),
+        }
     }
 
     fn normalised(layout: Layout, mut values: Vec<f32>) -> Result<Template, TemplateError> {
@@ -142,7 +160,10 @@ impl Template {
                 *v = (f64::from(*v) / norm) as f32;
             }
         }
-        Ok(Template { layout, values })
+        Ok(Template {
+            layout,
+            lanes: to_lanes(&values),
+        })
     }
 
     /// The template's layout.
@@ -152,17 +173,20 @@ impl Template {
 
     /// The normalised values, blocks concatenated.
     pub fn as_slice(&self) -> &[f32] {
-        &self.values
+        &bytemuck::cast_slice(&self.lanes)[..self.layout.len()]
     }
 
     /// The normalised values of block `index` (panics if out of range).
     pub fn block(&self, index: usize) -> &[f32] {
-        &self.values[index * self.layout.dim..(index + 1) * self.layout.dim]
+        &self.as_slice()[index * self.layout.dim..(index + 1) * self.layout.dim]
     }
 
     /// The values as little-endian bytes (the `f32le_base64` wire form).
     pub fn to_le_bytes(&self) -> Vec<u8> {
-        self.values.iter().flat_map(|v| v.to_le_bytes()).collect()
+        self.as_slice()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
     }
 }
 
@@ -247,6 +271,15 @@ mod tests {
         let t = Template::from_f32(layout, &[f32::MAX, f32::MAX, 1e-40, 0.0]).unwrap();
         assert!(t.as_slice().iter().all(|v| v.is_finite()));
         assert!((t.block(1)[0] - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn values_are_cache_line_aligned() {
+        let layout = Layout::new(3, 5).unwrap();
+        let t = Template::from_f32(layout, &[1.0; 15]).unwrap();
+        assert_eq!(t.as_slice().as_ptr() as usize % 64, 0);
+        assert_eq!(t.as_slice().len(), 15);
+        assert_eq!(t.clone(), t);
     }
 
     #[test]

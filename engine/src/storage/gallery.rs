@@ -559,14 +559,11 @@ impl Gallery {
         let Some(ids) = self.checked_live_row(&snap, row)? else {
             return Ok(None);
         };
-        let values = snap.vector(row.0).to_vec();
+        let template = Template::from_normalised_unchecked(self.layout, snap.vector(row.0));
         if snap.state(row.0) != STATE_LIVE {
             return Ok(None);
         }
-        Ok(Some((
-            ids,
-            Template::from_normalised_unchecked(self.layout, values),
-        )))
+        Ok(Some((ids, template)))
     }
 
     /// Scores `probe` against the template at `row` and decides under
