@@ -31,6 +31,9 @@ pub mod template;
 
 pub use error::{GalleryError, SettingsError, TemplateError};
 pub use scoring::{block_scores, compare, Comparison, MatchPolicy, MatchSettings};
-pub use search::{Candidate, SearchFilter, SearchMode, SearchOutcome, SearchQuery};
+pub use search::{
+    AnnParams, Candidate, IndexInfo, IndexOrigin, IndexPolicy, IndexState, SearchFilter,
+    SearchMode, SearchOutcome, SearchQuery, Strategy,
+};
 pub use storage::{Gallery, PalmSide, RecordIds, RowId, ScrubReport};
 pub use template::{Layout, Template};

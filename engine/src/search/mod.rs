@@ -1,7 +1,14 @@
 //! 1:N identification: queries, candidates and the search strategies.
 
+pub mod accel;
+pub mod ann;
 pub(crate) mod exact;
+mod int_kernels;
+pub(crate) mod quantized;
 mod top_k;
+
+pub use accel::{IndexInfo, IndexPolicy, IndexState, Strategy, AUTO_ANN_MIN_ROWS};
+pub use ann::{AnnParams, IndexOrigin};
 
 use crate::error::GalleryError;
 use crate::scoring::{Comparison, MatchSettings};

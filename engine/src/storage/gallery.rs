@@ -45,7 +45,8 @@ use super::mapping::Mapping;
 use super::{RecordIds, RowId};
 use crate::error::GalleryError;
 use crate::scoring::{self, kernel, Comparison, MatchSettings};
-use crate::search::{self, SearchMode, SearchOutcome, SearchQuery};
+use crate::search::accel::{Accel, IndexPolicy};
+use crate::search::{SearchOutcome, SearchQuery};
 use crate::template::{Layout, Template};
 
 /// Rows a new gallery has room for before it first grows.
@@ -68,6 +69,7 @@ pub struct Gallery {
     writer: Mutex<Writer>,
     live: AtomicUsize,
     damaged: HashSet<u64>,
+    accel: Accel,
 }
 
 /// What readers see: the mappings and the committed row count.
@@ -235,6 +237,13 @@ impl Gallery {
     /// lists it (rows with an invalid state word are known at once, from
     /// [`Gallery::damaged_rows`]).
     pub fn open(dir: &Path) -> Result<Gallery, GalleryError> {
+        Gallery::open_with(dir, IndexPolicy::default())
+    }
+
+    /// As [`Gallery::open`], with a chosen policy for the graph index (see
+    /// [`IndexPolicy`]). The quantised copy of the vectors is derived here,
+    /// reading every vector once in parallel.
+    pub fn open_with(dir: &Path, policy: IndexPolicy) -> Result<Gallery, GalleryError> {
         let records_path = dir.join(RECORDS_FILE);
         let records_file = match File::options().read(true).write(true).open(&records_path) {
             Ok(f) => f,
@@ -361,6 +370,8 @@ impl Gallery {
             stride,
         };
         let (live, damaged) = check_records(&snapshot);
+        let snapshot = Arc::new(snapshot);
+        let accel = Accel::open(dir, snapshot.clone(), live, policy);
         let writer = Writer {
             vectors_file,
             records_file,
@@ -376,10 +387,11 @@ impl Gallery {
             dir: dir.to_path_buf(),
             layout,
             stride,
-            snapshot: ArcSwap::from_pointee(snapshot),
+            snapshot: ArcSwap::new(snapshot),
             writer: Mutex::new(writer),
             live: AtomicUsize::new(live),
             damaged,
+            accel,
         })
     }
 
@@ -412,6 +424,10 @@ impl Gallery {
 
     pub(crate) fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    pub(crate) fn accel(&self) -> &Accel {
+        &self.accel
     }
 
     pub(crate) fn is_damaged(&self, row: u64) -> bool {
@@ -495,6 +511,7 @@ impl Gallery {
         w.count = end;
         self.live.fetch_add(items.len(), Ordering::Relaxed);
         self.publish(&w);
+        self.accel.on_insert(&self.snapshot());
         Ok((start..end).map(RowId).collect())
     }
 
@@ -642,21 +659,15 @@ impl Gallery {
     }
 
     /// 1:N: the top-k live rows by mean block similarity, best first (ties by
-    /// row), each with its per-block scores and decision.
+    /// row), each with its per-block scores and decision. The query's mode
+    /// picks the strategy (see [`crate::search::accel`]); `mode` in the outcome says
+    /// which ran.
     pub fn search(
         &self,
         probe: &Template,
         query: &SearchQuery,
     ) -> Result<SearchOutcome, GalleryError> {
-        self.check_layout(probe)?;
-        query.validate(self.layout)?;
-        let snap = self.snapshot();
-        let candidates = search::exact::search(self, &snap, probe, query);
-        Ok(SearchOutcome {
-            candidates,
-            mode: SearchMode::Exact,
-            gallery_size: self.live_count(),
-        })
+        self.search_with(probe, query, self.strategy_for(query))
     }
 
     fn ensure_capacity(&self, w: &mut Writer, rows: u64) -> Result<(), GalleryError> {

@@ -1,0 +1,380 @@
+//! 1:N at scale: the f32 scan, the quantised scan, the sign-sketch prefilter
+//! and the graph index on one gallery, in one run.
+//!
+//! `cargo bench -p palmlink-benches --bench search_at_scale -- --warm-up-time 1 --measurement-time 3`
+//!
+//! Environment:
+//! * `PALMLINK_ANN_N` (default 100000): gallery size (synthetic, seeded, kept
+//!   under target/bench-data between runs);
+//! * `PALMLINK_PEERBENCH_DIR=<dump>`: use the peer benchmark's `gallery.npy`
+//!   instead, so the figures sit beside faiss/hnswlib/usearch on the same bytes;
+//! * `PALMLINK_ANN_SKIP_INDEX=1`: scans only (no graph build), e.g. at 1M;
+//! * `PALMLINK_ANN_REUSE_INDEX=1`: no build; use the index saved by an
+//!   earlier run (loaded at open) to measure searches again.
+//!
+//! Before the timed part it prints (and writes to
+//! `target/bench-data/search_at_scale-<n>.txt`): open, copy-derivation, build,
+//! save and reload times; memory per template; and for every `ef` and sketch
+//! re-score depth the mated-hit rate against exact search and recall@10. The
+//! graph is timed at the smallest `ef` whose misses stay within 0.1% of the
+//! mates exact search finds at rank 1.
+
+// criterion_group! generates public functions without docs.
+#![allow(missing_docs)]
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use palmlink_benches::{data_dir, ids, read_npy_f32, synthetic_templates};
+use palmlink_engine::{
+    Gallery, IndexPolicy, Layout, MatchSettings, RowId, SearchQuery, Strategy, Template,
+};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+const GENUINE: usize = 500;
+const IMPOSTORS: usize = 500;
+const EFS: [usize; 10] = [8, 12, 16, 24, 32, 48, 64, 96, 128, 256];
+const SKETCH_DEPTHS: [usize; 3] = [64, 256, 1024];
+
+fn manual() -> IndexPolicy {
+    IndexPolicy {
+        at_open: false,
+        ..IndexPolicy::default()
+    }
+}
+
+fn rss_anon_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("RssAnon:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<usize>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn normal(rng: &mut StdRng) -> f32 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+/// The gallery directory for this run, filled once.
+fn gallery_dir(n: usize) -> std::path::PathBuf {
+    let layout = Layout::DEFAULT;
+    if let Ok(dump) = std::env::var("PALMLINK_PEERBENCH_DIR") {
+        let values = read_npy_f32(&Path::new(&dump).join("gallery.npy"), layout.len())
+            .expect("peer benchmark gallery.npy");
+        let n = values.len() / layout.len();
+        let dir = data_dir().join(format!("ann-peerbench-{n}"));
+        fill(&dir, n, |start, m| {
+            values[start * layout.len()..(start + m) * layout.len()]
+                .par_chunks(layout.len())
+                .map(|v| Template::from_f32(layout, v).expect("valid peer template"))
+                .collect()
+        });
+        return dir;
+    }
+    let dir = data_dir().join(format!("ann-synthetic-{n}"));
+    fill(&dir, n, |start, m| synthetic_templates(m, start as u64));
+    dir
+}
+
+fn fill(dir: &Path, n: usize, make: impl Fn(usize, usize) -> Vec<Template>) {
+    if let Ok(g) = Gallery::open_with(dir, manual()) {
+        if g.row_count() == n as u64 {
+            return;
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let g = Gallery::create(dir, Layout::DEFAULT).expect("create bench gallery");
+    drop(g);
+    let g = Gallery::open_with(dir, manual()).expect("open bench gallery");
+    for start in (0..n).step_by(50_000) {
+        let m = 50_000.min(n - start);
+        let templates = make(start, m);
+        let items: Vec<_> = templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (ids((start + i) as u64), t))
+            .collect();
+        g.insert_batch(&items).expect("fill bench gallery");
+    }
+}
+
+/// Genuine probes (mate + noise, blocks renormalised) and impostors.
+fn probes(g: &Gallery, n: usize) -> (Vec<(Template, u64)>, Vec<Template>) {
+    let mut rng = StdRng::seed_from_u64(4242);
+    let genuine = (0..GENUINE)
+        .map(|_| {
+            let mate = rng.random_range(0..n as u64);
+            let (_, t) = g.get(RowId(mate)).expect("read").expect("live");
+            let sigma = rng.random_range(0.041f32..0.0775);
+            let v: Vec<f32> = t
+                .as_slice()
+                .iter()
+                .map(|x| x + sigma * normal(&mut rng))
+                .collect();
+            (
+                Template::from_f32(Layout::DEFAULT, &v).expect("probe"),
+                mate,
+            )
+        })
+        .collect();
+    let impostors = synthetic_templates(IMPOSTORS, 0xdead_beef);
+    (genuine, impostors)
+}
+
+struct Accuracy {
+    exact_found: usize,
+    missed: usize,
+    recall10: f64,
+}
+
+fn accuracy(
+    g: &Gallery,
+    genuine: &[(Template, u64)],
+    impostors: &[Template],
+    exact: &[Vec<u64>],
+    strategy: Strategy,
+) -> Accuracy {
+    let q = SearchQuery::new(10, MatchSettings::default_for(Layout::DEFAULT));
+    let all: Vec<&Template> = genuine
+        .iter()
+        .map(|(t, _)| t)
+        .chain(impostors.iter())
+        .collect();
+    let found: Vec<Vec<u64>> = all
+        .par_iter()
+        .map(|p| {
+            g.search_with(p, &q, strategy)
+                .expect("search")
+                .candidates
+                .iter()
+                .map(|c| c.row.0)
+                .collect()
+        })
+        .collect();
+    let (mut exact_found, mut missed, mut overlap) = (0, 0, 0);
+    for (i, (rows, truth)) in found.iter().zip(exact).enumerate() {
+        overlap += truth.iter().filter(|r| rows.contains(r)).count();
+        if let Some((_, mate)) = genuine.get(i) {
+            if truth.first() == Some(mate) {
+                exact_found += 1;
+                if rows.first() != Some(mate) {
+                    missed += 1;
+                }
+            }
+        }
+    }
+    Accuracy {
+        exact_found,
+        missed,
+        recall10: overlap as f64 / (exact.len() * 10) as f64,
+    }
+}
+
+fn search_at_scale(c: &mut Criterion) {
+    let n: usize = std::env::var("PALMLINK_ANN_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let skip_index = std::env::var("PALMLINK_ANN_SKIP_INDEX").is_ok_and(|v| v == "1");
+    let dir = gallery_dir(n);
+    let mut report = String::new();
+    macro_rules! say {
+        ($($t:tt)*) => {{
+            let line = format!($($t)*);
+            eprintln!("{line}");
+            let _ = writeln!(report, "{line}");
+        }};
+    }
+
+    let t = Instant::now();
+    let g = Gallery::open_with(&dir, manual()).expect("open");
+    let open_s = t.elapsed().as_secs_f64();
+    while g.quantised_rows() < g.row_count() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let derive_s = t.elapsed().as_secs_f64();
+    let n = g.row_count() as usize;
+    say!("gallery: {n} templates at {}", dir.display());
+    say!("open: {open_s:.3} s; quantised copy derived {derive_s:.3} s after open");
+    say!(
+        "memory per template: f32 rows {} B (mapped), quantised copy {} B (i8 values, scales, sketch)",
+        palmlink_engine::storage::format::row_stride(Layout::DEFAULT),
+        g.quantised_bytes() / n
+    );
+
+    let (genuine, impostors) = probes(&g, n);
+    let q = SearchQuery::new(10, MatchSettings::default_for(Layout::DEFAULT));
+    let exact: Vec<Vec<u64>> = genuine
+        .iter()
+        .map(|(t, _)| t)
+        .chain(impostors.iter())
+        .map(|p| {
+            g.search_with(p, &q, Strategy::F32Scan)
+                .expect("search")
+                .candidates
+                .iter()
+                .map(|c| c.row.0)
+                .collect()
+        })
+        .collect();
+
+    for depth in SKETCH_DEPTHS {
+        let a = accuracy(
+            &g,
+            &genuine,
+            &impostors,
+            &exact,
+            Strategy::SketchPrefilter { rescore: depth },
+        );
+        say!(
+            "sketch prefilter, re-score {depth}: mates missed {} of {} exact finds; recall@10 {:.3}",
+            a.missed,
+            a.exact_found,
+            a.recall10
+        );
+    }
+
+    let mut chosen_ef = None;
+    let reuse = std::env::var("PALMLINK_ANN_REUSE_INDEX").is_ok_and(|v| v == "1");
+    if !skip_index && !reuse {
+        let rss0 = rss_anon_bytes();
+        let t = Instant::now();
+        let info = g.rebuild_index().expect("build index");
+        let build_s = t.elapsed().as_secs_f64();
+        let rss1 = rss_anon_bytes();
+        let p = g.ann_params();
+        say!(
+            "index build (M {}, efConstruction {}, 2 threads, save included): {build_s:.1} s; {} points, {} orphans",
+            p.max_connections,
+            p.ef_construction,
+            info.points,
+            info.orphans
+        );
+        say!(
+            "index memory: {} B/template by RSS growth, {} B/template estimated",
+            rss1.saturating_sub(rss0) / n,
+            info.estimated_bytes / n
+        );
+        let t = Instant::now();
+        g.save_index().expect("save");
+        say!("index save: {:.2} s", t.elapsed().as_secs_f64());
+        drop(g);
+        let t = Instant::now();
+        let g2 = Gallery::open(&dir).expect("reopen");
+        let opened = t.elapsed().as_secs_f64();
+        assert!(g2.wait_for_index(Duration::from_secs(3600)));
+        say!(
+            "reopen: {opened:.3} s; saved index loaded and checked {:.2} s after open ({:?})",
+            t.elapsed().as_secs_f64(),
+            g2.index_info().origin
+        );
+        drop(g2);
+    } else {
+        drop(g);
+    }
+    let g = Gallery::open(&dir).expect("reopen");
+    if !skip_index {
+        assert!(g.wait_for_index(Duration::from_secs(3600)));
+        for ef in EFS {
+            let a = accuracy(&g, &genuine, &impostors, &exact, Strategy::Hnsw { ef });
+            let ok = a.missed <= a.exact_found / 1000;
+            say!(
+                "graph ef {ef}: mates missed {} of {} exact finds; recall@10 {:.3}{}",
+                a.missed,
+                a.exact_found,
+                a.recall10,
+                if ok && chosen_ef.is_none() {
+                    "  <- smallest ef within 0.1%"
+                } else {
+                    ""
+                }
+            );
+            if ok && chosen_ef.is_none() {
+                chosen_ef = Some(ef);
+            }
+        }
+    }
+    let _ = std::fs::write(data_dir().join(format!("search_at_scale-{n}.txt")), &report);
+
+    let name = if std::env::var("PALMLINK_PEERBENCH_DIR").is_ok() {
+        format!("search_at_scale/peerbench-{n}")
+    } else {
+        format!("search_at_scale/{n}")
+    };
+    let all: Vec<Template> = genuine
+        .iter()
+        .map(|(t, _)| t.clone())
+        .chain(impostors.iter().cloned())
+        .collect();
+    let mut group = c.benchmark_group(&name);
+    group.sample_size(10);
+    let mut strategies = vec![
+        ("f32_scan".to_string(), Strategy::F32Scan),
+        ("quantised_scan".to_string(), Strategy::QuantisedScan),
+        (
+            "sketch_prefilter_256".to_string(),
+            Strategy::SketchPrefilter { rescore: 256 },
+        ),
+    ];
+    if let Some(ef) = chosen_ef {
+        strategies.push((format!("hnsw_ef{ef}"), Strategy::Hnsw { ef }));
+    }
+    for (label, strategy) in &strategies {
+        let mut i = 0;
+        group.bench_function(label.as_str(), |b| {
+            b.iter(|| {
+                i = (i + 1) % all.len();
+                black_box(g.search_with(&all[i], &q, *strategy).expect("search"))
+            })
+        });
+    }
+    if let Some(ef) = chosen_ef {
+        // Queries/s with both cores answering single queries concurrently.
+        let batch = &all[..64];
+        group.throughput(Throughput::Elements(batch.len() as u64));
+        group.bench_function(format!("hnsw_ef{ef}_64_concurrent"), |b| {
+            b.iter(|| {
+                batch
+                    .par_iter()
+                    .map(|p| {
+                        g.search_with(p, &q, Strategy::Hnsw { ef })
+                            .expect("search")
+                            .candidates
+                            .len()
+                    })
+                    .sum::<usize>()
+            })
+        });
+    }
+    group.throughput(Throughput::Elements(1));
+    let settings = MatchSettings::default_for(Layout::DEFAULT);
+    let mut i = 0;
+    group.bench_function("verify_1to1", |b| {
+        b.iter(|| {
+            i = (i + 1) % genuine.len();
+            let (p, mate) = &genuine[i];
+            black_box(g.compare(p, RowId(*mate), &settings).expect("compare"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = search_at_scale
+}
+criterion_main!(benches);

@@ -1,0 +1,535 @@
+//! A compact copy of the gallery for the exact scan: i8 values with one scale
+//! per block, and a 1-bit sign sketch per value.
+//!
+//! # Where it lives
+//!
+//! In memory, derived after the gallery is opened by reading every vector once
+//! (in parallel, on a background thread, so opening stays fast) and appended
+//! to as rows are inserted. Until it is derived, and for rows inserted since,
+//! searches scan the rows it does not cover in f32. Deriving it costs one
+//! sequential read of `vectors.bin` (about 0.1 s per 100k templates from the
+//! page cache); persisting it would add a second file that must be kept in
+//! step with the gallery on every insert and checked at open, for little gain.
+//! The f32 rows stay the source of truth.
+//!
+//! # The guarantee of the quantised scan
+//!
+//! Each block `g` of a stored template is kept as `ĝ = s·q` with
+//! `s = max|g_i| / 127` and `q_i = round(g_i / s)` in `-127..=127`, so
+//! `|g_i - ĝ_i| <= s/2`. The probe block `p` is kept as `p̂ = t·r` with
+//! `t = max|p_i| / R` (`R` = [`int_kernels::probe_max`], 32767 for 64-value
+//! blocks) and `|p_i - p̂_i| <= t/2`. The integer dot `r·q` is exact, and
+//!
+//! ```text
+//! |p·g - p̂·ĝ| <= |p·(g - ĝ)| + |(p - p̂)·ĝ| <= (s/2)·‖p‖₁ + (t/2)·‖ĝ‖₁
+//!             <= s · (‖p‖₁ + 127·t·dim) / 2  =  s · w        (‖ĝ‖₁ <= 127·s·dim)
+//! ```
+//!
+//! so the mean block score of a template lies within
+//! `E = Σ_b s_b·w_b / blocks + ε` of its approximation, where `ε` covers the
+//! f32 rounding of both the exact kernel and the approximation
+//! (`4·(dim + blocks + 16)·f32::EPSILON`, more than the worst case of either).
+//!
+//! The scan keeps, for every row, the interval `[approx - E, approx + E]`. Let
+//! `τ` be the k-th largest lower end. At least `k` rows score at least `τ`
+//! exactly, so no row whose exact score is below `τ` can be in the exact
+//! top-k; every row whose upper end reaches `τ` is re-scored in f32 with the
+//! same kernel and tie-break as [`super::exact`]. Hence: **the quantised scan
+//! returns exactly the candidates of the exact f32 scan, in the same order**
+//! (so in particular every template whose exact scores pass the decision is
+//! returned, up to `top_k`, in exact order). A unit test below checks the
+//! bound; property and fixture tests in `engine/tests/search_at_scale.rs`
+//! check the result against the f32 scan.
+
+use rayon::prelude::*;
+
+use super::int_kernels::{self, probe_max};
+use super::top_k::{Scored, TopK};
+use super::{exact, Candidate, SearchQuery};
+use crate::scoring::{kernel, mean_score};
+use crate::storage::format::{palm_code, STATE_LIVE};
+use crate::storage::gallery::Snapshot;
+use crate::storage::Gallery;
+use crate::template::{Layout, Template};
+
+/// Rows per parallel task.
+const CHUNK_ROWS: usize = 8192;
+/// Below this many rows the scan runs on the calling thread.
+const PARALLEL_THRESHOLD: usize = 16_384;
+
+/// The compact copy: i8 values, per-block scales and sign sketches, row-major.
+pub(crate) struct QuantStore {
+    layout: Layout,
+    words: usize,
+    values: Vec<i8>,
+    scales: Vec<f32>,
+    sketches: Vec<u64>,
+    rows: usize,
+    /// False while the copy of the rows present at open is still being
+    /// derived (in the background); inserts do not append until it is.
+    pub(crate) derived: bool,
+}
+
+/// One quantised row, written into caller-provided buffers.
+fn quantise_row(layout: Layout, v: &[f32], q: &mut [i8], scales: &mut [f32], sketch: &mut [u64]) {
+    for (b, (block, qb)) in v
+        .chunks_exact(layout.dim)
+        .zip(q.chunks_exact_mut(layout.dim))
+        .enumerate()
+    {
+        let max = block.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+        let s = max / 127.0;
+        scales[b] = s;
+        if s > 0.0 && s.is_finite() {
+            for (x, o) in block.iter().zip(qb.iter_mut()) {
+                *o = (x / s).round().clamp(-127.0, 127.0) as i8;
+            }
+        } else {
+            qb.fill(0);
+        }
+    }
+    sketch.fill(0);
+    for (i, x) in v.iter().enumerate() {
+        if *x >= 0.0 {
+            sketch[i / 64] |= 1 << (i % 64);
+        }
+    }
+}
+
+/// The sign sketch of `values` (bit i set when value i is >= 0).
+pub(crate) fn sketch_of(values: &[f32]) -> Vec<u64> {
+    let mut out = vec![0u64; values.len().div_ceil(64)];
+    for (i, x) in values.iter().enumerate() {
+        if *x >= 0.0 {
+            out[i / 64] |= 1 << (i % 64);
+        }
+    }
+    out
+}
+
+impl QuantStore {
+    /// An empty store for `layout`.
+    pub(crate) fn new(layout: Layout) -> QuantStore {
+        QuantStore {
+            layout,
+            words: layout.len().div_ceil(64),
+            values: Vec::new(),
+            scales: Vec::new(),
+            sketches: Vec::new(),
+            rows: 0,
+            derived: true,
+        }
+    }
+
+    /// The copy of rows `0..snap.count`, quantised in parallel.
+    pub(crate) fn from_snapshot(snap: &Snapshot) -> QuantStore {
+        let mut store = QuantStore::new(snap.layout);
+        let n = snap.count as usize;
+        let (len, blocks, words) = (store.layout.len(), store.layout.blocks, store.words);
+        store.values = vec![0; n * len];
+        store.scales = vec![0.0; n * blocks];
+        store.sketches = vec![0; n * words];
+        store
+            .values
+            .par_chunks_mut(len * 1024)
+            .zip(store.scales.par_chunks_mut(blocks * 1024))
+            .zip(store.sketches.par_chunks_mut(words * 1024))
+            .enumerate()
+            .for_each(|(c, ((q, s), k))| {
+                let rows = q.len() / len;
+                for r in 0..rows {
+                    let row = (c * 1024 + r) as u64;
+                    quantise_row(
+                        snap.layout,
+                        snap.vector(row),
+                        &mut q[r * len..(r + 1) * len],
+                        &mut s[r * blocks..(r + 1) * blocks],
+                        &mut k[r * words..(r + 1) * words],
+                    );
+                }
+            });
+        store.rows = n;
+        store
+    }
+
+    /// Rows held (the copy covers rows `0..rows()`).
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Appends rows `self.rows()..snap.count` of `snap`.
+    pub(crate) fn catch_up(&mut self, snap: &Snapshot) {
+        let (len, blocks, words) = (self.layout.len(), self.layout.blocks, self.words);
+        while (self.rows as u64) < snap.count {
+            let row = self.rows as u64;
+            let (vo, so, ko) = (self.values.len(), self.scales.len(), self.sketches.len());
+            self.values.resize(vo + len, 0);
+            self.scales.resize(so + blocks, 0.0);
+            self.sketches.resize(ko + words, 0);
+            quantise_row(
+                self.layout,
+                snap.vector(row),
+                &mut self.values[vo..],
+                &mut self.scales[so..],
+                &mut self.sketches[ko..],
+            );
+            self.rows += 1;
+        }
+    }
+
+    /// Heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.values.capacity() + self.scales.capacity() * 4 + self.sketches.capacity() * 8
+    }
+
+    fn values(&self, row: usize) -> &[i8] {
+        let len = self.layout.len();
+        &self.values[row * len..(row + 1) * len]
+    }
+
+    fn scales(&self, row: usize) -> &[f32] {
+        let b = self.layout.blocks;
+        &self.scales[row * b..(row + 1) * b]
+    }
+
+    fn sketch(&self, row: usize) -> &[u64] {
+        &self.sketches[row * self.words..(row + 1) * self.words]
+    }
+}
+
+/// The probe prepared for the quantised scan.
+struct QuantProbe {
+    values: Vec<i16>,
+    /// Per block: the probe scale `t_b` (the approximation multiplies by `s_b·t_b`).
+    scales: Vec<f32>,
+    /// Per block: `w_b / blocks` (the error bound is `Σ s_b · weights_b + eps`).
+    weights: Vec<f32>,
+    eps: f32,
+}
+
+impl QuantProbe {
+    fn new(probe: &Template) -> QuantProbe {
+        let layout = probe.layout();
+        let r = probe_max(layout.dim) as f32;
+        let mut values = vec![0i16; layout.len()];
+        let mut scales = vec![0.0; layout.blocks];
+        let mut weights = vec![0.0; layout.blocks];
+        let blocks = layout.blocks as f64;
+        for (b, (block, out)) in probe
+            .as_slice()
+            .chunks_exact(layout.dim)
+            .zip(values.chunks_exact_mut(layout.dim))
+            .enumerate()
+        {
+            let max = block.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let t = max / r;
+            scales[b] = t;
+            if t > 0.0 {
+                for (x, o) in block.iter().zip(out.iter_mut()) {
+                    *o = (x / t).round().clamp(-r, r) as i16;
+                }
+            }
+            let l1: f64 = block.iter().map(|x| f64::from(x.abs())).sum();
+            // w_b = (‖p‖₁ + 127·t·dim) / 2, rounded up, with a relative margin
+            // for the rounding of `x / t` (at most one ulp of the quotient).
+            let w = (l1 + 127.0 * f64::from(t) * layout.dim as f64) / 2.0;
+            weights[b] = (w * (1.0 + 1e-6) / blocks) as f32;
+        }
+        let eps = 4.0 * (layout.dim + layout.blocks + 16) as f32 * f32::EPSILON;
+        QuantProbe {
+            values,
+            scales,
+            weights,
+            eps,
+        }
+    }
+
+    /// `(approximate mean, error bound)` of one stored row.
+    #[inline]
+    fn score(&self, store: &QuantStore, row: usize, dots: &mut [i32]) -> (f32, f32) {
+        let layout = store.layout;
+        int_kernels::block_dots_i8_i16(store.values(row), &self.values, layout.dim, dots);
+        let s = store.scales(row);
+        let mut approx = 0.0f32;
+        let mut err = 0.0f32;
+        for b in 0..layout.blocks {
+            approx += dots[b] as f32 * (s[b] * self.scales[b]);
+            err += s[b] * self.weights[b];
+        }
+        (approx / layout.blocks as f32, err + self.eps)
+    }
+}
+
+/// Whether `row` is a candidate at all (live, not damaged, passes the filter).
+#[inline]
+pub(crate) fn admissible(
+    gallery: &Gallery,
+    snap: &Snapshot,
+    query: &SearchQuery,
+    row: u64,
+) -> bool {
+    snap.state(row) == STATE_LIVE
+        && query
+            .filter
+            .palm
+            .is_none_or(|p| snap.palm_code(row) == palm_code(p))
+        && query
+            .filter
+            .user_key
+            .is_none_or(|u| snap.user_key(row) == u)
+        && !gallery.is_damaged(row)
+}
+
+/// Per-chunk state of the quantised scan.
+struct Bounds {
+    lower: TopK,
+    /// `(upper bound, row)` of rows that may still reach the top k.
+    maybe: Vec<(f32, u64)>,
+}
+
+impl Bounds {
+    fn new(k: usize) -> Bounds {
+        Bounds {
+            lower: TopK::new(k),
+            maybe: Vec::new(),
+        }
+    }
+
+    fn merge(mut self, other: Bounds) -> Bounds {
+        self.lower = self.lower.merge(other.lower);
+        self.maybe.extend(other.maybe);
+        let floor = self.lower.floor();
+        self.maybe.retain(|(hi, _)| *hi >= floor);
+        self
+    }
+}
+
+/// Exact f32 mean of `row`, with the kernel the exact scan uses.
+#[inline]
+pub(crate) fn exact_mean(
+    kern: kernel::Kernel,
+    snap: &Snapshot,
+    probe: &Template,
+    row: u64,
+    scores: &mut [f32],
+) -> f32 {
+    kernel::block_dots_with(
+        kern,
+        probe.as_slice(),
+        snap.vector(row),
+        snap.layout.dim,
+        scores,
+    );
+    mean_score(scores)
+}
+
+/// Re-scores `rows` exactly and keeps the best `k` (same order as the exact scan).
+pub(crate) fn rescore(
+    snap: &Snapshot,
+    probe: &Template,
+    k: usize,
+    rows: impl IntoIterator<Item = u64>,
+) -> TopK {
+    let kern = kernel::Kernel::best_for(snap.layout.dim);
+    let mut scores = [0.0f32; Layout::MAX_BLOCKS];
+    let scores = &mut scores[..snap.layout.blocks];
+    let mut top = TopK::new(k);
+    for row in rows {
+        let mean = exact_mean(kern, snap, probe, row, scores);
+        if mean >= top.floor() {
+            top.push(Scored { score: mean, row });
+        }
+    }
+    top
+}
+
+/// Turns the final top-k into candidates (re-scored, re-checked live).
+pub(crate) fn finish(
+    snap: &Snapshot,
+    probe: &Template,
+    query: &SearchQuery,
+    top: TopK,
+) -> Vec<Candidate> {
+    top.into_sorted()
+        .into_iter()
+        .filter_map(|s| exact::candidate(snap, probe, query, s.row))
+        .collect()
+}
+
+/// The quantised scan: same result as [`exact::search`] (see the module docs).
+/// Rows of `snap` not yet in `store` are scanned in f32.
+pub(crate) fn search(
+    gallery: &Gallery,
+    snap: &Snapshot,
+    store: &QuantStore,
+    probe: &Template,
+    query: &SearchQuery,
+) -> Vec<Candidate> {
+    let k = query.top_k;
+    let covered = store.rows().min(snap.count as usize);
+    let qp = QuantProbe::new(probe);
+    let scan = |range: std::ops::Range<usize>| {
+        let mut dots = [0i32; Layout::MAX_BLOCKS];
+        let dots = &mut dots[..store.layout.blocks];
+        let mut b = Bounds::new(k);
+        for row in range {
+            if !admissible(gallery, snap, query, row as u64) {
+                continue;
+            }
+            let (approx, err) = qp.score(store, row, dots);
+            b.lower.push(Scored {
+                score: approx - err,
+                row: row as u64,
+            });
+            let hi = approx + err;
+            if hi >= b.lower.floor() {
+                b.maybe.push((hi, row as u64));
+            }
+            if b.maybe.len() > 4 * k + 256 {
+                let floor = b.lower.floor();
+                b.maybe.retain(|(h, _)| *h >= floor);
+            }
+        }
+        b
+    };
+    let bounds = if covered < PARALLEL_THRESHOLD {
+        scan(0..covered)
+    } else {
+        (0..covered.div_ceil(CHUNK_ROWS))
+            .into_par_iter()
+            .map(|c| scan(c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(covered)))
+            .reduce(|| Bounds::new(k), Bounds::merge)
+    };
+    let floor = bounds.lower.floor();
+    let mut top = rescore(
+        snap,
+        probe,
+        k,
+        bounds
+            .maybe
+            .iter()
+            .filter(|(hi, _)| *hi >= floor)
+            .map(|&(_, row)| row),
+    );
+    if (covered as u64) < snap.count {
+        top = top.merge(exact::scan_range(
+            gallery,
+            snap,
+            probe,
+            query,
+            covered as u64..snap.count,
+        ));
+    }
+    finish(snap, probe, query, top)
+}
+
+/// The sign-sketch prefilter: the `rescore` rows nearest in Hamming distance
+/// are re-scored in f32. Approximate: it carries no guarantee and is measured
+/// by the benches as an alternative to the quantised scan.
+pub(crate) fn sketch_search(
+    gallery: &Gallery,
+    snap: &Snapshot,
+    store: &QuantStore,
+    probe: &Template,
+    query: &SearchQuery,
+    rescore_rows: usize,
+) -> Vec<Candidate> {
+    let covered = store.rows().min(snap.count as usize);
+    let ps = sketch_of(probe.as_slice());
+    let keep = rescore_rows.max(query.top_k);
+    let scan = |range: std::ops::Range<usize>| {
+        let mut top = TopK::new(keep);
+        for row in range {
+            let d = int_kernels::hamming(store.sketch(row), &ps);
+            let score = -(d as f32);
+            if score >= top.floor() && admissible(gallery, snap, query, row as u64) {
+                top.push(Scored {
+                    score,
+                    row: row as u64,
+                });
+            }
+        }
+        top
+    };
+    let near = if covered < PARALLEL_THRESHOLD {
+        scan(0..covered)
+    } else {
+        (0..covered.div_ceil(CHUNK_ROWS))
+            .into_par_iter()
+            .map(|c| scan(c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(covered)))
+            .reduce(|| TopK::new(keep), TopK::merge)
+    };
+    let mut top = rescore(
+        snap,
+        probe,
+        query.top_k,
+        near.into_sorted().into_iter().map(|s| s.row),
+    );
+    if (covered as u64) < snap.count {
+        top = top.merge(exact::scan_range(
+            gallery,
+            snap,
+            probe,
+            query,
+            covered as u64..snap.count,
+        ));
+    }
+    finish(snap, probe, query, top)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stated bound holds for every block of random unit vectors, including
+    /// peaky ones (one large value).
+    #[test]
+    fn error_bound_holds_on_random_templates() {
+        let layout = Layout::DEFAULT;
+        let mut s = 0x9e3779b97f4a7c15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        for trial in 0..300 {
+            let mut g: Vec<f32> = (0..layout.len()).map(|_| next()).collect();
+            let p: Vec<f32> = (0..layout.len()).map(|_| next()).collect();
+            if trial % 3 == 0 {
+                g[trial % layout.len()] = 50.0;
+            }
+            let g = Template::from_f32(layout, &g).unwrap();
+            let p = Template::from_f32(layout, &p).unwrap();
+            let mut q = vec![0; layout.len()];
+            let mut sc = vec![0.0; layout.blocks];
+            let mut sk = vec![0; layout.len().div_ceil(64)];
+            quantise_row(layout, g.as_slice(), &mut q, &mut sc, &mut sk);
+            let store = QuantStore {
+                layout,
+                words: sk.len(),
+                values: q,
+                scales: sc,
+                sketches: sk,
+                rows: 1,
+                derived: true,
+            };
+            let qp = QuantProbe::new(&p);
+            let mut dots = vec![0; layout.blocks];
+            let (approx, err) = qp.score(&store, 0, &mut dots);
+            let exact = mean_score(&crate::scoring::block_scores(&p, &g));
+            assert!(
+                (approx - exact).abs() <= err,
+                "approx {approx} exact {exact} bound {err}"
+            );
+            // The bound is useful, not vacuous.
+            assert!(err < 0.05, "bound {err}");
+        }
+    }
+
+    #[test]
+    fn sketch_sets_sign_bits() {
+        let v = [1.0, -1.0, 0.0, -0.5];
+        assert_eq!(sketch_of(&v), vec![0b0101]);
+    }
+}
