@@ -1,5 +1,6 @@
-//! Exact 1:N: one probe against 10k / 100k / 1M templates (top-5), beside a
-//! plain parallel read of the same bytes: the memory-bandwidth ceiling.
+//! Exact 1:N: one probe against 10k / 100k / 1M templates (top-5), by the f32
+//! scan and by the quantised scan (same results), beside a plain parallel read
+//! of the f32 bytes: the memory-bandwidth ceiling of the f32 scan.
 //!
 //! `cargo bench -p palmlink-benches --bench exact_scan`
 //! (`PALMLINK_BENCH_MAX_N=100000` skips the 1M gallery, whose first build
@@ -16,7 +17,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use memmap2::Mmap;
 use palmlink_benches::{peerbench_gallery, synthetic_gallery, synthetic_templates};
 use palmlink_engine::storage::format::{HEADER_BYTES, VECTORS_FILE};
-use palmlink_engine::{Gallery, Layout, MatchSettings, SearchMode, SearchQuery, Template};
+use palmlink_engine::{Gallery, Layout, MatchSettings, SearchQuery, Strategy, Template};
 use rayon::prelude::*;
 use std::hint::black_box;
 
@@ -37,8 +38,7 @@ fn bench_gallery(c: &mut Criterion, name: &str, gallery: &Gallery, probes: &[Tem
     let map = unsafe { Mmap::map(&file) }.expect("map vectors");
     let words: &[u64] = bytemuck_words(&map[HEADER_BYTES..HEADER_BYTES + bytes]);
 
-    let mut query = SearchQuery::new(5, MatchSettings::default_for(Layout::DEFAULT));
-    query.mode = SearchMode::Exact;
+    let query = SearchQuery::new(5, MatchSettings::default_for(Layout::DEFAULT));
     let mut group = c.benchmark_group(format!("exact_scan/{name}"));
     group.throughput(Throughput::Bytes(bytes as u64));
     if n >= 500_000 {
@@ -47,13 +47,22 @@ fn bench_gallery(c: &mut Criterion, name: &str, gallery: &Gallery, probes: &[Tem
     group.bench_function("memory_read_baseline", |b| {
         b.iter(|| black_box(read_all(words)))
     });
-    let mut i = 0;
-    group.bench_function("search_top5", |b| {
-        b.iter(|| {
-            i = (i + 1) % probes.len();
-            black_box(gallery.search(&probes[i], &query).expect("search"))
-        })
-    });
+    for (label, strategy) in [
+        ("f32_scan_top5", Strategy::F32Scan),
+        ("quantised_scan_top5", Strategy::QuantisedScan),
+    ] {
+        let mut i = 0;
+        group.bench_function(label, |b| {
+            b.iter(|| {
+                i = (i + 1) % probes.len();
+                black_box(
+                    gallery
+                        .search_with(&probes[i], &query, strategy)
+                        .expect("search"),
+                )
+            })
+        });
+    }
     group.finish();
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use palmlink_engine::{Gallery, Layout, PalmSide, RecordIds, Template};
+use palmlink_engine::{Gallery, IndexPolicy, Layout, PalmSide, RecordIds, Template};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
@@ -56,10 +56,30 @@ pub fn ids(i: u64) -> RecordIds {
     }
 }
 
+/// Opens a bench gallery without loading or building its graph index, so
+/// no background build competes with the measurements, and waits until its
+/// quantised copy is derived.
+pub fn open_for_bench(dir: &Path) -> Result<Gallery, palmlink_engine::GalleryError> {
+    let policy = IndexPolicy {
+        at_open: false,
+        ..IndexPolicy::default()
+    };
+    let g = Gallery::open_with(dir, policy)?;
+    wait_for_quantised_copy(&g);
+    Ok(g)
+}
+
+/// Waits until the gallery's quantised copy covers every row.
+pub fn wait_for_quantised_copy(g: &Gallery) {
+    while g.quantised_rows() < g.row_count() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A gallery of `n` synthetic templates, built once and reopened on later runs.
 pub fn synthetic_gallery(n: usize) -> Gallery {
     let dir = data_dir().join(format!("synthetic-{n}"));
-    if let Ok(g) = Gallery::open(&dir) {
+    if let Ok(g) = open_for_bench(&dir) {
         if g.row_count() == n as u64 {
             return g;
         }
@@ -79,7 +99,8 @@ pub fn synthetic_gallery(n: usize) -> Gallery {
             .collect();
         g.insert_batch(&items).expect("fill bench gallery");
     }
-    g
+    drop(g);
+    open_for_bench(&dir).expect("reopen bench gallery")
 }
 
 /// The payload of a little-endian f32 `.npy` file written by the peer
@@ -110,7 +131,7 @@ pub fn peerbench_gallery(dump_dir: &Path) -> std::io::Result<(Gallery, Vec<Templ
     let values = read_npy_f32(&dump_dir.join("gallery.npy"), layout.len())?;
     let n = values.len() / layout.len();
     let dir = data_dir().join(format!("peerbench-{n}"));
-    let gallery = match Gallery::open(&dir) {
+    let gallery = match open_for_bench(&dir) {
         Ok(g) if g.row_count() == n as u64 => g,
         _ => {
             let _ = std::fs::remove_dir_all(&dir);
@@ -128,7 +149,8 @@ pub fn peerbench_gallery(dump_dir: &Path) -> std::io::Result<(Gallery, Vec<Templ
                     .collect();
                 g.insert_batch(&items).map_err(std::io::Error::other)?;
             }
-            g
+            drop(g);
+            open_for_bench(&dir).map_err(std::io::Error::other)?
         }
     };
     let probes = read_npy_f32(&dump_dir.join("probes.npy"), layout.len())?
