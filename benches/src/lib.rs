@@ -1,5 +1,6 @@
 //! Shared helpers for the benchmarks: seeded synthetic galleries kept on disk
-//! between runs, and readers for the peer benchmark's `.npy` dumps.
+//! between runs, readers for the peer benchmark's `.npy` dumps, and the accuracy
+//! measurement behind the `accuracy` binary ([`accuracy`]).
 
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,8 @@ use palmlink_engine::{Gallery, Layout, PalmSide, RecordIds, Template};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+
+pub mod accuracy;
 
 /// Where benchmark galleries live (under the cargo target directory).
 pub fn data_dir() -> PathBuf {

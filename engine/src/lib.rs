@@ -22,6 +22,7 @@
 //! assert_eq!(found.candidates[0].ids, ids);
 //! ```
 
+pub mod calibration;
 pub mod error;
 pub mod scoring;
 pub mod search;

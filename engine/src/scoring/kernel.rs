@@ -87,54 +87,103 @@ pub fn block_dots_with(kernel: Kernel, a: &[f32], b: &[f32], dim: usize, out: &m
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::{
-        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps,
-        _mm512_setzero_ps,
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_permute_ps,
+        _mm512_setzero_ps, _mm512_shuffle_f32x4, _mm512_storeu_ps,
     };
 
-    /// Fused per-block dot products: two independent accumulator chains per
-    /// block, one horizontal reduction per block.
+    /// Fused per-block dot products: each block's products are accumulated in
+    /// registers (two independent FMA chains), then the blocks are reduced four
+    /// at a time by a shuffle tree, so the horizontal sums are shared instead
+    /// of paid once per block.
     ///
     /// # Safety
     /// The CPU must support AVX-512F, `dim` must be a multiple of 16, and `a`
     /// and `b` must each hold at least `out.len() * dim` values.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn block_dots(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
-        let pa = a.as_ptr();
-        let pb = b.as_ptr();
-        for (block, o) in out.iter_mut().enumerate() {
-            let base = block * dim;
-            let mut acc0: __m512 = _mm512_setzero_ps();
-            let mut acc1: __m512 = _mm512_setzero_ps();
-            let mut i = 0;
-            while i + 32 <= dim {
-                // SAFETY: base + i + 32 <= out.len() * dim <= a.len(), b.len()
-                // (caller's contract); unaligned loads need no alignment.
-                unsafe {
-                    acc0 = _mm512_fmadd_ps(
-                        _mm512_loadu_ps(pa.add(base + i)),
-                        _mm512_loadu_ps(pb.add(base + i)),
-                        acc0,
-                    );
-                    acc1 = _mm512_fmadd_ps(
-                        _mm512_loadu_ps(pa.add(base + i + 16)),
-                        _mm512_loadu_ps(pb.add(base + i + 16)),
-                        acc1,
-                    );
-                }
-                i += 32;
+        let blocks = out.len();
+        let mut block = 0;
+        while block < blocks {
+            let mut acc = [_mm512_setzero_ps(); 4];
+            let group = (blocks - block).min(4);
+            for (j, acc) in acc.iter_mut().enumerate().take(group) {
+                // SAFETY: block + j < out.len(), so the block's `dim` values are
+                // within the caller's bounds; dim is a multiple of 16.
+                *acc = unsafe { block_accumulator(a, b, (block + j) * dim, dim) };
             }
-            if i < dim {
-                // SAFETY: dim is a multiple of 16, so exactly 16 values remain
-                // in this block, all within the caller's bounds.
-                unsafe {
-                    acc0 = _mm512_fmadd_ps(
-                        _mm512_loadu_ps(pa.add(base + i)),
-                        _mm512_loadu_ps(pb.add(base + i)),
-                        acc0,
-                    );
-                }
-            }
-            *o = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+            let sums = reduce4(acc);
+            out[block..block + group].copy_from_slice(&sums[..group]);
+            block += group;
         }
+    }
+
+    /// The 16 partial sums of one block's products.
+    ///
+    /// # Safety
+    /// AVX-512F; `base + dim` within both slices; `dim` a multiple of 16.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn block_accumulator(a: &[f32], b: &[f32], base: usize, dim: usize) -> __m512 {
+        debug_assert!(base + dim <= a.len() && base + dim <= b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut acc0 = _mm512_setzero_ps();
+        let mut acc1 = _mm512_setzero_ps();
+        let mut i = 0;
+        while i + 32 <= dim {
+            // SAFETY: base + i + 32 <= base + dim, within both slices
+            // (caller's contract); unaligned loads need no alignment.
+            unsafe {
+                acc0 = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(base + i)),
+                    _mm512_loadu_ps(pb.add(base + i)),
+                    acc0,
+                );
+                acc1 = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(base + i + 16)),
+                    _mm512_loadu_ps(pb.add(base + i + 16)),
+                    acc1,
+                );
+            }
+            i += 32;
+        }
+        if i < dim {
+            // SAFETY: dim is a multiple of 16, so exactly 16 values remain,
+            // within the caller's bounds.
+            unsafe {
+                acc0 = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(base + i)),
+                    _mm512_loadu_ps(pb.add(base + i)),
+                    acc0,
+                );
+            }
+        }
+        _mm512_add_ps(acc0, acc1)
+    }
+
+    /// Horizontal sums of four vectors at once.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn reduce4(v: [__m512; 4]) -> [f32; 4] {
+        // 512 -> 256 bits per vector, two vectors per register.
+        let s01 = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(v[0], v[1]),
+            _mm512_shuffle_f32x4::<0xEE>(v[0], v[1]),
+        );
+        let s23 = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x44>(v[2], v[3]),
+            _mm512_shuffle_f32x4::<0xEE>(v[2], v[3]),
+        );
+        // 256 -> 128 bits per vector: lane k of 128 bits holds vector k.
+        let t = _mm512_add_ps(
+            _mm512_shuffle_f32x4::<0x88>(s01, s23),
+            _mm512_shuffle_f32x4::<0xDD>(s01, s23),
+        );
+        // 4 -> 1 within each 128-bit lane.
+        let u = _mm512_add_ps(t, _mm512_permute_ps::<0x4E>(t));
+        let w = _mm512_add_ps(u, _mm512_permute_ps::<0xB1>(u));
+        let mut lanes = [0.0f32; 16];
+        // SAFETY: `lanes` holds exactly 16 f32, the store's width.
+        unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), w) };
+        [lanes[0], lanes[4], lanes[8], lanes[12]]
     }
 }
