@@ -43,6 +43,11 @@ pub enum Command {
     /// Manages OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Runs a simulated scanner: pairs, long-polls challenges, answers with synthetic palms.
+    Scanner(crate::scanner::ScannerArgs),
+    /// Runs the whole loop on loopback: service, scanner, webhook receiver, enrollments,
+    /// verifications and an identification.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Options of `serve`.
@@ -132,6 +137,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             config.rate_limit_burst = args.rate_limit_burst;
             return crate::serve(config).await;
         }
+        Command::Scanner(args) => return crate::scanner::run_cli(args).await,
+        Command::Demo(args) => return crate::demo::run_cli(args).await,
         command => {
             let store = crate::open_store(&config).await?;
             let store = store.as_ref();
@@ -145,7 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     crate::admin::revoke_old_secret(store, client).await?
                 }
                 Command::Client(ClientCommand::Delete { client }) => crate::admin::delete_client(store, client).await?,
-                Command::Serve(_) => unreachable!("handled above"),
+                Command::Serve(_) | Command::Scanner(_) | Command::Demo(_) => unreachable!("handled above"),
             }
         }
     };

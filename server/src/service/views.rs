@@ -58,7 +58,11 @@ pub(crate) fn scanner_challenge(c: &Challenge) -> Value {
         "type": c.kind,
         "palm_type": c.palm_type,
         "expires_at": rfc3339(c.expires_at),
+        "metadata": c.metadata,
     });
+    if let Some(ext) = &c.external_user_id {
+        v["external_user_id"] = json!(ext);
+    }
     if let Some(k) = c.top_k {
         v["top_k"] = json!(k);
     }
