@@ -21,8 +21,16 @@ pub async fn create_tenant(store: &dyn Store, name: &str) -> anyhow::Result<Valu
 
 /// Creates a client of a tenant with the given space-separated scopes (all when `None`):
 /// `{"client_id", "client_secret", "tenant_id", "scopes"}`. The secret is shown only here.
-pub async fn create_client(store: &dyn Store, tenant: Uuid, name: &str, scopes: Option<&str>) -> anyhow::Result<Value> {
-    anyhow::ensure!(store.get_tenant(tenant).await?.is_some(), "unknown tenant {tenant}");
+pub async fn create_client(
+    store: &dyn Store,
+    tenant: Uuid,
+    name: &str,
+    scopes: Option<&str>,
+) -> anyhow::Result<Value> {
+    anyhow::ensure!(
+        store.get_tenant(tenant).await?.is_some(),
+        "unknown tenant {tenant}"
+    );
     let scopes = match scopes {
         Some(raw) => parse_scopes(raw).map_err(anyhow::Error::msg)?,
         None => ALL_SCOPES.iter().map(|s| (*s).to_owned()).collect(),
@@ -39,26 +47,39 @@ pub async fn create_client(store: &dyn Store, tenant: Uuid, name: &str, scopes: 
         created_at: now_micros(),
     };
     store.create_client(&client).await?;
-    Ok(json!({"client_id": client.id, "client_secret": secret, "tenant_id": tenant, "scopes": client.scopes}))
+    Ok(
+        json!({"client_id": client.id, "client_secret": secret, "tenant_id": tenant, "scopes": client.scopes}),
+    )
 }
 
 /// Issues a new secret; the previous one keeps working until revoked:
 /// `{"client_id", "client_secret"}`.
 pub async fn rotate_client(store: &dyn Store, client: Uuid) -> anyhow::Result<Value> {
     let secret = new_secret(CLIENT_SECRET_PREFIX);
-    anyhow::ensure!(store.rotate_client_secret(client, &sha256_hex(secret.as_bytes())).await?, "unknown client {client}");
+    anyhow::ensure!(
+        store
+            .rotate_client_secret(client, &sha256_hex(secret.as_bytes()))
+            .await?,
+        "unknown client {client}"
+    );
     Ok(json!({"client_id": client, "client_secret": secret}))
 }
 
 /// Stops the previous secret from working: `{"client_id", "old_secret_revoked": true}`.
 pub async fn revoke_old_secret(store: &dyn Store, client: Uuid) -> anyhow::Result<Value> {
-    anyhow::ensure!(store.revoke_old_client_secret(client).await?, "unknown client {client}");
+    anyhow::ensure!(
+        store.revoke_old_client_secret(client).await?,
+        "unknown client {client}"
+    );
     Ok(json!({"client_id": client, "old_secret_revoked": true}))
 }
 
 /// Deletes a client; every token it was issued stops working at once:
 /// `{"client_id", "deleted": true}`.
 pub async fn delete_client(store: &dyn Store, client: Uuid) -> anyhow::Result<Value> {
-    anyhow::ensure!(store.delete_client(client).await?, "unknown client {client}");
+    anyhow::ensure!(
+        store.delete_client(client).await?,
+        "unknown client {client}"
+    );
     Ok(json!({"client_id": client, "deleted": true}))
 }

@@ -45,7 +45,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(&url).await?))
     } else {
-        anyhow::bail!("unsupported database URL `{url}`: this build stores data in SQLite (sqlite://PATH)")
+        anyhow::bail!(
+            "unsupported database URL `{url}`: this build stores data in SQLite (sqlite://PATH)"
+        )
     }
 }
 
@@ -53,7 +55,11 @@ async fn not_found() -> Response {
     ApiError::NotFound("route").into_response()
 }
 
-async fn count_status(axum::extract::State(state): axum::extract::State<AppState>, req: axum::extract::Request, next: Next) -> Response {
+async fn count_status(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
     let response = next.run(req).await;
     state.metrics.record_status(response.status().as_u16());
     response
@@ -86,14 +92,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics));
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api).merge(public).split_for_parts();
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(api)
+        .merge(public)
+        .split_for_parts();
     let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
     router
         .route(
             "/openapi.json",
             get(move || {
                 let spec = spec.clone();
-                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], spec.as_str().to_owned()) }
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        spec.as_str().to_owned(),
+                    )
+                }
             }),
         )
         .fallback(not_found)
@@ -136,7 +150,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     galleries::reconcile(store.as_ref(), &galleries).await?;
     let state = AppState {
         store: store.clone(),
-        tokens: Arc::new(TokenService::new(key, config.issuer.clone(), config.token_ttl.as_secs() as i64)),
+        tokens: Arc::new(TokenService::new(
+            key,
+            config.issuer.clone(),
+            config.token_ttl.as_secs() as i64,
+        )),
         galleries,
         hub: Arc::new(DeviceHub::default()),
         limiter: Arc::new(rate_limiter(&config)),
@@ -155,14 +173,22 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
             })
             .await
     });
-    Ok(RunningServer { addr, shutdown, task, sweeper })
+    Ok(RunningServer {
+        addr,
+        shutdown,
+        task,
+        sweeper,
+    })
 }
 
 /// Runs the service until Ctrl-C or SIGTERM.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let server = start(config).await?;
     tracing::info!(addr = %server.addr(), "PalmLink listening");
-    println!("{}", serde_json::json!({"listening": server.addr().to_string()}));
+    println!(
+        "{}",
+        serde_json::json!({"listening": server.addr().to_string()})
+    );
     shutdown_signal().await;
     tracing::info!("shutting down");
     server.stop().await

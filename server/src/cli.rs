@@ -25,7 +25,12 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct StorageArgs {
     /// Data directory: database, signing key and galleries.
-    #[arg(long, env = "PALMLINK_DATA_DIR", default_value = "./palmlink-data", global = true)]
+    #[arg(
+        long,
+        env = "PALMLINK_DATA_DIR",
+        default_value = "./palmlink-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// Database URL (default: the embedded SQLite database in the data directory).
     #[arg(long, env = "PALMLINK_DATABASE_URL", global = true)]
@@ -143,16 +148,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let store = crate::open_store(&config).await?;
             let store = store.as_ref();
             match command {
-                Command::Tenant(TenantCommand::Create { name }) => crate::admin::create_tenant(store, &name).await?,
-                Command::Client(ClientCommand::Create { tenant, name, scopes }) => {
-                    crate::admin::create_client(store, tenant, &name, scopes.as_deref()).await?
+                Command::Tenant(TenantCommand::Create { name }) => {
+                    crate::admin::create_tenant(store, &name).await?
                 }
-                Command::Client(ClientCommand::Rotate { client }) => crate::admin::rotate_client(store, client).await?,
+                Command::Client(ClientCommand::Create {
+                    tenant,
+                    name,
+                    scopes,
+                }) => crate::admin::create_client(store, tenant, &name, scopes.as_deref()).await?,
+                Command::Client(ClientCommand::Rotate { client }) => {
+                    crate::admin::rotate_client(store, client).await?
+                }
                 Command::Client(ClientCommand::RevokeOldSecret { client }) => {
                     crate::admin::revoke_old_secret(store, client).await?
                 }
-                Command::Client(ClientCommand::Delete { client }) => crate::admin::delete_client(store, client).await?,
-                Command::Serve(_) | Command::Scanner(_) | Command::Demo(_) => unreachable!("handled above"),
+                Command::Client(ClientCommand::Delete { client }) => {
+                    crate::admin::delete_client(store, client).await?
+                }
+                Command::Serve(_) | Command::Scanner(_) | Command::Demo(_) => {
+                    unreachable!("handled above")
+                }
             }
         }
     };

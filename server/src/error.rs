@@ -22,7 +22,10 @@ pub(crate) struct FieldError {
 
 impl FieldError {
     pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError { field: field.into(), message: message.into() }
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -61,7 +64,12 @@ pub(crate) enum ApiError {
     RateLimited(u64),
     /// Token endpoint failures in RFC 6749 terms (400 or 401).
     #[error("{description}")]
-    OAuth { status: StatusCode, error: &'static str, description: String, basic: bool },
+    OAuth {
+        status: StatusCode,
+        error: &'static str,
+        description: String,
+        basic: bool,
+    },
     /// 500: logged, never shown in detail.
     #[error("internal error: {0}")]
     Internal(String),
@@ -69,13 +77,22 @@ pub(crate) enum ApiError {
 
 impl ApiError {
     pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::BadRequest { code, message: message.into() }
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
     pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::Conflict { code, message: message.into() }
+        ApiError::Conflict {
+            code,
+            message: message.into(),
+        }
     }
     pub(crate) fn gone(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::Gone { code, message: message.into() }
+        ApiError::Gone {
+            code,
+            message: message.into(),
+        }
     }
     pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         ApiError::Validation(vec![FieldError::new(field, message)])
@@ -94,7 +111,9 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Gone { .. } => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Validation(_) | ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Validation(_) | ApiError::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::OAuth { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -143,7 +162,9 @@ impl IntoResponse for ApiError {
             ApiError::Validation(errors) => {
                 body["errors"] = serde_json::to_value(errors).unwrap_or(Value::Null);
             }
-            ApiError::OAuth { error, description, .. } => {
+            ApiError::OAuth {
+                error, description, ..
+            } => {
                 body["error"] = json!(error);
                 body["error_description"] = json!(description);
             }
@@ -168,8 +189,15 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            ApiError::OAuth { status, basic: true, .. } if *status == StatusCode::UNAUTHORIZED => {
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"palmlink\""));
+            ApiError::OAuth {
+                status,
+                basic: true,
+                ..
+            } if *status == StatusCode::UNAUTHORIZED => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"palmlink\""),
+                );
             }
             ApiError::OAuth { .. } => {
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -59,7 +59,10 @@ pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> ApiRes
 /// Parses bytes as JSON: 400 `malformed_json` when they are not.
 pub(crate) fn parse_json(bytes: &[u8]) -> ApiResult<Value> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("malformed_json", "request body is empty"));
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "request body is empty",
+        ));
     }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request("malformed_json", format!("malformed JSON: {e}")))
@@ -79,7 +82,11 @@ pub(crate) fn from_value<T: DeserializeOwned>(value: Value) -> ApiResult<T> {
             .map(str::to_owned);
         match missing {
             Some(name) => {
-                let field = if path == "." { name } else { format!("{path}.{name}") };
+                let field = if path == "." {
+                    name
+                } else {
+                    format!("{path}.{name}")
+                };
                 ApiError::field(field, "is required")
             }
             None => ApiError::field(if path == "." { "body".to_owned() } else { path }, message),
@@ -93,7 +100,10 @@ pub(crate) fn check_len(errors: &mut Vec<FieldError>, field: &str, value: &str, 
     if n == 0 || value.trim().is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
     } else if n > max {
-        errors.push(FieldError::new(field, format!("must be at most {max} characters")));
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
 }
 

@@ -33,12 +33,28 @@ impl Metrics {
             );
         }
         let counters = [
-            ("palmlink_challenges_created_total", "Challenges created.", &self.challenges_created),
-            ("palmlink_challenges_completed_total", "Challenges completed by a capture.", &self.challenges_completed),
-            ("palmlink_rate_limited_total", "Requests refused by the rate limiter.", &self.rate_limited),
+            (
+                "palmlink_challenges_created_total",
+                "Challenges created.",
+                &self.challenges_created,
+            ),
+            (
+                "palmlink_challenges_completed_total",
+                "Challenges completed by a capture.",
+                &self.challenges_completed,
+            ),
+            (
+                "palmlink_rate_limited_total",
+                "Requests refused by the rate limiter.",
+                &self.rate_limited,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,

@@ -27,7 +27,8 @@ pub(crate) struct AppState {
 
 /// The per-client rate limiter of a configuration.
 pub(crate) fn rate_limiter(config: &Config) -> DefaultKeyedRateLimiter<Uuid> {
-    let per_second = NonZeroU32::new(config.rate_limit_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let per_second =
+        NonZeroU32::new(config.rate_limit_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(config.rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN);
     RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
 }

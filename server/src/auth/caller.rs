@@ -52,28 +52,49 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| rest.trim())
+        .filter(|t| !t.is_empty())
 }
 
 async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let token = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".to_owned()))?;
+    let token =
+        bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".to_owned()))?;
     let verified = state.tokens.verify(token)?;
     // Deleting a client must end its tokens at once: look it up on every request.
     let client = state.store.get_client(verified.client_id).await?;
     match client {
         Some(c) if c.tenant_id == verified.tenant_id => {}
-        _ => return Err(ApiError::Unauthorized("the client of this token no longer exists".to_owned())),
+        _ => {
+            return Err(ApiError::Unauthorized(
+                "the client of this token no longer exists".to_owned(),
+            ))
+        }
     }
     if let Err(not_until) = state.limiter.check_key(&verified.client_id) {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        state.metrics.rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        return Err(ApiError::RateLimited((wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)));
+        state
+            .metrics
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ApiError::RateLimited(
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+        ));
     }
-    Ok(Caller { tenant_id: verified.tenant_id, client_id: verified.client_id, scopes: verified.scopes })
+    Ok(Caller {
+        tenant_id: verified.tenant_id,
+        client_id: verified.client_id,
+        scopes: verified.scopes,
+    })
 }
 
 /// Middleware of the integrator API: authenticates the token, then rate limits per client.
-pub(crate) async fn require_token(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub(crate) async fn require_token(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     match authenticate(&state, req.headers()).await {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
@@ -90,16 +111,26 @@ pub(crate) struct Scanner(pub Device);
 impl FromRequestParts<AppState> for Scanner {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let unauthorized = || ApiError::Unauthorized("missing or invalid scanner credential".to_owned());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized =
+            || ApiError::Unauthorized("missing or invalid scanner credential".to_owned());
         let secret = bearer(&parts.headers).ok_or_else(unauthorized)?;
         if !secret.starts_with(DEVICE_SECRET_PREFIX) {
             return Err(unauthorized());
         }
-        let device = state.store.find_device_by_secret_hash(&sha256_hex(secret.as_bytes())).await?.ok_or_else(unauthorized)?;
+        let device = state
+            .store
+            .find_device_by_secret_hash(&sha256_hex(secret.as_bytes()))
+            .await?
+            .ok_or_else(unauthorized)?;
         let now = now_micros();
         if device.cert_valid_until.is_some_and(|until| until <= now) {
-            return Err(ApiError::Unauthorized("the scanner credential has expired".to_owned()));
+            return Err(ApiError::Unauthorized(
+                "the scanner credential has expired".to_owned(),
+            ));
         }
         state.store.touch_device(device.id, now).await?;
         Ok(Scanner(device))

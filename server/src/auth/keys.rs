@@ -27,18 +27,29 @@ impl SigningKey {
         let der = match std::fs::read(&path) {
             Ok(der) => der,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(&path)?,
-            Err(e) => return Err(anyhow::anyhow!("cannot read signing key {}: {e}", path.display())),
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "cannot read signing key {}: {e}",
+                    path.display()
+                ))
+            }
         };
         SigningKey::from_pkcs8(&der)
     }
 
     fn from_pkcs8(der: &[u8]) -> anyhow::Result<SigningKey> {
-        let pair = Ed25519KeyPair::from_pkcs8(der).map_err(|e| anyhow::anyhow!("invalid signing key: {e}"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(der)
+            .map_err(|e| anyhow::anyhow!("invalid signing key: {e}"))?;
         let public = pair.public_key().as_ref().to_vec();
         let public_x = URL_SAFE_NO_PAD.encode(&public);
         let kid = sha256_hex(&public)[..16].to_owned();
         let decoding = DecodingKey::from_ed_components(&public_x)?;
-        Ok(SigningKey { kid, encoding: EncodingKey::from_ed_der(der), decoding, public_x })
+        Ok(SigningKey {
+            kid,
+            encoding: EncodingKey::from_ed_der(der),
+            decoding,
+            public_x,
+        })
     }
 
     /// The JSON Web Key Set publishing the public key.
@@ -63,7 +74,9 @@ fn create(path: &Path) -> anyhow::Result<Vec<u8>> {
     use std::io::Write as _;
     let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
         .map_err(|_| anyhow::anyhow!("cannot generate a signing key"))?;
-    let dir = path.parent().ok_or_else(|| anyhow::anyhow!("bad key path"))?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("bad key path"))?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(".signing-ed25519.pk8.tmp");
     let mut options = std::fs::OpenOptions::new();

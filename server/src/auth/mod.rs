@@ -6,7 +6,9 @@ pub(crate) mod secrets;
 pub(crate) mod token;
 
 /// Every scope a client can hold.
-pub const ALL_SCOPES: [&str; 6] = ["devices", "enroll", "verify", "identify", "users", "webhooks"];
+pub const ALL_SCOPES: [&str; 6] = [
+    "devices", "enroll", "verify", "identify", "users", "webhooks",
+];
 
 /// Parses a space-separated scope list, rejecting unknown and repeated-away duplicates.
 pub(crate) fn parse_scopes(raw: &str) -> Result<Vec<String>, String> {

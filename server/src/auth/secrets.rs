@@ -38,7 +38,10 @@ pub(crate) fn new_pairing_code() -> String {
 
 /// Normalises a typed pairing code: upper case, separators and spaces dropped.
 pub(crate) fn normalize_pairing_code(raw: &str) -> String {
-    raw.chars().filter(|c| !matches!(c, '-' | ' ' | '_')).map(|c| c.to_ascii_uppercase()).collect()
+    raw.chars()
+        .filter(|c| !matches!(c, '-' | ' ' | '_'))
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
 }
 
 /// Lower-case hex of the SHA-256 of `data`.
@@ -49,10 +52,12 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 /// Lower-case hex.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Equality whose time does not depend on where the inputs differ.
@@ -72,14 +77,20 @@ mod tests {
         for _ in 0..50 {
             let code = new_pairing_code();
             assert_eq!(code.len(), PAIRING_CODE_LEN);
-            assert!(code.bytes().all(|b| PAIRING_ALPHABET.contains(&b)), "{code}");
+            assert!(
+                code.bytes().all(|b| PAIRING_ALPHABET.contains(&b)),
+                "{code}"
+            );
         }
         assert_eq!(normalize_pairing_code("abcd-efgh 23"), "ABCDEFGH23");
     }
 
     #[test]
     fn hashing_and_comparison() {
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));

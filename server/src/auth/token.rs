@@ -43,7 +43,11 @@ pub(crate) struct VerifiedToken {
 
 impl TokenService {
     pub(crate) fn new(key: SigningKey, issuer: String, ttl_secs: i64) -> TokenService {
-        TokenService { key, issuer, ttl_secs }
+        TokenService {
+            key,
+            issuer,
+            ttl_secs,
+        }
     }
 
     pub(crate) fn ttl_secs(&self) -> i64 {
@@ -55,7 +59,12 @@ impl TokenService {
     }
 
     /// Signs a token for a client of a tenant with the given scopes.
-    pub(crate) fn issue(&self, client_id: Uuid, tenant_id: Uuid, scope: &str) -> Result<String, ApiError> {
+    pub(crate) fn issue(
+        &self,
+        client_id: Uuid,
+        tenant_id: Uuid,
+        scope: &str,
+    ) -> Result<String, ApiError> {
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             iss: self.issuer.clone(),
@@ -89,7 +98,8 @@ impl TokenService {
         validation.set_audience(&[AUDIENCE]);
         validation.set_issuer(&[self.issuer.as_str()]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &validation).map_err(|_| invalid())?;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key.decoding, &validation)
+            .map_err(|_| invalid())?;
         let claims = data.claims;
         let client_id = Uuid::parse_str(&claims.client_id).map_err(|_| invalid())?;
         let tenant_id = Uuid::parse_str(&claims.tenant).map_err(|_| invalid())?;

@@ -23,7 +23,10 @@ pub(crate) async fn enroll(
     caller: Caller,
     AppJson(body): AppJson<SubjectChallenge>,
 ) -> ApiResult<Response> {
-    Ok(created(svc::enroll(&state, &caller, body, false).await?, "Enrollment challenge created."))
+    Ok(created(
+        svc::enroll(&state, &caller, body, false).await?,
+        "Enrollment challenge created.",
+    ))
 }
 
 /// Creates an enrollment challenge for both palms, stored atomically as one identity.
@@ -36,7 +39,10 @@ pub(crate) async fn enroll_both(
     caller: Caller,
     AppJson(body): AppJson<SubjectChallenge>,
 ) -> ApiResult<Response> {
-    Ok(created(svc::enroll(&state, &caller, body, true).await?, "Enrollment challenge created."))
+    Ok(created(
+        svc::enroll(&state, &caller, body, true).await?,
+        "Enrollment challenge created.",
+    ))
 }
 
 /// Creates a 1:1 verification challenge.
@@ -48,7 +54,10 @@ pub(crate) async fn verify(
     caller: Caller,
     AppJson(body): AppJson<SubjectChallenge>,
 ) -> ApiResult<Response> {
-    Ok(created(svc::verify(&state, &caller, body).await?, "Verification challenge created."))
+    Ok(created(
+        svc::verify(&state, &caller, body).await?,
+        "Verification challenge created.",
+    ))
 }
 
 /// Creates a 1:N identification challenge.
@@ -60,15 +69,24 @@ pub(crate) async fn identify(
     caller: Caller,
     AppJson(body): AppJson<IdentifyChallenge>,
 ) -> ApiResult<Response> {
-    Ok(created(svc::identify(&state, &caller, body).await?, "Identification challenge created."))
+    Ok(created(
+        svc::identify(&state, &caller, body).await?,
+        "Identification challenge created.",
+    ))
 }
 
 /// One challenge with its result once completed.
 #[utoipa::path(get, path = "/v1/challenges/{challenge_id}", tag = "challenges",
     params(("challenge_id" = String, Path, description = "Challenge id")),
     responses((status = 200, description = "The challenge"), (status = 404, description = "Unknown challenge")))]
-pub(crate) async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(ok(svc::get(&state, &caller, parse_id(&id, "challenge")?).await?))
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(
+        svc::get(&state, &caller, parse_id(&id, "challenge")?).await?
+    ))
 }
 
 /// Lists challenges, newest first.

@@ -25,7 +25,10 @@ pub(crate) async fn register(
     AppJson(body): AppJson<RegisterDevice>,
 ) -> ApiResult<Response> {
     let data = svc::register(&state, &caller, body).await?;
-    Ok(created(data, "Enter this pairing code on the physical scanner to complete provisioning."))
+    Ok(created(
+        data,
+        "Enter this pairing code on the physical scanner to complete provisioning.",
+    ))
 }
 
 /// Lists the tenant's devices.
@@ -39,22 +42,37 @@ pub(crate) async fn list(
 ) -> ApiResult<Response> {
     caller.require("devices")?;
     let page = Pagination::from_query(&query)?;
-    let (rows, total) = state.store.list_devices(caller.tenant_id, page.offset, page.limit).await?;
+    let (rows, total) = state
+        .store
+        .list_devices(caller.tenant_id, page.offset, page.limit)
+        .await?;
     Ok(Json(page.envelope(rows.iter().map(views::device).collect(), total)).into_response())
 }
 
 /// One device.
 #[utoipa::path(get, path = "/v1/devices/{device_id}", tag = "devices", params(("device_id" = String, Path, description = "Device id")),
     responses((status = 200, description = "The device"), (status = 404, description = "Unknown device")))]
-pub(crate) async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(ok(svc::get(&state, &caller, parse_id(&id, "device")?).await?))
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(
+        svc::get(&state, &caller, parse_id(&id, "device")?).await?
+    ))
 }
 
 /// Revokes a device: its credential stops working, its pending challenges fail.
 #[utoipa::path(delete, path = "/v1/devices/{device_id}", tag = "devices", params(("device_id" = String, Path, description = "Device id")),
     responses((status = 200, description = "The revoked device"), (status = 404, description = "Unknown device")))]
-pub(crate) async fn revoke(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(ok(svc::revoke(&state, &caller, parse_id(&id, "device")?).await?))
+pub(crate) async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(
+        svc::revoke(&state, &caller, parse_id(&id, "device")?).await?
+    ))
 }
 
 /// Issues a fresh pairing code for a device not yet paired.
@@ -62,6 +80,15 @@ pub(crate) async fn revoke(State(state): State<AppState>, caller: Caller, Path(i
     params(("device_id" = String, Path, description = "Device id")),
     responses((status = 200, description = "New pairing code"), (status = 404, description = "Unknown device"),
         (status = 409, description = "Already paired or revoked")))]
-pub(crate) async fn pairing_code(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Response> {
-    Ok(ok(svc::reissue_code(&state, &caller, parse_id(&id, "device")?).await?))
+pub(crate) async fn pairing_code(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(ok(svc::reissue_code(
+        &state,
+        &caller,
+        parse_id(&id, "device")?,
+    )
+    .await?))
 }

@@ -21,5 +21,9 @@ pub(crate) fn ok(data: Value) -> Response {
 
 /// `201 {"success": true, "data": ..., "message": ...}`.
 pub(crate) fn created(data: Value, message: &str) -> Response {
-    (StatusCode::CREATED, Json(json!({"success": true, "data": data, "message": message}))).into_response()
+    (
+        StatusCode::CREATED,
+        Json(json!({"success": true, "data": data, "message": message})),
+    )
+        .into_response()
 }

@@ -18,7 +18,10 @@ pub(crate) async fn healthz() -> Response {
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
-        Ok(()) => Json(json!({"success": true, "status": "ready", "templates": state.galleries.live_total()})).into_response(),
+        Ok(()) => Json(
+            json!({"success": true, "status": "ready", "templates": state.galleries.live_total()}),
+        )
+        .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");
             (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"success": false, "message": "storage unavailable", "code": "not_ready"})))
@@ -31,5 +34,12 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus metrics")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(state.galleries.live_total());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }

@@ -20,7 +20,10 @@ use crate::state::AppState;
     (status = 200, description = "Paired; `device_secret` is shown once"), (status = 404, description = "Unknown code"),
     (status = 409, description = "Code already used or hardware_id already paired"), (status = 410, description = "Code expired"),
     (status = 422, description = "Validation failed")))]
-pub(crate) async fn pair(State(state): State<AppState>, AppJson(body): AppJson<PairDevice>) -> ApiResult<Response> {
+pub(crate) async fn pair(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<PairDevice>,
+) -> ApiResult<Response> {
     Ok(ok(devices::pair(&state, body).await?))
 }
 
@@ -48,7 +51,13 @@ pub(crate) async fn capture(
     Path(id): Path<String>,
     AppJson(body): AppJson<CaptureSubmission>,
 ) -> ApiResult<Response> {
-    Ok(ok(capture::submit(&state, &device, parse_id(&id, "challenge")?, body).await?))
+    Ok(ok(capture::submit(
+        &state,
+        &device,
+        parse_id(&id, "challenge")?,
+        body,
+    )
+    .await?))
 }
 
 /// Cancels a pending challenge from the scanner.
@@ -62,5 +71,11 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     AppJson(body): AppJson<CancelChallenge>,
 ) -> ApiResult<Response> {
-    Ok(ok(challenges::cancel(&state, &device, parse_id(&id, "challenge")?, body).await?))
+    Ok(ok(challenges::cancel(
+        &state,
+        &device,
+        parse_id(&id, "challenge")?,
+        body,
+    )
+    .await?))
 }

@@ -31,7 +31,11 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/v1/users/{external_user_id}", tag = "users",
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
     responses((status = 200, description = "The user"), (status = 404, description = "Not enrolled")))]
-pub(crate) async fn get(State(state): State<AppState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ext): Path<String>,
+) -> ApiResult<Response> {
     Ok(ok(svc::get(&state, &caller, &ext).await?))
 }
 
@@ -39,7 +43,11 @@ pub(crate) async fn get(State(state): State<AppState>, caller: Caller, Path(ext)
 #[utoipa::path(delete, path = "/v1/users/{external_user_id}", tag = "users",
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
     responses((status = 204, description = "Erased"), (status = 404, description = "Not enrolled")))]
-pub(crate) async fn delete(State(state): State<AppState>, caller: Caller, Path(ext): Path<String>) -> ApiResult<Response> {
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(ext): Path<String>,
+) -> ApiResult<Response> {
     svc::delete(&state, &caller, &ext).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -14,12 +14,15 @@ use uuid::Uuid;
 use super::challenges::{ensure_pending, load_for_device};
 use super::{palm_name, palm_side, views};
 use crate::clock::{now_micros, rfc3339};
-use palmlink_engine::{Comparison, Layout, RecordIds, RowId, SearchFilter, SearchMode, SearchQuery, Template, TemplateError};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::Validate;
 use crate::outbox;
 use crate::state::AppState;
 use crate::store::{Challenge, Device, EnrollmentCommit, Palm, StoreError};
+use palmlink_engine::{
+    Comparison, Layout, RecordIds, RowId, SearchFilter, SearchMode, SearchQuery, Template,
+    TemplateError,
+};
 
 /// Body of `POST /v1/device/challenges/{id}/capture`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -67,20 +70,31 @@ pub(crate) enum TemplateBody {
 impl Validate for CaptureSubmission {}
 
 fn template_error(prefix: &str, err: &TemplateError, base64: bool) -> FieldError {
-    let blocks = if base64 { format!("{prefix}.data") } else { format!("{prefix}.blocks") };
+    let blocks = if base64 {
+        format!("{prefix}.data")
+    } else {
+        format!("{prefix}.blocks")
+    };
     match err {
         TemplateError::WrongBlockCount { expected, actual } => {
             FieldError::new(blocks, format!("expected {expected} blocks, got {actual}"))
         }
-        TemplateError::WrongBlockDim { block, expected, actual } => {
-            FieldError::new(format!("{blocks}[{block}]"), format!("expected {expected} values, got {actual}"))
-        }
-        TemplateError::WrongLength { expected, actual } => {
-            FieldError::new(blocks, format!("expected {expected} values or bytes, got {actual}"))
-        }
-        TemplateError::NonFinite { block, index } => {
-            FieldError::new(format!("{blocks}[{block}]"), format!("value {index} is not a finite float32"))
-        }
+        TemplateError::WrongBlockDim {
+            block,
+            expected,
+            actual,
+        } => FieldError::new(
+            format!("{blocks}[{block}]"),
+            format!("expected {expected} values, got {actual}"),
+        ),
+        TemplateError::WrongLength { expected, actual } => FieldError::new(
+            blocks,
+            format!("expected {expected} values or bytes, got {actual}"),
+        ),
+        TemplateError::NonFinite { block, index } => FieldError::new(
+            format!("{blocks}[{block}]"),
+            format!("value {index} is not a finite float32"),
+        ),
         TemplateError::ZeroNormBlock { block } => {
             FieldError::new(format!("{blocks}[{block}]"), "block has zero norm")
         }
@@ -92,7 +106,10 @@ fn decode(prefix: &str, body: &TemplateBody) -> Result<Template, FieldError> {
     let layout = Layout::DEFAULT;
     match body {
         TemplateBody::F32 { blocks } => {
-            let blocks: Vec<Vec<f32>> = blocks.iter().map(|b| b.iter().map(|v| *v as f32).collect()).collect();
+            let blocks: Vec<Vec<f32>> = blocks
+                .iter()
+                .map(|b| b.iter().map(|v| *v as f32).collect())
+                .collect();
             Template::from_blocks(layout, &blocks).map_err(|e| template_error(prefix, &e, false))
         }
         TemplateBody::F32LeBase64 { data } => {
@@ -124,17 +141,26 @@ fn validate(challenge: &Challenge, body: &CaptureSubmission) -> ApiResult<Vec<(S
             "any" => "exactly one capture of the left or right palm".to_owned(),
             single => format!("exactly one capture of the {single} palm"),
         };
-        errors.push(FieldError::new("captures", format!("this challenge needs {expected}")));
+        errors.push(FieldError::new(
+            "captures",
+            format!("this challenge needs {expected}"),
+        ));
     }
     let mut out = Vec::new();
     for (i, c) in body.captures.iter().enumerate() {
         let prefix = format!("captures[{i}]");
         if palm_side(&c.palm_type).is_none() {
-            errors.push(FieldError::new(format!("{prefix}.palm_type"), "must be left or right"));
+            errors.push(FieldError::new(
+                format!("{prefix}.palm_type"),
+                "must be left or right",
+            ));
         }
         for (name, v) in [("quality", c.quality), ("liveness", c.liveness)] {
             if v.is_some_and(|v| !(0.0..=1.0).contains(&v)) {
-                errors.push(FieldError::new(format!("{prefix}.{name}"), "must be from 0 to 1"));
+                errors.push(FieldError::new(
+                    format!("{prefix}.{name}"),
+                    "must be from 0 to 1",
+                ));
             }
         }
         match decode(&format!("{prefix}.template"), &c.template) {
@@ -150,7 +176,12 @@ fn validate(challenge: &Challenge, body: &CaptureSubmission) -> ApiResult<Vec<(S
 }
 
 /// `POST /v1/device/challenges/{id}/capture`.
-pub(crate) async fn submit(state: &AppState, device: &Device, id: Uuid, body: CaptureSubmission) -> ApiResult<Value> {
+pub(crate) async fn submit(
+    state: &AppState,
+    device: &Device,
+    id: Uuid,
+    body: CaptureSubmission,
+) -> ApiResult<Value> {
     let started = Instant::now();
     let challenge = load_for_device(state, device, id).await?;
     ensure_pending(&challenge)?;
@@ -161,7 +192,10 @@ pub(crate) async fn submit(state: &AppState, device: &Device, id: Uuid, body: Ca
         "verify" => verify(state, &challenge, captures, &vendor, started).await?,
         _ => identify(state, &challenge, captures, &vendor, started).await?,
     }
-    state.metrics.challenges_completed.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .challenges_completed
+        .fetch_add(1, Ordering::Relaxed);
     let c = load_for_device(state, device, id).await?;
     Ok(views::challenge(&c))
 }
@@ -169,19 +203,23 @@ pub(crate) async fn submit(state: &AppState, device: &Device, id: Uuid, body: Ca
 /// Explains why a challenge could not be completed after all (it changed meanwhile).
 async fn lost_race(state: &AppState, challenge: &Challenge) -> ApiError {
     match super::challenges::load(state, challenge.tenant_id, challenge.id).await {
-        Ok(c) => ensure_pending(&c)
-            .err()
-            .unwrap_or_else(|| ApiError::conflict("challenge_not_pending", "the challenge changed meanwhile")),
+        Ok(c) => ensure_pending(&c).err().unwrap_or_else(|| {
+            ApiError::conflict("challenge_not_pending", "the challenge changed meanwhile")
+        }),
         Err(e) => e,
     }
 }
 
 async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f).await.map_err(ApiError::internal)
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
 }
 
 async fn erase_rows(state: &AppState, tenant: Uuid, rows: Vec<RowId>) {
-    let Ok(gallery) = state.galleries.get(tenant) else { return };
+    let Ok(gallery) = state.galleries.get(tenant) else {
+        return;
+    };
     let _ = run_blocking(move || {
         for row in rows {
             if let Err(e) = gallery.delete(row) {
@@ -193,22 +231,39 @@ async fn erase_rows(state: &AppState, tenant: Uuid, rows: Vec<RowId>) {
 }
 
 /// Stores the template(s) durably in the gallery, then commits palms, result and event.
-async fn enroll(state: &AppState, c: &Challenge, captures: Vec<(String, Template)>, vendor: &str) -> ApiResult<()> {
+async fn enroll(
+    state: &AppState,
+    c: &Challenge,
+    captures: Vec<(String, Template)>,
+    vendor: &str,
+) -> ApiResult<()> {
     let now = now_micros();
     let external = c.external_user_id.clone().unwrap_or_default();
     let user = state.store.ensure_user(c.tenant_id, &external, now).await?;
-    let gallery = state.galleries.get(c.tenant_id).map_err(ApiError::internal)?;
+    let gallery = state
+        .galleries
+        .get(c.tenant_id)
+        .map_err(ApiError::internal)?;
     let items: Vec<(RecordIds, Template, String)> = captures
         .into_iter()
         .filter_map(|(palm, t)| {
             palm_side(&palm).map(|side| {
-                (RecordIds { feature_id: Uuid::new_v4().as_u128(), user_key: user.id.as_u128(), palm: side }, t, palm)
+                (
+                    RecordIds {
+                        feature_id: Uuid::new_v4().as_u128(),
+                        user_key: user.id.as_u128(),
+                        palm: side,
+                    },
+                    t,
+                    palm,
+                )
             })
         })
         .collect();
     let ids: Vec<(RecordIds, String)> = items.iter().map(|(ids, _, p)| (*ids, p.clone())).collect();
     let rows = run_blocking(move || {
-        let batch: Vec<(RecordIds, &Template)> = items.iter().map(|(ids, t, _)| (*ids, t)).collect();
+        let batch: Vec<(RecordIds, &Template)> =
+            items.iter().map(|(ids, t, _)| (*ids, t)).collect();
         gallery.insert_batch(&batch)
     })
     .await?
@@ -238,14 +293,21 @@ async fn enroll(state: &AppState, c: &Challenge, captures: Vec<(String, Template
         "metadata": c.metadata,
     });
     if c.palm_type == "both" {
-        let ids: serde_json::Map<String, Value> =
-            palms.iter().map(|p| (p.palm_type.clone(), json!(p.feature_id))).collect();
+        let ids: serde_json::Map<String, Value> = palms
+            .iter()
+            .map(|p| (p.palm_type.clone(), json!(p.feature_id)))
+            .collect();
         data["feature_ids"] = Value::Object(ids);
     } else if let Some(p) = palms.first() {
         data["feature_id"] = json!(p.feature_id);
     }
     let event = outbox::event(c.tenant_id, outbox::ENROLLMENT_COMPLETE, data.clone(), now);
-    let commit = EnrollmentCommit { challenge_id: c.id, palms, result: data, event };
+    let commit = EnrollmentCommit {
+        challenge_id: c.id,
+        palms,
+        result: data,
+        event,
+    };
     match state.store.complete_enrollment(&commit, now).await {
         Ok(true) => Ok(()),
         Ok(false) => {
@@ -254,8 +316,14 @@ async fn enroll(state: &AppState, c: &Challenge, captures: Vec<(String, Template
         }
         Err(StoreError::Conflict(_)) => {
             erase_rows(state, c.tenant_id, rows).await;
-            state.store.finish_challenge(c.id, "failed", Some("already_enrolled"), now_micros()).await?;
-            Err(ApiError::conflict("already_enrolled", "that palm is already enrolled for this user"))
+            state
+                .store
+                .finish_challenge(c.id, "failed", Some("already_enrolled"), now_micros())
+                .await?;
+            Err(ApiError::conflict(
+                "already_enrolled",
+                "that palm is already enrolled for this user",
+            ))
         }
         Err(e) => {
             erase_rows(state, c.tenant_id, rows).await;
@@ -286,26 +354,49 @@ async fn verify(
         return Err(ApiError::field("captures", "one capture is required"));
     };
     // A named palm is compared with that palm's template; with `any`, with every template.
-    let targets: Vec<Palm> = palms.into_iter().filter(|p| c.palm_type == "any" || p.palm_type == c.palm_type).collect();
+    let targets: Vec<Palm> = palms
+        .into_iter()
+        .filter(|p| c.palm_type == "any" || p.palm_type == c.palm_type)
+        .collect();
     let (Some(user), false) = (user, targets.is_empty()) else {
-        state.store.finish_challenge(c.id, "failed", Some("user_not_enrolled"), now_micros()).await?;
+        state
+            .store
+            .finish_challenge(c.id, "failed", Some("user_not_enrolled"), now_micros())
+            .await?;
         return Ok(());
     };
     let settings = super::settings::load(state, c.tenant_id).await?;
-    let gallery = state.galleries.get(c.tenant_id).map_err(ApiError::internal)?;
-    let rows: Vec<(String, RowId)> =
-        targets.iter().filter_map(|p| u64::try_from(p.row_id).ok().map(|r| (p.palm_type.clone(), RowId(r)))).collect();
+    let gallery = state
+        .galleries
+        .get(c.tenant_id)
+        .map_err(ApiError::internal)?;
+    let rows: Vec<(String, RowId)> = targets
+        .iter()
+        .filter_map(|p| {
+            u64::try_from(p.row_id)
+                .ok()
+                .map(|r| (p.palm_type.clone(), RowId(r)))
+        })
+        .collect();
     let settings_for_task = settings.clone();
     let results = run_blocking(move || {
         rows.into_iter()
-            .map(|(palm, row)| gallery.compare(&probe, row, &settings_for_task).map(|cmp| (palm, cmp)))
+            .map(|(palm, row)| {
+                gallery
+                    .compare(&probe, row, &settings_for_task)
+                    .map(|cmp| (palm, cmp))
+            })
             .collect::<Result<Vec<_>, _>>()
     })
     .await?
     .map_err(ApiError::internal)?;
     let best = results
         .into_iter()
-        .max_by(|a, b| a.1.matched.cmp(&b.1.matched).then(a.1.mean.total_cmp(&b.1.mean)))
+        .max_by(|a, b| {
+            a.1.matched
+                .cmp(&b.1.matched)
+                .then(a.1.mean.total_cmp(&b.1.mean))
+        })
         .ok_or_else(|| ApiError::internal("no comparison"))?;
     let now = now_micros();
     let data = json!({
@@ -324,8 +415,17 @@ async fn verify(
         "verified_at": rfc3339(now),
         "metadata": c.metadata,
     });
-    let event = outbox::event(c.tenant_id, outbox::VERIFICATION_COMPLETE, data.clone(), now);
-    if !state.store.complete_challenge(c.id, &data, &event, now).await? {
+    let event = outbox::event(
+        c.tenant_id,
+        outbox::VERIFICATION_COMPLETE,
+        data.clone(),
+        now,
+    );
+    if !state
+        .store
+        .complete_challenge(c.id, &data, &event, now)
+        .await?
+    {
         return Err(lost_race(state, c).await);
     }
     Ok(())
@@ -343,16 +443,28 @@ async fn identify(
         return Err(ApiError::field("captures", "one capture is required"));
     };
     let settings = super::settings::load(state, c.tenant_id).await?;
-    let gallery = state.galleries.get(c.tenant_id).map_err(ApiError::internal)?;
+    let gallery = state
+        .galleries
+        .get(c.tenant_id)
+        .map_err(ApiError::internal)?;
     let query = SearchQuery {
         top_k: c.top_k.unwrap_or(5).clamp(1, 50) as usize,
         settings,
-        filter: SearchFilter { palm: palm_side(&probe_palm), user_key: None },
+        filter: SearchFilter {
+            palm: palm_side(&probe_palm),
+            user_key: None,
+        },
         mode: SearchMode::Auto,
     };
-    let outcome = run_blocking(move || gallery.search(&probe, &query)).await?.map_err(ApiError::internal)?;
+    let outcome = run_blocking(move || gallery.search(&probe, &query))
+        .await?
+        .map_err(ApiError::internal)?;
     let search_ms = started.elapsed().as_millis() as u64;
-    let user_ids: Vec<Uuid> = outcome.candidates.iter().map(|cand| Uuid::from_u128(cand.ids.user_key)).collect();
+    let user_ids: Vec<Uuid> = outcome
+        .candidates
+        .iter()
+        .map(|cand| Uuid::from_u128(cand.ids.user_key))
+        .collect();
     let users: HashMap<Uuid, String> = state
         .store
         .get_users_by_ids(c.tenant_id, &user_ids)
@@ -394,8 +506,17 @@ async fn identify(
         "identified_at": rfc3339(now),
         "metadata": c.metadata,
     });
-    let event = outbox::event(c.tenant_id, outbox::IDENTIFICATION_COMPLETE, data.clone(), now);
-    if !state.store.complete_challenge(c.id, &data, &event, now).await? {
+    let event = outbox::event(
+        c.tenant_id,
+        outbox::IDENTIFICATION_COMPLETE,
+        data.clone(),
+        now,
+    );
+    if !state
+        .store
+        .complete_challenge(c.id, &data, &event, now)
+        .await?
+    {
         return Err(lost_race(state, c).await);
     }
     Ok(())

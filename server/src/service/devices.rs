@@ -11,7 +11,7 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{check_len, Validate};
 use crate::outbox;
 use crate::state::AppState;
-use crate::store::{Device, StoreError};
+use crate::store::{Device, Pairing, StoreError};
 
 /// Validity of a scanner credential.
 const CERT_VALIDITY_SECS: i64 = 90 * 24 * 3600;
@@ -45,9 +45,14 @@ pub(crate) struct PairDevice {
 
 /// Checks a hardware id: 1-128 characters of `[A-Za-z0-9_.:-]`.
 pub(crate) fn check_hardware_id(errors: &mut Vec<FieldError>, value: &str) {
-    let ok_chars = value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+    let ok_chars = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
     if value.is_empty() || value.len() > 128 || !ok_chars {
-        errors.push(FieldError::new("hardware_id", "must be 1-128 characters of A-Z, a-z, 0-9, _ . : -"));
+        errors.push(FieldError::new(
+            "hardware_id",
+            "must be 1-128 characters of A-Z, a-z, 0-9, _ . : -",
+        ));
     }
 }
 
@@ -72,7 +77,12 @@ where
         let code = new_pairing_code();
         match attempt(code.clone()).await {
             Ok(true) => return Ok(code),
-            Ok(false) => return Err(ApiError::conflict("device_not_pending", "the device is already paired or revoked")),
+            Ok(false) => {
+                return Err(ApiError::conflict(
+                    "device_not_pending",
+                    "the device is already paired or revoked",
+                ))
+            }
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
         }
@@ -81,7 +91,11 @@ where
 }
 
 /// Registers a scanner and returns it with its one-time pairing code.
-pub(crate) async fn register(state: &AppState, caller: &Caller, req: RegisterDevice) -> ApiResult<Value> {
+pub(crate) async fn register(
+    state: &AppState,
+    caller: &Caller,
+    req: RegisterDevice,
+) -> ApiResult<Value> {
     caller.require("devices")?;
     let now = now_micros();
     let ttl = state.config.pairing_code_ttl.as_secs() as i64;
@@ -115,11 +129,22 @@ pub(crate) async fn register(state: &AppState, caller: &Caller, req: RegisterDev
 }
 
 /// Issues a fresh pairing code for a device that is not paired yet.
-pub(crate) async fn reissue_code(state: &AppState, caller: &Caller, device_id: Uuid) -> ApiResult<Value> {
+pub(crate) async fn reissue_code(
+    state: &AppState,
+    caller: &Caller,
+    device_id: Uuid,
+) -> ApiResult<Value> {
     caller.require("devices")?;
-    let device = state.store.get_device(caller.tenant_id, device_id).await?.ok_or(ApiError::NotFound("device"))?;
+    let device = state
+        .store
+        .get_device(caller.tenant_id, device_id)
+        .await?
+        .ok_or(ApiError::NotFound("device"))?;
     if device.status != "pending_pair" {
-        return Err(ApiError::conflict("device_not_pending", "the device is already paired or revoked"));
+        return Err(ApiError::conflict(
+            "device_not_pending",
+            "the device is already paired or revoked",
+        ));
     }
     let ttl = state.config.pairing_code_ttl.as_secs() as i64;
     let expires = now_micros() + ttl * SECOND;
@@ -127,26 +152,49 @@ pub(crate) async fn reissue_code(state: &AppState, caller: &Caller, device_id: U
     let tenant = caller.tenant_id;
     let code = store_with_fresh_code(|code| {
         let store = store.clone();
-        async move { store.set_pairing_code(tenant, device_id, &code, expires).await }
+        async move {
+            store
+                .set_pairing_code(tenant, device_id, &code, expires)
+                .await
+        }
     })
     .await?;
-    Ok(json!({"device_id": device_id, "pairing_code": code, "expires_in": ttl, "status": "pending_pair"}))
+    Ok(
+        json!({"device_id": device_id, "pairing_code": code, "expires_in": ttl, "status": "pending_pair"}),
+    )
 }
 
 /// Pairs a scanner with a code; returns its record and its credential (shown once).
 pub(crate) async fn pair(state: &AppState, req: PairDevice) -> ApiResult<Value> {
     let code = normalize_pairing_code(&req.pairing_code);
-    let device = state.store.find_device_by_pairing_code(&code).await?.ok_or(ApiError::NotFound("pairing code"))?;
+    let device = state
+        .store
+        .find_device_by_pairing_code(&code)
+        .await?
+        .ok_or(ApiError::NotFound("pairing code"))?;
     if device.status != "pending_pair" {
-        return Err(ApiError::conflict("pairing_code_used", "this pairing code has already been used"));
+        return Err(ApiError::conflict(
+            "pairing_code_used",
+            "this pairing code has already been used",
+        ));
     }
     let now = now_micros();
     if device.pairing_expires_at.is_none_or(|at| at <= now) {
-        return Err(ApiError::gone("pairing_code_expired", "this pairing code has expired; issue a new one"));
+        return Err(ApiError::gone(
+            "pairing_code_expired",
+            "this pairing code has expired; issue a new one",
+        ));
     }
-    if let Some(other) = state.store.find_device_by_hardware(device.tenant_id, &req.hardware_id).await? {
+    if let Some(other) = state
+        .store
+        .find_device_by_hardware(device.tenant_id, &req.hardware_id)
+        .await?
+    {
         if other.status == "paired" {
-            return Err(ApiError::conflict("hardware_id_in_use", "this hardware_id is already paired in the tenant"));
+            return Err(ApiError::conflict(
+                "hardware_id_in_use",
+                "this hardware_id is already paired in the tenant",
+            ));
         }
     }
     let secret = new_secret(DEVICE_SECRET_PREFIX);
@@ -161,18 +209,30 @@ pub(crate) async fn pair(state: &AppState, req: PairDevice) -> ApiResult<Value> 
         "cert_valid_until": rfc3339(cert_valid_until),
     });
     let event = outbox::event(device.tenant_id, outbox::DEVICE_PAIRED, data.clone(), now);
+    let pairing = Pairing {
+        device_id: device.id,
+        code: code.clone(),
+        hardware_id: req.hardware_id.clone(),
+        secret_hash: sha256_hex(secret.as_bytes()),
+        paired_at: now,
+        cert_valid_until,
+    };
     let paired = state
         .store
-        .pair_device(device.id, &code, &req.hardware_id, &sha256_hex(secret.as_bytes()), now, cert_valid_until, &event)
+        .pair_device(&pairing, &event)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict(_) => {
-                ApiError::conflict("hardware_id_in_use", "this hardware_id is already paired in the tenant")
-            }
+            StoreError::Conflict(_) => ApiError::conflict(
+                "hardware_id_in_use",
+                "this hardware_id is already paired in the tenant",
+            ),
             other => other.into(),
         })?;
     if paired.is_none() {
-        return Err(ApiError::conflict("pairing_code_used", "this pairing code has already been used"));
+        return Err(ApiError::conflict(
+            "pairing_code_used",
+            "this pairing code has already been used",
+        ));
     }
     let mut out = data;
     out["device_secret"] = json!(secret);
@@ -182,18 +242,33 @@ pub(crate) async fn pair(state: &AppState, req: PairDevice) -> ApiResult<Value> 
 /// Revokes a device: its credential stops working and its pending challenges fail.
 pub(crate) async fn revoke(state: &AppState, caller: &Caller, device_id: Uuid) -> ApiResult<Value> {
     caller.require("devices")?;
-    let device = state.store.get_device(caller.tenant_id, device_id).await?.ok_or(ApiError::NotFound("device"))?;
+    let device = state
+        .store
+        .get_device(caller.tenant_id, device_id)
+        .await?
+        .ok_or(ApiError::NotFound("device"))?;
     if device.status != "revoked" {
-        state.store.revoke_device(caller.tenant_id, device_id, now_micros()).await?;
+        state
+            .store
+            .revoke_device(caller.tenant_id, device_id, now_micros())
+            .await?;
         state.hub.notify(device_id);
     }
-    let device = state.store.get_device(caller.tenant_id, device_id).await?.ok_or(ApiError::NotFound("device"))?;
+    let device = state
+        .store
+        .get_device(caller.tenant_id, device_id)
+        .await?
+        .ok_or(ApiError::NotFound("device"))?;
     Ok(super::views::device(&device))
 }
 
 /// One device of the caller's tenant.
 pub(crate) async fn get(state: &AppState, caller: &Caller, device_id: Uuid) -> ApiResult<Value> {
     caller.require("devices")?;
-    let device = state.store.get_device(caller.tenant_id, device_id).await?.ok_or(ApiError::NotFound("device"))?;
+    let device = state
+        .store
+        .get_device(caller.tenant_id, device_id)
+        .await?
+        .ok_or(ApiError::NotFound("device"))?;
     Ok(super::views::device(&device))
 }

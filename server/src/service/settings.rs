@@ -5,11 +5,11 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth::caller::Caller;
-use palmlink_engine::{Layout, MatchPolicy, MatchSettings};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::Validate;
 use crate::state::AppState;
 use crate::store::StoredSettings;
+use palmlink_engine::{Layout, MatchPolicy, MatchSettings};
 
 /// Body of `PUT /v1/settings/matching`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -28,20 +28,32 @@ impl Validate for MatchingSettingsBody {
         let mut errors = Vec::new();
         let blocks = Layout::DEFAULT.blocks;
         if self.thresholds.len() != blocks {
-            errors.push(FieldError::new("thresholds", format!("must hold exactly {blocks} numbers")));
+            errors.push(FieldError::new(
+                "thresholds",
+                format!("must hold exactly {blocks} numbers"),
+            ));
         }
         for (i, t) in self.thresholds.iter().enumerate() {
             if !t.is_finite() || !(-1.0..=1.0).contains(t) {
-                errors.push(FieldError::new(format!("thresholds[{i}]"), "must be a number from -1 to 1"));
+                errors.push(FieldError::new(
+                    format!("thresholds[{i}]"),
+                    "must be a number from -1 to 1",
+                ));
             }
         }
         match self.match_policy.as_str() {
             "all_thresholds" | "mean" => {}
             "k_of_n" => match self.k {
                 Some(k) if k >= 1 && k as usize <= blocks => {}
-                _ => errors.push(FieldError::new("k", format!("k_of_n needs k from 1 to {blocks}"))),
+                _ => errors.push(FieldError::new(
+                    "k",
+                    format!("k_of_n needs k from 1 to {blocks}"),
+                )),
             },
-            _ => errors.push(FieldError::new("match_policy", "must be all_thresholds, mean or k_of_n")),
+            _ => errors.push(FieldError::new(
+                "match_policy",
+                "must be all_thresholds, mean or k_of_n",
+            )),
         }
         errors
     }
@@ -49,10 +61,14 @@ impl Validate for MatchingSettingsBody {
 
 /// The engine settings of a stored configuration (defaults when unset or unusable).
 pub(crate) fn to_engine(stored: Option<&StoredSettings>) -> MatchSettings {
-    let Some(s) = stored else { return MatchSettings::default_for(Layout::DEFAULT) };
+    let Some(s) = stored else {
+        return MatchSettings::default_for(Layout::DEFAULT);
+    };
     let policy = match s.match_policy.as_str() {
         "mean" => MatchPolicy::Mean,
-        "k_of_n" => MatchPolicy::KOfN { k: s.k.unwrap_or(1).max(1) as usize },
+        "k_of_n" => MatchPolicy::KOfN {
+            k: s.k.unwrap_or(1).max(1) as usize,
+        },
         _ => MatchPolicy::AllThresholds,
     };
     MatchSettings::new(s.thresholds.clone(), policy).unwrap_or_else(|e| {
@@ -94,16 +110,26 @@ pub(crate) async fn get(state: &AppState, caller: &Caller) -> ApiResult<Value> {
 }
 
 /// `PUT /v1/settings/matching`.
-pub(crate) async fn put(state: &AppState, caller: &Caller, body: MatchingSettingsBody) -> ApiResult<Value> {
+pub(crate) async fn put(
+    state: &AppState,
+    caller: &Caller,
+    body: MatchingSettingsBody,
+) -> ApiResult<Value> {
     caller.require("verify")?;
     let stored = StoredSettings {
         thresholds: body.thresholds.iter().map(|t| *t as f32).collect(),
         match_policy: body.match_policy.clone(),
-        k: if body.match_policy == "k_of_n" { body.k } else { None },
+        k: if body.match_policy == "k_of_n" {
+            body.k
+        } else {
+            None
+        },
     };
     let policy = match stored.match_policy.as_str() {
         "mean" => MatchPolicy::Mean,
-        "k_of_n" => MatchPolicy::KOfN { k: stored.k.unwrap_or(1) as usize },
+        "k_of_n" => MatchPolicy::KOfN {
+            k: stored.k.unwrap_or(1) as usize,
+        },
         _ => MatchPolicy::AllThresholds,
     };
     let settings = MatchSettings::new(stored.thresholds.clone(), policy)

@@ -220,6 +220,23 @@ pub struct EnrollmentCommit {
     pub event: OutboxEvent,
 }
 
+/// What pairing a device sets.
+#[derive(Clone, Debug)]
+pub struct Pairing {
+    /// The device.
+    pub device_id: Uuid,
+    /// The pairing code presented (normalised).
+    pub code: String,
+    /// The scanner's hardware id.
+    pub hardware_id: String,
+    /// Hex SHA-256 of the scanner credential.
+    pub secret_hash: String,
+    /// Pairing time.
+    pub paired_at: i64,
+    /// End of the credential's validity.
+    pub cert_valid_until: i64,
+}
+
 /// Outcome of starting a request under an `Idempotency-Key`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IdempotencyStart {
@@ -267,26 +284,36 @@ pub trait Store: Send + Sync {
     /// A device of a tenant.
     async fn get_device(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Device>>;
     /// A page of a tenant's devices, newest first, and the total.
-    async fn list_devices(&self, tenant: Uuid, offset: i64, limit: i64) -> StoreResult<(Vec<Device>, i64)>;
+    async fn list_devices(
+        &self,
+        tenant: Uuid,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<Device>, i64)>;
     /// The tenant's device with this hardware id (a paired one first).
-    async fn find_device_by_hardware(&self, tenant: Uuid, hardware_id: &str) -> StoreResult<Option<Device>>;
+    async fn find_device_by_hardware(
+        &self,
+        tenant: Uuid,
+        hardware_id: &str,
+    ) -> StoreResult<Option<Device>>;
     /// The device that was given this pairing code.
     async fn find_device_by_pairing_code(&self, code: &str) -> StoreResult<Option<Device>>;
     /// The paired device holding this scanner credential hash.
     async fn find_device_by_secret_hash(&self, hash: &str) -> StoreResult<Option<Device>>;
     /// Sets a fresh pairing code on a `pending_pair` device; false otherwise.
-    async fn set_pairing_code(&self, tenant: Uuid, id: Uuid, code: &str, expires_at: i64) -> StoreResult<bool>;
-    /// Pairs a `pending_pair` device holding `code` and writes the `device.paired` event;
-    /// `Ok(None)` when the device is no longer pending with that code; `Conflict` when the
-    /// hardware id is paired to another device of the tenant.
-    async fn pair_device(
+    async fn set_pairing_code(
         &self,
+        tenant: Uuid,
         id: Uuid,
         code: &str,
-        hardware_id: &str,
-        secret_hash: &str,
-        paired_at: i64,
-        cert_valid_until: i64,
+        expires_at: i64,
+    ) -> StoreResult<bool>;
+    /// Pairs a `pending_pair` device holding `pairing.code` and writes the `device.paired`
+    /// event; `Ok(None)` when the device is no longer pending with that code; `Conflict` when
+    /// the hardware id is paired to another device of the tenant.
+    async fn pair_device(
+        &self,
+        pairing: &Pairing,
         event: &OutboxEvent,
     ) -> StoreResult<Option<Device>>;
     /// Records scanner activity.
@@ -295,13 +322,23 @@ pub trait Store: Send + Sync {
     async fn revoke_device(&self, tenant: Uuid, id: Uuid, now: i64) -> StoreResult<bool>;
 
     /// The user with this external id, created if missing.
-    async fn ensure_user(&self, tenant: Uuid, external_user_id: &str, now: i64) -> StoreResult<User>;
+    async fn ensure_user(
+        &self,
+        tenant: Uuid,
+        external_user_id: &str,
+        now: i64,
+    ) -> StoreResult<User>;
     /// The user with this external id.
     async fn get_user(&self, tenant: Uuid, external_user_id: &str) -> StoreResult<Option<User>>;
     /// Users by internal id.
     async fn get_users_by_ids(&self, tenant: Uuid, ids: &[Uuid]) -> StoreResult<Vec<User>>;
     /// A page of users holding at least one palm, oldest first, and the total.
-    async fn list_users(&self, tenant: Uuid, offset: i64, limit: i64) -> StoreResult<(Vec<User>, i64)>;
+    async fn list_users(
+        &self,
+        tenant: Uuid,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<User>, i64)>;
     /// A user's enrolled palms.
     async fn list_palms(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>>;
     /// Every palm of a tenant (start-up reconciliation with the gallery).
@@ -334,9 +371,21 @@ pub trait Store: Send + Sync {
     /// `Ok(false)` when the challenge is no longer pending; `Conflict` when a palm exists.
     async fn complete_enrollment(&self, commit: &EnrollmentCommit, now: i64) -> StoreResult<bool>;
     /// Completes a pending verify or identify challenge with its result and event.
-    async fn complete_challenge(&self, id: Uuid, result: &Value, event: &OutboxEvent, now: i64) -> StoreResult<bool>;
+    async fn complete_challenge(
+        &self,
+        id: Uuid,
+        result: &Value,
+        event: &OutboxEvent,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Moves a pending challenge to `status` (failed, cancelled, expired) with a reason.
-    async fn finish_challenge(&self, id: Uuid, status: &str, reason: Option<&str>, now: i64) -> StoreResult<bool>;
+    async fn finish_challenge(
+        &self,
+        id: Uuid,
+        status: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Expires every pending challenge past its expiry; returns how many.
     async fn expire_challenges(&self, now: i64) -> StoreResult<u64>;
 
@@ -348,10 +397,22 @@ pub trait Store: Send + Sync {
     async fn get_event(&self, event_id: &str) -> StoreResult<Option<OutboxEvent>>;
 
     /// Starts a request under an idempotency key scoped to a client.
-    async fn idempotency_start(&self, client: Uuid, key: &str, request_hash: &str, now: i64, expires_at: i64)
-        -> StoreResult<IdempotencyStart>;
+    async fn idempotency_start(
+        &self,
+        client: Uuid,
+        key: &str,
+        request_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> StoreResult<IdempotencyStart>;
     /// Records the response of a started request.
-    async fn idempotency_finish(&self, client: Uuid, key: &str, status: u16, body: &str) -> StoreResult<()>;
+    async fn idempotency_finish(
+        &self,
+        client: Uuid,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> StoreResult<()>;
     /// Releases a started key whose request did not succeed.
     async fn idempotency_release(&self, client: Uuid, key: &str) -> StoreResult<()>;
     /// Drops expired idempotency records.

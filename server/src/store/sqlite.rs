@@ -5,13 +5,15 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    Challenge, ChallengeFilter, Client, Device, EnrollmentCommit, IdempotencyStart, OutboxEvent, Palm, Store,
-    StoreError, StoreResult, StoredSettings, Tenant, User,
+    Challenge, ChallengeFilter, Client, Device, EnrollmentCommit, IdempotencyStart, OutboxEvent,
+    Pairing, Palm, Store, StoreError, StoreResult, StoredSettings, Tenant, User,
 };
 
 /// Schema migrations, applied in order, each once.
@@ -38,7 +40,11 @@ fn json_col(row: &SqliteRow, col: &str) -> StoreResult<Option<Value>> {
 }
 
 fn tenant_row(row: &SqliteRow) -> StoreResult<Tenant> {
-    Ok(Tenant { id: uuid(row, "id")?, name: row.try_get("name")?, created_at: row.try_get("created_at")? })
+    Ok(Tenant {
+        id: uuid(row, "id")?,
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
 }
 
 fn client_row(row: &SqliteRow) -> StoreResult<Client> {
@@ -53,7 +59,8 @@ fn client_row(row: &SqliteRow) -> StoreResult<Client> {
     })
 }
 
-const DEVICE_COLS: &str = "id, tenant_id, device_name, location, status, hardware_id, pairing_code, \
+const DEVICE_COLS: &str =
+    "id, tenant_id, device_name, location, status, hardware_id, pairing_code, \
      pairing_expires_at, paired_at, cert_valid_until, last_seen_at, created_at";
 
 fn device_row(row: &SqliteRow) -> StoreResult<Device> {
@@ -82,7 +89,8 @@ fn user_row(row: &SqliteRow) -> StoreResult<User> {
     })
 }
 
-const PALM_COLS: &str = "feature_id, tenant_id, user_id, palm_type, row_id, enrolled_at, vendor, challenge_id";
+const PALM_COLS: &str =
+    "feature_id, tenant_id, user_id, palm_type, row_id, enrolled_at, vendor, challenge_id";
 
 fn palm_row(row: &SqliteRow) -> StoreResult<Palm> {
     Ok(Palm {
@@ -97,7 +105,8 @@ fn palm_row(row: &SqliteRow) -> StoreResult<Palm> {
     })
 }
 
-const CHALLENGE_COLS: &str = "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
+const CHALLENGE_COLS: &str =
+    "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
      status, metadata, result, failure_reason, created_at, expires_at, finished_at";
 
 fn challenge_row(row: &SqliteRow) -> StoreResult<Challenge> {
@@ -159,7 +168,10 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
         let store = SqliteStore { pool };
         store.migrate().await?;
         Ok(store)
@@ -197,7 +209,11 @@ impl Store for SqliteStore {
     }
 
     async fn create_tenant(&self, name: &str) -> StoreResult<Tenant> {
-        let tenant = Tenant { id: Uuid::new_v4(), name: name.to_owned(), created_at: crate::clock::now_micros() };
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            name: name.to_owned(),
+            created_at: crate::clock::now_micros(),
+        };
         sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
             .bind(tenant.id.to_string())
             .bind(&tenant.name)
@@ -216,7 +232,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_tenant_ids(&self) -> StoreResult<Vec<Uuid>> {
-        let rows = sqlx::query("SELECT id FROM tenants").fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT id FROM tenants")
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| uuid(r, "id")).collect()
     }
 
@@ -265,7 +283,10 @@ impl Store for SqliteStore {
     }
 
     async fn delete_client(&self, id: Uuid) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM oauth_clients WHERE id = $1").bind(id.to_string()).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -293,15 +314,22 @@ impl Store for SqliteStore {
     }
 
     async fn get_device(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Device>> {
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLS} FROM devices WHERE tenant_id = $1 AND id = $2"))
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLS} FROM devices WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(device_row).transpose()
     }
 
-    async fn list_devices(&self, tenant: Uuid, offset: i64, limit: i64) -> StoreResult<(Vec<Device>, i64)> {
+    async fn list_devices(
+        &self,
+        tenant: Uuid,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<Device>, i64)> {
         let rows = sqlx::query(&format!(
             "SELECT {DEVICE_COLS} FROM devices WHERE tenant_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
         ))
@@ -315,10 +343,17 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?
             .try_get("n")?;
-        Ok((rows.iter().map(device_row).collect::<StoreResult<_>>()?, total))
+        Ok((
+            rows.iter().map(device_row).collect::<StoreResult<_>>()?,
+            total,
+        ))
     }
 
-    async fn find_device_by_hardware(&self, tenant: Uuid, hardware_id: &str) -> StoreResult<Option<Device>> {
+    async fn find_device_by_hardware(
+        &self,
+        tenant: Uuid,
+        hardware_id: &str,
+    ) -> StoreResult<Option<Device>> {
         let row = sqlx::query(&format!(
             "SELECT {DEVICE_COLS} FROM devices WHERE tenant_id = $1 AND hardware_id = $2 \
              ORDER BY CASE WHEN status = 'paired' THEN 0 ELSE 1 END, paired_at DESC LIMIT 1"
@@ -331,22 +366,32 @@ impl Store for SqliteStore {
     }
 
     async fn find_device_by_pairing_code(&self, code: &str) -> StoreResult<Option<Device>> {
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLS} FROM devices WHERE pairing_code = $1"))
-            .bind(code)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLS} FROM devices WHERE pairing_code = $1"
+        ))
+        .bind(code)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(device_row).transpose()
     }
 
     async fn find_device_by_secret_hash(&self, hash: &str) -> StoreResult<Option<Device>> {
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLS} FROM devices WHERE secret_hash = $1 AND status = 'paired'"))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DEVICE_COLS} FROM devices WHERE secret_hash = $1 AND status = 'paired'"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(device_row).transpose()
     }
 
-    async fn set_pairing_code(&self, tenant: Uuid, id: Uuid, code: &str, expires_at: i64) -> StoreResult<bool> {
+    async fn set_pairing_code(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        code: &str,
+        expires_at: i64,
+    ) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE devices SET pairing_code = $1, pairing_expires_at = $2 \
              WHERE tenant_id = $3 AND id = $4 AND status = 'pending_pair'",
@@ -360,28 +405,19 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn pair_device(
-        &self,
-        id: Uuid,
-        code: &str,
-        hardware_id: &str,
-        secret_hash: &str,
-        paired_at: i64,
-        cert_valid_until: i64,
-        event: &OutboxEvent,
-    ) -> StoreResult<Option<Device>> {
+    async fn pair_device(&self, p: &Pairing, event: &OutboxEvent) -> StoreResult<Option<Device>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE devices SET status = 'paired', hardware_id = $1, secret_hash = $2, paired_at = $3, \
              cert_valid_until = $4, last_seen_at = $3 \
              WHERE id = $5 AND pairing_code = $6 AND status = 'pending_pair'",
         )
-        .bind(hardware_id)
-        .bind(secret_hash)
-        .bind(paired_at)
-        .bind(cert_valid_until)
-        .bind(id.to_string())
-        .bind(code)
+        .bind(&p.hardware_id)
+        .bind(&p.secret_hash)
+        .bind(p.paired_at)
+        .bind(p.cert_valid_until)
+        .bind(p.device_id.to_string())
+        .bind(&p.code)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -389,7 +425,7 @@ impl Store for SqliteStore {
         }
         insert_event(&mut *tx, event).await?;
         let row = sqlx::query(&format!("SELECT {DEVICE_COLS} FROM devices WHERE id = $1"))
-            .bind(id.to_string())
+            .bind(p.device_id.to_string())
             .fetch_one(&mut *tx)
             .await?;
         let device = device_row(&row)?;
@@ -431,7 +467,12 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn ensure_user(&self, tenant: Uuid, external_user_id: &str, now: i64) -> StoreResult<User> {
+    async fn ensure_user(
+        &self,
+        tenant: Uuid,
+        external_user_id: &str,
+        now: i64,
+    ) -> StoreResult<User> {
         sqlx::query(
             "INSERT INTO users (id, tenant_id, external_user_id, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (tenant_id, external_user_id) DO NOTHING",
@@ -473,7 +514,12 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    async fn list_users(&self, tenant: Uuid, offset: i64, limit: i64) -> StoreResult<(Vec<User>, i64)> {
+    async fn list_users(
+        &self,
+        tenant: Uuid,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<User>, i64)> {
         let rows = sqlx::query(
             "SELECT id, tenant_id, external_user_id, created_at FROM users u WHERE tenant_id = $1 \
              AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id) \
@@ -491,7 +537,10 @@ impl Store for SqliteStore {
         .fetch_one(&self.pool)
         .await?
         .try_get("n")?;
-        Ok((rows.iter().map(user_row).collect::<StoreResult<_>>()?, total))
+        Ok((
+            rows.iter().map(user_row).collect::<StoreResult<_>>()?,
+            total,
+        ))
     }
 
     async fn list_palms(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {
@@ -506,20 +555,24 @@ impl Store for SqliteStore {
     }
 
     async fn all_palms(&self, tenant: Uuid) -> StoreResult<Vec<Palm>> {
-        let rows = sqlx::query(&format!("SELECT {PALM_COLS} FROM palms WHERE tenant_id = $1"))
-            .bind(tenant.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {PALM_COLS} FROM palms WHERE tenant_id = $1"
+        ))
+        .bind(tenant.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(palm_row).collect()
     }
 
     async fn delete_user(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows = sqlx::query(&format!("SELECT {PALM_COLS} FROM palms WHERE tenant_id = $1 AND user_id = $2"))
-            .bind(tenant.to_string())
-            .bind(user_id.to_string())
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {PALM_COLS} FROM palms WHERE tenant_id = $1 AND user_id = $2"
+        ))
+        .bind(tenant.to_string())
+        .bind(user_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
         let palms = rows.iter().map(palm_row).collect::<StoreResult<Vec<_>>>()?;
         sqlx::query("DELETE FROM palms WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant.to_string())
@@ -538,17 +591,22 @@ impl Store for SqliteStore {
     async fn delete_palms(&self, feature_ids: &[Uuid]) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for id in feature_ids {
-            sqlx::query("DELETE FROM palms WHERE feature_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM palms WHERE feature_id = $1")
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     async fn get_settings(&self, tenant: Uuid) -> StoreResult<Option<StoredSettings>> {
-        let row = sqlx::query("SELECT match_thresholds, match_policy, match_k FROM tenants WHERE id = $1")
-            .bind(tenant.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            "SELECT match_thresholds, match_policy, match_k FROM tenants WHERE id = $1",
+        )
+        .bind(tenant.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let thresholds: Option<String> = row.try_get("match_thresholds")?;
         let policy: Option<String> = row.try_get("match_policy")?;
@@ -599,11 +657,13 @@ impl Store for SqliteStore {
     }
 
     async fn get_challenge(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Challenge>> {
-        let row = sqlx::query(&format!("SELECT {CHALLENGE_COLS} FROM challenges WHERE tenant_id = $1 AND id = $2"))
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {CHALLENGE_COLS} FROM challenges WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(challenge_row).transpose()
     }
 
@@ -626,14 +686,19 @@ impl Store for SqliteStore {
         .bind(offset)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM challenges WHERE {cond}"))
-            .bind(tenant.to_string())
-            .bind(&filter.kind)
-            .bind(&filter.status)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        Ok((rows.iter().map(challenge_row).collect::<StoreResult<_>>()?, total))
+        let total: i64 = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM challenges WHERE {cond}"
+        ))
+        .bind(tenant.to_string())
+        .bind(&filter.kind)
+        .bind(&filter.status)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("n")?;
+        Ok((
+            rows.iter().map(challenge_row).collect::<StoreResult<_>>()?,
+            total,
+        ))
     }
 
     async fn pending_for_device(&self, device_id: Uuid, now: i64) -> StoreResult<Vec<Challenge>> {
@@ -663,24 +728,32 @@ impl Store for SqliteStore {
             return Ok(false);
         }
         for p in &commit.palms {
-            sqlx::query(&format!("INSERT INTO palms ({PALM_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"))
-                .bind(p.feature_id.to_string())
-                .bind(p.tenant_id.to_string())
-                .bind(p.user_id.to_string())
-                .bind(&p.palm_type)
-                .bind(p.row_id)
-                .bind(p.enrolled_at)
-                .bind(&p.vendor)
-                .bind(p.challenge_id.to_string())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!(
+                "INSERT INTO palms ({PALM_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ))
+            .bind(p.feature_id.to_string())
+            .bind(p.tenant_id.to_string())
+            .bind(p.user_id.to_string())
+            .bind(&p.palm_type)
+            .bind(p.row_id)
+            .bind(p.enrolled_at)
+            .bind(&p.vendor)
+            .bind(p.challenge_id.to_string())
+            .execute(&mut *tx)
+            .await?;
         }
         insert_event(&mut *tx, &commit.event).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn complete_challenge(&self, id: Uuid, result: &Value, event: &OutboxEvent, now: i64) -> StoreResult<bool> {
+    async fn complete_challenge(
+        &self,
+        id: Uuid,
+        result: &Value,
+        event: &OutboxEvent,
+        now: i64,
+    ) -> StoreResult<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let done = sqlx::query(
             "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
@@ -699,7 +772,13 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn finish_challenge(&self, id: Uuid, status: &str, reason: Option<&str>, now: i64) -> StoreResult<bool> {
+    async fn finish_challenge(
+        &self,
+        id: Uuid,
+        status: &str,
+        reason: Option<&str>,
+        now: i64,
+    ) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE challenges SET status = $1, failure_reason = $2, finished_at = $3 WHERE id = $4 AND status = 'pending'",
         )
@@ -795,9 +874,10 @@ impl Store for SqliteStore {
                 IdempotencyStart::Mismatch
             } else {
                 match (status, body) {
-                    (Some(status), Some(body)) => {
-                        IdempotencyStart::Replay { status: u16::try_from(status).unwrap_or(200), body }
-                    }
+                    (Some(status), Some(body)) => IdempotencyStart::Replay {
+                        status: u16::try_from(status).unwrap_or(200),
+                        body,
+                    },
                     _ => IdempotencyStart::InProgress,
                 }
             }
@@ -806,7 +886,13 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    async fn idempotency_finish(&self, client: Uuid, key: &str, status: u16, body: &str) -> StoreResult<()> {
+    async fn idempotency_finish(
+        &self,
+        client: Uuid,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> StoreResult<()> {
         sqlx::query("UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE client_id = $3 AND idem_key = $4")
             .bind(i64::from(status))
             .bind(body)
@@ -827,7 +913,10 @@ impl Store for SqliteStore {
     }
 
     async fn purge_idempotency(&self, now: i64) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected())
     }
 }

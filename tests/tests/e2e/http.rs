@@ -1,0 +1,223 @@
+use reqwest::Method;
+use serde_json::json;
+
+use crate::support::Harness;
+
+#[tokio::test]
+async fn error_shapes_body_limit_and_request_ids() {
+    let h = Harness::start().await;
+    let t = h.tenant().await;
+    let malformed = h
+        .send(
+            h.http
+                .post(h.url("/v1/devices"))
+                .bearer_auth(&t.token)
+                .header("content-type", "application/json")
+                .body("{nope"),
+        )
+        .await;
+    assert_eq!(malformed.status, 400);
+    assert_eq!(malformed.body["success"], false);
+    assert_eq!(malformed.body["code"], "malformed_json");
+    assert!(malformed.headers.contains_key("x-request-id"));
+
+    let big = format!(
+        "{{\"device_name\": \"{}\", \"location\": \"x\"}}",
+        "a".repeat(1024 * 1024 + 10)
+    );
+    let too_large = h
+        .send(
+            h.http
+                .post(h.url("/v1/devices"))
+                .bearer_auth(&t.token)
+                .header("content-type", "application/json")
+                .body(big),
+        )
+        .await;
+    assert_eq!(too_large.status, 413);
+    assert_eq!(too_large.body["code"], "payload_too_large");
+
+    let not_object = h.post("/v1/devices", &t.token, json!([1, 2])).await;
+    assert_eq!(not_object.status, 422);
+    let unknown = h.get("/v1/nothing-here", &t.token).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.body["success"], false);
+
+    let given = h
+        .send(
+            h.http
+                .get(h.url("/healthz"))
+                .header("x-request-id", "req-123"),
+        )
+        .await;
+    assert_eq!(given.headers["x-request-id"], "req-123");
+    let unauth = h.call(Method::GET, "/v1/users", None, None).await;
+    assert_eq!(unauth.status, 401);
+    assert!(unauth.headers.contains_key("x-request-id"));
+    assert_eq!(unauth.body["code"], "unauthorized");
+}
+
+#[tokio::test]
+async fn idempotent_retries_replay_the_first_response() {
+    let h = Harness::start().await;
+    let t = h.tenant().await;
+    let send = |key: &'static str, name: &'static str| {
+        let h = &h;
+        let token = t.token.clone();
+        async move {
+            h.send(
+                h.http
+                    .post(h.url("/v1/devices"))
+                    .bearer_auth(token)
+                    .header("idempotency-key", key)
+                    .json(&json!({"device_name": name, "location": "L"})),
+            )
+            .await
+        }
+    };
+    let first = send("key-1", "A").await;
+    assert_eq!(first.status, 201);
+    let again = send("key-1", "A").await;
+    assert_eq!(again.status, 201);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(h.get("/v1/devices", &t.token).await.body["total"], 1);
+
+    let other_body = send("key-1", "B").await;
+    assert_eq!(other_body.status, 422);
+    assert_eq!(other_body.body["code"], "idempotency_key_reused");
+
+    // A failed request does not consume its key.
+    let failed = h
+        .send(
+            h.http
+                .post(h.url("/v1/devices"))
+                .bearer_auth(&t.token)
+                .header("idempotency-key", "key-2")
+                .json(&json!({"device_name": ""})),
+        )
+        .await;
+    assert_eq!(failed.status, 422);
+    let fixed = h
+        .send(
+            h.http
+                .post(h.url("/v1/devices"))
+                .bearer_auth(&t.token)
+                .header("idempotency-key", "key-2")
+                .json(&json!({"device_name": "C", "location": "L"})),
+        )
+        .await;
+    assert_eq!(fixed.status, 201);
+    assert_eq!(h.get("/v1/devices", &t.token).await.body["total"], 2);
+
+    // Keys belong to the client: another tenant's client may use the same key.
+    let other = h.tenant().await;
+    let r = h
+        .send(
+            h.http
+                .post(h.url("/v1/devices"))
+                .bearer_auth(&other.token)
+                .header("idempotency-key", "key-1")
+                .json(&json!({"device_name": "A", "location": "L"})),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_ne!(r.body["data"]["device_id"], first.body["data"]["device_id"]);
+}
+
+#[tokio::test]
+async fn clients_are_rate_limited_with_retry_after() {
+    let h = Harness::start_with(|c| {
+        c.rate_limit_per_second = 1;
+        c.rate_limit_burst = 3;
+    })
+    .await;
+    let t = h.tenant().await;
+    let other = h.tenant().await;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..5 {
+        let r = h.get("/v1/devices", &t.token).await;
+        if r.status == 429 {
+            retry_after = r
+                .headers
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(r.body["code"], "rate_limited");
+        }
+        statuses.push(r.status.as_u16());
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200]);
+    assert!(statuses[3..].contains(&429), "{statuses:?}");
+    let secs: u64 = retry_after.expect("Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&secs));
+    // Another client is unaffected.
+    assert_eq!(h.get("/v1/devices", &other.token).await.status, 200);
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let h = Harness::start().await;
+    let health = h.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
+    let ready = h.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 200);
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("palmlink_http_responses_total{class=\"2xx\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE palmlink_gallery_templates gauge"));
+    let spec = h.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(spec.status, 200);
+    let paths = spec.body["paths"].as_object().unwrap();
+    for p in [
+        "/v1/auth/token",
+        "/v1/devices",
+        "/v1/devices/{device_id}",
+        "/v1/device/pair",
+        "/v1/device/challenges",
+        "/v1/device/challenges/{challenge_id}/capture",
+        "/v1/enroll",
+        "/v1/enroll/both",
+        "/v1/verify",
+        "/v1/identify",
+        "/v1/challenges/{challenge_id}",
+        "/v1/users/{external_user_id}",
+        "/v1/settings/matching",
+    ] {
+        assert!(paths.contains_key(p), "openapi lacks {p}");
+    }
+}
+
+#[tokio::test]
+async fn demo_runs_the_whole_loop() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    palmlink_server::simulator::run_demo(palmlink_server::Config::new(dir.path()))
+        .await
+        .expect("demo completes");
+    // The demo's enrollment is durable in its data directory.
+    let store = palmlink_server::open_store(&palmlink_server::Config::new(dir.path()))
+        .await
+        .unwrap();
+    let events = store.undispatched_events(10).await.unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "device.paired",
+            "enrollment.complete",
+            "verification.complete",
+            "identification.complete"
+        ]
+    );
+    assert_eq!(events[2].payload["data"]["matched"], true);
+}

@@ -1,0 +1,20 @@
+//! End-to-end tests of PalmLink over real HTTP on loopback sockets.
+//!
+//! - `tokens`: OAuth client credentials, JWT checks, scopes, rotation, client deletion.
+//! - `devices`: registration, pagination, pairing codes, revocation.
+//! - `scanner`: long polling, capture validation, double capture, cancellation, expiry.
+//! - `matching`: enrollment, 1:1 verification scores, 1:N identification, outbox events.
+//! - `users`: listing, look-up, erasure, matching settings.
+//! - `isolation`: a second tenant sees nothing of the first.
+//! - `http`: error shapes, body limit, idempotency keys, rate limits, request ids, ops.
+//! - `crash`: SIGKILL after acknowledged enrollments, restart, every one still verifies.
+
+mod crash;
+mod devices;
+mod http;
+mod isolation;
+mod matching;
+mod scanner;
+mod support;
+mod tokens;
+mod users;
