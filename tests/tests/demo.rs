@@ -6,6 +6,7 @@
 //!   the test: pairing, an enrollment, a genuine and an impostor verification, a challenge
 //!   it cannot answer (cancelled).
 //! - `simulator_*`: how the simulator chooses palms.
+//! - `receiver_checks_standard_webhooks_signatures`: the demo receiver's signature check.
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::path::{Path, PathBuf};
@@ -606,4 +607,51 @@ fn simulator_refuses_bad_instructions_without_panicking() {
         ..SimOptions::default()
     })
     .is_err());
+}
+
+#[test]
+fn receiver_checks_standard_webhooks_signatures() {
+    use palmlink_server::demo::verify_signature;
+    // The example of the Standard Webhooks specification.
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let (id, ts, body) = (
+        "msg_p5jXN8AQM9LWM0D4loKWxJek",
+        "1614265330",
+        br#"{"test": 2432232314}"#,
+    );
+    let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    assert!(verify_signature(secret, id, ts, body, good));
+    // One valid entry among several (secret rotation) is enough.
+    assert!(verify_signature(
+        secret,
+        id,
+        ts,
+        body,
+        &format!("v1,AAAA {good}")
+    ));
+    assert!(!verify_signature(
+        secret,
+        id,
+        ts,
+        br#"{"test": 2432232315}"#,
+        good
+    ));
+    assert!(!verify_signature(secret, id, "1614265331", body, good));
+    assert!(!verify_signature(secret, "msg_other", ts, body, good));
+    assert!(!verify_signature(
+        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        id,
+        ts,
+        body,
+        good
+    ));
+    assert!(!verify_signature("whsec_!!!", id, ts, body, good));
+    assert!(!verify_signature(
+        secret,
+        id,
+        ts,
+        body,
+        "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    ));
+    assert!(!verify_signature(secret, id, ts, body, ""));
 }

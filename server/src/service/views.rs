@@ -51,7 +51,8 @@ pub(crate) fn challenge(c: &Challenge) -> Value {
     v
 }
 
-/// A challenge as a scanner sees it when polling.
+/// A challenge as a scanner sees it when polling: with the person it concerns and its
+/// metadata, which a scanner may show (and the simulated scanner follows).
 pub(crate) fn scanner_challenge(c: &Challenge) -> Value {
     let mut v = json!({
         "challenge_id": c.id,
