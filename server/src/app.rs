@@ -55,6 +55,10 @@ async fn not_found() -> Response {
     ApiError::NotFound("route").into_response()
 }
 
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}
+
 async fn count_status(
     axum::extract::State(state): axum::extract::State<AppState>,
     req: axum::extract::Request,
@@ -111,6 +115,7 @@ pub(crate) fn router(state: AppState) -> Router {
             }),
         )
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn_with_state(state.clone(), count_status))
         .layer(PropagateRequestIdLayer::x_request_id())
@@ -122,6 +127,7 @@ pub(crate) fn router(state: AppState) -> Router {
 pub struct RunningServer {
     addr: SocketAddr,
     shutdown: oneshot::Sender<()>,
+    stopping: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
 }
@@ -134,6 +140,7 @@ impl RunningServer {
 
     /// Stops accepting, finishes the requests in flight, and returns.
     pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stopping.send(true);
         let _ = self.shutdown.send(());
         self.sweeper.abort();
         self.task.await??;
@@ -148,6 +155,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let key = SigningKey::load_or_create(&config.data_dir)?;
     let galleries = Arc::new(Galleries::new(config.data_dir.join("galleries")));
     galleries::reconcile(store.as_ref(), &galleries).await?;
+    let (stopping, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = AppState {
         store: store.clone(),
         tokens: Arc::new(TokenService::new(
@@ -160,6 +168,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         limiter: Arc::new(rate_limiter(&config)),
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config.clone()),
+        shutdown: shutdown_rx,
     };
     let app = router(state);
     let listener = TcpListener::bind(config.listen).await?;
@@ -176,6 +185,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     Ok(RunningServer {
         addr,
         shutdown,
+        stopping,
         task,
         sweeper,
     })

@@ -23,6 +23,8 @@ pub(crate) struct AppState {
     pub limiter: Arc<DefaultKeyedRateLimiter<Uuid>>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
+    /// Turns true when the server begins shutting down (ends long polls early).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The per-client rate limiter of a configuration.

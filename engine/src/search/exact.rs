@@ -7,7 +7,7 @@ use super::top_k::{Scored, TopK};
 use super::{Candidate, SearchQuery};
 use crate::scoring::{self, kernel, mean_score};
 use crate::storage::format::{palm_code, STATE_LIVE};
-use crate::storage::gallery::Snapshot;
+use crate::storage::gallery::{record_ids, Snapshot};
 use crate::storage::{Gallery, RecordIds, RowId};
 use crate::template::Template;
 
@@ -76,7 +76,9 @@ pub(crate) fn search(
         .collect()
 }
 
-/// Re-scores `row` into a candidate; `None` if it died during the search.
+/// Re-scores `row` into a candidate; `None` if it died during the search or
+/// its record or vector fails its checksum (checked for the few candidates
+/// only, so a damaged row is never returned).
 pub(crate) fn candidate(
     snap: &Snapshot,
     probe: &Template,
@@ -84,9 +86,14 @@ pub(crate) fn candidate(
     row: u64,
 ) -> Option<Candidate> {
     let layout = snap.layout;
-    let ids: RecordIds = snap.record(row).ids()?;
+    let record = snap.record(row);
+    let ids: RecordIds = record_ids(&record, row)?;
+    let vector = snap.vector(row);
+    if crc32fast::hash(bytemuck::cast_slice(vector)) != record.vector_crc {
+        return None;
+    }
     let mut scores = vec![0.0; layout.blocks];
-    kernel::block_dots(probe.as_slice(), snap.vector(row), layout.dim, &mut scores);
+    kernel::block_dots(probe.as_slice(), vector, layout.dim, &mut scores);
     if snap.state(row) != STATE_LIVE {
         return None;
     }

@@ -227,12 +227,13 @@ impl Gallery {
         }
     }
 
-    /// Opens an existing gallery: maps its files and checks headers and
-    /// records (ids and checksums, 64 bytes a row); vectors are not read.
+    /// Opens an existing gallery: maps its files, checks both headers and
+    /// reads each row's 4-byte state word; vectors are not read.
     ///
-    /// A record that fails its checksum does not fail the open: the row is
-    /// reported by [`Gallery::damaged_rows`], never returned by a search, and
-    /// reading it is a [`GalleryError::Corrupt`] error.
+    /// A damaged row does not fail the open: it is never returned by a search,
+    /// reading it is a [`GalleryError::Corrupt`] error, and [`Gallery::scrub`]
+    /// lists it (rows with an invalid state word are known at once, from
+    /// [`Gallery::damaged_rows`]).
     pub fn open(dir: &Path) -> Result<Gallery, GalleryError> {
         let records_path = dir.join(RECORDS_FILE);
         let records_file = match File::options().read(true).write(true).open(&records_path) {
@@ -402,7 +403,7 @@ impl Gallery {
         self.snapshot.load().count
     }
 
-    /// Rows whose record failed its checksum when the gallery was opened.
+    /// Rows whose state word was invalid when the gallery was opened.
     pub fn damaged_rows(&self) -> Vec<RowId> {
         let mut rows: Vec<RowId> = self.damaged.iter().map(|&r| RowId(r)).collect();
         rows.sort();
@@ -695,20 +696,23 @@ impl Gallery {
 }
 
 /// The ids of a record if its checksum, row index and palm code hold.
-fn record_ids(record: &Record, row: u64) -> Option<RecordIds> {
+pub(crate) fn record_ids(record: &Record, row: u64) -> Option<RecordIds> {
     if record.record_crc != record.computed_crc() || record.row != row {
         return None;
     }
     record.ids()
 }
 
-/// Counts live rows and finds damaged records (in parallel for large galleries).
+/// Counts live rows and finds rows whose state word is neither live nor dead,
+/// reading only the state words (in parallel for large galleries). Record and
+/// vector checksums are verified where a row is read (`get`, `compare`, search
+/// candidates, `live_records`) and by [`Gallery::scrub`], so opening stays
+/// proportional to a few bytes per row.
 fn check_records(snap: &Snapshot) -> (usize, HashSet<u64>) {
     let check = |(mut live, mut damaged): (usize, Vec<u64>), row: u64| {
-        let record = snap.record(row);
-        match (record.state, record_ids(&record, row)) {
-            (STATE_LIVE, Some(_)) => live += 1,
-            (STATE_DEAD, _) => {}
+        match snap.state(row) {
+            STATE_LIVE => live += 1,
+            STATE_DEAD => {}
             _ => damaged.push(row),
         }
         (live, damaged)
@@ -717,12 +721,13 @@ fn check_records(snap: &Snapshot) -> (usize, HashSet<u64>) {
         da.extend(db);
         (a + b, da)
     };
-    let (live, damaged) = if snap.count < 65_536 {
+    let (live, damaged) = if snap.count < 262_144 {
         (0..snap.count).fold((0, Vec::new()), check)
     } else {
-        (0..snap.count)
+        const CHUNK: u64 = 65_536;
+        (0..snap.count.div_ceil(CHUNK))
             .into_par_iter()
-            .fold(|| (0, Vec::new()), check)
+            .map(|c| (c * CHUNK..((c + 1) * CHUNK).min(snap.count)).fold((0, Vec::new()), check))
             .reduce(|| (0, Vec::new()), merge)
     };
     (live, damaged.into_iter().collect())

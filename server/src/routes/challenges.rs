@@ -1,15 +1,13 @@
 //! Challenge creation and look-up on the integrator side.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{created, ok};
 use crate::auth::caller::Caller;
 use crate::error::ApiResult;
-use crate::extract::{parse_id, AppJson};
+use crate::extract::{parse_id, AppJson, PathParam, QueryMap};
 use crate::service::challenges::{self as svc, IdentifyChallenge, SubjectChallenge};
 use crate::state::AppState;
 
@@ -82,7 +80,7 @@ pub(crate) async fn identify(
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Response> {
     Ok(ok(
         svc::get(&state, &caller, parse_id(&id, "challenge")?).await?
@@ -98,7 +96,7 @@ pub(crate) async fn get(
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> ApiResult<Response> {
     Ok(Json(svc::list(&state, &caller, &query).await?).into_response())
 }

@@ -1,15 +1,13 @@
 //! Integrator device management (scope `devices`).
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::{created, ok};
 use crate::auth::caller::Caller;
 use crate::error::ApiResult;
-use crate::extract::{parse_id, AppJson, Pagination};
+use crate::extract::{parse_id, AppJson, Pagination, PathParam, QueryMap};
 use crate::service::devices::{self as svc, RegisterDevice};
 use crate::service::views;
 use crate::state::AppState;
@@ -38,7 +36,7 @@ pub(crate) async fn register(
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> ApiResult<Response> {
     caller.require("devices")?;
     let page = Pagination::from_query(&query)?;
@@ -55,7 +53,7 @@ pub(crate) async fn list(
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Response> {
     Ok(ok(
         svc::get(&state, &caller, parse_id(&id, "device")?).await?
@@ -68,7 +66,7 @@ pub(crate) async fn get(
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Response> {
     Ok(ok(
         svc::revoke(&state, &caller, parse_id(&id, "device")?).await?
@@ -83,7 +81,7 @@ pub(crate) async fn revoke(
 pub(crate) async fn pairing_code(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> ApiResult<Response> {
     Ok(ok(svc::reissue_code(
         &state,

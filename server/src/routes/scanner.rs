@@ -1,15 +1,13 @@
 //! The scanner side: pairing, long-polled challenges, captures and cancellation. Scanner
 //! credentials (`Authorization: Bearer <device_secret>`) work only here.
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::Response;
 
 use super::ok;
 use crate::auth::caller::Scanner;
 use crate::error::ApiResult;
-use crate::extract::{parse_id, AppJson};
+use crate::extract::{parse_id, AppJson, PathParam, QueryMap};
 use crate::service::capture::{self, CaptureSubmission};
 use crate::service::challenges::{self, CancelChallenge};
 use crate::service::devices::{self, PairDevice};
@@ -34,7 +32,7 @@ pub(crate) async fn pair(
 pub(crate) async fn poll(
     State(state): State<AppState>,
     Scanner(device): Scanner,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> ApiResult<Response> {
     Ok(ok(challenges::poll(&state, &device, &query).await?))
 }
@@ -48,7 +46,7 @@ pub(crate) async fn poll(
 pub(crate) async fn capture(
     State(state): State<AppState>,
     Scanner(device): Scanner,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     AppJson(body): AppJson<CaptureSubmission>,
 ) -> ApiResult<Response> {
     Ok(ok(capture::submit(
@@ -68,7 +66,7 @@ pub(crate) async fn capture(
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Scanner(device): Scanner,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
     AppJson(body): AppJson<CancelChallenge>,
 ) -> ApiResult<Response> {
     Ok(ok(challenges::cancel(

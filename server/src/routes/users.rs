@@ -1,8 +1,6 @@
 //! Enrolled users (scope `users`).
 
-use std::collections::HashMap;
-
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -10,7 +8,7 @@ use axum::Json;
 use super::ok;
 use crate::auth::caller::Caller;
 use crate::error::ApiResult;
-use crate::extract::Pagination;
+use crate::extract::{Pagination, PathParam, QueryMap};
 use crate::service::users as svc;
 use crate::state::AppState;
 
@@ -21,7 +19,7 @@ use crate::state::AppState;
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<HashMap<String, String>>,
+    QueryMap(query): QueryMap,
 ) -> ApiResult<Response> {
     let page = Pagination::from_query(&query)?;
     Ok(Json(svc::list(&state, &caller, page).await?).into_response())
@@ -34,7 +32,7 @@ pub(crate) async fn list(
 pub(crate) async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(ext): Path<String>,
+    PathParam(ext): PathParam,
 ) -> ApiResult<Response> {
     Ok(ok(svc::get(&state, &caller, &ext).await?))
 }
@@ -46,7 +44,7 @@ pub(crate) async fn get(
 pub(crate) async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(ext): Path<String>,
+    PathParam(ext): PathParam,
 ) -> ApiResult<Response> {
     svc::delete(&state, &caller, &ext).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

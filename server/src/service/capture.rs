@@ -20,8 +20,8 @@ use crate::outbox;
 use crate::state::AppState;
 use crate::store::{Challenge, Device, EnrollmentCommit, Palm, StoreError};
 use palmlink_engine::{
-    Comparison, Layout, RecordIds, RowId, SearchFilter, SearchMode, SearchQuery, Template,
-    TemplateError,
+    Comparison, GalleryError, Layout, RecordIds, RowId, SearchFilter, SearchMode, SearchQuery,
+    Template, TemplateError,
 };
 
 /// Body of `POST /v1/device/challenges/{id}/capture`.
@@ -380,24 +380,34 @@ async fn verify(
         .collect();
     let settings_for_task = settings.clone();
     let results = run_blocking(move || {
-        rows.into_iter()
-            .map(|(palm, row)| {
-                gallery
-                    .compare(&probe, row, &settings_for_task)
-                    .map(|cmp| (palm, cmp))
-            })
-            .collect::<Result<Vec<_>, _>>()
+        let mut out = Vec::new();
+        for (palm, row) in rows {
+            match gallery.compare(&probe, row, &settings_for_task) {
+                Ok(cmp) => out.push((palm, cmp)),
+                Err(GalleryError::Deleted(_) | GalleryError::UnknownRow(_)) => {
+                    tracing::error!(
+                        row = row.0,
+                        "ENROLLMENT WITHOUT TEMPLATE: skipped in verification"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     })
     .await?
     .map_err(ApiError::internal)?;
-    let best = results
-        .into_iter()
-        .max_by(|a, b| {
-            a.1.matched
-                .cmp(&b.1.matched)
-                .then(a.1.mean.total_cmp(&b.1.mean))
-        })
-        .ok_or_else(|| ApiError::internal("no comparison"))?;
+    let Some(best) = results.into_iter().max_by(|a, b| {
+        a.1.matched
+            .cmp(&b.1.matched)
+            .then(a.1.mean.total_cmp(&b.1.mean))
+    }) else {
+        state
+            .store
+            .finish_challenge(c.id, "failed", Some("template_missing"), now_micros())
+            .await?;
+        return Ok(());
+    };
     let now = now_micros();
     let data = json!({
         "challenge_id": c.id,

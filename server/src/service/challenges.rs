@@ -370,6 +370,7 @@ pub(crate) async fn poll(
     };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
     let notify = state.hub.notifier(device.id);
+    let mut shutdown = state.shutdown.clone();
     loop {
         let notified = notify.notified();
         tokio::pin!(notified);
@@ -378,7 +379,7 @@ pub(crate) async fn poll(
             .store
             .pending_for_device(device.id, now_micros())
             .await?;
-        if !pending.is_empty() || tokio::time::Instant::now() >= deadline {
+        if !pending.is_empty() || tokio::time::Instant::now() >= deadline || *shutdown.borrow() {
             return Ok(Value::Array(
                 pending
                     .iter()
@@ -389,6 +390,7 @@ pub(crate) async fn poll(
         tokio::select! {
             () = &mut notified => {}
             () = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
         }
     }
 }

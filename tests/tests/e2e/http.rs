@@ -43,6 +43,16 @@ async fn error_shapes_body_limit_and_request_ids() {
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.body["success"], false);
 
+    let wrong_method = h
+        .call(Method::PATCH, "/v1/devices", Some(&t.token), None)
+        .await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.body["code"], "method_not_allowed");
+    assert_eq!(h.get("/v1/devices?limit=%ZZ", &t.token).await.status, 422);
+    let bad_path = h.get("/v1/users/%FF%FE", &t.token).await;
+    assert_eq!(bad_path.status, 404);
+    assert_eq!(bad_path.body["success"], false);
+
     let given = h
         .send(
             h.http

@@ -276,7 +276,18 @@ async fn expired_challenges_are_410() {
             json!({"external_user_id": "u", "hardware_id": "hw-exp", "palm_type": "left"}),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    let swept = h
+        .challenge(&t, "/v1/identify", json!({"hardware_id": "hw-exp"}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    // The sweeper expired it without any request touching it.
+    let store = h.store().await;
+    let row = store
+        .get_challenge(t.id.parse().unwrap(), swept.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.status, "expired");
     let r = h
         .capture(&s, &lazy, json!([capture("left", &palm(4))]))
         .await;
@@ -286,5 +297,28 @@ async fn expired_challenges_are_410() {
     let polled = h.get("/v1/device/challenges", &s.secret).await;
     assert_eq!(polled.body["data"], json!([]));
     let expired = h.get("/v1/challenges?status=expired", &t.token).await;
-    assert_eq!(expired.body["total"], 1);
+    assert_eq!(expired.body["total"], 2);
+}
+
+#[tokio::test]
+async fn shutdown_ends_long_polls() {
+    let mut h = Harness::start().await;
+    let t = h.tenant().await;
+    let s = h.scanner(&t, "hw-stop").await;
+    let poll = {
+        let req = h
+            .http
+            .get(h.url("/v1/device/challenges?wait_ms=30000"))
+            .bearer_auth(&s.secret);
+        tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    h.server.take().unwrap().stop().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(poll.await.unwrap().unwrap(), 200);
 }
