@@ -26,7 +26,7 @@ use crate::galleries::{self, Galleries};
 use crate::hub::DeviceHub;
 use crate::idempotency::idempotency;
 use crate::metrics::Metrics;
-use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users};
+use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users, webhooks};
 use crate::state::{rate_limiter, AppState};
 use crate::store::{SqliteStore, Store};
 
@@ -84,6 +84,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(users::list))
         .routes(routes!(users::get, users::delete))
         .routes(routes!(settings::get, settings::put))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::delivery))
+        .routes(routes!(webhooks::retry))
+        .routes(routes!(webhooks::recover))
+        .routes(routes!(webhooks::test))
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), require_token));
     let public = OpenApiRouter::new()
@@ -118,6 +126,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(from_fn_with_state(state.clone(), count_status))
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::webhooks::wake_on_write,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
@@ -130,6 +142,7 @@ pub struct RunningServer {
     stopping: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
+    webhook_worker: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -143,6 +156,7 @@ impl RunningServer {
         let _ = self.stopping.send(true);
         let _ = self.shutdown.send(());
         self.sweeper.abort();
+        self.webhook_worker.abort();
         self.task.await??;
         Ok(())
     }
@@ -156,6 +170,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let galleries = Arc::new(Galleries::new(config.data_dir.join("galleries")));
     galleries::reconcile(store.as_ref(), &galleries).await?;
     let (stopping, shutdown_rx) = tokio::sync::watch::channel(false);
+    let webhooks = crate::webhooks::open(&config).await?;
     let state = AppState {
         store: store.clone(),
         tokens: Arc::new(TokenService::new(
@@ -169,11 +184,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config.clone()),
         shutdown: shutdown_rx,
+        webhooks: webhooks.clone(),
     };
     let app = router(state);
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let sweeper = tokio::spawn(crate::sweeper::run(store, config.sweep_interval));
+    let webhook_worker = webhooks.spawn();
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -188,6 +205,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         stopping,
         task,
         sweeper,
+        webhook_worker,
     })
 }
 

@@ -29,6 +29,8 @@ pub struct Config {
     pub rate_limit_burst: u32,
     /// How often the sweeper expires stale challenges and idempotency records.
     pub sweep_interval: Duration,
+    /// Webhook delivery: retry schedule, timeout, concurrency.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 impl Config {
@@ -46,6 +48,7 @@ impl Config {
             rate_limit_per_second: 50,
             rate_limit_burst: 200,
             sweep_interval: Duration::from_secs(15),
+            webhooks: crate::webhooks::WebhookSettings::default(),
         }
     }
 

@@ -36,7 +36,9 @@ pub mod simulator;
 mod state;
 pub mod store;
 mod sweeper;
+mod webhooks;
 
 pub use app::{open_store, serve, start, RunningServer};
 pub use auth::ALL_SCOPES;
 pub use config::Config;
+pub use webhooks::{RetrySchedule, WebhookSettings};

@@ -25,6 +25,7 @@ pub(crate) struct AppState {
     pub config: Arc<Config>,
     /// Turns true when the server begins shutting down (ends long polls early).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub webhooks: Arc<crate::webhooks::delivery::Webhooks>,
 }
 
 /// The per-client rate limiter of a configuration.

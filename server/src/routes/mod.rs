@@ -8,6 +8,7 @@ pub(crate) mod scanner;
 pub(crate) mod settings;
 pub(crate) mod tokens;
 pub(crate) mod users;
+pub(crate) mod webhooks;
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

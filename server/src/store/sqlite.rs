@@ -17,7 +17,10 @@ use super::{
 };
 
 /// Schema migrations, applied in order, each once.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../../migrations/0001_init.sql")),
+    (2, include_str!("../../migrations/0002_webhooks.sql")),
+];
 
 /// [`Store`] on an SQLite database file.
 #[derive(Clone, Debug)]

@@ -1,0 +1,214 @@
+//! The worker against a real SQLite database and a real receiver on 127.0.0.1.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::delivery::Webhooks;
+use super::signing::{new_secret, sign_one};
+use super::sqlite::SqliteWebhookStore;
+use super::store::{status, Subscription, WebhookStore};
+use super::WebhookSettings;
+
+/// What the receiver saw and what it answers next.
+#[derive(Default)]
+struct Receiver {
+    seen: Mutex<Vec<(HeaderMap, Bytes)>>,
+    answers: Mutex<Vec<StatusCode>>,
+}
+
+async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    r.seen.lock().unwrap().push((headers, body));
+    let mut answers = r.answers.lock().unwrap();
+    if answers.is_empty() {
+        StatusCode::OK
+    } else {
+        answers.remove(0)
+    }
+}
+
+async fn receiver(answers: Vec<StatusCode>) -> (Arc<Receiver>, String) {
+    let r = Arc::new(Receiver {
+        seen: Mutex::default(),
+        answers: Mutex::new(answers),
+    });
+    let app = Router::new()
+        .route("/hook", post(receive))
+        .with_state(Arc::clone(&r));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (r, format!("http://{addr}/hook"))
+}
+
+async fn store(dir: &tempfile::TempDir) -> Arc<SqliteWebhookStore> {
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect(&url)
+        .await
+        .unwrap();
+    super::migrate_for_tests(&pool).await;
+    Arc::new(SqliteWebhookStore::new(pool))
+}
+
+fn settings() -> WebhookSettings {
+    WebhookSettings {
+        schedule: "100ms,200ms,300ms".parse().unwrap(),
+        timeout: Duration::from_millis(500),
+        poll_interval: Duration::from_millis(200),
+        ..WebhookSettings::default()
+    }
+}
+
+fn hook(tenant: Uuid, endpoint: &str) -> Subscription {
+    Subscription {
+        id: Uuid::new_v4(),
+        tenant_id: tenant,
+        name: format!("hook {}", Uuid::new_v4()),
+        events: vec!["device.paired".to_owned()],
+        endpoint: endpoint.to_owned(),
+        api_key: Some("k-123".to_owned()),
+        secret: new_secret(),
+        old_secret: None,
+        old_secret_expires_at: None,
+        active: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+async fn emit(store: &SqliteWebhookStore, tenant: Uuid, event_type: &str) -> String {
+    let event_id = format!("evt_{}", Uuid::new_v4().simple());
+    let payload = json!({"event_id": event_id, "event_type": event_type, "tenant_id": tenant, "timestamp": "t", "data": {}});
+    super::insert_outbox_for_tests(store, &event_id, tenant, event_type, &payload.to_string())
+        .await;
+    event_id
+}
+
+async fn wait_for(mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("condition not reached in 5 s");
+}
+
+#[tokio::test]
+async fn delivers_signed_events_and_retries_with_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let (r, url) = receiver(vec![
+        StatusCode::INTERNAL_SERVER_ERROR,
+        StatusCode::BAD_GATEWAY,
+    ])
+    .await;
+    let tenant = Uuid::new_v4();
+    let h = hook(tenant, &url);
+    store.create_webhook(&h).await.unwrap();
+    let other = emit(&store, tenant, "enrollment.complete").await;
+    let event_id = emit(&store, tenant, "device.paired").await;
+    let _foreign = emit(&store, Uuid::new_v4(), "device.paired").await;
+    let hooks = Webhooks::new(store.clone(), settings(), true).unwrap();
+    hooks.spawn();
+    hooks.notify();
+    wait_for(|| r.seen.lock().unwrap().len() >= 3).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = r.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "two failures then one success, nothing else");
+    for (headers, body) in &seen {
+        let get = |n: &str| {
+            headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(get("webhook-id"), event_id);
+        assert_ne!(get("webhook-id"), other);
+        assert_eq!(get("x-link-event"), "device.paired");
+        assert_eq!(get("x-api-key"), "k-123");
+        assert_eq!(get("user-agent"), "PalmLink-Webhook/1.0");
+        assert_eq!(get("content-type"), "application/json");
+        assert!(get("x-link-delivery").starts_with("del_"));
+        let ts: i64 = get("webhook-timestamp").parse().unwrap();
+        assert_eq!(
+            get("webhook-signature"),
+            sign_one(&h.secret, &event_id, ts, body).unwrap()
+        );
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v["event_id"], event_id);
+    }
+    let (deliveries, total) = store.list_deliveries(h.id, 0, 10).await.unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(deliveries[0].status, status::SUCCEEDED);
+    assert_eq!(deliveries[0].attempts, 3);
+    let attempts = store.list_attempts(&[deliveries[0].id]).await.unwrap();
+    let codes: Vec<Option<i64>> = attempts.iter().map(|a| a.status_code).collect();
+    assert_eq!(codes, vec![Some(500), Some(502), Some(200)]);
+}
+
+#[tokio::test]
+async fn gone_disables_and_exhausted_schedule_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let (gone, gone_url) = receiver(vec![StatusCode::GONE]).await;
+    let (down, down_url) = receiver(vec![StatusCode::INTERNAL_SERVER_ERROR; 10]).await;
+    let tenant = Uuid::new_v4();
+    let g = hook(tenant, &gone_url);
+    let d = hook(tenant, &down_url);
+    store.create_webhook(&g).await.unwrap();
+    store.create_webhook(&d).await.unwrap();
+    emit(&store, tenant, "device.paired").await;
+    emit(&store, tenant, "device.paired").await;
+    let hooks = Webhooks::new(
+        store.clone(),
+        WebhookSettings {
+            per_endpoint: 1,
+            ..settings()
+        },
+        true,
+    )
+    .unwrap();
+    hooks.spawn();
+    wait_for(|| down.seen.lock().unwrap().len() >= 8).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        gone.seen.lock().unwrap().len(),
+        1,
+        "nothing more after a 410"
+    );
+    let g = store.get_webhook(tenant, g.id).await.unwrap().unwrap();
+    assert!(!g.active);
+    assert!(g.disabled_reason.unwrap().contains("410"));
+    let (gd, _) = store.list_deliveries(g.id, 0, 10).await.unwrap();
+    let mut states: Vec<&str> = gd.iter().map(|x| x.status.as_str()).collect();
+    states.sort_unstable();
+    assert_eq!(
+        states,
+        vec![status::FAILED, status::PENDING],
+        "the second event waits for re-activation"
+    );
+    assert_eq!(
+        down.seen.lock().unwrap().len(),
+        8,
+        "1 attempt + 3 retries per event"
+    );
+    let (ds, _) = store.list_deliveries(d.id, 0, 10).await.unwrap();
+    assert!(ds
+        .iter()
+        .all(|x| x.status == status::FAILED && x.attempts == 4));
+    let d2 = store.get_webhook(tenant, d.id).await.unwrap().unwrap();
+    assert!(d2.active && d2.failing_since.is_some());
+}

@@ -1,0 +1,194 @@
+use std::collections::HashSet;
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::receiver::Receiver;
+use crate::support::{Harness, Tenant};
+
+/// The `palmlink` binary next to this test executable, built first if missing.
+fn palmlink_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = profile_dir.join(format!("palmlink{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "palmlink-server", "--bin", "palmlink"])
+            .status()
+            .expect("cargo build");
+        assert!(status.success(), "building the palmlink binary failed");
+    }
+    bin
+}
+
+/// `palmlink serve` as a child process allowing loopback webhooks, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(bin: &Path, data_dir: &Path) -> Server {
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--allow-http-webhooks"])
+            .env("PALMLINK_DATA_DIR", data_dir)
+            .env("PALMLINK_WEBHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,2s")
+            .env("PALMLINK_WEBHOOK_TIMEOUT", "5s")
+            .env("PALMLINK_RATE_LIMIT_PER_SECOND", "10000")
+            .env("PALMLINK_RATE_LIMIT_BURST", "10000")
+            .env("PALMLINK_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn palmlink serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read address");
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad start line {line:?}: {e}"));
+        Server {
+            child,
+            base: format!("http://{}", v["listening"].as_str().expect("listening")),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn operator(bin: &Path, data_dir: &Path, args: &[&str]) -> Value {
+    let out = Command::new(bin)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run operator command");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[tokio::test]
+async fn no_event_is_lost_when_the_server_is_killed_during_a_burst() {
+    let bin = palmlink_binary();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&bin, dir.path());
+    let tenant = operator(&bin, dir.path(), &["tenant", "create", "--name", "burst"]);
+    let tenant_id = tenant["tenant_id"].as_str().unwrap().to_owned();
+    let client = operator(
+        &bin,
+        dir.path(),
+        &["client", "create", "--tenant", &tenant_id, "--name", "app"],
+    );
+    let client_id = client["client_id"].as_str().unwrap().to_owned();
+    let secret = client["client_secret"].as_str().unwrap().to_owned();
+
+    let mut h = Harness::start().await;
+    h.base = server.base.clone();
+    let token = h.token(&client_id, &secret).await;
+    let t = Tenant {
+        id: tenant_id,
+        client_id,
+        secret,
+        token,
+    };
+
+    // A slow receiver: deliveries pile up while events are written.
+    let rx = Receiver::start(vec![]).await;
+    rx.set_delay(Duration::from_millis(300));
+    let r = h
+        .post(
+            "/v1/webhooks",
+            &t.token,
+            json!({"name": "burst", "events": ["device.paired"], "endpoint": rx.url}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+
+    // The burst: every acknowledged pairing is an event that must arrive.
+    let mut acknowledged = HashSet::new();
+    for i in 0..30 {
+        let s = h.scanner(&t, &format!("hw-burst-{i}")).await;
+        acknowledged.insert(s.device_id);
+    }
+    let before_kill = rx.seen().len();
+    server.kill();
+    assert!(
+        before_kill < acknowledged.len(),
+        "the kill must come while deliveries are outstanding"
+    );
+
+    rx.set_delay(Duration::from_millis(10));
+    let server = Server::start(&bin, dir.path());
+    h.base = server.base.clone();
+    // Deliveries pending at start-up are attempted within 30 seconds.
+    let seen = rx
+        .wait_until(40, |seen| {
+            let got: HashSet<String> = seen
+                .iter()
+                .filter_map(|r| r.json()["data"]["device_id"].as_str().map(str::to_owned))
+                .collect();
+            acknowledged.iter().all(|d| got.contains(d))
+        })
+        .await;
+    let distinct: HashSet<String> = seen.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(
+        distinct.len(),
+        acknowledged.len(),
+        "one event per pairing, each delivered at least once"
+    );
+
+    let log = h
+        .call(Method::GET, "/v1/webhooks", Some(&t.token), None)
+        .await;
+    let webhook = log.body["data"][0]["webhook_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut succeeded = 0;
+    for _ in 0..100 {
+        let page = h
+            .get(
+                &format!("/v1/webhooks/{webhook}/deliveries?limit=100"),
+                &t.token,
+            )
+            .await;
+        succeeded = page.body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["status"] == "succeeded")
+            .count();
+        if succeeded == acknowledged.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(succeeded, acknowledged.len());
+    drop(server);
+    if let Some(inner) = h.server.take() {
+        inner.stop().await.expect("stop");
+    }
+}
