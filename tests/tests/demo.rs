@@ -175,50 +175,46 @@ fn demo_runs_the_whole_loop() {
         summary["webhooks_received"].as_u64(),
         Some(webhooks.len() as u64)
     );
-    match summary["webhooks"].as_str() {
-        Some("delivered") => {
-            step("webhook subscribed");
-            step("device.paired webhook");
-            let count = |event: &str| webhooks.iter().filter(|w| w["event_type"] == event).count();
-            assert_eq!(count("device.paired"), 1, "{webhooks:#?}");
-            assert_eq!(count("enrollment.complete"), 3, "{webhooks:#?}");
-            assert_eq!(count("verification.complete"), 3, "{webhooks:#?}");
-            assert_eq!(count("identification.complete"), 2, "{webhooks:#?}");
-            for w in &webhooks {
-                assert_eq!(w["signature_valid"], true, "{w:#}");
-                assert_eq!(w["api_key_valid"], true, "{w:#}");
-                assert_eq!(w["x_link_event"], w["event_type"], "{w:#}");
-                assert!(
-                    w["event_id"]
-                        .as_str()
-                        .is_some_and(|id| id.starts_with("evt_")),
-                    "{w:#}"
-                );
-            }
-            // Every challenge's webhook names a challenge the scanner answered.
-            for w in webhooks
+    // Webhook delivery is part of the service: the demo must not fall back to polling.
+    assert_eq!(summary["webhooks"], "delivered", "{lines:#?}");
+    step("webhook subscribed");
+    step("device.paired webhook");
+    let count = |event: &str| webhooks.iter().filter(|w| w["event_type"] == event).count();
+    assert_eq!(count("device.paired"), 1, "{webhooks:#?}");
+    assert_eq!(count("enrollment.complete"), 3, "{webhooks:#?}");
+    assert_eq!(count("verification.complete"), 3, "{webhooks:#?}");
+    assert_eq!(count("identification.complete"), 2, "{webhooks:#?}");
+    assert_eq!(webhooks.len(), 9, "{webhooks:#?}");
+    for w in &webhooks {
+        assert_eq!(w["signature_valid"], true, "{w:#}");
+        assert_eq!(w["api_key_valid"], true, "{w:#}");
+        assert_eq!(w["x_link_event"], w["event_type"], "{w:#}");
+        assert!(
+            w["event_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with("evt_")),
+            "{w:#}"
+        );
+        assert!(w["latency_ms"].as_f64().is_some_and(|l| l >= 0.0), "{w:#}");
+    }
+    // Every challenge's webhook names a challenge the scanner answered, and carries the
+    // decision the step reported.
+    for w in webhooks
+        .iter()
+        .filter(|w| w["event_type"] != "device.paired")
+    {
+        assert!(
+            reports
                 .iter()
-                .filter(|w| w["event_type"] != "device.paired")
-            {
-                assert!(
-                    reports
-                        .iter()
-                        .any(|r| r["challenge_id"] == w["challenge_id"]),
-                    "{w:#}"
-                );
-            }
-        }
-        Some("pending") => {
-            assert!(webhooks.is_empty());
-            assert!(
-                lines.iter().any(|l| l["kind"] == "info"
-                    && l["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("webhooks pending"))),
-                "{lines:#?}"
-            );
-        }
-        other => panic!("unexpected webhooks mode {other:?}"),
+                .any(|r| r["challenge_id"] == w["challenge_id"]),
+            "{w:#}"
+        );
+        assert!(
+            steps
+                .iter()
+                .any(|s| s["data"]["challenge_id"] == w["challenge_id"] && s["data"] == w["data"]),
+            "{w:#}"
+        );
     }
     assert!(success, "palmlink demo exited with failure");
 }
