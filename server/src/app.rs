@@ -12,11 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::caller::require_token;
+use crate::auth::caller::{limit_by_address, require_token};
 use crate::auth::keys::SigningKey;
 use crate::auth::token::TokenService;
 use crate::config::Config;
@@ -30,8 +31,37 @@ use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users, 
 use crate::state::{rate_limiter, AppState};
 use crate::store::{SqliteStore, Store};
 
+/// Declares the two credentials: OAuth access tokens and scanner credentials.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("Access token from POST /v1/auth/token; the scopes are listed per operation."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "scanner",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The device_secret returned by POST /v1/device/pair."))
+                    .build(),
+            ),
+        );
+    }
+}
+
 #[derive(utoipa::OpenApi)]
-#[openapi(info(
+#[openapi(modifiers(&SecuritySchemes), info(
     title = "PalmLink API",
     version = "1",
     description = "Open palm-biometric identity API: devices, enrollment, 1:1 verification, 1:N identification."
@@ -94,10 +124,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(webhooks::test))
         .route_layer(from_fn_with_state(state.clone(), idempotency))
         .route_layer(from_fn_with_state(state.clone(), require_token));
-    let public = OpenApiRouter::new()
+    let credentials = OpenApiRouter::new()
         .routes(routes!(tokens::token))
-        .routes(routes!(tokens::jwks))
         .routes(routes!(scanner::pair))
+        .route_layer(from_fn_with_state(state.clone(), limit_by_address));
+    let public = OpenApiRouter::new()
+        .routes(routes!(tokens::jwks))
         .routes(routes!(scanner::poll))
         .routes(routes!(scanner::capture))
         .routes(routes!(scanner::cancel))
@@ -106,6 +138,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .routes(routes!(ops::metrics));
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(api)
+        .merge(credentials)
         .merge(public)
         .split_for_parts();
     let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
@@ -130,6 +163,7 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::webhooks::wake_on_write,
         ))
+        .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
@@ -180,7 +214,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         )),
         galleries,
         hub: Arc::new(DeviceHub::default()),
-        limiter: Arc::new(rate_limiter(&config)),
+        limiter: Arc::new(rate_limiter(
+            config.rate_limit_per_second,
+            config.rate_limit_burst,
+        )),
+        ip_limiter: Arc::new(rate_limiter(
+            config.public_rate_limit_per_second,
+            config.public_rate_limit_burst,
+        )),
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config.clone()),
         shutdown: shutdown_rx,
@@ -193,11 +234,14 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let webhook_worker = webhooks.spawn();
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        })
+        .await
     });
     Ok(RunningServer {
         addr,

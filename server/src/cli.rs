@@ -79,6 +79,16 @@ pub struct ServeArgs {
     /// Time a webhook receiver has to answer, e.g. `10s`.
     #[arg(long, env = "PALMLINK_WEBHOOK_TIMEOUT", value_parser = crate::webhooks::schedule::parse_duration)]
     pub webhook_timeout: Option<std::time::Duration>,
+    /// Sustained token and pairing requests per second per client address.
+    #[arg(
+        long,
+        env = "PALMLINK_PUBLIC_RATE_LIMIT_PER_SECOND",
+        default_value_t = 20
+    )]
+    pub public_rate_limit_per_second: u32,
+    /// Token and pairing request burst per client address.
+    #[arg(long, env = "PALMLINK_PUBLIC_RATE_LIMIT_BURST", default_value_t = 100)]
+    pub public_rate_limit_burst: u32,
 }
 
 /// `tenant ...`.
@@ -152,6 +162,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(timeout) = args.webhook_timeout {
                 config.webhooks.timeout = timeout;
             }
+            config.public_rate_limit_per_second = args.public_rate_limit_per_second;
+            config.public_rate_limit_burst = args.public_rate_limit_burst;
             return crate::serve(config).await;
         }
         Command::Scanner(args) => return crate::scanner::run_cli(args).await,

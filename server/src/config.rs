@@ -27,6 +27,11 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// Burst of requests allowed per OAuth client.
     pub rate_limit_burst: u32,
+    /// Sustained requests per second per client address on the public token and pairing
+    /// endpoints.
+    pub public_rate_limit_per_second: u32,
+    /// Burst per client address on the public token and pairing endpoints.
+    pub public_rate_limit_burst: u32,
     /// How often the sweeper expires stale challenges and idempotency records.
     pub sweep_interval: Duration,
     /// Webhook delivery: retry schedule, timeout, concurrency.
@@ -47,6 +52,8 @@ impl Config {
             pairing_code_ttl: Duration::from_secs(1800),
             rate_limit_per_second: 50,
             rate_limit_burst: 200,
+            public_rate_limit_per_second: 20,
+            public_rate_limit_burst: 100,
             sweep_interval: Duration::from_secs(15),
             webhooks: crate::webhooks::WebhookSettings::default(),
         }

@@ -65,6 +65,9 @@ pub(crate) enum ApiError {
     /// 429: rate limited; retry after this many seconds.
     #[error("rate limit exceeded")]
     RateLimited(u64),
+    /// 503: a dependency (storage) does not answer.
+    #[error("{0}")]
+    Unavailable(&'static str),
     /// Token endpoint failures in RFC 6749 terms (400 or 401).
     #[error("{description}")]
     OAuth {
@@ -119,6 +122,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OAuth { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -137,6 +141,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::Validation(_) => "validation_failed",
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::Unavailable(_) => "not_ready",
             ApiError::OAuth { error, .. } => error,
             ApiError::Internal(_) => "internal_error",
         }

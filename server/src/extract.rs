@@ -207,3 +207,100 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathParam {
             .map_err(|_| ApiError::NotFound("resource"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        blocks: Vec<Vec<f64>>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Outer {
+        name: String,
+        items: Vec<Inner>,
+    }
+
+    fn fields(err: ApiError) -> Vec<FieldError> {
+        match err {
+            ApiError::Validation(errors) => errors,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn field_paths_name_the_failing_value() {
+        let missing = from_value::<Outer>(json!({"items": []})).unwrap_err();
+        assert_eq!(
+            fields(missing),
+            vec![FieldError::new("name", "is required")]
+        );
+        let nested_missing = from_value::<Outer>(json!({"name": "x", "items": [{}]})).unwrap_err();
+        assert_eq!(fields(nested_missing)[0].field, "items[0].blocks");
+        let wrong_type =
+            from_value::<Outer>(json!({"name": "x", "items": [{"blocks": [[1.0, "a"]]}]}))
+                .unwrap_err();
+        assert_eq!(fields(wrong_type)[0].field, "items[0].blocks[0][1]");
+        let not_object = from_value::<Outer>(json!([1])).unwrap_err();
+        assert_eq!(fields(not_object)[0].field, "body");
+    }
+
+    #[test]
+    fn malformed_and_empty_bodies_are_400() {
+        for body in [&b""[..], b"  ", b"{", b"nul"] {
+            let err = parse_json(body).unwrap_err();
+            assert_eq!(
+                err.status(),
+                axum::http::StatusCode::BAD_REQUEST,
+                "{body:?}"
+            );
+        }
+        assert!(parse_json(b"{}").is_ok());
+    }
+
+    #[test]
+    fn pagination_bounds() {
+        let q = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let p = Pagination::from_query(&q(&[])).unwrap();
+        assert_eq!((p.offset, p.limit), (0, 20));
+        let p = Pagination::from_query(&q(&[("offset", "5"), ("limit", "100")])).unwrap();
+        assert_eq!((p.offset, p.limit), (5, 100));
+        for bad in [
+            ("limit", "0"),
+            ("limit", "101"),
+            ("offset", "-1"),
+            ("limit", "1.5"),
+            ("offset", "x"),
+        ] {
+            assert!(Pagination::from_query(&q(&[bad])).is_err(), "{bad:?}");
+        }
+        let both = Pagination::from_query(&q(&[("limit", "0"), ("offset", "-2")])).unwrap_err();
+        assert_eq!(fields(both).len(), 2);
+    }
+
+    #[test]
+    fn lengths_and_metadata() {
+        let mut errors = Vec::new();
+        check_len(&mut errors, "a", "", 5);
+        check_len(&mut errors, "b", "   ", 5);
+        check_len(&mut errors, "c", "123456", 5);
+        check_len(&mut errors, "d", "éééé", 4);
+        check_metadata(&mut errors, &Some(json!([1])));
+        check_metadata(&mut errors, &Some(json!(null)));
+        check_metadata(&mut errors, &Some(json!({"k": 1})));
+        let names: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "metadata"]);
+    }
+}

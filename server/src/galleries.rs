@@ -77,6 +77,10 @@ pub(crate) async fn reconcile(store: &dyn Store, galleries: &Galleries) -> anyho
                     .map(|r| (r, p.feature_id.as_u128()))
             })
             .collect();
+        let damaged = gallery.damaged_rows();
+        if !damaged.is_empty() {
+            tracing::error!(%tenant, rows = ?damaged, "gallery rows failed their checks when the gallery was opened");
+        }
         let live = gallery.live_records();
         let mut orphans = 0usize;
         for (row, ids) in &live {

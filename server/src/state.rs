@@ -1,5 +1,6 @@
 //! Shared state of the running service.
 
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -21,6 +22,8 @@ pub(crate) struct AppState {
     pub galleries: Arc<Galleries>,
     pub hub: Arc<DeviceHub>,
     pub limiter: Arc<DefaultKeyedRateLimiter<Uuid>>,
+    /// Per client address, for the public token and pairing endpoints.
+    pub ip_limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
     pub metrics: Arc<Metrics>,
     pub config: Arc<Config>,
     /// Turns true when the server begins shutting down (ends long polls early).
@@ -28,10 +31,12 @@ pub(crate) struct AppState {
     pub webhooks: Arc<crate::webhooks::delivery::Webhooks>,
 }
 
-/// The per-client rate limiter of a configuration.
-pub(crate) fn rate_limiter(config: &Config) -> DefaultKeyedRateLimiter<Uuid> {
-    let per_second =
-        NonZeroU32::new(config.rate_limit_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(config.rate_limit_burst.max(1)).unwrap_or(NonZeroU32::MIN);
+/// A keyed GCRA limiter: `per_second` sustained, `burst` at once.
+pub(crate) fn rate_limiter<K: Clone + Eq + std::hash::Hash>(
+    per_second: u32,
+    burst: u32,
+) -> DefaultKeyedRateLimiter<K> {
+    let per_second = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
     RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst))
 }

@@ -89,6 +89,43 @@ async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Caller, A
     })
 }
 
+/// 429 with the whole seconds to wait when `key` is over its limit.
+fn check_rate<K: Clone + Eq + std::hash::Hash>(
+    state: &AppState,
+    limiter: &governor::DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), ApiError> {
+    if let Err(not_until) = limiter.check_key(key) {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        state
+            .metrics
+            .rate_limited
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return Err(ApiError::RateLimited(
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),
+        ));
+    }
+    Ok(())
+}
+
+/// Middleware of the public token and pairing endpoints: rate limits per client address.
+pub(crate) async fn limit_by_address(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(ip) = peer {
+        if let Err(e) = check_rate(&state, &state.ip_limiter, &ip) {
+            return e.into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// Middleware of the integrator API: authenticates the token, then rate limits per client.
 pub(crate) async fn require_token(
     State(state): State<AppState>,

@@ -12,7 +12,8 @@ use crate::service::challenges::{self as svc, IdentifyChallenge, SubjectChalleng
 use crate::state::AppState;
 
 /// Creates an enrollment challenge for one palm.
-#[utoipa::path(post, path = "/v1/enroll", tag = "challenges", request_body = SubjectChallenge, responses(
+#[utoipa::path(post, path = "/v1/enroll", tag = "challenges",
+    security(("bearer" = ["enroll"])), request_body = SubjectChallenge, responses(
     (status = 201, description = "Pending enrollment challenge"), (status = 400, description = "Device not paired"),
     (status = 404, description = "Unknown hardware_id"), (status = 409, description = "Palm already enrolled"),
     (status = 422, description = "Validation failed")))]
@@ -28,7 +29,8 @@ pub(crate) async fn enroll(
 }
 
 /// Creates an enrollment challenge for both palms, stored atomically as one identity.
-#[utoipa::path(post, path = "/v1/enroll/both", tag = "challenges", request_body = SubjectChallenge, responses(
+#[utoipa::path(post, path = "/v1/enroll/both", tag = "challenges",
+    security(("bearer" = ["enroll"])), request_body = SubjectChallenge, responses(
     (status = 201, description = "Pending enrollment challenge (palm_type both)"), (status = 400, description = "Device not paired"),
     (status = 404, description = "Unknown hardware_id"), (status = 409, description = "A palm is already enrolled"),
     (status = 422, description = "Validation failed")))]
@@ -44,7 +46,8 @@ pub(crate) async fn enroll_both(
 }
 
 /// Creates a 1:1 verification challenge.
-#[utoipa::path(post, path = "/v1/verify", tag = "challenges", request_body = SubjectChallenge, responses(
+#[utoipa::path(post, path = "/v1/verify", tag = "challenges",
+    security(("bearer" = ["verify"])), request_body = SubjectChallenge, responses(
     (status = 201, description = "Pending verification challenge"), (status = 404, description = "User not enrolled or unknown hardware"),
     (status = 422, description = "Validation failed")))]
 pub(crate) async fn verify(
@@ -59,7 +62,8 @@ pub(crate) async fn verify(
 }
 
 /// Creates a 1:N identification challenge.
-#[utoipa::path(post, path = "/v1/identify", tag = "challenges", request_body = IdentifyChallenge, responses(
+#[utoipa::path(post, path = "/v1/identify", tag = "challenges",
+    security(("bearer" = ["identify"])), request_body = IdentifyChallenge, responses(
     (status = 201, description = "Pending identification challenge"), (status = 404, description = "Unknown hardware"),
     (status = 422, description = "Validation failed")))]
 pub(crate) async fn identify(
@@ -75,6 +79,7 @@ pub(crate) async fn identify(
 
 /// One challenge with its result once completed.
 #[utoipa::path(get, path = "/v1/challenges/{challenge_id}", tag = "challenges",
+    security(("bearer" = ["enroll"]), ("bearer" = ["verify"]), ("bearer" = ["identify"])),
     params(("challenge_id" = String, Path, description = "Challenge id")),
     responses((status = 200, description = "The challenge"), (status = 404, description = "Unknown challenge")))]
 pub(crate) async fn get(
@@ -88,7 +93,8 @@ pub(crate) async fn get(
 }
 
 /// Lists challenges, newest first.
-#[utoipa::path(get, path = "/v1/challenges", tag = "challenges", params(
+#[utoipa::path(get, path = "/v1/challenges", tag = "challenges",
+    security(("bearer" = ["enroll"]), ("bearer" = ["verify"]), ("bearer" = ["identify"])), params(
     ("type" = Option<String>, Query, description = "enroll, verify or identify"),
     ("status" = Option<String>, Query, description = "pending, completed, failed, cancelled or expired"),
     ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),

@@ -13,7 +13,8 @@ use crate::service::views;
 use crate::state::AppState;
 
 /// Registers a scanner and returns its one-time pairing code.
-#[utoipa::path(post, path = "/v1/devices", tag = "devices", request_body = RegisterDevice, responses(
+#[utoipa::path(post, path = "/v1/devices", tag = "devices",
+    security(("bearer" = ["devices"])), request_body = RegisterDevice, responses(
     (status = 201, description = "Device registered, pairing code issued"),
     (status = 401, description = "Missing or invalid token"), (status = 403, description = "Missing scope `devices`"),
     (status = 422, description = "Validation failed")))]
@@ -30,7 +31,8 @@ pub(crate) async fn register(
 }
 
 /// Lists the tenant's devices.
-#[utoipa::path(get, path = "/v1/devices", tag = "devices", params(
+#[utoipa::path(get, path = "/v1/devices", tag = "devices",
+    security(("bearer" = ["devices"])), params(
     ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
     responses((status = 200, description = "A page of devices"), (status = 422, description = "Bad pagination")))]
 pub(crate) async fn list(
@@ -48,7 +50,8 @@ pub(crate) async fn list(
 }
 
 /// One device.
-#[utoipa::path(get, path = "/v1/devices/{device_id}", tag = "devices", params(("device_id" = String, Path, description = "Device id")),
+#[utoipa::path(get, path = "/v1/devices/{device_id}", tag = "devices",
+    security(("bearer" = ["devices"])), params(("device_id" = String, Path, description = "Device id")),
     responses((status = 200, description = "The device"), (status = 404, description = "Unknown device")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
@@ -61,7 +64,8 @@ pub(crate) async fn get(
 }
 
 /// Revokes a device: its credential stops working, its pending challenges fail.
-#[utoipa::path(delete, path = "/v1/devices/{device_id}", tag = "devices", params(("device_id" = String, Path, description = "Device id")),
+#[utoipa::path(delete, path = "/v1/devices/{device_id}", tag = "devices",
+    security(("bearer" = ["devices"])), params(("device_id" = String, Path, description = "Device id")),
     responses((status = 200, description = "The revoked device"), (status = 404, description = "Unknown device")))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
@@ -75,6 +79,7 @@ pub(crate) async fn revoke(
 
 /// Issues a fresh pairing code for a device not yet paired.
 #[utoipa::path(post, path = "/v1/devices/{device_id}/pairing-code", tag = "devices",
+    security(("bearer" = ["devices"])),
     params(("device_id" = String, Path, description = "Device id")),
     responses((status = 200, description = "New pairing code"), (status = 404, description = "Unknown device"),
         (status = 409, description = "Already paired or revoked")))]

@@ -1,11 +1,12 @@
 //! Operations endpoints: liveness, readiness, metrics.
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Alive.
@@ -24,8 +25,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"success": false, "message": "storage unavailable", "code": "not_ready"})))
-                .into_response()
+            ApiError::Unavailable("storage unavailable").into_response()
         }
     }
 }

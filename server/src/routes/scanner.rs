@@ -27,6 +27,7 @@ pub(crate) async fn pair(
 
 /// Long-polls this scanner's pending challenges.
 #[utoipa::path(get, path = "/v1/device/challenges", tag = "scanner",
+    security(("scanner" = [])),
     params(("wait_ms" = Option<u64>, Query, description = "How long to wait for a challenge, 0-30000 ms")),
     responses((status = 200, description = "Pending challenges (possibly none)"), (status = 401, description = "Bad scanner credential")))]
 pub(crate) async fn poll(
@@ -38,7 +39,8 @@ pub(crate) async fn poll(
 }
 
 /// Submits the capture that completes a challenge.
-#[utoipa::path(post, path = "/v1/device/challenges/{challenge_id}/capture", tag = "scanner", request_body = CaptureSubmission,
+#[utoipa::path(post, path = "/v1/device/challenges/{challenge_id}/capture", tag = "scanner",
+    security(("scanner" = [])), request_body = CaptureSubmission,
     params(("challenge_id" = String, Path, description = "Challenge id")),
     responses((status = 200, description = "The completed challenge with its result"),
         (status = 404, description = "Not this scanner's challenge"), (status = 409, description = "Not pending"),
@@ -59,7 +61,8 @@ pub(crate) async fn capture(
 }
 
 /// Cancels a pending challenge from the scanner.
-#[utoipa::path(post, path = "/v1/device/challenges/{challenge_id}/cancel", tag = "scanner", request_body = CancelChallenge,
+#[utoipa::path(post, path = "/v1/device/challenges/{challenge_id}/cancel", tag = "scanner",
+    security(("scanner" = [])), request_body = CancelChallenge,
     params(("challenge_id" = String, Path, description = "Challenge id")),
     responses((status = 200, description = "The cancelled challenge"), (status = 404, description = "Not this scanner's challenge"),
         (status = 409, description = "Not pending"), (status = 410, description = "Expired")))]

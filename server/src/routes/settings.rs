@@ -11,13 +11,15 @@ use crate::service::settings::{self as svc, MatchingSettingsBody};
 use crate::state::AppState;
 
 /// The tenant's thresholds and policy.
-#[utoipa::path(get, path = "/v1/settings/matching", tag = "settings", responses((status = 200, description = "Settings in force")))]
+#[utoipa::path(get, path = "/v1/settings/matching", tag = "settings",
+    security(("bearer" = ["verify"])), responses((status = 200, description = "Settings in force")))]
 pub(crate) async fn get(State(state): State<AppState>, caller: Caller) -> ApiResult<Response> {
     Ok(ok(svc::get(&state, &caller).await?))
 }
 
 /// Replaces the tenant's thresholds and policy.
-#[utoipa::path(put, path = "/v1/settings/matching", tag = "settings", request_body = MatchingSettingsBody,
+#[utoipa::path(put, path = "/v1/settings/matching", tag = "settings",
+    security(("bearer" = ["verify"])), request_body = MatchingSettingsBody,
     responses((status = 200, description = "Settings stored"), (status = 422, description = "Validation failed")))]
 pub(crate) async fn put(
     State(state): State<AppState>,

@@ -13,7 +13,8 @@ use crate::service::users as svc;
 use crate::state::AppState;
 
 /// Lists enrolled users with their palms.
-#[utoipa::path(get, path = "/v1/users", tag = "users", params(
+#[utoipa::path(get, path = "/v1/users", tag = "users",
+    security(("bearer" = ["users"])), params(
     ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
     responses((status = 200, description = "A page of users"), (status = 422, description = "Bad pagination")))]
 pub(crate) async fn list(
@@ -27,6 +28,7 @@ pub(crate) async fn list(
 
 /// One user's enrolled palms.
 #[utoipa::path(get, path = "/v1/users/{external_user_id}", tag = "users",
+    security(("bearer" = ["users"])),
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
     responses((status = 200, description = "The user"), (status = 404, description = "Not enrolled")))]
 pub(crate) async fn get(
@@ -39,6 +41,7 @@ pub(crate) async fn get(
 
 /// Erases a user's templates and records (right to erasure).
 #[utoipa::path(delete, path = "/v1/users/{external_user_id}", tag = "users",
+    security(("bearer" = ["users"])),
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
     responses((status = 204, description = "Erased"), (status = 404, description = "Not enrolled")))]
 pub(crate) async fn delete(

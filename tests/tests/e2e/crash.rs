@@ -152,6 +152,28 @@ async fn acknowledged_enrollments_survive_sigkill() {
             "{name} no longer verifies"
         );
     }
+    let rotated = operator(
+        &bin,
+        dir.path(),
+        &["client", "rotate", "--client", &client_id],
+    );
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    h.token(&client_id, &new_secret).await;
+    h.token(&client_id, &secret).await;
+    operator(
+        &bin,
+        dir.path(),
+        &["client", "revoke-old-secret", "--client", &client_id],
+    );
+    let old = h
+        .call(
+            Method::POST,
+            "/v1/auth/token",
+            None,
+            Some(json!({"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})),
+        )
+        .await;
+    assert_eq!(old.status, 401);
     let deleted = operator(
         &bin,
         dir.path(),

@@ -206,6 +206,15 @@ async fn operations_endpoints() {
     ] {
         assert!(paths.contains_key(p), "openapi lacks {p}");
     }
+    let schemes = spec.body["components"]["securitySchemes"]
+        .as_object()
+        .unwrap();
+    assert!(schemes.contains_key("bearer") && schemes.contains_key("scanner"));
+    assert_eq!(
+        spec.body["paths"]["/v1/enroll"]["post"]["security"][0]["bearer"][0],
+        "enroll"
+    );
+    assert!(spec.body["components"]["schemas"]["CaptureSubmission"].is_object());
 }
 
 #[tokio::test]
@@ -230,4 +239,74 @@ async fn demo_runs_the_whole_loop() {
         ]
     );
     assert_eq!(events[2].payload["data"]["matched"], true);
+}
+
+#[tokio::test]
+async fn token_and_pairing_endpoints_are_rate_limited_per_address() {
+    let h = Harness::start_with(|c| {
+        c.public_rate_limit_per_second = 1;
+        c.public_rate_limit_burst = 3;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = h
+            .call(
+                Method::POST,
+                "/v1/device/pair",
+                None,
+                Some(json!({"pairing_code": "ZZZZZZZZZZ", "hardware_id": "hw"})),
+            )
+            .await;
+        statuses.push(r.status.as_u16());
+        if r.status == 429 {
+            assert!(r.headers.contains_key("retry-after"));
+        }
+    }
+    assert_eq!(statuses, [404, 404, 404, 429]);
+    let token = h
+        .call(
+            Method::POST,
+            "/v1/auth/token",
+            None,
+            Some(json!({"grant_type": "client_credentials"})),
+        )
+        .await;
+    assert_eq!(token.status, 429);
+    // Other endpoints are not limited per address.
+    assert_eq!(
+        h.call(Method::GET, "/healthz", None, None).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_retried_challenge_creation_creates_one_challenge() {
+    let h = Harness::start().await;
+    let t = h.tenant().await;
+    let s = h.scanner(&t, "hw-idem").await;
+    let body = json!({"external_user_id": "gina", "hardware_id": "hw-idem", "palm_type": "left", "metadata": {"n": 1}});
+    let send = || {
+        h.send(
+            h.http
+                .post(h.url("/v1/enroll"))
+                .bearer_auth(&t.token)
+                .header("idempotency-key", "enroll-gina")
+                .json(&body),
+        )
+    };
+    let first = send().await;
+    let second = send().await;
+    assert_eq!(first.status, 201);
+    assert_eq!(second.status, 201);
+    assert_eq!(
+        first.body["data"]["challenge_id"],
+        second.body["data"]["challenge_id"]
+    );
+    assert_eq!(
+        h.get("/v1/challenges?type=enroll", &t.token).await.body["total"],
+        1
+    );
+    let polled = h.get("/v1/device/challenges", &s.secret).await;
+    assert_eq!(polled.body["data"].as_array().unwrap().len(), 1);
 }

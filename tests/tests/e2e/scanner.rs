@@ -61,6 +61,10 @@ async fn long_poll_wakes_when_a_challenge_arrives() {
     assert_eq!(list[0]["type"], "enroll");
     assert_eq!(list[0]["palm_type"], "right");
     assert!(list[0]["expires_at"].is_string());
+    let device = h
+        .get(&format!("/v1/devices/{}", s.device_id), &t.token)
+        .await;
+    assert!(device.body["data"]["last_seen_at"].is_string());
 }
 
 #[tokio::test]
