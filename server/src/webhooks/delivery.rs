@@ -367,9 +367,9 @@ pub(crate) fn rfc3339(micros: i64) -> String {
 /// `5 days`, `3 hours`, `40 seconds`.
 fn human(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 86_400 && s % 86_400 == 0 {
+    if s >= 86_400 && s.is_multiple_of(86_400) {
         format!("{} days", s / 86_400)
-    } else if s >= 3600 && s % 3600 == 0 {
+    } else if s >= 3600 && s.is_multiple_of(3600) {
         format!("{} hours", s / 3600)
     } else {
         format!("{s} seconds")

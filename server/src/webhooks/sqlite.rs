@@ -247,7 +247,7 @@ impl WebhookStore for SqliteWebhookStore {
             for hook in &hooks {
                 let events: String = hook.try_get("events")?;
                 let wanted: Vec<String> = serde_json::from_str(&events).map_err(db)?;
-                if !wanted.iter().any(|e| *e == event_type) {
+                if !wanted.contains(&event_type) {
                     continue;
                 }
                 let webhook_id: String = hook.try_get("id")?;

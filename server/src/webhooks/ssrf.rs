@@ -51,10 +51,12 @@ pub(crate) fn is_global_v6(ip: Ipv6Addr) -> bool {
     if s[0] & 0xe000 != 0x2000 {
         return false;
     }
-    !((s[0] == 0x2001 && s[1] < 0x0200) // IETF protocol assignments, incl. Teredo 2001::/32
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || s[0] == 0x2002 // 6to4 (embeds an IPv4 address of any kind)
-        || (s[0] & 0xfff0) == 0x3ff0) // documentation 3fff::/20
+    if s[0] == 0x2001 && (s[1] < 0x0200 || s[1] == 0x0db8) {
+        // IETF protocol assignments (incl. Teredo 2001::/32) and documentation 2001:db8::/32.
+        return false;
+    }
+    // 6to4 (embeds an IPv4 address of any kind) and documentation 3fff::/20.
+    !(s[0] == 0x2002 || (s[0] & 0xfff0) == 0x3ff0)
 }
 
 /// Whether an address is reachable on the public internet.
