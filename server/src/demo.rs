@@ -216,6 +216,10 @@ struct Demo {
     failed_challenges: Vec<ChallengeReport>,
     webhooks: bool,
     timeout: Duration,
+    /// Challenges created so far.
+    created: usize,
+    /// Scanner reports received so far.
+    reported: usize,
 }
 
 impl Demo {
@@ -255,9 +259,25 @@ impl Demo {
     }
 
     fn note_report(&mut self, report: ChallengeReport) {
+        self.reported += 1;
         self.out.scanner(&report);
         if report.outcome != "completed" {
             self.failed_challenges.push(report);
+        }
+    }
+
+    /// Waits until the scanner has reported on every challenge created (its report can
+    /// arrive after the webhook).
+    async fn await_scanner(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while self.reported < self.created {
+            tokio::select! {
+                report = self.reports.recv() => match report {
+                    Some(report) => self.note_report(report),
+                    None => break,
+                },
+                () = tokio::time::sleep_until(deadline) => break,
+            }
         }
     }
 
@@ -320,6 +340,7 @@ impl Demo {
             .as_str()
             .context("no challenge_id in the response")?
             .to_owned();
+        self.created += 1;
         if self.webhooks {
             let d = self
                 .await_webhook(event_type, "challenge_id", &id, started)
@@ -453,6 +474,8 @@ pub async fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
         failed_challenges: Vec::new(),
         webhooks: false,
         timeout: Duration::from_secs(args.timeout_secs.max(1)),
+        created: 0,
+        reported: 0,
     };
     demo.out.step(
         "service started",
@@ -650,6 +673,15 @@ async fn flow(
     });
 
     let result = decisions(demo, hardware_id).await;
+    demo.await_scanner().await;
+    let (created, reported, failed) = (demo.created, demo.reported, demo.failed_challenges.len());
+    demo.out.step(
+        "scanner answered every challenge",
+        reported == created && failed == 0,
+        None,
+        &format!("{reported} of {created} answered, {failed} not completed"),
+        json!({"created": created, "reported": reported, "not_completed": failed}),
+    );
     scanner_task.abort();
     receiver_task.abort();
     result
