@@ -220,6 +220,8 @@ struct Demo {
     created: usize,
     /// Scanner reports received so far.
     reported: usize,
+    /// Milliseconds from each challenge request to its result.
+    latencies: Vec<f64>,
 }
 
 impl Demo {
@@ -359,6 +361,7 @@ impl Demo {
                 "X-Link-Event is {:?}, not {event_type}",
                 d.header_event
             );
+            self.latencies.push(ms(latency));
             return Ok((id, d.data, latency));
         }
         let deadline = Instant::now() + self.timeout;
@@ -374,7 +377,10 @@ impl Demo {
             );
             match body["data"]["status"].as_str() {
                 Some("pending") => {}
-                Some("completed") => return Ok((id, body["data"]["result"].clone(), latency)),
+                Some("completed") => {
+                    self.latencies.push(ms(latency));
+                    return Ok((id, body["data"]["result"].clone(), latency));
+                }
                 other => anyhow::bail!("the challenge ended {other:?}: {}", body["data"]),
             }
             anyhow::ensure!(
@@ -476,6 +482,7 @@ pub async fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
         timeout: Duration::from_secs(args.timeout_secs.max(1)),
         created: 0,
         reported: 0,
+        latencies: Vec::new(),
     };
     demo.out.step(
         "service started",
@@ -506,10 +513,18 @@ pub async fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         "pending"
     };
+    let mut latencies = demo.latencies.clone();
+    latencies.sort_by(f64::total_cmp);
+    let (min, median, max) = match latencies.len() {
+        0 => (f64::NAN, f64::NAN, f64::NAN),
+        n => (latencies[0], latencies[n / 2], latencies[n - 1]),
+    };
     let summary = format!(
-        "{} of {} checks passed; {} webhooks received{}",
+        "{} of {} checks passed; {} results, request to {} in {min:.1} / {median:.1} / {max:.1} ms (min / median / max); {} webhooks received{}",
         demo.out.checks - demo.out.failed.len(),
         demo.out.checks,
+        latencies.len(),
+        if demo.webhooks { "webhook" } else { "result" },
         demo.out.webhooks,
         if demo.webhooks {
             ""
@@ -520,7 +535,8 @@ pub async fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
     demo.out.emit(
         &format!("\n{} {summary}", if ok { "PASS" } else { "FAIL" }),
         json!({"kind": "summary", "ok": ok, "checks": demo.out.checks, "failed": demo.out.failed,
-               "webhooks": mode, "webhooks_received": demo.out.webhooks}),
+               "webhooks": mode, "webhooks_received": demo.out.webhooks,
+               "result_latency_ms": {"count": latencies.len(), "min": latencies.first(), "median": latencies.get(latencies.len() / 2), "max": latencies.last()}}),
     );
     drop(dir);
     anyhow::ensure!(ok, "the demo failed: {}", demo.out.failed.join("; "));

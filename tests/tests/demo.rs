@@ -172,6 +172,14 @@ fn demo_runs_the_whole_loop() {
     assert_eq!(summary["kind"], "summary");
     assert_eq!(summary["ok"], true);
     assert_eq!(summary["failed"], json!([]));
+    assert_eq!(summary["result_latency_ms"]["count"], 8);
+    let (min, max) = (
+        &summary["result_latency_ms"]["min"],
+        &summary["result_latency_ms"]["max"],
+    );
+    assert!(min
+        .as_f64()
+        .is_some_and(|min| min >= 0.0 && max.as_f64().is_some_and(|max| max >= min)));
     assert_eq!(summary["checks"].as_u64(), Some(steps.len() as u64));
     let webhooks: Vec<&Value> = lines.iter().filter(|l| l["kind"] == "webhook").collect();
     assert_eq!(
