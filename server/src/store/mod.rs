@@ -5,6 +5,8 @@
 //! The SQL of the SQLite implementation is portable (`$1` placeholders, standard types), so a
 //! PostgreSQL implementation can reuse it.
 
+#[cfg(test)]
+mod conformance;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
