@@ -21,6 +21,9 @@ CREATE TABLE webhooks (
 );
 CREATE INDEX webhooks_tenant ON webhooks (tenant_id, created_at);
 
+-- The worker reads a tenant's undispatched events in order.
+CREATE INDEX outbox_events_tenant_pending ON outbox_events (tenant_id, dispatched_at, occurred_at);
+
 -- One row per (event, subscription): the fan-out of the outbox, written in the same
 -- transaction that marks the event dispatched.
 CREATE TABLE webhook_deliveries (

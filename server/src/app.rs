@@ -203,8 +203,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     let key = SigningKey::load_or_create(&config.data_dir)?;
     let galleries = Arc::new(Galleries::new(config.data_dir.join("galleries")));
     galleries::reconcile(store.as_ref(), &galleries).await?;
-    let (stopping, shutdown_rx) = tokio::sync::watch::channel(false);
     let webhooks = crate::webhooks::open(&config).await?;
+    let (stopping, shutdown_rx) = tokio::sync::watch::channel(false);
     let state = AppState {
         store: store.clone(),
         tokens: Arc::new(TokenService::new(
@@ -224,8 +224,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         )),
         metrics: Arc::new(Metrics::default()),
         config: Arc::new(config.clone()),
-        shutdown: shutdown_rx,
         webhooks: webhooks.clone(),
+        shutdown: shutdown_rx,
     };
     let app = router(state);
     let listener = TcpListener::bind(config.listen).await?;

@@ -73,12 +73,6 @@ pub struct ServeArgs {
     /// Request burst per OAuth client.
     #[arg(long, env = "PALMLINK_RATE_LIMIT_BURST", default_value_t = 200)]
     pub rate_limit_burst: u32,
-    /// Delays between webhook retries, e.g. `5s,5m,30m,2h,5h,10h,10h` (units ms, s, m, h, d).
-    #[arg(long, env = "PALMLINK_WEBHOOK_RETRY_SCHEDULE")]
-    pub webhook_retry_schedule: Option<crate::webhooks::RetrySchedule>,
-    /// Time a webhook receiver has to answer, e.g. `10s`.
-    #[arg(long, env = "PALMLINK_WEBHOOK_TIMEOUT", value_parser = crate::webhooks::schedule::parse_duration)]
-    pub webhook_timeout: Option<std::time::Duration>,
     /// Sustained token and pairing requests per second per client address.
     #[arg(
         long,
@@ -89,6 +83,12 @@ pub struct ServeArgs {
     /// Token and pairing request burst per client address.
     #[arg(long, env = "PALMLINK_PUBLIC_RATE_LIMIT_BURST", default_value_t = 100)]
     pub public_rate_limit_burst: u32,
+    /// Delays between webhook retries, e.g. `5s,5m,30m,2h,5h,10h,10h` (units ms, s, m, h, d).
+    #[arg(long, env = "PALMLINK_WEBHOOK_RETRY_SCHEDULE")]
+    pub webhook_retry_schedule: Option<crate::webhooks::RetrySchedule>,
+    /// Time a webhook receiver has to answer, e.g. `10s`.
+    #[arg(long, env = "PALMLINK_WEBHOOK_TIMEOUT", value_parser = crate::webhooks::schedule::parse_duration)]
+    pub webhook_timeout: Option<std::time::Duration>,
 }
 
 /// `tenant ...`.
@@ -156,14 +156,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             config.issuer = args.issuer;
             config.rate_limit_per_second = args.rate_limit_per_second;
             config.rate_limit_burst = args.rate_limit_burst;
+            config.public_rate_limit_per_second = args.public_rate_limit_per_second;
+            config.public_rate_limit_burst = args.public_rate_limit_burst;
             if let Some(schedule) = args.webhook_retry_schedule {
                 config.webhooks.schedule = schedule;
             }
             if let Some(timeout) = args.webhook_timeout {
                 config.webhooks.timeout = timeout;
             }
-            config.public_rate_limit_per_second = args.public_rate_limit_per_second;
-            config.public_rate_limit_burst = args.public_rate_limit_burst;
             return crate::serve(config).await;
         }
         Command::Scanner(args) => return crate::scanner::run_cli(args).await,

@@ -170,7 +170,7 @@ impl Webhooks {
                 tokio::spawn(async move { this.attempt(delivery, hook).await });
             }
         }
-        Ok(fanned as i64 == FAN_OUT_BATCH || (full && started > 0))
+        Ok(fanned as i64 >= FAN_OUT_BATCH || (full && started > 0))
     }
 
     fn endpoint_slots(&self, hook: Uuid) -> Arc<Semaphore> {
@@ -182,41 +182,41 @@ impl Webhooks {
 
     async fn attempt(self: Arc<Self>, delivery: Delivery, hook: Subscription) {
         let slots = self.endpoint_slots(hook.id);
-        let outcome = match (
+        // Both slots are held until the attempt is recorded, so the next delivery to this
+        // endpoint sees what this one learnt (e.g. a 410 that disabled the subscription).
+        if let (Ok(_endpoint), Ok(_global)) = (
             slots.acquire_owned().await,
             Arc::clone(&self.global).acquire_owned().await,
         ) {
-            (Ok(_endpoint), Ok(_global)) => {
-                // The subscription may have changed (disabled, deleted, new secret or endpoint)
-                // while this delivery waited for a slot.
-                match self.store.get_webhook(hook.tenant_id, hook.id).await {
-                    Ok(Some(current)) if current.active => {
-                        Some(self.send(&delivery, &current).await)
-                    }
-                    Ok(_) => {
-                        if let Err(e) = self.store.release_lease(delivery.id).await {
-                            tracing::error!(error = %e, delivery = %delivery.id, "cannot release a webhook lease");
-                        }
-                        None
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, delivery = %delivery.id, "cannot read a webhook subscription");
-                        None
-                    }
-                }
-            }
-            _ => None,
-        };
-        if let Some((attempt, next, hook_next)) = outcome {
-            if let Err(e) = self.store.record_attempt(&attempt, &next, &hook_next).await {
-                tracing::error!(error = %e, delivery = %delivery.id, "cannot record a webhook attempt");
-            }
+            self.attempt_with_slots(&delivery, &hook).await;
         }
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&delivery.id);
         self.wake.notify_one();
+    }
+
+    async fn attempt_with_slots(&self, delivery: &Delivery, hook: &Subscription) {
+        // The subscription may have changed (disabled, deleted, new secret or endpoint) while
+        // this delivery waited for a slot.
+        let current = match self.store.get_webhook(hook.tenant_id, hook.id).await {
+            Ok(Some(current)) if current.active => current,
+            Ok(_) => {
+                if let Err(e) = self.store.release_lease(delivery.id).await {
+                    tracing::error!(error = %e, delivery = %delivery.id, "cannot release a webhook lease");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, delivery = %delivery.id, "cannot read a webhook subscription");
+                return;
+            }
+        };
+        let (attempt, next, hook_next) = self.send(delivery, &current).await;
+        if let Err(e) = self.store.record_attempt(&attempt, &next, &hook_next).await {
+            tracing::error!(error = %e, delivery = %delivery.id, "cannot record a webhook attempt");
+        }
     }
 
     /// Sends one attempt and decides what follows.

@@ -226,55 +226,78 @@ impl WebhookStore for SqliteWebhookStore {
     }
 
     async fn fan_out(&self, limit: i64, now: i64) -> StoreResult<usize> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let events = sqlx::query(
-            "SELECT event_id, tenant_id, event_type, payload FROM outbox_events WHERE dispatched_at IS NULL \
-             ORDER BY occurred_at, event_id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        for event in &events {
-            let event_id: String = event.try_get("event_id")?;
-            let tenant_id: String = event.try_get("tenant_id")?;
-            let event_type: String = event.try_get("event_type")?;
-            let payload: String = event.try_get("payload")?;
-            let hooks =
-                sqlx::query("SELECT id, events FROM webhooks WHERE tenant_id = $1 AND active = 1")
-                    .bind(&tenant_id)
-                    .fetch_all(&mut *tx)
-                    .await?;
+        // Only tenants with webhooks have events to take; the others' events stay in the
+        // outbox untouched. Reads first, so an idle pass takes no write lock.
+        let tenants: Vec<String> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM webhooks")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut taken = 0usize;
+        for tenant_id in tenants {
+            let events = sqlx::query(
+                "SELECT event_id, event_type, payload, occurred_at FROM outbox_events \
+                 WHERE tenant_id = $1 AND dispatched_at IS NULL ORDER BY occurred_at, event_id LIMIT $2",
+            )
+            .bind(&tenant_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            if events.is_empty() {
+                continue;
+            }
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let hooks = sqlx::query(
+                "SELECT id, events, created_at FROM webhooks WHERE tenant_id = $1 AND active = 1",
+            )
+            .bind(&tenant_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut wanted = Vec::with_capacity(hooks.len());
             for hook in &hooks {
+                let id: String = hook.try_get("id")?;
                 let events: String = hook.try_get("events")?;
-                let wanted: Vec<String> = serde_json::from_str(&events).map_err(db)?;
-                if !wanted.contains(&event_type) {
-                    continue;
+                let keys: Vec<String> = serde_json::from_str(&events).map_err(db)?;
+                let created_at: i64 = hook.try_get("created_at")?;
+                wanted.push((id, keys, created_at));
+            }
+            for event in &events {
+                let event_id: String = event.try_get("event_id")?;
+                let event_type: String = event.try_get("event_type")?;
+                let payload: String = event.try_get("payload")?;
+                let occurred_at: i64 = event.try_get("occurred_at")?;
+                // A webhook receives the events that occur once it exists.
+                for (webhook_id, keys, created_at) in &wanted {
+                    if *created_at > occurred_at || !keys.contains(&event_type) {
+                        continue;
+                    }
+                    sqlx::query(
+                        "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, payload, \
+                         status, attempts, cycle_start, next_attempt_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $8, $8) \
+                         ON CONFLICT (webhook_id, event_id) DO NOTHING",
+                    )
+                    .bind(Uuid::new_v4().to_string())
+                    .bind(webhook_id)
+                    .bind(&tenant_id)
+                    .bind(&event_id)
+                    .bind(&event_type)
+                    .bind(&payload)
+                    .bind(status::PENDING)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
                 }
-                let webhook_id: String = hook.try_get("id")?;
                 sqlx::query(
-                    "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, payload, status, \
-                     attempts, cycle_start, next_attempt_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $8, $8) ON CONFLICT (webhook_id, event_id) DO NOTHING",
+                    "UPDATE outbox_events SET dispatched_at = $1 WHERE event_id = $2 AND dispatched_at IS NULL",
                 )
-                .bind(Uuid::new_v4().to_string())
-                .bind(&webhook_id)
-                .bind(&tenant_id)
-                .bind(&event_id)
-                .bind(&event_type)
-                .bind(&payload)
-                .bind(status::PENDING)
                 .bind(now)
+                .bind(&event_id)
                 .execute(&mut *tx)
                 .await?;
             }
-            sqlx::query("UPDATE outbox_events SET dispatched_at = $1 WHERE event_id = $2 AND dispatched_at IS NULL")
-                .bind(now)
-                .bind(&event_id)
-                .execute(&mut *tx)
-                .await?;
+            tx.commit().await?;
+            taken += events.len();
         }
-        tx.commit().await?;
-        Ok(events.len())
+        Ok(taken)
     }
 
     async fn insert_delivery(&self, d: &Delivery) -> StoreResult<()> {
@@ -308,17 +331,26 @@ impl WebhookStore for SqliteWebhookStore {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<(Delivery, Subscription)>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let rows = sqlx::query(
-            "SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+        const DUE: &str = "SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
              WHERE d.status = $1 AND d.next_attempt_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $2) \
-             AND w.active = 1 ORDER BY d.next_attempt_at, d.created_at LIMIT $3",
-        )
-        .bind(status::PENDING)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
+             AND w.active = 1 ORDER BY d.next_attempt_at, d.created_at LIMIT $3";
+        // Look without a write lock first: most passes find nothing due.
+        let any = sqlx::query(DUE)
+            .bind(status::PENDING)
+            .bind(now)
+            .bind(1i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let rows = sqlx::query(DUE)
+            .bind(status::PENDING)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: String = row.try_get("id")?;

@@ -159,9 +159,11 @@ pub(crate) trait WebhookStore: Send + Sync {
     /// Deletes a subscription with its deliveries and attempts; false if unknown.
     async fn delete_webhook(&self, tenant: Uuid, id: Uuid) -> StoreResult<bool>;
 
-    /// Fans out up to `limit` undispatched outbox events: one pending delivery per active
-    /// subscription of the event's tenant that wants it, and the event marked dispatched, in
-    /// one transaction. Returns the number of events taken.
+    /// Fans out undispatched outbox events of tenants that have webhooks (up to `limit` per
+    /// tenant): one pending delivery per active subscription of the tenant that wants the
+    /// event and existed when it occurred, and the event marked dispatched, in one
+    /// transaction per tenant. Events of tenants without webhooks stay in the outbox
+    /// untouched. Returns the number of events taken.
     async fn fan_out(&self, limit: i64, now: i64) -> StoreResult<usize>;
     /// Stores a delivery made outside the outbox (a test ping).
     async fn insert_delivery(&self, delivery: &Delivery) -> StoreResult<()>;

@@ -212,3 +212,115 @@ async fn gone_disables_and_exhausted_schedule_fails() {
     let d2 = store.get_webhook(tenant, d.id).await.unwrap().unwrap();
     assert!(d2.active && d2.failing_since.is_some());
 }
+
+#[tokio::test]
+async fn private_addresses_are_refused_at_connection_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let (r, url) = receiver(vec![]).await;
+    let port = url
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/hook")
+        .to_owned();
+    let tenant = Uuid::new_v4();
+    // Stored directly, as if the name had resolved to a public address at creation and to
+    // loopback now (DNS rebinding), or the allowance had been withdrawn since.
+    let by_name = hook(tenant, &format!("https://localhost:{port}/hook"));
+    let by_address = hook(tenant, &format!("https://127.0.0.1:{port}/hook"));
+    let plain = hook(tenant, &format!("http://127.0.0.1:{port}/hook"));
+    for h in [&by_name, &by_address, &plain] {
+        store.create_webhook(h).await.unwrap();
+    }
+    emit(&store, tenant, "device.paired").await;
+    let hooks = Webhooks::new(store.clone(), settings(), false).unwrap();
+    hooks.spawn();
+    let mut errors = Vec::new();
+    for _ in 0..200 {
+        errors.clear();
+        for h in [&by_name, &by_address, &plain] {
+            let (ds, _) = store.list_deliveries(h.id, 0, 10).await.unwrap();
+            let ids: Vec<Uuid> = ds.iter().map(|d| d.id).collect();
+            let attempts = store.list_attempts(&ids).await.unwrap();
+            if let Some(a) = attempts.first() {
+                errors.push(a.error.clone().unwrap_or_default());
+            }
+        }
+        if errors.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(errors.len(), 3, "each subscription got an attempt");
+    assert!(errors[0].contains("no public address"), "{}", errors[0]);
+    assert!(errors[1].contains("not a public address"), "{}", errors[1]);
+    assert!(
+        errors[2].contains("not a public address") || errors[2].contains("https"),
+        "{}",
+        errors[2]
+    );
+    assert!(
+        r.seen.lock().unwrap().is_empty(),
+        "nothing reached the loopback receiver"
+    );
+}
+
+/// A receiver that takes `delay` to answer 200.
+async fn slow_receiver(delay: Duration) -> (Arc<Receiver>, String) {
+    async fn slow(
+        State((r, d)): State<(Arc<Receiver>, Duration)>,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> StatusCode {
+        tokio::time::sleep(d).await;
+        r.seen.lock().unwrap().push((headers, body));
+        StatusCode::OK
+    }
+    let r = Arc::new(Receiver::default());
+    let app = Router::new()
+        .route("/hook", post(slow))
+        .with_state((Arc::clone(&r), delay));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (r, format!("http://{addr}/hook"))
+}
+
+#[tokio::test]
+async fn a_slow_receiver_does_not_hold_up_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let (slow, slow_url) = slow_receiver(Duration::from_millis(400)).await;
+    let (fast, fast_url) = receiver(vec![]).await;
+    let tenant = Uuid::new_v4();
+    store
+        .create_webhook(&hook(tenant, &slow_url))
+        .await
+        .unwrap();
+    store
+        .create_webhook(&hook(tenant, &fast_url))
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        emit(&store, tenant, "device.paired").await;
+    }
+    let settings = WebhookSettings {
+        per_endpoint: 2,
+        max_in_flight: 4,
+        timeout: Duration::from_secs(5),
+        ..settings()
+    };
+    let hooks = Webhooks::new(store.clone(), settings, true).unwrap();
+    let started = std::time::Instant::now();
+    hooks.spawn();
+    wait_for(|| fast.seen.lock().unwrap().len() == 20).await;
+    let fast_done = started.elapsed();
+    // The slow endpoint needs 20 x 400 ms / 2 slots = 4 s; the fast one must not wait for it.
+    assert!(
+        fast_done < Duration::from_millis(1500),
+        "fast receiver took {fast_done:?}"
+    );
+    assert!(
+        slow.seen.lock().unwrap().len() < 10,
+        "the slow endpoint is limited to its own slots"
+    );
+}

@@ -44,6 +44,8 @@ impl Server {
             .env("PALMLINK_WEBHOOK_TIMEOUT", "5s")
             .env("PALMLINK_RATE_LIMIT_PER_SECOND", "10000")
             .env("PALMLINK_RATE_LIMIT_BURST", "10000")
+            .env("PALMLINK_PUBLIC_RATE_LIMIT_PER_SECOND", "10000")
+            .env("PALMLINK_PUBLIC_RATE_LIMIT_BURST", "10000")
             .env("PALMLINK_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -145,7 +147,7 @@ async fn no_event_is_lost_when_the_server_is_killed_during_a_burst() {
     h.base = server.base.clone();
     // Deliveries pending at start-up are attempted within 30 seconds.
     let seen = rx
-        .wait_until(40, |seen| {
+        .wait_until(30, |seen| {
             let got: HashSet<String> = seen
                 .iter()
                 .filter_map(|r| r.json()["data"]["device_id"].as_str().map(str::to_owned))
