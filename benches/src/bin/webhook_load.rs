@@ -10,7 +10,6 @@
 //! deliveries is measured. Latency: `CAPTURES` enrollment captures, each timed from the start
 //! of the capture request to the arrival of its `enrollment.complete` webhook.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -212,8 +211,8 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let scanner = api.pair("hw-latency").await;
-    let mut started: HashMap<String, Instant> = HashMap::new();
     let mut latencies = Vec::with_capacity(captures);
+    let mut responses = Vec::with_capacity(captures);
     for i in 0..captures {
         let c = api
             .post(
@@ -229,13 +228,13 @@ async fn main() -> anyhow::Result<()> {
         let body = json!({"vendor": "mock", "captures": [{"palm_type": "right",
             "template": {"format": "f32", "blocks": template(i as u64 + 1)}, "quality": 0.9, "liveness": 0.99}]});
         let t0 = Instant::now();
-        started.insert(challenge.clone(), t0);
         api.post(
             &format!("/v1/device/challenges/{challenge}/capture"),
             &scanner,
             body,
         )
         .await;
+        responses.push(t0.elapsed().as_secs_f64() * 1000.0);
         let arrived = loop {
             let found = rx
                 .arrivals
@@ -259,6 +258,9 @@ async fn main() -> anyhow::Result<()> {
     latencies.sort_by(f64::total_cmp);
     let p50 = percentile(&latencies, 0.50);
     let p99 = percentile(&latencies, 0.99);
+    responses.sort_by(f64::total_cmp);
+    let r50 = percentile(&responses, 0.50);
+    let r99 = percentile(&responses, 0.99);
 
     println!("webhook delivery throughput");
     println!(
@@ -271,9 +273,16 @@ async fn main() -> anyhow::Result<()> {
         drained.as_secs_f64()
     );
     println!("  deliveries/s:          {rate:.0}");
+    let write_rate = events as f64 / write_time.as_secs_f64();
+    println!(
+        "  deliveries/s per event/s written: {:.1}",
+        rate / write_rate
+    );
     println!("capture-to-webhook latency ({captures} enrollment captures)");
     println!("  p50:                   {p50:.2} ms");
     println!("  p99:                   {p99:.2} ms");
     println!("  p99/p50:               {:.2}", p99 / p50);
+    println!("  capture response p50:  {r50:.2} ms (p99 {r99:.2} ms)");
+    println!("  webhook p50 / capture response p50: {:.2}", p50 / r50);
     server.stop().await
 }

@@ -324,3 +324,55 @@ async fn a_slow_receiver_does_not_hold_up_the_others() {
         "the slow endpoint is limited to its own slots"
     );
 }
+
+#[tokio::test]
+async fn a_subscription_failing_for_too_long_is_disabled_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let (down, down_url) = receiver(vec![StatusCode::BAD_GATEWAY; 100]).await;
+    let tenant = Uuid::new_v4();
+    let h = hook(tenant, &down_url);
+    store.create_webhook(&h).await.unwrap();
+    emit(&store, tenant, "device.paired").await;
+    let settings = WebhookSettings {
+        schedule: "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms"
+            .parse()
+            .unwrap(),
+        disable_after: Duration::from_millis(350),
+        ..settings()
+    };
+    let hooks = Webhooks::new(store.clone(), settings, true).unwrap();
+    hooks.spawn();
+    let mut current = None;
+    for _ in 0..200 {
+        let got = store.get_webhook(tenant, h.id).await.unwrap().unwrap();
+        if !got.active {
+            current = Some(got);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let current = current.expect("disabled");
+    let reason = current.disabled_reason.unwrap();
+    assert!(
+        reason.contains("failed for") && reason.contains("502"),
+        "{reason}"
+    );
+    let attempts = down.seen.lock().unwrap().len();
+    assert!(
+        (3..=6).contains(&attempts),
+        "{attempts} attempts before disabling"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        down.seen.lock().unwrap().len(),
+        attempts,
+        "nothing is sent once disabled"
+    );
+    let (ds, _) = store.list_deliveries(h.id, 0, 10).await.unwrap();
+    assert_eq!(
+        ds[0].status,
+        status::PENDING,
+        "the delivery resumes if the webhook is re-enabled"
+    );
+}
