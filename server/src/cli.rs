@@ -48,36 +48,11 @@ pub enum Command {
     /// Manages OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Runs a simulated scanner: pairs, long-polls challenges, submits synthetic captures.
-    Scanner(ScannerArgs),
-    /// Runs the whole loop on loopback in one command, printing each step and its latency.
-    Demo,
-}
-
-/// Options of `scanner`.
-#[derive(Debug, Args)]
-pub struct ScannerArgs {
-    /// Base URL of the server (plain http).
-    #[arg(long, env = "PALMLINK_SERVER", default_value = "http://127.0.0.1:8080")]
-    pub server: String,
-    /// Pairing code shown when the device was registered.
-    #[arg(long, required_unless_present = "device_secret")]
-    pub pairing_code: Option<String>,
-    /// Credential of an already paired scanner instead of a pairing code.
-    #[arg(long, env = "PALMLINK_DEVICE_SECRET")]
-    pub device_secret: Option<String>,
-    /// Hardware id to pair as.
-    #[arg(long, default_value = "sim-scanner-01")]
-    pub hardware_id: String,
-    /// Which simulated person presents their palms.
-    #[arg(long, default_value_t = 1)]
-    pub subject: u64,
-    /// Capture noise amplitude.
-    #[arg(long, default_value_t = 0.3)]
-    pub noise: f32,
-    /// Exit after this many challenges.
-    #[arg(long)]
-    pub max_challenges: Option<usize>,
+    /// Runs a simulated scanner: pairs, long-polls challenges, answers with synthetic palms.
+    Scanner(crate::scanner::ScannerArgs),
+    /// Runs the whole loop on loopback: service, scanner, webhook receiver, enrollments,
+    /// verifications and an identification.
+    Demo(crate::demo::DemoArgs),
 }
 
 /// Options of `serve`.
@@ -171,11 +146,6 @@ impl StorageArgs {
     }
 }
 
-/// The demo runs in a fresh temporary directory unless a data directory was chosen.
-fn cli_data_dir_is_default(config: &Config) -> bool {
-    config.data_dir == std::path::Path::new("./palmlink-data")
-}
-
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = cli.storage.config();
@@ -196,30 +166,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return crate::serve(config).await;
         }
-        Command::Scanner(args) => {
-            let options = crate::simulator::ScannerOptions {
-                server: args.server,
-                pairing_code: args.pairing_code,
-                device_secret: args.device_secret,
-                hardware_id: args.hardware_id,
-                subject: args.subject,
-                noise: args.noise,
-                max_challenges: args.max_challenges,
-            };
-            return crate::simulator::run_scanner(options, |v| println!("{v}")).await;
-        }
-        Command::Demo => {
-            let temporary = cli_data_dir_is_default(&config);
-            if temporary {
-                config.data_dir =
-                    std::env::temp_dir().join(format!("palmlink-demo-{}", Uuid::new_v4()));
-            }
-            let outcome = crate::simulator::run_demo(config.clone()).await;
-            if temporary {
-                let _ = std::fs::remove_dir_all(&config.data_dir);
-            }
-            return outcome;
-        }
+        Command::Scanner(args) => return crate::scanner::run_cli(args).await,
+        Command::Demo(args) => return crate::demo::run_cli(args).await,
         command => {
             let store = crate::open_store(&config).await?;
             let store = store.as_ref();
@@ -241,7 +189,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Client(ClientCommand::Delete { client }) => {
                     crate::admin::delete_client(store, client).await?
                 }
-                Command::Serve(_) | Command::Scanner(_) | Command::Demo => {
+                Command::Serve(_) | Command::Scanner(_) | Command::Demo(_) => {
                     unreachable!("handled above")
                 }
             }

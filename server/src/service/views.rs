@@ -51,14 +51,19 @@ pub(crate) fn challenge(c: &Challenge) -> Value {
     v
 }
 
-/// A challenge as a scanner sees it when polling.
+/// A challenge as a scanner sees it when polling: with the person it concerns and its
+/// metadata, which a scanner may show (and the simulated scanner follows).
 pub(crate) fn scanner_challenge(c: &Challenge) -> Value {
     let mut v = json!({
         "challenge_id": c.id,
         "type": c.kind,
         "palm_type": c.palm_type,
         "expires_at": rfc3339(c.expires_at),
+        "metadata": c.metadata,
     });
+    if let Some(ext) = &c.external_user_id {
+        v["external_user_id"] = json!(ext);
+    }
     if let Some(k) = c.top_k {
         v["top_k"] = json!(k);
     }
