@@ -32,7 +32,6 @@ mod outbox;
 mod routes;
 pub mod scanner;
 mod service;
-pub mod simulator;
 mod state;
 pub mod store;
 mod sweeper;

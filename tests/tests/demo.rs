@@ -9,37 +9,12 @@
 //! - `receiver_checks_standard_webhooks_signatures`: the demo receiver's signature check.
 
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use palmlink_server::scanner::{SimOptions, Simulator};
 use serde_json::{json, Value};
-
-/// The `palmlink` binary of this build (`target/<profile>/palmlink`), brought up to date
-/// once per test run.
-fn palmlink_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target profile directory");
-        let bin = profile_dir.join(format!("palmlink{}", std::env::consts::EXE_SUFFIX));
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "palmlink-server", "--bin", "palmlink"]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo build");
-        assert!(status.success(), "building the palmlink binary failed");
-        assert!(bin.exists(), "{} missing after the build", bin.display());
-        bin
-    })
-}
 
 /// A child process killed on drop.
 struct ChildGuard(Child);
@@ -81,7 +56,7 @@ fn finish(mut guard: ChildGuard, limit: Duration) -> (bool, Vec<Value>) {
 
 #[test]
 fn demo_runs_the_whole_loop() {
-    let child = Command::new(palmlink_binary())
+    let child = Command::new(palmlink_tests::palmlink_binary())
         .args(["demo", "--json", "--timeout-secs", "20"])
         .env("PALMLINK_LOG", "warn")
         .stdout(Stdio::piped())
@@ -340,7 +315,7 @@ async fn scanner_pairs_and_answers_challenges() {
     let identities = dir.path().join("identities.json");
     std::fs::write(&identities, r#"{"dana": 5}"#).expect("write identities");
 
-    let child = Command::new(palmlink_binary())
+    let child = Command::new(palmlink_tests::palmlink_binary())
         .args([
             "scanner",
             "--server",

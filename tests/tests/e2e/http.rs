@@ -218,30 +218,6 @@ async fn operations_endpoints() {
 }
 
 #[tokio::test]
-async fn demo_runs_the_whole_loop() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    palmlink_server::simulator::run_demo(palmlink_server::Config::new(dir.path()))
-        .await
-        .expect("demo completes");
-    // The demo's enrollment is durable in its data directory.
-    let store = palmlink_server::open_store(&palmlink_server::Config::new(dir.path()))
-        .await
-        .unwrap();
-    let events = store.undispatched_events(10).await.unwrap();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    assert_eq!(
-        types,
-        [
-            "device.paired",
-            "enrollment.complete",
-            "verification.complete",
-            "identification.complete"
-        ]
-    );
-    assert_eq!(events[2].payload["data"]["matched"], true);
-}
-
-#[tokio::test]
 async fn token_and_pairing_endpoints_are_rate_limited_per_address() {
     let h = Harness::start_with(|c| {
         c.public_rate_limit_per_second = 1;
