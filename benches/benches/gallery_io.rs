@@ -7,7 +7,9 @@
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use palmlink_benches::{data_dir, ids, synthetic_gallery, synthetic_templates, wait_for_quantised_copy};
+use palmlink_benches::{
+    data_dir, ids, synthetic_gallery, synthetic_templates, wait_for_quantised_copy,
+};
 use palmlink_engine::{Gallery, IndexPolicy, Layout};
 use std::hint::black_box;
 
