@@ -1,0 +1,427 @@
+//! Durable verify round trips on loopback: round trips per second and round-trip latency at
+//! 16 and 64 concurrent clients, beside the plain `GET /healthz` rate at the same concurrency.
+//!
+//! ```text
+//! cargo run --release -p palmlink-benches --bin verify_load -- [SECONDS] [MAX_PER_CLIENT]
+//! ```
+//!
+//! One round trip is the integrator's `POST /v1/verify` for an enrolled user followed by the
+//! scanner's `POST /v1/device/challenges/{id}/capture` with a genuine capture of that user's
+//! palm; the 200 carries the decision, and the same transaction writes the durable
+//! `verification.complete` outbox event. The service runs in-process on 127.0.0.1 with a
+//! fresh data directory (SQLite) and rate limits raised so they never throttle the load.
+//! Every client is a tokio task with its own paired scanner, looping for `SECONDS`
+//! (default 10) or `MAX_PER_CLIENT` round trips (default 100000), whichever ends first; the
+//! healthz loop at the same concurrency is the ceiling of the HTTP stack on this machine.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use serde_json::{json, Value};
+
+/// Concurrency levels measured.
+const LEVELS: [usize; 2] = [16, 64];
+/// Users enrolled per scanner; each client cycles through its scanner's users.
+const USERS_PER_DEVICE: usize = 2;
+/// Warm-up before each timed phase, not counted.
+const WARMUP: Duration = Duration::from_secs(1);
+
+/// The integrator's view of the service during setup.
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Api {
+    async fn post(&self, path: &str, bearer: &str, body: Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "POST {path}: {status} {v}");
+        Ok(v)
+    }
+
+    /// Registers and pairs a scanner; returns its secret.
+    async fn pair(&self, hardware_id: &str) -> anyhow::Result<String> {
+        let d = self
+            .post(
+                "/v1/devices",
+                &self.token,
+                json!({"device_name": "bench", "location": "lab"}),
+            )
+            .await?;
+        let code = d["data"]["pairing_code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let p = self
+            .post(
+                "/v1/device/pair",
+                "",
+                json!({"pairing_code": code, "hardware_id": hardware_id}),
+            )
+            .await?;
+        Ok(p["data"]["device_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+}
+
+/// Uniform values in [-1, 1) from a seed (xorshift64*).
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            (v as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// A person's palm: 10 blocks of 64 values.
+fn palm(seed: u64) -> Vec<Vec<f32>> {
+    values(seed, 640).chunks(64).map(<[f32]>::to_vec).collect()
+}
+
+/// Another capture of the same palm: small noise added to every value.
+fn recapture(base: &[Vec<f32>], seed: u64) -> Vec<Vec<f32>> {
+    let noise = values(seed ^ 0xDEAD_BEEF, 640);
+    base.iter()
+        .flatten()
+        .zip(noise)
+        .map(|(v, n)| v + 0.05 * n)
+        .collect::<Vec<f32>>()
+        .chunks(64)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+/// A capture request body with one right-palm template.
+fn capture_body(blocks: &[Vec<f32>]) -> Value {
+    json!({"vendor": "mock", "captures": [{"palm_type": "right",
+        "template": {"format": "f32", "blocks": blocks}, "quality": 0.93, "liveness": 0.99}]})
+}
+
+/// One enrolled user as a client presents them: request bodies prepared ahead of time.
+struct Subject {
+    verify: Bytes,
+    capture: Bytes,
+}
+
+/// One concurrent client: its scanner and the users it verifies.
+struct Client {
+    scanner: String,
+    subjects: Vec<Subject>,
+}
+
+/// What one task measured.
+#[derive(Default)]
+struct Tally {
+    latencies_ms: Vec<f64>,
+    errors: usize,
+    rejected: usize,
+}
+
+/// Everything a task needs.
+struct Shared {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+/// One verify round trip; `Ok(matched)` on two successful responses.
+async fn round_trip(s: &Shared, c: &Client, subject: &Subject) -> anyhow::Result<bool> {
+    let r = s
+        .http
+        .post(format!("{}/v1/verify", s.base))
+        .bearer_auth(&s.token)
+        .header("content-type", "application/json")
+        .body(subject.verify.clone())
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "verify: {}", r.status());
+    let v: Value = r.json().await?;
+    let id = v["data"]["challenge_id"].as_str().unwrap_or_default();
+    let r = s
+        .http
+        .post(format!("{}/v1/device/challenges/{id}/capture", s.base))
+        .bearer_auth(&c.scanner)
+        .header("content-type", "application/json")
+        .body(subject.capture.clone())
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "capture: {}", r.status());
+    let v: Value = r.json().await?;
+    let result = &v["data"]["result"];
+    Ok(result["matched"] == true || result["result"] == "match")
+}
+
+/// Verify loop of one client until the deadline or `max` round trips.
+async fn verify_loop(s: Arc<Shared>, c: Arc<Client>, until: Instant, max: usize) -> Tally {
+    let mut t = Tally::default();
+    let mut i = 0usize;
+    while i < max && Instant::now() < until {
+        let subject = &c.subjects[i % c.subjects.len()];
+        let t0 = Instant::now();
+        match round_trip(&s, &c, subject).await {
+            Ok(matched) => {
+                t.latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+                if !matched {
+                    t.rejected += 1;
+                }
+            }
+            Err(_) => t.errors += 1,
+        }
+        i += 1;
+    }
+    t
+}
+
+/// Healthz loop of one client until the deadline or `max` requests.
+async fn healthz_loop(s: Arc<Shared>, until: Instant, max: usize) -> Tally {
+    let mut t = Tally::default();
+    let url = format!("{}/healthz", s.base);
+    let mut i = 0usize;
+    while i < max && Instant::now() < until {
+        let t0 = Instant::now();
+        let ok = match s.http.get(&url).send().await {
+            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        if ok {
+            t.latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+        } else {
+            t.errors += 1;
+        }
+        i += 1;
+    }
+    t
+}
+
+/// The merged result of one phase.
+struct Phase {
+    per_second: f64,
+    p50: f64,
+    p99: f64,
+    count: usize,
+    errors: usize,
+    rejected: usize,
+}
+
+/// Runs `n` tasks of `verify` (true) or healthz (false) for `duration`, after a warm-up.
+async fn phase(
+    s: &Arc<Shared>,
+    clients: &[Arc<Client>],
+    n: usize,
+    verify: bool,
+    duration: Duration,
+    max: usize,
+) -> anyhow::Result<Phase> {
+    let mut tallies = Vec::with_capacity(n);
+    for (timed, span) in [(false, WARMUP), (true, duration)] {
+        let start = Instant::now();
+        let until = start + span;
+        let mut handles = Vec::with_capacity(n);
+        for c in clients.iter().take(n) {
+            let s = Arc::clone(s);
+            handles.push(if verify {
+                tokio::spawn(verify_loop(s, Arc::clone(c), until, max))
+            } else {
+                tokio::spawn(healthz_loop(s, until, max))
+            });
+        }
+        let mut done = Vec::with_capacity(n);
+        for h in handles {
+            done.push(h.await?);
+        }
+        let elapsed = start.elapsed();
+        if timed {
+            tallies = done;
+            let mut lat: Vec<f64> = tallies
+                .iter()
+                .flat_map(|t| t.latencies_ms.iter().copied())
+                .collect();
+            lat.sort_by(f64::total_cmp);
+            anyhow::ensure!(!lat.is_empty(), "no successful requests");
+            return Ok(Phase {
+                per_second: lat.len() as f64 / elapsed.as_secs_f64(),
+                p50: percentile(&lat, 0.50),
+                p99: percentile(&lat, 0.99),
+                count: lat.len(),
+                errors: tallies.iter().map(|t| t.errors).sum(),
+                rejected: tallies.iter().map(|t| t.rejected).sum(),
+            });
+        }
+    }
+    anyhow::bail!("no timed phase ran ({} tallies)", tallies.len())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn arg(n: usize, default: u64) -> u64 {
+    std::env::args()
+        .nth(n)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unavailable".to_owned())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let duration = Duration::from_secs(arg(1, 10).max(1));
+    let max = usize::try_from(arg(2, 100_000)).unwrap_or(usize::MAX);
+    let load_start = loadavg();
+    let devices = LEVELS.iter().copied().max().unwrap_or(1);
+
+    let dir = tempfile::tempdir()?;
+    let mut config = palmlink_server::Config::new(dir.path());
+    config.listen = "127.0.0.1:0".parse()?;
+    config.rate_limit_per_second = 1_000_000;
+    config.rate_limit_burst = 1_000_000;
+    config.public_rate_limit_per_second = 1_000_000;
+    config.public_rate_limit_burst = 1_000_000;
+    let server = palmlink_server::start(config.clone()).await?;
+    let base = format!("http://{}", server.addr());
+
+    let store = palmlink_server::open_store(&config).await?;
+    let tenant = palmlink_server::admin::create_tenant(store.as_ref(), "bench").await?;
+    let tenant_id = tenant["tenant_id"].as_str().unwrap_or_default().parse()?;
+    let client =
+        palmlink_server::admin::create_client(store.as_ref(), tenant_id, "bench", None).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let token: Value = http
+        .post(format!("{base}/v1/auth/token"))
+        .json(&json!({"grant_type": "client_credentials", "client_id": client["client_id"], "client_secret": client["client_secret"]}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = token["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let api = Api {
+        http: http.clone(),
+        base: base.clone(),
+        token: token.clone(),
+    };
+
+    // Setup, untimed: one paired scanner per client, users enrolled through the API.
+    let setup = Instant::now();
+    let mut clients = Vec::with_capacity(devices);
+    for d in 0..devices {
+        let hardware_id = format!("hw-verify-{d}");
+        let scanner = api.pair(&hardware_id).await?;
+        let mut subjects = Vec::with_capacity(USERS_PER_DEVICE);
+        for u in 0..USERS_PER_DEVICE {
+            let seed = (d * USERS_PER_DEVICE + u) as u64 + 1;
+            let user = format!("user-{d}-{u}");
+            let enrolled = palm(seed);
+            let c = api
+                .post(
+                    "/v1/enroll",
+                    &api.token,
+                    json!({"external_user_id": user, "hardware_id": hardware_id, "palm_type": "right"}),
+                )
+                .await?;
+            let id = c["data"]["challenge_id"].as_str().unwrap_or_default();
+            api.post(
+                &format!("/v1/device/challenges/{id}/capture"),
+                &scanner,
+                capture_body(&enrolled),
+            )
+            .await?;
+            let verify =
+                json!({"external_user_id": user, "hardware_id": hardware_id, "palm_type": "right"});
+            subjects.push(Subject {
+                verify: Bytes::from(serde_json::to_vec(&verify)?),
+                capture: Bytes::from(serde_json::to_vec(&capture_body(&recapture(
+                    &enrolled, seed,
+                )))?),
+            });
+        }
+        clients.push(Arc::new(Client { scanner, subjects }));
+    }
+    let setup = setup.elapsed();
+
+    let shared = Arc::new(Shared { http, base, token });
+    let mut rows = Vec::new();
+    for n in LEVELS {
+        let health = phase(&shared, &clients, n, false, duration, max).await?;
+        let verify = phase(&shared, &clients, n, true, duration, max).await?;
+        rows.push((n, verify, health));
+    }
+    let load_end = loadavg();
+
+    println!("durable verify round trip (POST /v1/verify + scanner capture), loopback");
+    println!(
+        "  setup: {devices} paired scanners, {} enrolled users in {:.1} s (untimed)",
+        devices * USERS_PER_DEVICE,
+        setup.as_secs_f64()
+    );
+    println!(
+        "  {} s per phase after {} s warm-up, at most {max} per client; store SQLite in a fresh temp dir",
+        duration.as_secs(),
+        WARMUP.as_secs()
+    );
+    println!("  rate limits raised to 1000000/s (burst 1000000) for the bench, so none throttle");
+    println!(
+        "  cores: {}",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    println!("  load average at start: {load_start}; at end: {load_end}");
+    println!();
+    println!(
+        "| clients | verify round trips/s | p50 ms | p99 ms | healthz/s | healthz p50 ms | healthz p99 ms | ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    for (n, v, h) in &rows {
+        println!(
+            "| {n} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {:.2} | {:.3} |",
+            v.per_second,
+            v.p50,
+            v.p99,
+            h.per_second,
+            h.p50,
+            h.p99,
+            v.per_second / h.per_second
+        );
+    }
+    println!();
+    for (n, v, h) in &rows {
+        println!(
+            "  {n} clients: {} round trips ({} errors, {} not matched); {} healthz ({} errors)",
+            v.count, v.errors, v.rejected, h.count, h.errors
+        );
+    }
+    let met = rows
+        .iter()
+        .all(|(_, v, _)| v.per_second >= 2000.0 && v.p99 < 25.0);
+    println!(
+        "  target (>= 2000 round trips/s, p99 < 25 ms at every level): {}",
+        if met { "met" } else { "not met" }
+    );
+    server.stop().await
+}
