@@ -1,8 +1,11 @@
 //! Support code for the end-to-end tests.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
+
+use serde_json::Value;
 
 /// The `palmlink` binary of this checkout, next to the running test executable
 /// (`target/<profile>/palmlink`).
@@ -31,4 +34,65 @@ pub fn palmlink_binary() -> PathBuf {
             profile_dir.join(format!("palmlink{}", std::env::consts::EXE_SUFFIX))
         })
         .clone()
+}
+
+/// A `palmlink serve` child process on a free loopback port, killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts `bin serve` on `data_dir` with extra arguments and environment.
+    pub fn start(bin: &Path, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("PALMLINK_DATA_DIR", data_dir)
+            .env("PALMLINK_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn palmlink serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read address");
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad start line {line:?}: {e}"));
+        let base = format!("http://{}", v["listening"].as_str().expect("listening"));
+        ServerProcess { child, base }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs an operator command (`bin ARGS --data-dir DIR`) and parses the one
+/// JSON object it prints.
+pub fn operator(bin: &Path, data_dir: &Path, args: &[&str]) -> Value {
+    let out = Command::new(bin)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("run operator command");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
 }

@@ -1,72 +1,14 @@
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::support::{capture, palm, recapture, Harness};
-
-/// A `palmlink serve` child process, killed on drop.
-struct ServerProcess {
-    child: Child,
-    base: String,
-}
-
-impl ServerProcess {
-    fn start(bin: &Path, data_dir: &Path) -> ServerProcess {
-        let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("PALMLINK_DATA_DIR", data_dir)
-            .env("PALMLINK_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn palmlink serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read address");
-        let v: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad start line {line:?}: {e}"));
-        let base = format!("http://{}", v["listening"].as_str().expect("listening"));
-        ServerProcess { child, base }
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill(mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("wait");
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn operator(bin: &Path, data_dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(bin)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run operator command");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
-}
+use palmlink_tests::{operator, ServerProcess};
 
 #[tokio::test]
 async fn acknowledged_enrollments_survive_sigkill() {
     let bin = palmlink_tests::palmlink_binary();
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = ServerProcess::start(&bin, dir.path());
+    let server = ServerProcess::start(&bin, dir.path(), &[], &[]);
 
     // Operator commands run beside the live server.
     let tenant = operator(&bin, dir.path(), &["tenant", "create", "--name", "crash"]);
@@ -105,7 +47,7 @@ async fn acknowledged_enrollments_survive_sigkill() {
     .await;
     server.kill();
 
-    let server = ServerProcess::start(&bin, dir.path());
+    let server = ServerProcess::start(&bin, dir.path(), &[], &[]);
     h.base = server.base.clone();
     // The signing key persisted: the old token still verifies.
     let users = h.get("/v1/users?limit=100", &t.token).await;

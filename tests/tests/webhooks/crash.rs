@@ -1,83 +1,37 @@
 use std::collections::HashSet;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::receiver::Receiver;
 use crate::support::{Harness, Tenant};
+use palmlink_tests::{operator, ServerProcess};
 
-/// `palmlink serve` as a child process allowing loopback webhooks, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(bin: &Path, data_dir: &Path) -> Server {
-        let mut child = Command::new(bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--allow-http-webhooks"])
-            .env("PALMLINK_DATA_DIR", data_dir)
-            .env("PALMLINK_WEBHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,2s")
-            .env("PALMLINK_WEBHOOK_TIMEOUT", "5s")
-            .env("PALMLINK_RATE_LIMIT_PER_SECOND", "10000")
-            .env("PALMLINK_RATE_LIMIT_BURST", "10000")
-            .env("PALMLINK_PUBLIC_RATE_LIMIT_PER_SECOND", "10000")
-            .env("PALMLINK_PUBLIC_RATE_LIMIT_BURST", "10000")
-            .env("PALMLINK_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn palmlink serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read address");
-        let v: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad start line {line:?}: {e}"));
-        Server {
-            child,
-            base: format!("http://{}", v["listening"].as_str().expect("listening")),
-        }
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill(mut self) {
-        self.child.kill().expect("kill");
-        self.child.wait().expect("wait");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn operator(bin: &Path, data_dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(bin)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .output()
-        .expect("run operator command");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("one JSON object")
+/// `palmlink serve` allowing loopback webhooks, with fast retries and no rate limits
+/// in the way of the burst.
+fn start_server(bin: &Path, data_dir: &Path) -> ServerProcess {
+    ServerProcess::start(
+        bin,
+        data_dir,
+        &["--allow-http-webhooks"],
+        &[
+            ("PALMLINK_WEBHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,2s"),
+            ("PALMLINK_WEBHOOK_TIMEOUT", "5s"),
+            ("PALMLINK_RATE_LIMIT_PER_SECOND", "10000"),
+            ("PALMLINK_RATE_LIMIT_BURST", "10000"),
+            ("PALMLINK_PUBLIC_RATE_LIMIT_PER_SECOND", "10000"),
+            ("PALMLINK_PUBLIC_RATE_LIMIT_BURST", "10000"),
+        ],
+    )
 }
 
 #[tokio::test]
 async fn no_event_is_lost_when_the_server_is_killed_during_a_burst() {
     let bin = palmlink_tests::palmlink_binary();
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(&bin, dir.path());
+    let server = start_server(&bin, dir.path());
     let tenant = operator(&bin, dir.path(), &["tenant", "create", "--name", "burst"]);
     let tenant_id = tenant["tenant_id"].as_str().unwrap().to_owned();
     let client = operator(
@@ -124,7 +78,7 @@ async fn no_event_is_lost_when_the_server_is_killed_during_a_burst() {
     );
 
     rx.set_delay(Duration::from_millis(10));
-    let server = Server::start(&bin, dir.path());
+    let server = start_server(&bin, dir.path());
     h.base = server.base.clone();
     // Deliveries pending at start-up are attempted within 30 seconds.
     let seen = rx
