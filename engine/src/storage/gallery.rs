@@ -644,17 +644,18 @@ impl Gallery {
     /// the whole gallery; a maintenance task, not part of opening).
     pub fn scrub(&self) -> ScrubReport {
         let snap = self.snapshot();
-        let results: Vec<(bool, Option<RowId>)> = (0..snap.count)
+        let live: Vec<u64> = (0..snap.count)
             .into_par_iter()
             .filter(|&row| snap.state(row) == STATE_LIVE)
-            .map(|row| match self.checked_live_row(&snap, RowId(row)) {
-                Ok(_) => (true, None),
-                Err(_) => (true, Some(RowId(row))),
-            })
+            .collect();
+        let damaged = live
+            .par_iter()
+            .filter(|&&row| self.checked_live_row(&snap, RowId(row)).is_err())
+            .map(|&row| RowId(row))
             .collect();
         ScrubReport {
-            checked: results.len(),
-            damaged: results.into_iter().filter_map(|(_, d)| d).collect(),
+            checked: live.len(),
+            damaged,
         }
     }
 
