@@ -11,6 +11,9 @@ use uuid::Uuid;
 use super::secrets::sha256_hex;
 use crate::clock::now_micros;
 use crate::error::ApiError;
+
+/// How stale a scanner's `last_seen_at` may get before a request refreshes it (5 s).
+const LAST_SEEN_RESOLUTION_MICROS: i64 = 5_000_000;
 use crate::state::AppState;
 use crate::store::Device;
 
@@ -169,7 +172,14 @@ impl FromRequestParts<AppState> for Scanner {
                 "the scanner credential has expired".to_owned(),
             ));
         }
-        state.store.touch_device(device.id, now).await?;
+        // `last_seen_at` is a presence indicator: refreshing it at most every few seconds
+        // keeps a durable write off most scanner requests.
+        if device
+            .last_seen_at
+            .is_none_or(|seen| now - seen >= LAST_SEEN_RESOLUTION_MICROS)
+        {
+            state.store.touch_device(device.id, now).await?;
+        }
         Ok(Scanner(device))
     }
 }

@@ -378,11 +378,12 @@ async fn verify(
                 .map(|r| (p.palm_type.clone(), RowId(r)))
         })
         .collect();
-    let settings_for_task = settings.clone();
-    let results = run_blocking(move || {
+    // A 1:1 comparison reads one mapped row and takes well under a microsecond: it runs
+    // inline rather than paying a hand-off to the blocking pool.
+    let results = (|| {
         let mut out = Vec::new();
         for (palm, row) in rows {
-            match gallery.compare(&probe, row, &settings_for_task) {
+            match gallery.compare(&probe, row, &settings) {
                 Ok(cmp) => out.push((palm, cmp)),
                 Err(GalleryError::Deleted(_) | GalleryError::UnknownRow(_)) => {
                     tracing::error!(
@@ -394,8 +395,7 @@ async fn verify(
             }
         }
         Ok(out)
-    })
-    .await?
+    })()
     .map_err(ApiError::internal)?;
     let Some(best) = results.into_iter().max_by(|a, b| {
         a.1.matched

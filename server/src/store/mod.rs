@@ -8,6 +8,7 @@
 #[cfg(test)]
 mod conformance;
 mod sqlite;
+pub(crate) mod sqlite_db;
 
 pub use sqlite::SqliteStore;
 

@@ -1,16 +1,14 @@
 //! The embedded SQLite implementation of [`Store`] (WAL journal, busy timeout, so operator
 //! commands can run beside a live server).
 
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde_json::Value;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
 use uuid::Uuid;
 
+use super::sqlite_db::{SqliteDb, WriteQuery as _};
 use super::{
     Challenge, ChallengeFilter, Client, Device, EnrollmentCommit, IdempotencyStart, OutboxEvent,
     Pairing, Palm, Store, StoreError, StoreResult, StoredSettings, Tenant, User,
@@ -25,7 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 /// [`Store`] on an SQLite database file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    db: Arc<SqliteDb>,
 }
 
 fn db(err: impl std::fmt::Display) -> StoreError {
@@ -164,28 +162,19 @@ where
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies the migrations.
     pub async fn open(url: &str) -> StoreResult<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(db)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        let store = SqliteStore { pool };
+        let store = SqliteStore {
+            db: SqliteDb::open(url).await?,
+        };
         store.migrate().await?;
         Ok(store)
     }
 
     async fn migrate(&self) -> StoreResult<()> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         for (version, script) in MIGRATIONS {
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.db.begin().await?;
             let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
                 .bind(version)
                 .fetch_optional(&mut *tx)
@@ -207,7 +196,7 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.db.pool()).await?;
         Ok(())
     }
 
@@ -221,7 +210,7 @@ impl Store for SqliteStore {
             .bind(tenant.id.to_string())
             .bind(&tenant.name)
             .bind(tenant.created_at)
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(tenant)
     }
@@ -229,14 +218,14 @@ impl Store for SqliteStore {
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
         let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
             .bind(id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         row.as_ref().map(tenant_row).transpose()
     }
 
     async fn list_tenant_ids(&self) -> StoreResult<Vec<Uuid>> {
         let rows = sqlx::query("SELECT id FROM tenants")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         rows.iter().map(|r| uuid(r, "id")).collect()
     }
@@ -253,7 +242,7 @@ impl Store for SqliteStore {
         .bind(&c.secret_hash)
         .bind(&c.old_secret_hash)
         .bind(c.created_at)
-        .execute(&self.pool)
+        .write(&self.db)
         .await?;
         Ok(())
     }
@@ -263,7 +252,7 @@ impl Store for SqliteStore {
             "SELECT id, tenant_id, name, scopes, secret_hash, old_secret_hash, created_at FROM oauth_clients WHERE id = $1",
         )
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(client_row).transpose()
     }
@@ -272,7 +261,7 @@ impl Store for SqliteStore {
         let done = sqlx::query("UPDATE oauth_clients SET old_secret_hash = secret_hash, secret_hash = $1 WHERE id = $2")
             .bind(new_hash)
             .bind(id.to_string())
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -280,7 +269,7 @@ impl Store for SqliteStore {
     async fn revoke_old_client_secret(&self, id: Uuid) -> StoreResult<bool> {
         let done = sqlx::query("UPDATE oauth_clients SET old_secret_hash = NULL WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -288,7 +277,7 @@ impl Store for SqliteStore {
     async fn delete_client(&self, id: Uuid) -> StoreResult<bool> {
         let done = sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -311,7 +300,7 @@ impl Store for SqliteStore {
         .bind(d.cert_valid_until)
         .bind(d.last_seen_at)
         .bind(d.created_at)
-        .execute(&self.pool)
+        .write(&self.db)
         .await?;
         Ok(())
     }
@@ -322,7 +311,7 @@ impl Store for SqliteStore {
         ))
         .bind(tenant.to_string())
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(device_row).transpose()
     }
@@ -339,11 +328,11 @@ impl Store for SqliteStore {
         .bind(tenant.to_string())
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE tenant_id = $1")
             .bind(tenant.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await?
             .try_get("n")?;
         Ok((
@@ -363,7 +352,7 @@ impl Store for SqliteStore {
         ))
         .bind(tenant.to_string())
         .bind(hardware_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(device_row).transpose()
     }
@@ -373,7 +362,7 @@ impl Store for SqliteStore {
             "SELECT {DEVICE_COLS} FROM devices WHERE pairing_code = $1"
         ))
         .bind(code)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(device_row).transpose()
     }
@@ -383,7 +372,7 @@ impl Store for SqliteStore {
             "SELECT {DEVICE_COLS} FROM devices WHERE secret_hash = $1 AND status = 'paired'"
         ))
         .bind(hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(device_row).transpose()
     }
@@ -403,13 +392,13 @@ impl Store for SqliteStore {
         .bind(expires_at)
         .bind(tenant.to_string())
         .bind(id.to_string())
-        .execute(&self.pool)
+        .write(&self.db)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn pair_device(&self, p: &Pairing, event: &OutboxEvent) -> StoreResult<Option<Device>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         let done = sqlx::query(
             "UPDATE devices SET status = 'paired', hardware_id = $1, secret_hash = $2, paired_at = $3, \
              cert_valid_until = $4, last_seen_at = $3 \
@@ -440,13 +429,13 @@ impl Store for SqliteStore {
         sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2")
             .bind(now)
             .bind(id.to_string())
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(())
     }
 
     async fn revoke_device(&self, tenant: Uuid, id: Uuid, now: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         let done = sqlx::query(
             "UPDATE devices SET status = 'revoked', secret_hash = NULL \
              WHERE tenant_id = $1 AND id = $2 AND status <> 'revoked'",
@@ -484,7 +473,7 @@ impl Store for SqliteStore {
         .bind(tenant.to_string())
         .bind(external_user_id)
         .bind(now)
-        .execute(&self.pool)
+        .write(&self.db)
         .await?;
         self.get_user(tenant, external_user_id)
             .await?
@@ -497,7 +486,7 @@ impl Store for SqliteStore {
         )
         .bind(tenant.to_string())
         .bind(external_user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(user_row).transpose()
     }
@@ -508,7 +497,7 @@ impl Store for SqliteStore {
             let row = sqlx::query("SELECT id, tenant_id, external_user_id, created_at FROM users WHERE tenant_id = $1 AND id = $2")
                 .bind(tenant.to_string())
                 .bind(id.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_optional(self.db.pool())
                 .await?;
             if let Some(row) = row {
                 out.push(user_row(&row)?);
@@ -531,13 +520,13 @@ impl Store for SqliteStore {
         .bind(tenant.to_string())
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         let total: i64 = sqlx::query(
             "SELECT COUNT(*) AS n FROM users u WHERE tenant_id = $1 AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id)",
         )
         .bind(tenant.to_string())
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.pool())
         .await?
         .try_get("n")?;
         Ok((
@@ -552,7 +541,7 @@ impl Store for SqliteStore {
         ))
         .bind(tenant.to_string())
         .bind(user_id.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(palm_row).collect()
     }
@@ -562,13 +551,13 @@ impl Store for SqliteStore {
             "SELECT {PALM_COLS} FROM palms WHERE tenant_id = $1"
         ))
         .bind(tenant.to_string())
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(palm_row).collect()
     }
 
     async fn delete_user(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         let rows = sqlx::query(&format!(
             "SELECT {PALM_COLS} FROM palms WHERE tenant_id = $1 AND user_id = $2"
         ))
@@ -592,7 +581,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_palms(&self, feature_ids: &[Uuid]) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         for id in feature_ids {
             sqlx::query("DELETE FROM palms WHERE feature_id = $1")
                 .bind(id.to_string())
@@ -608,7 +597,7 @@ impl Store for SqliteStore {
             "SELECT match_thresholds, match_policy, match_k FROM tenants WHERE id = $1",
         )
         .bind(tenant.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
         let thresholds: Option<String> = row.try_get("match_thresholds")?;
@@ -630,7 +619,7 @@ impl Store for SqliteStore {
             .bind(&s.match_policy)
             .bind(s.k)
             .bind(tenant.to_string())
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(())
     }
@@ -654,7 +643,7 @@ impl Store for SqliteStore {
         .bind(c.created_at)
         .bind(c.expires_at)
         .bind(c.finished_at)
-        .execute(&self.pool)
+        .write(&self.db)
         .await?;
         Ok(())
     }
@@ -665,7 +654,7 @@ impl Store for SqliteStore {
         ))
         .bind(tenant.to_string())
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(challenge_row).transpose()
     }
@@ -687,7 +676,7 @@ impl Store for SqliteStore {
         .bind(&filter.status)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         let total: i64 = sqlx::query(&format!(
             "SELECT COUNT(*) AS n FROM challenges WHERE {cond}"
@@ -695,7 +684,7 @@ impl Store for SqliteStore {
         .bind(tenant.to_string())
         .bind(&filter.kind)
         .bind(&filter.status)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.pool())
         .await?
         .try_get("n")?;
         Ok((
@@ -711,13 +700,13 @@ impl Store for SqliteStore {
         ))
         .bind(device_id.to_string())
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(challenge_row).collect()
     }
 
     async fn complete_enrollment(&self, commit: &EnrollmentCommit, now: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         let done = sqlx::query(
             "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
              WHERE id = $3 AND status = 'pending' AND expires_at > $2",
@@ -757,7 +746,7 @@ impl Store for SqliteStore {
         event: &OutboxEvent,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         let done = sqlx::query(
             "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
              WHERE id = $3 AND status = 'pending' AND expires_at > $2",
@@ -789,7 +778,7 @@ impl Store for SqliteStore {
         .bind(reason)
         .bind(now)
         .bind(id.to_string())
-        .execute(&self.pool)
+        .write(&self.db)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -799,7 +788,7 @@ impl Store for SqliteStore {
             "UPDATE challenges SET status = 'expired', finished_at = expires_at WHERE status = 'pending' AND expires_at <= $1",
         )
         .bind(now)
-        .execute(&self.pool)
+        .write(&self.db)
         .await?;
         Ok(done.rows_affected())
     }
@@ -810,7 +799,7 @@ impl Store for SqliteStore {
              WHERE dispatched_at IS NULL ORDER BY occurred_at, event_id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         rows.iter().map(event_row).collect()
     }
@@ -819,7 +808,7 @@ impl Store for SqliteStore {
         let done = sqlx::query("UPDATE outbox_events SET dispatched_at = $1 WHERE event_id = $2 AND dispatched_at IS NULL")
             .bind(now)
             .bind(event_id)
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -829,7 +818,7 @@ impl Store for SqliteStore {
             "SELECT event_id, tenant_id, event_type, payload, occurred_at, dispatched_at FROM outbox_events WHERE event_id = $1",
         )
         .bind(event_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(event_row).transpose()
     }
@@ -842,7 +831,7 @@ impl Store for SqliteStore {
         now: i64,
         expires_at: i64,
     ) -> StoreResult<IdempotencyStart> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query("DELETE FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2 AND expires_at <= $3")
             .bind(client.to_string())
             .bind(key)
@@ -901,7 +890,7 @@ impl Store for SqliteStore {
             .bind(body)
             .bind(client.to_string())
             .bind(key)
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(())
     }
@@ -910,7 +899,7 @@ impl Store for SqliteStore {
         sqlx::query("DELETE FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2 AND status_code IS NULL")
             .bind(client.to_string())
             .bind(key)
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(())
     }
@@ -918,7 +907,7 @@ impl Store for SqliteStore {
     async fn purge_idempotency(&self, now: i64) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
             .bind(now)
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(done.rows_affected())
     }

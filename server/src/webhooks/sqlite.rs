@@ -1,45 +1,36 @@
 //! [`WebhookStore`] on the service's SQLite database (portable SQL, `$n` placeholders).
 
-use std::str::FromStr as _;
-use std::time::Duration;
+use std::sync::Arc;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
 use uuid::Uuid;
+
+use crate::store::sqlite_db::{SqliteDb, WriteQuery as _};
 
 use super::store::{
     status, Attempt, Delivery, DeliveryNext, StoreError, StoreResult, Subscription,
     SubscriptionNext, WebhookStore,
 };
 
-/// Webhook storage sharing the service's SQLite pool.
+/// Webhook storage on the service's SQLite database (sharing its read pool and writer).
 #[derive(Clone, Debug)]
 pub(crate) struct SqliteWebhookStore {
-    pool: SqlitePool,
+    db: Arc<SqliteDb>,
 }
 
 impl SqliteWebhookStore {
-    /// Storage on this pool (the schema must already be migrated).
+    /// Storage on this database (the schema must already be migrated).
     #[cfg(test)]
-    pub(crate) fn new(pool: SqlitePool) -> SqliteWebhookStore {
-        SqliteWebhookStore { pool }
+    pub(crate) fn new(db: Arc<SqliteDb>) -> SqliteWebhookStore {
+        SqliteWebhookStore { db }
     }
 
-    /// Opens the service database at `url` (already migrated by the service's store) with
-    /// the same durability settings.
+    /// Opens the service database at `url` (already migrated by the service's store).
     pub(crate) async fn open(url: &str) -> StoreResult<SqliteWebhookStore> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(db)?
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        Ok(SqliteWebhookStore { pool })
+        Ok(SqliteWebhookStore {
+            db: SqliteDb::open(url).await?,
+        })
     }
 }
 
@@ -137,7 +128,7 @@ impl WebhookStore for SqliteWebhookStore {
         .bind(hook.failing_since)
         .bind(hook.created_at)
         .bind(hook.updated_at)
-        .execute(&self.pool)
+        .write(&self.db)
         .await
         .map_err(conflict)?;
         Ok(())
@@ -149,7 +140,7 @@ impl WebhookStore for SqliteWebhookStore {
         ))
         .bind(tenant.to_string())
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(hook_row).transpose()
     }
@@ -166,11 +157,11 @@ impl WebhookStore for SqliteWebhookStore {
         .bind(tenant.to_string())
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE tenant_id = $1")
             .bind(tenant.to_string())
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await?;
         Ok((
             rows.iter().map(hook_row).collect::<StoreResult<_>>()?,
@@ -197,14 +188,14 @@ impl WebhookStore for SqliteWebhookStore {
         .bind(hook.updated_at)
         .bind(hook.tenant_id.to_string())
         .bind(hook.id.to_string())
-        .execute(&self.pool)
+        .write(&self.db)
         .await
         .map_err(conflict)?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn delete_webhook(&self, tenant: Uuid, id: Uuid) -> StoreResult<bool> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(id.to_string())
@@ -229,7 +220,7 @@ impl WebhookStore for SqliteWebhookStore {
         // Only tenants with webhooks have events to take; the others' events stay in the
         // outbox untouched. Reads first, so an idle pass takes no write lock.
         let tenants: Vec<String> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM webhooks")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         let mut taken = 0usize;
         for tenant_id in tenants {
@@ -239,12 +230,12 @@ impl WebhookStore for SqliteWebhookStore {
             )
             .bind(&tenant_id)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
             if events.is_empty() {
                 continue;
             }
-            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = self.db.begin().await?;
             let hooks = sqlx::query(
                 "SELECT id, events, created_at FROM webhooks WHERE tenant_id = $1 AND active = 1",
             )
@@ -320,7 +311,7 @@ impl WebhookStore for SqliteWebhookStore {
         .bind(d.created_at)
         .bind(d.updated_at)
         .bind(d.delivered_at)
-        .execute(&self.pool)
+        .write(&self.db)
         .await?;
         Ok(())
     }
@@ -339,12 +330,12 @@ impl WebhookStore for SqliteWebhookStore {
             .bind(status::PENDING)
             .bind(now)
             .bind(1i64)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         if any.is_none() {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         let rows = sqlx::query(DUE)
             .bind(status::PENDING)
             .bind(now)
@@ -380,7 +371,7 @@ impl WebhookStore for SqliteWebhookStore {
         let done = sqlx::query(
             "UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
         )
-        .execute(&self.pool)
+        .write(&self.db)
         .await?;
         Ok(done.rows_affected())
     }
@@ -388,7 +379,7 @@ impl WebhookStore for SqliteWebhookStore {
     async fn release_lease(&self, id: Uuid) -> StoreResult<()> {
         sqlx::query("UPDATE webhook_deliveries SET lease_until = NULL WHERE id = $1")
             .bind(id.to_string())
-            .execute(&self.pool)
+            .write(&self.db)
             .await?;
         Ok(())
     }
@@ -400,7 +391,7 @@ impl WebhookStore for SqliteWebhookStore {
              FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.status = $1 AND w.active = 1",
         )
         .bind(status::PENDING)
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.pool())
         .await?;
         Ok(next)
     }
@@ -411,7 +402,7 @@ impl WebhookStore for SqliteWebhookStore {
         next: &DeliveryNext,
         hook: &SubscriptionNext,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.db.begin().await?;
         sqlx::query(
             "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING",
@@ -487,12 +478,12 @@ impl WebhookStore for SqliteWebhookStore {
         .bind(webhook.to_string())
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
                 .bind(webhook.to_string())
-                .fetch_one(&self.pool)
+                .fetch_one(self.db.pool())
                 .await?;
         Ok((
             rows.iter().map(delivery_row).collect::<StoreResult<_>>()?,
@@ -508,7 +499,7 @@ impl WebhookStore for SqliteWebhookStore {
                  WHERE delivery_id = $1 ORDER BY attempt",
             )
             .bind(id.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
             for row in &rows {
                 out.push(Attempt {
@@ -530,7 +521,7 @@ impl WebhookStore for SqliteWebhookStore {
         ))
         .bind(webhook.to_string())
         .bind(id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(delivery_row).transpose()
     }
@@ -552,7 +543,7 @@ impl WebhookStore for SqliteWebhookStore {
                 .bind(now)
                 .bind(webhook.to_string())
                 .bind(id.to_string())
-                .execute(&self.pool)
+                .write(&self.db)
                 .await?
             }
             None => {
@@ -565,7 +556,7 @@ impl WebhookStore for SqliteWebhookStore {
                 .bind(webhook.to_string())
                 .bind(status::FAILED)
                 .bind(since.unwrap_or(i64::MIN))
-                .execute(&self.pool)
+                .write(&self.db)
                 .await?
             }
         };
@@ -591,7 +582,7 @@ impl SqliteWebhookStore {
         .bind(event_type)
         .bind(payload)
         .bind(chrono::Utc::now().timestamp_micros())
-        .execute(&self.pool)
+        .write(&self.db)
         .await
         .unwrap();
     }

@@ -50,13 +50,9 @@ async fn receiver(answers: Vec<StatusCode>) -> (Arc<Receiver>, String) {
 
 async fn store(dir: &tempfile::TempDir) -> Arc<SqliteWebhookStore> {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .max_connections(4)
-        .connect(&url)
-        .await
-        .unwrap();
-    super::migrate_for_tests(&pool).await;
-    Arc::new(SqliteWebhookStore::new(pool))
+    let db = crate::store::sqlite_db::SqliteDb::open(&url).await.unwrap();
+    super::migrate_for_tests(db.pool()).await;
+    Arc::new(SqliteWebhookStore::new(db))
 }
 
 fn settings() -> WebhookSettings {
