@@ -152,7 +152,8 @@ pub(crate) fn lead_scan_plain(
             }
             let s = scales[g * GROUP_ROWS + lane];
             let hi = ((dot as f32) * test.t + test.w) * s + test.eps;
-            if !(hi < test.thr) {
+            // Not below the threshold, NaN included.
+            if hi.partial_cmp(&test.thr) != Some(std::cmp::Ordering::Less) {
                 mask |= 1 << lane;
             }
         }

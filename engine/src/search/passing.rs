@@ -184,9 +184,8 @@ impl PassingProbe {
             if a + e + self.eps < thresholds[b] {
                 may = false;
             }
-            if !(a - e - self.eps >= thresholds[b]) {
-                sure = false;
-            }
+            let certain = a - e - self.eps >= thresholds[b];
+            sure &= certain;
             approx += a;
             err += e;
         }
@@ -213,6 +212,12 @@ struct Check {
     hi: f32,
 }
 
+/// `x` is not below `y` (true when either is NaN: a NaN bound never drops a row).
+#[inline]
+fn not_below(x: f32, y: f32) -> bool {
+    x.partial_cmp(&y) != Some(std::cmp::Ordering::Less)
+}
+
 /// Rows with bounds on their mean, of which only those that may rank among
 /// the best `k` by exact mean are kept (the quantised scan's argument: a row
 /// whose upper bound is below the k-th best lower bound cannot rank).
@@ -237,7 +242,7 @@ impl Ranked {
         if lower_too {
             self.lower.push(Scored { score: lo, row });
         }
-        if !(hi < self.lower.floor()) {
+        if not_below(hi, self.lower.floor()) {
             self.rows.push((hi, row));
         }
         if self.rows.len() > 4 * self.lower.k() + 256 {
@@ -248,7 +253,7 @@ impl Ranked {
     /// Drops the rows that cannot rank (a NaN bound is kept).
     fn trim(&mut self) {
         let floor = self.lower.floor();
-        self.rows.retain(|(hi, _)| !(*hi < floor));
+        self.rows.retain(|(hi, _)| not_below(*hi, floor));
     }
 
     fn merge(mut self, other: Ranked) -> Ranked {

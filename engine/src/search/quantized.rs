@@ -190,11 +190,12 @@ impl QuantStore {
             .zip(self.lead_scales.par_chunks_mut(GROUP_ROWS))
             .enumerate()
             .for_each(|(g, (lines, lead_scales))| {
-                for lane in 0..GROUP_ROWS.min(rows - g * GROUP_ROWS) {
+                let live = GROUP_ROWS.min(rows - g * GROUP_ROWS);
+                for (lane, scale) in lead_scales.iter_mut().enumerate().take(live) {
                     let row = g * GROUP_ROWS + lane;
                     let at = row * len + LEAD_BLOCK * dim;
                     int_kernels::lead_put(lines, lane, &values[at..at + dim]);
-                    lead_scales[lane] = scales[row * blocks + LEAD_BLOCK];
+                    *scale = scales[row * blocks + LEAD_BLOCK];
                 }
             });
     }
