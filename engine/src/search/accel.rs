@@ -67,7 +67,7 @@ use crate::template::Template;
 /// missed no mate: the quantised scan was 1.37 times faster than the graph at
 /// 20k templates, the graph 1.37 times faster at 100k; the ratio interpolates
 /// to 1 near 45k (see `BENCHMARKS.md`, "1:N at scale"). The passing scan was
-/// 33 times faster than the quantised scan at 100k and 21 times at 1M (not
+/// 33 times faster than the quantised scan at 100k and 23 times at 1M (not
 /// measured below 100k); below this size the quantised scan's exhaustive
 /// exact top-k costs little (about 1.4 ms at 20k), so `Auto` keeps it there.
 pub const AUTO_ANN_MIN_ROWS: usize = 50_000;
