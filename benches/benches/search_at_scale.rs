@@ -1,5 +1,5 @@
-//! 1:N at scale: the f32 scan, the quantised scan, the sign-sketch prefilter
-//! and the graph index on one gallery, in one run.
+//! 1:N at scale: the f32 scan, the quantised scan, the passing scan, the
+//! sign-sketch prefilter and the graph index on one gallery, in one run.
 //!
 //! `cargo bench -p palmlink-benches --bench search_at_scale -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -9,15 +9,21 @@
 //! * `PALMLINK_PEERBENCH_DIR=<dump>`: use the peer benchmark's `gallery.npy`
 //!   instead, so the figures sit beside faiss/hnswlib/usearch on the same bytes;
 //! * `PALMLINK_ANN_SKIP_INDEX=1`: scans only (no graph build), e.g. at 1M;
+//! * `PALMLINK_ANN_TRUTH=quantised`: compute the exact top-10 of the probes
+//!   with the quantised scan (the same result as the f32 scan, proved in
+//!   `quantized.rs`; half the time at 1M);
 //! * `PALMLINK_ANN_REUSE_INDEX=1`: no build; use the index saved by an
 //!   earlier run (loaded at open) to measure searches again.
 //!
 //! Before the timed part it prints (and writes to
 //! `target/bench-data/search_at_scale-<n>.txt`): open, copy-derivation, build,
 //! save and reload times; memory per template; and for every `ef` and sketch
-//! re-score depth the mated-hit rate against exact search and recall@10. The
-//! graph is timed at the smallest `ef` whose misses stay within 0.1% of the
-//! mates exact search finds at rank 1.
+//! re-score depth the mated-hit rate against exact search and recall@10; for
+//! the passing scan also the mates that pass the decision (default settings)
+//! and any passing row of the exact top-10 it failed to return; and the
+//! single-query latency percentiles (p50, p99, max) of the scans, each query
+//! timed alone. The graph is timed at the smallest `ef` whose misses stay
+//! within 0.1% of the mates exact search finds at rank 1.
 
 // criterion_group! generates public functions without docs.
 #![allow(missing_docs)]
@@ -30,7 +36,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use palmlink_benches::{data_dir, ids, read_npy_f32, synthetic_templates};
 use palmlink_engine::{
-    Gallery, IndexPolicy, Layout, MatchSettings, RowId, SearchQuery, Strategy, Template,
+    Candidate, Gallery, IndexPolicy, Layout, MatchSettings, RowId, SearchQuery, Strategy, Template,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -136,13 +142,20 @@ struct Accuracy {
     exact_found: usize,
     missed: usize,
     recall10: f64,
+    /// Mates exact search finds at rank 1 that pass the decision.
+    passing_found: usize,
+    /// Of those, not at the strategy's rank 1.
+    passing_missed: usize,
+    /// Passing rows of the exact top-10 (all probes) the strategy did not
+    /// return, or returned in another order.
+    passing_lost: usize,
 }
 
 fn accuracy(
     g: &Gallery,
     genuine: &[(Template, u64)],
     impostors: &[Template],
-    exact: &[Vec<u64>],
+    exact: &[Vec<Candidate>],
     strategy: Strategy,
 ) -> Accuracy {
     let q = SearchQuery::new(10, MatchSettings::default_for(Layout::DEFAULT));
@@ -151,25 +164,35 @@ fn accuracy(
         .map(|(t, _)| t)
         .chain(impostors.iter())
         .collect();
-    let found: Vec<Vec<u64>> = all
+    let found: Vec<Vec<Candidate>> = all
         .par_iter()
-        .map(|p| {
-            g.search_with(p, &q, strategy)
-                .expect("search")
-                .candidates
-                .iter()
-                .map(|c| c.row.0)
-                .collect()
-        })
+        .map(|p| g.search_with(p, &q, strategy).expect("search").candidates)
         .collect();
     let (mut exact_found, mut missed, mut overlap) = (0, 0, 0);
-    for (i, (rows, truth)) in found.iter().zip(exact).enumerate() {
-        overlap += truth.iter().filter(|r| rows.contains(r)).count();
+    let (mut passing_found, mut passing_missed, mut passing_lost) = (0, 0, 0);
+    for (i, (got, truth)) in found.iter().zip(exact).enumerate() {
+        let rows: Vec<u64> = got.iter().map(|c| c.row.0).collect();
+        overlap += truth.iter().filter(|c| rows.contains(&c.row.0)).count();
+        // The exact top-10's passing rows must lead the strategy's passing rows.
+        let want: Vec<&Candidate> = truth.iter().filter(|c| c.comparison.matched).collect();
+        let have: Vec<&Candidate> = got.iter().filter(|c| c.comparison.matched).collect();
+        passing_lost += want
+            .iter()
+            .enumerate()
+            .filter(|(j, c)| have.get(*j) != Some(*c))
+            .count();
         if let Some((_, mate)) = genuine.get(i) {
-            if truth.first() == Some(mate) {
+            if truth.first().map(|c| c.row.0) == Some(*mate) {
                 exact_found += 1;
-                if rows.first() != Some(mate) {
+                let hit = rows.first() == Some(mate);
+                if !hit {
                     missed += 1;
+                }
+                if truth[0].comparison.matched {
+                    passing_found += 1;
+                    if !hit {
+                        passing_missed += 1;
+                    }
                 }
             }
         }
@@ -178,7 +201,26 @@ fn accuracy(
         exact_found,
         missed,
         recall10: overlap as f64 / (exact.len() * 10) as f64,
+        passing_found,
+        passing_missed,
+        passing_lost,
     }
+}
+
+/// Single-query latency percentiles (p50, p99, max) in ms, each of `probes`
+/// timed alone.
+fn latency(g: &Gallery, probes: &[Template], q: &SearchQuery, strategy: Strategy) -> [f64; 3] {
+    let mut ms: Vec<f64> = probes
+        .iter()
+        .map(|p| {
+            let t = Instant::now();
+            black_box(g.search_with(p, q, strategy).expect("search"));
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |f: f64| ms[((ms.len() as f64 * f).ceil() as usize).clamp(1, ms.len()) - 1];
+    [at(0.5), at(0.99), at(1.0)]
 }
 
 fn search_at_scale(c: &mut Criterion) {
@@ -208,26 +250,63 @@ fn search_at_scale(c: &mut Criterion) {
     say!("gallery: {n} templates at {}", dir.display());
     say!("open: {open_s:.3} s; quantised copy derived {derive_s:.3} s after open");
     say!(
-        "memory per template: f32 rows {} B (mapped), quantised copy {} B (i8 values, scales, sketch)",
+        "memory per template: f32 rows {} B (mapped), quantised copy {} B (i8 values, scales, sketch, lead block)",
         palmlink_engine::storage::format::row_stride(Layout::DEFAULT),
         g.quantised_bytes() / n
     );
 
     let (genuine, impostors) = probes(&g, n);
     let q = SearchQuery::new(10, MatchSettings::default_for(Layout::DEFAULT));
-    let exact: Vec<Vec<u64>> = genuine
+    let t = Instant::now();
+    let (truth, truth_label) =
+        if std::env::var("PALMLINK_ANN_TRUTH").is_ok_and(|v| v == "quantised") {
+            (Strategy::QuantisedScan, "quantised scan")
+        } else {
+            (Strategy::F32Scan, "f32 scan")
+        };
+    let exact: Vec<Vec<Candidate>> = genuine
         .iter()
         .map(|(t, _)| t)
         .chain(impostors.iter())
-        .map(|p| {
-            g.search_with(p, &q, Strategy::F32Scan)
-                .expect("search")
-                .candidates
-                .iter()
-                .map(|c| c.row.0)
-                .collect()
-        })
+        .map(|p| g.search_with(p, &q, truth).expect("search").candidates)
         .collect();
+    say!(
+        "exact top-10 of {} probes ({truth_label}): {:.1} s",
+        exact.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let a = accuracy(&g, &genuine, &impostors, &exact, Strategy::PassingScan);
+    say!(
+        "passing scan: mates missed {} of {} exact finds; passing mates missed {} of {}; \
+         passing rows of the exact top-10 lost {}; recall@10 {:.3}",
+        a.missed,
+        a.exact_found,
+        a.passing_missed,
+        a.passing_found,
+        a.passing_lost,
+        a.recall10
+    );
+    assert_eq!(a.passing_lost, 0, "the passing scan lost a passing row");
+    {
+        let all: Vec<Template> = genuine
+            .iter()
+            .map(|(t, _)| t.clone())
+            .chain(impostors.iter().cloned())
+            .collect();
+        // The scans over the whole gallery take long at 1M: fewer probes.
+        let few = if n > 200_000 { 100 } else { all.len() };
+        for (label, strategy, m) in [
+            ("f32 scan", Strategy::F32Scan, few),
+            ("quantised scan", Strategy::QuantisedScan, few),
+            ("passing scan", Strategy::PassingScan, all.len()),
+        ] {
+            let [p50, p99, max] = latency(&g, &all[..m], &q, strategy);
+            say!(
+                "latency, {label}, {m} single queries: p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms"
+            );
+        }
+    }
 
     for depth in SKETCH_DEPTHS {
         let a = accuracy(
@@ -238,10 +317,12 @@ fn search_at_scale(c: &mut Criterion) {
             Strategy::SketchPrefilter { rescore: depth },
         );
         say!(
-            "sketch prefilter, re-score {depth}: mates missed {} of {} exact finds; recall@10 {:.3}",
+            "sketch prefilter, re-score {depth}: mates missed {} of {} exact finds; recall@10 {:.3}; \
+             passing rows of the exact top-10 lost {}",
             a.missed,
             a.exact_found,
-            a.recall10
+            a.recall10,
+            a.passing_lost
         );
     }
 
@@ -283,17 +364,28 @@ fn search_at_scale(c: &mut Criterion) {
     } else {
         drop(g);
     }
-    let g = Gallery::open(&dir).expect("reopen");
+    // Scans only: no index build in the background while the scans are timed.
+    let g = if skip_index {
+        Gallery::open_with(&dir, manual())
+    } else {
+        Gallery::open(&dir)
+    }
+    .expect("reopen");
+    // Time the scans on the full compact copy, not on rows still scanned in f32.
+    while g.quantised_rows() < g.row_count() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     if !skip_index {
         assert!(g.wait_for_index(Duration::from_secs(3600)));
         for ef in EFS {
             let a = accuracy(&g, &genuine, &impostors, &exact, Strategy::Hnsw { ef });
             let ok = a.missed <= a.exact_found / 1000;
             say!(
-                "graph ef {ef}: mates missed {} of {} exact finds; recall@10 {:.3}{}",
+                "graph ef {ef}: mates missed {} of {} exact finds; recall@10 {:.3}; passing rows lost {}{}",
                 a.missed,
                 a.exact_found,
                 a.recall10,
+                a.passing_lost,
                 if ok && chosen_ef.is_none() {
                     "  <- smallest ef within 0.1%"
                 } else {
@@ -322,6 +414,7 @@ fn search_at_scale(c: &mut Criterion) {
     let mut strategies = vec![
         ("f32_scan".to_string(), Strategy::F32Scan),
         ("quantised_scan".to_string(), Strategy::QuantisedScan),
+        ("passing_scan".to_string(), Strategy::PassingScan),
         (
             "sketch_prefilter_256".to_string(),
             Strategy::SketchPrefilter { rescore: 256 },
@@ -339,10 +432,23 @@ fn search_at_scale(c: &mut Criterion) {
             })
         });
     }
+    // Queries/s with both cores answering single queries concurrently.
+    let batch = &all[..64];
+    group.throughput(Throughput::Elements(batch.len() as u64));
+    group.bench_function("passing_scan_64_concurrent", |b| {
+        b.iter(|| {
+            batch
+                .par_iter()
+                .map(|p| {
+                    g.search_with(p, &q, Strategy::PassingScan)
+                        .expect("search")
+                        .candidates
+                        .len()
+                })
+                .sum::<usize>()
+        })
+    });
     if let Some(ef) = chosen_ef {
-        // Queries/s with both cores answering single queries concurrently.
-        let batch = &all[..64];
-        group.throughput(Throughput::Elements(batch.len() as u64));
         group.bench_function(format!("hnsw_ef{ef}_64_concurrent"), |b| {
             b.iter(|| {
                 batch

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palmlink_engine::{
-    Gallery, IndexOrigin, IndexPolicy, Layout, MatchSettings, PalmSide, RecordIds, SearchFilter,
-    SearchMode, SearchQuery, Strategy, Template,
+    Gallery, IndexOrigin, IndexPolicy, Layout, MatchPolicy, MatchSettings, PalmSide, RecordIds,
+    SearchFilter, SearchMode, SearchQuery, Strategy, Template,
 };
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -85,6 +85,17 @@ fn manual() -> IndexPolicy {
 
 fn query(top_k: usize, layout: Layout) -> SearchQuery {
     SearchQuery::new(top_k, MatchSettings::default_for(layout))
+}
+
+/// A query under the `mean` policy, which the passing scan cannot serve, so
+/// that [`SearchMode::Ann`] runs the graph index.
+fn graph_query(top_k: usize) -> SearchQuery {
+    let settings = MatchSettings::new(
+        MatchSettings::DEFAULT_THRESHOLDS.to_vec(),
+        MatchPolicy::Mean,
+    )
+    .unwrap();
+    SearchQuery::new(top_k, settings)
 }
 
 fn rows(out: &palmlink_engine::SearchOutcome) -> Vec<u64> {
@@ -221,7 +232,7 @@ fn ann_mated_hit_rate_is_within_budget() {
     let info = g.rebuild_index().unwrap();
     assert_eq!(info.points, n);
     let mut rng = StdRng::seed_from_u64(12);
-    let mut q = query(10, Layout::DEFAULT);
+    let mut q = graph_query(10);
     let (mut exact_found, mut ann_missed, mut overlap) = (0usize, 0usize, 0usize);
     for i in 0..probes {
         let (probe, mate) = if i % 2 == 0 {
@@ -292,13 +303,16 @@ fn deleted_templates_are_never_returned() {
             Strategy::QuantisedScan,
             Strategy::SketchPrefilter { rescore: 200 },
             Strategy::Hnsw { ef: 64 },
+            Strategy::PassingScan,
         ] {
             let out = g.search_with(&probe, &q, s).unwrap();
             assert!(
                 out.candidates.iter().all(|c| !deleted.contains(&c.row.0)),
                 "{s:?} returned a deleted row"
             );
-            assert_eq!(out.candidates.len(), 20);
+            if s != Strategy::PassingScan {
+                assert_eq!(out.candidates.len(), 20);
+            }
         }
     }
     assert!(!g.rebuild_index_if_needed(0.5).unwrap());
@@ -327,7 +341,7 @@ fn reload_outlives_the_loader_and_gives_the_same_answers() {
             }
         })
         .collect();
-    let mut q = query(10, Layout::DEFAULT);
+    let mut q = graph_query(10);
     q.mode = SearchMode::Ann;
     let before: Vec<Vec<u64>> = probes
         .iter()
@@ -366,7 +380,7 @@ fn assert_rebuilt(dir: &std::path::Path, templates: &[Template]) {
     let info = g.index_info();
     assert_eq!(info.origin, Some(IndexOrigin::Built), "{info:?}");
     assert!(info.refused.is_some());
-    let mut q = query(1, Layout::DEFAULT);
+    let mut q = graph_query(1);
     q.mode = SearchMode::Ann;
     let mut rng = StdRng::seed_from_u64(5);
     for _ in 0..20 {
@@ -433,7 +447,7 @@ fn rows_added_after_a_save_are_found() {
         g.insert(ids((n + i) as u64), &t).unwrap();
         templates.push(t);
     }
-    let mut q = query(1, Layout::DEFAULT);
+    let mut q = graph_query(1);
     q.mode = SearchMode::Ann;
     for (r, t) in templates.iter().enumerate().skip(n) {
         let out = g.search(&genuine(&mut rng, t), &q).unwrap();
@@ -471,15 +485,15 @@ fn enrolls_while_identifying() {
             let (g, templates, done) = (g.clone(), templates.clone(), done.clone());
             std::thread::spawn(move || {
                 let mut rng = StdRng::seed_from_u64(80 + k);
-                let mut q = query(5, Layout::DEFAULT);
+                let mut q = graph_query(5);
                 let mut searches = 0;
                 while !done.load(Ordering::SeqCst) || searches < 20 {
                     let mate = rng.random_range(0..n);
                     let probe = genuine(&mut rng, &templates[mate]);
-                    q.mode = if searches % 2 == 0 {
-                        SearchMode::Ann
-                    } else {
-                        SearchMode::Exact
+                    (q.mode, q.settings) = match searches % 3 {
+                        0 => (SearchMode::Ann, graph_query(5).settings),
+                        1 => (SearchMode::Ann, query(5, Layout::DEFAULT).settings),
+                        _ => (SearchMode::Exact, graph_query(5).settings),
                     };
                     let out = g.search(&probe, &q).unwrap();
                     assert_eq!(out.candidates[0].row.0, mate as u64);
@@ -502,7 +516,7 @@ fn enrolls_while_identifying() {
     for r in readers {
         assert!(r.join().unwrap() >= 20);
     }
-    let mut q = query(1, Layout::DEFAULT);
+    let mut q = graph_query(1);
     q.mode = SearchMode::Ann;
     for (i, t) in new.iter().enumerate() {
         let out = g.search(&genuine(&mut rng, t), &q).unwrap();
@@ -512,8 +526,10 @@ fn enrolls_while_identifying() {
     assert_eq!(g.index_info().rows, (n + 300) as u64);
 }
 
-/// `Auto` runs exact below the policy's size and the index above it, and the
-/// outcome says which ran; `Ann` without an index runs exact and starts a build.
+/// `Auto` runs exact below the policy's size and, above it, the passing scan
+/// (or the index, for a policy the passing scan cannot serve), and the outcome
+/// says which ran; `Ann` runs the passing scan without any index, and for
+/// other policies without an index runs exact and starts a build.
 #[test]
 fn auto_mode_reports_what_ran() {
     let dir = tempfile::tempdir().unwrap();
@@ -525,14 +541,22 @@ fn auto_mode_reports_what_ran() {
     let (g, templates) = gallery(dir.path(), 400, 91, Layout::DEFAULT, policy);
     let mut rng = StdRng::seed_from_u64(92);
     let probe = genuine(&mut rng, &templates[3]);
-    let mut q = query(3, Layout::DEFAULT);
+    let mut passing = query(3, Layout::DEFAULT);
+    passing.mode = SearchMode::Ann;
+    let out = g.search(&probe, &passing).unwrap();
+    assert_eq!(out.mode, SearchMode::Ann, "the passing scan needs no index");
+    assert_eq!(out.candidates[0].row.0, 3);
+    assert_eq!(g.index_info().state, palmlink_engine::IndexState::Absent);
+    let mut q = graph_query(3);
     q.mode = SearchMode::Ann;
     let out = g.search(&probe, &q).unwrap();
     assert_eq!(out.mode, SearchMode::Exact, "no index yet");
     assert!(g.wait_for_index(Duration::from_secs(120)));
     assert_eq!(g.search(&probe, &q).unwrap().mode, SearchMode::Ann);
     q.mode = SearchMode::Auto;
+    passing.mode = SearchMode::Auto;
     assert_eq!(g.search(&probe, &q).unwrap().mode, SearchMode::Exact);
+    assert_eq!(g.search(&probe, &passing).unwrap().mode, SearchMode::Exact);
     let more: Vec<Template> = (0..200)
         .map(|_| identity(&mut rng, Layout::DEFAULT))
         .collect();
@@ -545,8 +569,13 @@ fn auto_mode_reports_what_ran() {
     let out = g.search(&probe, &q).unwrap();
     assert_eq!(out.mode, SearchMode::Ann);
     assert_eq!(out.candidates[0].row.0, 3);
+    let out = g.search(&probe, &passing).unwrap();
+    assert_eq!(out.mode, SearchMode::Ann);
+    assert_eq!(out.candidates[0].row.0, 3);
     q.filter.user_key = Some(ids(3).user_key);
+    passing.filter.user_key = Some(ids(3).user_key);
     assert_eq!(g.search(&probe, &q).unwrap().mode, SearchMode::Exact);
+    assert_eq!(g.search(&probe, &passing).unwrap().mode, SearchMode::Exact);
 }
 
 fn flip(path: &std::path::Path, at: usize) {

@@ -6,15 +6,27 @@
 //! * [`Strategy::QuantisedScan`]: what [`SearchMode::Exact`] runs. Scans the
 //!   i8 copy and re-scores in f32; returns exactly what the f32 scan returns
 //!   (see the guarantee in `quantized.rs`), reading a quarter of the bytes.
-//! * [`Strategy::Hnsw`]: what [`SearchMode::Ann`] runs. The graph proposes
+//! * [`Strategy::PassingScan`]: what [`SearchMode::Ann`] runs when the
+//!   query's policy requires every block to pass (`all_thresholds`, or
+//!   `k_of_n` with `k` equal to the number of blocks). Reads one block per
+//!   row (68 B), prunes every row that provably fails that block's threshold,
+//!   and re-scores the survivors in f32: it returns every template whose exact
+//!   scores pass, up to `top_k`, in exact order, with the f32 scan's scores;
+//!   other candidates only where fewer pass (see the guarantee in
+//!   `passing.rs`). Reported as [`SearchMode::Ann`], since its list beyond
+//!   the passing rows is not the exact top-k.
+//! * [`Strategy::Hnsw`]: what [`SearchMode::Ann`] runs for the other policies
+//!   (`mean`, `k_of_n` with fewer blocks). The graph proposes
 //!   `max(ef, top_k)` rows, plus the graph's orphans and the rows not yet in
 //!   the graph; all are re-scored in f32 and the exact scores rank them.
 //! * [`Strategy::F32Scan`] and [`Strategy::SketchPrefilter`]: the plain scan
 //!   and the 1-bit sign-sketch prefilter, for comparison (benches, tests).
 //!
-//! [`SearchMode::Auto`] runs the graph when the gallery holds at least
-//! [`IndexPolicy::auto_ann_min_rows`] live rows (default [`AUTO_ANN_MIN_ROWS`]), the index is ready and the query is not
-//! restricted to one user; otherwise the quantised scan.
+//! [`SearchMode::Auto`] runs an approximate strategy when the gallery holds
+//! at least [`IndexPolicy::auto_ann_min_rows`] live rows (default
+//! [`AUTO_ANN_MIN_ROWS`]) and the query is not restricted to one user: the
+//! passing scan when the policy allows it, else the graph if its index is
+//! ready; otherwise the quantised scan.
 //!
 //! # Concurrency
 //!
@@ -28,8 +40,9 @@
 //! At open, when index files exist or the gallery holds at least
 //! [`IndexPolicy::build_min_rows`] live rows, a background thread loads the
 //! saved index or, if it is missing, stale or damaged, rebuilds it in
-//! parallel from the gallery and saves it. Until it is ready, searches run
-//! the quantised scan and report [`SearchMode::Exact`]. Deletions are
+//! parallel from the gallery and saves it. Until it is ready, searches that
+//! would run the graph run the quantised scan and report
+//! [`SearchMode::Exact`]. The passing scan needs no index. Deletions are
 //! filtered at once; [`Gallery::rebuild_index_if_needed`] rebuilds when
 //! tombstones pile up.
 
@@ -40,6 +53,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ann::{AnnIndex, AnnParams, IndexOrigin};
+use super::passing;
 use super::quantized::{self, QuantStore};
 use super::{exact, Candidate, SearchMode, SearchOutcome, SearchQuery};
 use crate::error::GalleryError;
@@ -48,11 +62,14 @@ use crate::storage::gallery::Snapshot;
 use crate::storage::Gallery;
 use crate::template::Template;
 
-/// Live rows from which [`SearchMode::Auto`] uses the graph index. Measured
-/// on isotropic data at the smallest `ef` that missed no mate: the quantised
-/// scan was 1.37 times faster than the graph at 20k templates, the graph 1.37
-/// times faster at 100k; the ratio interpolates to 1 near 45k (see
-/// `BENCHMARKS.md`, "1:N at scale"). Below it the guaranteed scan is faster.
+/// Live rows from which [`SearchMode::Auto`] uses an approximate strategy.
+/// For the graph index, measured on isotropic data at the smallest `ef` that
+/// missed no mate: the quantised scan was 1.37 times faster than the graph at
+/// 20k templates, the graph 1.37 times faster at 100k; the ratio interpolates
+/// to 1 near 45k (see `BENCHMARKS.md`, "1:N at scale"). The passing scan was
+/// 33 times faster than the quantised scan at 100k and 23 times at 1M (not
+/// measured below 100k); below this size the quantised scan's exhaustive
+/// exact top-k costs little (about 1.4 ms at 20k), so `Auto` keeps it there.
 pub const AUTO_ANN_MIN_ROWS: usize = 50_000;
 
 /// A concrete search strategy (see the module docs).
@@ -69,6 +86,12 @@ pub enum Strategy {
         /// Rows re-scored in f32.
         rescore: usize,
     },
+    /// One block per row scanned from the block-major i8 array, rows that
+    /// provably fail its threshold pruned, survivors checked on every block
+    /// and re-scored in f32: every passing row, up to `top_k`, in exact order;
+    /// other candidates best effort. Serves `all_thresholds` and `k_of_n`
+    /// with `k` = blocks; for other policies it runs `QuantisedScan`.
+    PassingScan,
     /// The graph index with this `ef`, proposals re-scored in f32
     /// (approximate). Falls back to `QuantisedScan` while no index is ready.
     Hnsw {
@@ -84,11 +107,12 @@ pub struct IndexPolicy {
     pub at_open: bool,
     /// Without saved index files, build at open only from this many live rows
     /// (below it, [`SearchMode::Auto`] does not use the index; an
-    /// [`SearchMode::Ann`] search starts a build on demand).
+    /// [`SearchMode::Ann`] search that runs the graph starts a build on demand).
     pub build_min_rows: usize,
     /// Graph parameters for builds.
     pub params: AnnParams,
-    /// Live rows from which [`SearchMode::Auto`] uses a ready index.
+    /// Live rows from which [`SearchMode::Auto`] uses the passing scan, or a
+    /// ready index for policies the passing scan cannot serve.
     pub auto_ann_min_rows: usize,
 }
 
@@ -375,6 +399,16 @@ impl Gallery {
                     SearchMode::Exact,
                 )
             }
+            Strategy::PassingScan => {
+                if !passing::serves(&query.settings) {
+                    return self.search_with(probe, query, Strategy::QuantisedScan);
+                }
+                let store = accel.quant.read().unwrap_or_else(|p| p.into_inner());
+                (
+                    passing::search(self, &snap, &store, probe, query),
+                    SearchMode::Ann,
+                )
+            }
             Strategy::SketchPrefilter { rescore } => {
                 let store = accel.quant.read().unwrap_or_else(|p| p.into_inner());
                 (
@@ -415,20 +449,25 @@ impl Gallery {
 
     /// The strategy a query's mode selects (see the module docs).
     pub(crate) fn strategy_for(&self, query: &SearchQuery) -> Strategy {
-        let ann = Strategy::Hnsw {
-            ef: self.accel().ann.params().ef_search,
+        let ann = if passing::serves(&query.settings) {
+            Strategy::PassingScan
+        } else {
+            Strategy::Hnsw {
+                ef: self.accel().ann.params().ef_search,
+            }
         };
         match query.mode {
             SearchMode::Exact => Strategy::QuantisedScan,
             SearchMode::Ann => ann,
             SearchMode::Auto => {
-                let ready = self
-                    .accel()
-                    .ann
-                    .index
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_some();
+                let ready = ann == Strategy::PassingScan
+                    || self
+                        .accel()
+                        .ann
+                        .index
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_some();
                 if ready
                     && self.live_count() >= self.accel().ann.auto_ann_min_rows
                     && query.filter.user_key.is_none()
@@ -585,7 +624,8 @@ impl Gallery {
             .rows() as u64
     }
 
-    /// Heap bytes held by the quantised copy (i8 values, scales, sketches).
+    /// Heap bytes held by the quantised copy (i8 values, scales, sketches, and
+    /// the lead block's values and scales again, block-major).
     pub fn quantised_bytes(&self) -> usize {
         self.accel()
             .quant

@@ -6,10 +6,162 @@
 //! * [`block_dots_i8_i16`]: per-block dot products of an i8 gallery row and an
 //!   i16 probe, exact in i32 (the quantised scan);
 //! * [`dot_i8`]: the dot product of two i8 keys, exact in i64 (the graph index);
-//! * [`hamming`]: the Hamming distance of two bit sketches (the sign prefilter).
+//! * [`hamming`]: the Hamming distance of two bit sketches (the sign prefilter);
+//! * [`lead_scan`]: one block of 16 rows at a time from the interleaved
+//!   lead-block array, with the pruning test of the passing scan applied to
+//!   the 16 results at once (AVX-512 VNNI).
 //!
 //! Integer arithmetic is exact, so the fast and the plain versions must agree
 //! bit for bit; the tests below check that on random inputs.
+
+/// Rows per group of the interleaved lead-block array.
+pub(crate) const GROUP_ROWS: usize = 16;
+
+/// Largest magnitude of a quantised probe value in the lead-block scan (the
+/// magnitude is an unsigned byte; the sign is applied to the gallery value).
+pub(crate) const LEAD_PROBE_MAX: i32 = 255;
+
+/// 64 bytes, 64-byte aligned: the unit of the interleaved lead-block array.
+///
+/// A group of [`GROUP_ROWS`] rows takes `lead_lines(dim)` lines; line `j`
+/// holds values `4j..4j + 4` of the lead block of each of the 16 rows (row
+/// `l` of the group at bytes `4l..4l + 4`), zero past `dim`. One VNNI
+/// instruction then adds four products to each of the 16 rows' sums, and no
+/// horizontal sum is needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub(crate) struct Line(pub(crate) [i8; 64]);
+
+impl Line {
+    /// A line of zeros.
+    pub(crate) const ZERO: Line = Line([0; 64]);
+}
+
+/// Lines per group for blocks of `dim` values.
+pub(crate) fn lead_lines(dim: usize) -> usize {
+    dim.div_ceil(4)
+}
+
+/// Writes the `dim` values of one row's lead block into lane `lane` of a group.
+pub(crate) fn lead_put(group: &mut [Line], lane: usize, values: &[i8]) {
+    assert!(lane < GROUP_ROWS && group.len() == lead_lines(values.len()));
+    for (j, four) in values.chunks(4).enumerate() {
+        group[j].0[4 * lane..4 * lane + four.len()].copy_from_slice(four);
+    }
+}
+
+/// The probe's lead block prepared for [`lead_scan`]: `r_i` in
+/// `-LEAD_PROBE_MAX..=LEAD_PROBE_MAX`, split into magnitudes (four per line,
+/// as one broadcast word) and a per-line mask of the lanes' bytes to negate.
+pub(crate) struct LeadProbe {
+    /// Per line: the magnitudes `|r_i|` of its four values, little-endian.
+    abs: Vec<u32>,
+    /// Per line: bit `4l + k` set when value `4j + k` of the probe is negative
+    /// (the same 4-bit pattern for all 16 lanes).
+    neg: Vec<u64>,
+    /// The signed values, for the plain version.
+    signed: Vec<i32>,
+}
+
+impl LeadProbe {
+    /// From the quantised probe values (each in `-LEAD_PROBE_MAX..=LEAD_PROBE_MAX`).
+    pub(crate) fn new(r: &[i32]) -> LeadProbe {
+        let lines = lead_lines(r.len());
+        let mut signed = vec![0i32; lines * 4];
+        signed[..r.len()].copy_from_slice(r);
+        let mut abs = vec![0u32; lines];
+        let mut neg = vec![0u64; lines];
+        for (j, four) in signed.chunks_exact(4).enumerate() {
+            let mut pattern = 0u64;
+            for (k, &v) in four.iter().enumerate() {
+                assert!(v.abs() <= LEAD_PROBE_MAX, "lead probe value out of range");
+                abs[j] |= v.unsigned_abs() << (8 * k);
+                if v < 0 {
+                    pattern |= 1 << k;
+                }
+            }
+            neg[j] = (0..GROUP_ROWS).fold(0, |m, l| m | pattern << (4 * l));
+        }
+        LeadProbe { abs, neg, signed }
+    }
+}
+
+/// The pruning test of one row: it survives when
+/// `((dot · t + w) · s + eps) >= thr`, or when that is NaN (see `passing.rs`).
+/// Evaluated with the same f32 operations, in the same order, in both versions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LeadTest {
+    /// The probe scale.
+    pub(crate) t: f32,
+    /// The bound's weight `w`.
+    pub(crate) w: f32,
+    /// The rounding allowance.
+    pub(crate) eps: f32,
+    /// The lead block's threshold.
+    pub(crate) thr: f32,
+}
+
+/// Scans groups `groups` of the interleaved array `lines` (with 16 scales per
+/// group in `scales`): for every group with a surviving row, pushes the
+/// group and the mask of its surviving lanes onto `out`. Lanes past the
+/// last row have scale 0 and are masked by the caller.
+#[inline]
+pub(crate) fn lead_scan(
+    lines: &[Line],
+    scales: &[f32],
+    probe: &LeadProbe,
+    test: LeadTest,
+    groups: std::ops::Range<usize>,
+    out: &mut Vec<(usize, u16)>,
+) {
+    let per = probe.abs.len();
+    assert!(
+        groups.end * per <= lines.len() && groups.end * GROUP_ROWS <= scales.len(),
+        "lead_scan: groups {groups:?} out of range"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if avx512vnni() {
+        // SAFETY: AVX-512F, AVX-512BW and AVX-512 VNNI were detected at run
+        // time; the assert above guarantees that every group read (its `per`
+        // lines and 16 scales) is within `lines` and `scales`.
+        unsafe { x86::lead_scan(lines, scales, probe, test, groups, out) };
+        return;
+    }
+    lead_scan_plain(lines, scales, probe, test, groups, out);
+}
+
+/// The plain version of [`lead_scan`].
+pub(crate) fn lead_scan_plain(
+    lines: &[Line],
+    scales: &[f32],
+    probe: &LeadProbe,
+    test: LeadTest,
+    groups: std::ops::Range<usize>,
+    out: &mut Vec<(usize, u16)>,
+) {
+    let per = probe.abs.len();
+    for g in groups {
+        let group = &lines[g * per..(g + 1) * per];
+        let mut mask = 0u16;
+        for lane in 0..GROUP_ROWS {
+            let mut dot = 0i32;
+            for (j, line) in group.iter().enumerate() {
+                for k in 0..4 {
+                    dot += probe.signed[4 * j + k] * i32::from(line.0[4 * lane + k]);
+                }
+            }
+            let s = scales[g * GROUP_ROWS + lane];
+            let hi = ((dot as f32) * test.t + test.w) * s + test.eps;
+            // Not below the threshold, NaN included.
+            if hi.partial_cmp(&test.thr) != Some(std::cmp::Ordering::Less) {
+                mask |= 1 << lane;
+            }
+        }
+        if mask != 0 {
+            out.push((g, mask));
+        }
+    }
+}
 
 /// Largest magnitude of a quantised probe value for blocks of `dim` values:
 /// small enough that a block's i8 x i16 dot product cannot overflow i32
@@ -104,6 +256,12 @@ fn avx512bw() -> bool {
 
 #[cfg(target_arch = "x86_64")]
 #[inline]
+fn avx512vnni() -> bool {
+    avx512bw() && std::arch::is_x86_feature_detected!("avx512vnni")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline]
 fn popcnt() -> bool {
     std::arch::is_x86_feature_detected!("popcnt")
 }
@@ -111,10 +269,68 @@ fn popcnt() -> bool {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{
-        __m256i, __m512i, _mm256_loadu_si256, _mm512_add_epi32, _mm512_cvtepi8_epi16,
-        _mm512_loadu_si512, _mm512_madd_epi16, _mm512_reduce_add_epi32, _mm512_setzero_si512,
-        _mm512_storeu_si512,
+        __m256i, __m512i, _mm256_loadu_si256, _mm512_add_epi32, _mm512_add_ps, _mm512_cmp_ps_mask,
+        _mm512_cvtepi32_ps, _mm512_cvtepi8_epi16, _mm512_dpbusd_epi32, _mm512_load_si512,
+        _mm512_loadu_ps, _mm512_loadu_si512, _mm512_madd_epi16, _mm512_mask_sub_epi8,
+        _mm512_mul_ps, _mm512_reduce_add_epi32, _mm512_set1_epi32, _mm512_set1_ps,
+        _mm512_setzero_si512, _mm512_storeu_si512, _CMP_NLT_UQ,
     };
+
+    use super::{LeadProbe, LeadTest, Line, GROUP_ROWS};
+
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI; every group
+    /// in `groups` must lie within `lines` (`probe.abs.len()` lines per group)
+    /// and `scales` (16 per group).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn lead_scan(
+        lines: &[Line],
+        scales: &[f32],
+        probe: &LeadProbe,
+        test: LeadTest,
+        groups: std::ops::Range<usize>,
+        out: &mut Vec<(usize, u16)>,
+    ) {
+        let per = probe.abs.len();
+        let zero = _mm512_setzero_si512();
+        let (t, w, eps, thr) = (
+            _mm512_set1_ps(test.t),
+            _mm512_set1_ps(test.w),
+            _mm512_set1_ps(test.eps),
+            _mm512_set1_ps(test.thr),
+        );
+        for g in groups {
+            let base = lines.as_ptr().wrapping_add(g * per);
+            let mut acc = [zero, zero];
+            for j in 0..per {
+                // SAFETY: line g * per + j is within `lines` (caller's
+                // contract); `Line` is 64-byte aligned, as the aligned load
+                // requires.
+                let d = unsafe { _mm512_load_si512(base.add(j).cast::<__m512i>()) };
+                // Lanes whose probe value is negative take the gallery value
+                // negated (gallery values are in -127..=127, so no overflow),
+                // and the magnitudes of the probe are unsigned bytes.
+                let d = _mm512_mask_sub_epi8(d, probe.neg[j], zero, d);
+                let p = _mm512_set1_epi32(probe.abs[j] as i32);
+                acc[j & 1] = _mm512_dpbusd_epi32(acc[j & 1], p, d);
+            }
+            let dot = _mm512_add_epi32(acc[0], acc[1]);
+            // SAFETY: scales g * 16 .. g * 16 + 16 are within `scales`
+            // (caller's contract); the load is unaligned.
+            let s = unsafe { _mm512_loadu_ps(scales.as_ptr().add(g * GROUP_ROWS)) };
+            let hi = _mm512_add_ps(
+                _mm512_mul_ps(
+                    _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), t), w),
+                    s,
+                ),
+                eps,
+            );
+            let mask = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(hi, thr);
+            if mask != 0 {
+                out.push((g, mask));
+            }
+        }
+    }
 
     /// # Safety
     /// The CPU must support AVX-512F and AVX-512BW, `dim` must be a multiple
@@ -214,6 +430,82 @@ mod tests {
             let wa: Vec<u64> = a.iter().map(|&x| (x as u64).wrapping_mul(seed | 1)).collect();
             let wb: Vec<u64> = b.iter().map(|&x| (x as u64).wrapping_mul(seed.rotate_left(7) | 1)).collect();
             prop_assert_eq!(hamming(&wa, &wb), hamming_plain(&wa, &wb));
+        }
+    }
+
+    proptest! {
+        /// The VNNI lead scan (where the CPU has it) reports exactly the masks
+        /// of the plain version, on random values, scales and thresholds,
+        /// including the extreme values and NaN scales.
+        #[test]
+        fn lead_scan_matches_plain(
+            groups in 1usize..6,
+            dim_quads in 1usize..20,
+            seed in any::<u64>(),
+            thr in -1.0f32..1.0,
+        ) {
+            let dim = dim_quads * 4 - (seed % 4) as usize;
+            let mut s = seed | 1;
+            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let per = lead_lines(dim);
+            let mut lines = vec![Line::ZERO; groups * per];
+            for g in 0..groups {
+                for lane in 0..GROUP_ROWS {
+                    let v: Vec<i8> = (0..dim)
+                        .map(|_| match next() % 8 { 0 => 127, 1 => -127, _ => ((next() % 255) as i32 - 127) as i8 })
+                        .collect();
+                    lead_put(&mut lines[g * per..(g + 1) * per], lane, &v);
+                }
+            }
+            let r: Vec<i32> = (0..dim)
+                .map(|_| match next() % 8 { 0 => 255, 1 => -255, _ => (next() % 511) as i32 - 255 })
+                .collect();
+            let probe = LeadProbe::new(&r);
+            let scales: Vec<f32> = (0..groups * GROUP_ROWS)
+                .map(|i| if i == 5 { f32::NAN } else { (next() % 1000) as f32 * 1e-5 })
+                .collect();
+            let test = LeadTest { t: 1.0 / 300.0 / 255.0, w: 3.0, eps: 1e-5, thr };
+            let (mut fast, mut plain) = (Vec::new(), Vec::new());
+            lead_scan(&lines, &scales, &probe, test, 0..groups, &mut fast);
+            lead_scan_plain(&lines, &scales, &probe, test, 0..groups, &mut plain);
+            prop_assert_eq!(&fast, &plain);
+            // A threshold nothing reaches: no group reported except for the
+            // NaN scale, which always survives.
+            let none = LeadTest { thr: 1e9, ..test };
+            let (mut fast, mut plain) = (Vec::new(), Vec::new());
+            lead_scan(&lines, &scales, &probe, none, 0..groups, &mut fast);
+            lead_scan_plain(&lines, &scales, &probe, none, 0..groups, &mut plain);
+            prop_assert_eq!(&fast, &plain);
+            prop_assert_eq!(fast, vec![(0, 1 << 5)]);
+        }
+    }
+
+    /// The lead-scan dot products are exact: with a threshold just above or
+    /// at a row's known value, the row is pruned or kept accordingly.
+    #[test]
+    fn lead_scan_dots_are_exact() {
+        let dim = 64;
+        let per = lead_lines(dim);
+        let mut lines = vec![Line::ZERO; per];
+        let v = vec![-127i8; dim];
+        lead_put(&mut lines, 3, &v);
+        let probe = LeadProbe::new(&vec![-255; dim]);
+        let mut scales = vec![0.0f32; GROUP_ROWS];
+        scales[3] = 1.0;
+        let dot = 127.0 * 255.0 * 64.0;
+        for (thr, kept) in [(dot, true), (dot + 1.0, false)] {
+            let test = LeadTest {
+                t: 1.0,
+                w: 0.0,
+                eps: 0.0,
+                thr,
+            };
+            let mut out = Vec::new();
+            lead_scan(&lines, &scales, &probe, test, 0..1, &mut out);
+            let mut plain = Vec::new();
+            lead_scan_plain(&lines, &scales, &probe, test, 0..1, &mut plain);
+            assert_eq!(out, plain);
+            assert_eq!(out == vec![(0, 1 << 3)], kept, "thr {thr}: {out:?}");
         }
     }
 

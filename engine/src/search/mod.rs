@@ -4,6 +4,7 @@ pub mod accel;
 pub mod ann;
 pub(crate) mod exact;
 mod int_kernels;
+pub(crate) mod passing;
 pub(crate) mod quantized;
 mod top_k;
 
@@ -27,15 +28,18 @@ pub struct SearchFilter {
     pub user_key: Option<u128>,
 }
 
-/// Which strategy a search uses.
+/// Which strategy a search uses (see [`accel`] for what each runs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum SearchMode {
-    /// Let the gallery choose by its size.
+    /// Let the gallery choose by its size and the query's policy.
     #[default]
     Auto,
-    /// The exact parallel scan.
+    /// The exact top-k: every candidate is one the f32 scan returns.
     Exact,
-    /// The approximate index, re-scored exactly.
+    /// A fast search whose list beyond the passing rows is not exhaustive:
+    /// the passing scan (every passing row, up to `top_k`, in exact order)
+    /// when the policy requires every block to pass; otherwise the graph
+    /// index. Candidates are always re-scored exactly.
     Ann,
 }
 
@@ -105,7 +109,8 @@ pub struct Candidate {
 pub struct SearchOutcome {
     /// Candidates, best first; ties by row.
     pub candidates: Vec<Candidate>,
-    /// The strategy that ran (`Exact` or `Ann`).
+    /// The strategy that ran: `Exact` when the candidates are the exact
+    /// top-k, `Ann` otherwise.
     pub mode: SearchMode,
     /// Live rows in the gallery when the search ran.
     pub gallery_size: usize,

@@ -1,5 +1,7 @@
 //! A compact copy of the gallery for the exact scan: i8 values with one scale
-//! per block, and a 1-bit sign sketch per value.
+//! per block, and a 1-bit sign sketch per value; plus, for the passing scan
+//! (`passing.rs`), the same i8 values of one block of every row ([`LEAD_BLOCK`])
+//! again, block-major and interleaved by groups of 16 rows.
 //!
 //! # Where it lives
 //!
@@ -43,7 +45,7 @@
 
 use rayon::prelude::*;
 
-use super::int_kernels::{self, probe_max};
+use super::int_kernels::{self, probe_max, GROUP_ROWS};
 use super::top_k::{Scored, TopK};
 use super::{exact, Candidate, SearchQuery};
 use crate::scoring::{kernel, mean_score};
@@ -57,13 +59,31 @@ const CHUNK_ROWS: usize = 8192;
 /// Below this many rows the scan runs on the calling thread.
 const PARALLEL_THRESHOLD: usize = 16_384;
 
-/// The compact copy: i8 values, per-block scales and sign sketches, row-major.
+/// The block whose i8 values are also kept block-major for the passing scan.
+///
+/// Thresholds belong to each query (a tenant's settings), so the block cannot
+/// be chosen by threshold when the copy is derived; any block is valid for the
+/// pruning proof, and with the default thresholds (0.685 to 0.753) every block
+/// sits more than four standard deviations of an impostor's block score
+/// (about 0.125 for 64 values) above zero. Keeping every block block-major
+/// (to prune on the block with the largest threshold of each query) would
+/// hold a second full copy: 640 MB at 1M templates instead of 68 MB.
+pub(crate) const LEAD_BLOCK: usize = 0;
+
+/// The compact copy: i8 values, per-block scales and sign sketches, row-major;
+/// and the lead block's values and scales, block-major.
 pub(crate) struct QuantStore {
-    layout: Layout,
+    pub(super) layout: Layout,
     words: usize,
     values: Vec<i8>,
     scales: Vec<f32>,
     sketches: Vec<u64>,
+    /// The lead block of every row, interleaved by groups of
+    /// [`int_kernels::GROUP_ROWS`] rows (see [`int_kernels::Line`]); lanes past
+    /// the last row are zero.
+    lead: Vec<int_kernels::Line>,
+    /// The lead block's scale of every row, 16 per group (zero past the last row).
+    lead_scales: Vec<f32>,
     rows: usize,
     /// False while the copy of the rows present at open is still being
     /// derived (in the background); inserts do not append until it is.
@@ -116,6 +136,8 @@ impl QuantStore {
             values: Vec::new(),
             scales: Vec::new(),
             sketches: Vec::new(),
+            lead: Vec::new(),
+            lead_scales: Vec::new(),
             rows: 0,
             derived: true,
         }
@@ -149,7 +171,54 @@ impl QuantStore {
                 }
             });
         store.rows = n;
+        store.derive_lead();
         store
+    }
+
+    /// Fills the lead-block arrays from the row-major copy (all rows).
+    fn derive_lead(&mut self) {
+        let (dim, len, blocks) = (self.layout.dim, self.layout.len(), self.layout.blocks);
+        let per = int_kernels::lead_lines(dim);
+        let groups = self.rows.div_ceil(GROUP_ROWS);
+        let rows = self.rows;
+        self.lead = vec![int_kernels::Line::ZERO; groups * per];
+        self.lead_scales = vec![0.0; groups * GROUP_ROWS];
+        let values = &self.values;
+        let scales = &self.scales;
+        self.lead
+            .par_chunks_mut(per)
+            .zip(self.lead_scales.par_chunks_mut(GROUP_ROWS))
+            .enumerate()
+            .for_each(|(g, (lines, lead_scales))| {
+                let live = GROUP_ROWS.min(rows - g * GROUP_ROWS);
+                for (lane, scale) in lead_scales.iter_mut().enumerate().take(live) {
+                    let row = g * GROUP_ROWS + lane;
+                    let at = row * len + LEAD_BLOCK * dim;
+                    int_kernels::lead_put(lines, lane, &values[at..at + dim]);
+                    *scale = scales[row * blocks + LEAD_BLOCK];
+                }
+            });
+    }
+
+    /// Appends the lead block of the last row of the row-major copy.
+    fn push_lead(&mut self) {
+        let (dim, len, blocks) = (self.layout.dim, self.layout.len(), self.layout.blocks);
+        let per = int_kernels::lead_lines(dim);
+        let row = self.rows - 1;
+        let (g, lane) = (row / GROUP_ROWS, row % GROUP_ROWS);
+        if lane == 0 {
+            self.lead
+                .resize(self.lead.len() + per, int_kernels::Line::ZERO);
+            self.lead_scales
+                .resize(self.lead_scales.len() + GROUP_ROWS, 0.0);
+        }
+        let at = row * len + LEAD_BLOCK * dim;
+        int_kernels::lead_put(
+            &mut self.lead[g * per..(g + 1) * per],
+            lane,
+            &self.values[at..at + dim],
+        );
+        self.lead_scales[g * GROUP_ROWS + lane] = self.scales[row * blocks + LEAD_BLOCK];
     }
 
     /// Rows held (the copy covers rows `0..rows()`).
@@ -174,20 +243,30 @@ impl QuantStore {
                 &mut self.sketches[ko..],
             );
             self.rows += 1;
+            self.push_lead();
         }
     }
 
     /// Heap bytes held.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.values.capacity() + self.scales.capacity() * 4 + self.sketches.capacity() * 8
+        self.values.capacity()
+            + self.scales.capacity() * 4
+            + self.sketches.capacity() * 8
+            + self.lead.capacity() * std::mem::size_of::<int_kernels::Line>()
+            + self.lead_scales.capacity() * 4
     }
 
-    fn values(&self, row: usize) -> &[i8] {
+    /// The interleaved lead-block lines and their scales (rows `0..rows()`).
+    pub(super) fn lead(&self) -> (&[int_kernels::Line], &[f32]) {
+        (&self.lead, &self.lead_scales)
+    }
+
+    pub(super) fn values(&self, row: usize) -> &[i8] {
         let len = self.layout.len();
         &self.values[row * len..(row + 1) * len]
     }
 
-    fn scales(&self, row: usize) -> &[f32] {
+    pub(super) fn scales(&self, row: usize) -> &[f32] {
         let b = self.layout.blocks;
         &self.scales[row * b..(row + 1) * b]
     }
@@ -511,6 +590,8 @@ mod tests {
                 values: q,
                 scales: sc,
                 sketches: sk,
+                lead: Vec::new(),
+                lead_scales: Vec::new(),
                 rows: 1,
                 derived: true,
             };

@@ -41,6 +41,16 @@ impl TopK {
         }
     }
 
+    /// How many values it keeps at most.
+    pub(crate) fn k(&self) -> usize {
+        self.k
+    }
+
+    /// How many values it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
     /// The score a new value must beat once full (`-inf` until then).
     #[inline]
     pub(crate) fn floor(&self) -> f32 {
