@@ -6,7 +6,8 @@
 //! Environment:
 //! * `PALMLINK_ANN_N` (default 100000): gallery size (synthetic, seeded, kept
 //!   under target/bench-data between runs);
-//! * `PALMLINK_PEERBENCH_DIR=<dump>`: use the peer benchmark's `gallery.npy`
+//! * `PALMLINK_PEERBENCH_DIR=<dump>`: use the peer benchmark's `gallery.npy` and its
+//!   probes (`probes.npy`, `probe_mate.npy`)
 //!   instead, so the figures sit beside faiss/hnswlib/usearch on the same bytes;
 //! * `PALMLINK_ANN_SKIP_INDEX=1`: scans only (no graph build), e.g. at 1M;
 //! * `PALMLINK_ANN_TRUTH=quantised`: compute the exact top-10 of the probes
@@ -34,7 +35,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use palmlink_benches::{data_dir, ids, read_npy_f32, synthetic_templates};
+use palmlink_benches::{data_dir, ids, read_npy_f32, read_npy_i64, synthetic_templates};
 use palmlink_engine::{
     Candidate, Gallery, IndexPolicy, Layout, MatchSettings, RowId, SearchQuery, Strategy, Template,
 };
@@ -79,7 +80,15 @@ fn gallery_dir(n: usize) -> std::path::PathBuf {
         let values = read_npy_f32(&Path::new(&dump).join("gallery.npy"), layout.len())
             .expect("peer benchmark gallery.npy");
         let n = values.len() / layout.len();
-        let dir = data_dir().join(format!("ann-peerbench-{n}"));
+        // Dumps of one size differ by seed and structure: the cache is keyed by both.
+        let meta: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(Path::new(&dump).join("meta.json")).expect("peer benchmark meta.json"),
+        )
+        .expect("meta.json is JSON");
+        let dir = data_dir().join(format!(
+            "ann-peerbench-{n}-seed{}-latent{}",
+            meta["seed"], meta["latent_dim"]
+        ));
         fill(&dir, n, |start, m| {
             values[start * layout.len()..(start + m) * layout.len()]
                 .par_chunks(layout.len())
@@ -115,8 +124,25 @@ fn fill(dir: &Path, n: usize, make: impl Fn(usize, usize) -> Vec<Template>) {
     }
 }
 
-/// Genuine probes (mate + noise, blocks renormalised) and impostors.
+/// Genuine probes (mate + noise, blocks renormalised) and impostors: the peer
+/// benchmark's own probes (`probes.npy`, `probe_mate.npy`) with a dump, so every
+/// library answers the same queries.
 fn probes(g: &Gallery, n: usize) -> (Vec<(Template, u64)>, Vec<Template>) {
+    if let Ok(dump) = std::env::var("PALMLINK_PEERBENCH_DIR") {
+        let dump = Path::new(&dump);
+        let layout = Layout::DEFAULT;
+        let values = read_npy_f32(&dump.join("probes.npy"), layout.len()).expect("probes.npy");
+        let mates = read_npy_i64(&dump.join("probe_mate.npy")).expect("probe_mate.npy");
+        let (mut genuine, mut impostors) = (Vec::new(), Vec::new());
+        for (v, mate) in values.chunks(layout.len()).zip(mates) {
+            let t = Template::from_f32(layout, v).expect("valid peer probe");
+            match u64::try_from(mate) {
+                Ok(mate) => genuine.push((t, mate)),
+                Err(_) => impostors.push(t),
+            }
+        }
+        return (genuine, impostors);
+    }
     let mut rng = StdRng::seed_from_u64(4242);
     let genuine = (0..GENUINE)
         .map(|_| {

@@ -124,6 +124,27 @@ pub fn read_npy_f32(path: &Path, cols: usize) -> std::io::Result<Vec<f32>> {
         .collect())
 }
 
+/// Reads a one-dimensional little-endian `<i8` (int64) `.npy` file with the
+/// peer benchmark's 128-byte header.
+pub fn read_npy_i64(path: &Path) -> std::io::Result<Vec<i64>> {
+    let bytes = std::fs::read(path)?;
+    if bytes.len() < 128 || !bytes.starts_with(b"\x93NUMPY") {
+        return Err(std::io::Error::other("not an .npy file"));
+    }
+    let header = String::from_utf8_lossy(&bytes[10..128]);
+    if !header.contains("'<i8'") {
+        return Err(std::io::Error::other("expected <i8 data"));
+    }
+    let payload = &bytes[128..];
+    if payload.len() % 8 != 0 {
+        return Err(std::io::Error::other("payload is not whole values"));
+    }
+    Ok(payload
+        .chunks_exact(8)
+        .map(|w| i64::from_le_bytes(w.try_into().expect("8 bytes")))
+        .collect())
+}
+
 /// A gallery holding the peer benchmark's `gallery.npy` from `dump_dir`
 /// (built once under [`data_dir`]), and its probes as templates.
 pub fn peerbench_gallery(dump_dir: &Path) -> std::io::Result<(Gallery, Vec<Template>)> {
