@@ -9,6 +9,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use palmlink_engine::{
@@ -19,27 +21,7 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// A standard normal draw (Box-Muller).
-fn normal(rng: &mut StdRng) -> f32 {
-    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
-    let u2: f64 = rng.random();
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-}
-
-fn identity(rng: &mut StdRng, layout: Layout) -> Template {
-    let v: Vec<f32> = (0..layout.len()).map(|_| normal(rng)).collect();
-    Template::from_f32(layout, &v).unwrap()
-}
-
-fn genuine(rng: &mut StdRng, mate: &Template) -> Template {
-    let sigma = rng.random_range(0.041f32..0.0775);
-    let v: Vec<f32> = mate
-        .as_slice()
-        .iter()
-        .map(|x| x + sigma * normal(rng))
-        .collect();
-    Template::from_f32(mate.layout(), &v).unwrap()
-}
+use common::{genuine, identity};
 
 fn ids(i: u64) -> RecordIds {
     RecordIds {

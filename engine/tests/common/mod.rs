@@ -37,6 +37,31 @@ pub fn ids(i: u64) -> RecordIds {
     }
 }
 
+/// A standard normal draw (Box-Muller).
+pub fn normal(rng: &mut StdRng) -> f32 {
+    let u1: f64 = rng.random_range(f64::EPSILON..1.0);
+    let u2: f64 = rng.random();
+    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+}
+
+/// An identity: isotropic Gaussian values, blocks normalised.
+pub fn identity(rng: &mut StdRng, layout: Layout) -> Template {
+    let v: Vec<f32> = (0..layout.len()).map(|_| normal(rng)).collect();
+    Template::from_f32(layout, &v).expect("identity template")
+}
+
+/// A genuine capture of `mate`: Gaussian noise with sigma in 0.041..0.0775,
+/// blocks renormalised (per-block cosine about 0.9 to the mate).
+pub fn genuine(rng: &mut StdRng, mate: &Template) -> Template {
+    let sigma = rng.random_range(0.041f32..0.0775);
+    let v: Vec<f32> = mate
+        .as_slice()
+        .iter()
+        .map(|x| x + sigma * normal(rng))
+        .collect();
+    Template::from_f32(mate.layout(), &v).expect("genuine capture")
+}
+
 /// A seeded rng.
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
