@@ -261,7 +261,7 @@ pub enum IdempotencyStart {
 /// Everything the service stores. One implementation per database.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync {
-    /// Checks the database answers.
+    /// Checks the database answers and accepts writes.
     async fn ping(&self) -> StoreResult<()>;
 
     /// Creates a tenant.

@@ -196,6 +196,7 @@ impl SqliteStore {
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
+        self.db.writable()?;
         sqlx::query("SELECT 1").execute(self.db.pool()).await?;
         Ok(())
     }

@@ -119,6 +119,11 @@ impl SqliteDb {
         &self.pool
     }
 
+    /// Fails once a WAL sync has failed (the writer then refuses every write).
+    pub(crate) fn writable(&self) -> Result<(), sqlx::Error> {
+        self.writer.shared.check_writable()
+    }
+
     /// Starts a write: the returned transaction holds the writer until it is committed or
     /// dropped (dropped means rolled back).
     pub(crate) async fn begin(&self) -> Result<WriteTx<'_>, sqlx::Error> {
@@ -230,6 +235,9 @@ struct Shared {
     closed: AtomicBool,
     /// Transactions committed so far (each a group of one or more writes).
     groups_committed: AtomicU64,
+    /// Makes the next WAL sync fail, as a failing disk would.
+    #[cfg(test)]
+    fail_next_sync: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -250,13 +258,18 @@ async fn control(conn: &mut SqliteConnection, sql: &[&'static str]) -> Result<()
 }
 
 impl Shared {
-    /// Takes the writer, refusing when a sync has failed.
-    async fn lock_for_write(&self) -> Result<tokio::sync::MutexGuard<'_, State>, sqlx::Error> {
+    fn check_writable(&self) -> Result<(), sqlx::Error> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(group_error(
                 "an earlier WAL sync failed; restart the service".to_owned(),
             ));
         }
+        Ok(())
+    }
+
+    /// Takes the writer, refusing when a sync has failed.
+    async fn lock_for_write(&self) -> Result<tokio::sync::MutexGuard<'_, State>, sqlx::Error> {
+        self.check_writable()?;
         Ok(self.state.lock().await)
     }
 }
@@ -334,6 +347,8 @@ impl Writer {
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             groups_committed: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_next_sync: AtomicBool::new(false),
         });
         tokio::spawn(commit_loop(Arc::clone(&shared)));
         tokio::spawn(sync_loop(Arc::clone(&shared)));
@@ -381,7 +396,17 @@ async fn sync_loop(shared: Arc<Shared>) {
         let groups = std::mem::take(&mut *lock(&shared.unsynced));
         if !groups.is_empty() {
             let wal = Arc::clone(&shared.wal);
-            let synced = match tokio::task::spawn_blocking(move || wal.sync_data()).await {
+            #[cfg(test)]
+            let injected = shared.fail_next_sync.swap(false, Ordering::AcqRel);
+            #[cfg(not(test))]
+            let injected = false;
+            let sync = move || {
+                if injected {
+                    return Err(std::io::Error::other("injected sync failure"));
+                }
+                wal.sync_data()
+            };
+            let synced = match tokio::task::spawn_blocking(sync).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(err)) => Err(format!("WAL sync failed: {err}")),
                 Err(err) => Err(format!("WAL sync did not finish: {err}")),
@@ -631,6 +656,30 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(names(&db).await, vec!["after".to_owned()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_sync_fails_its_writes_and_refuses_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir).await;
+        db.writer
+            .shared
+            .fail_next_sync
+            .store(true, std::sync::atomic::Ordering::Release);
+        let err = sqlx::query("INSERT INTO item (name) VALUES ('unsynced')")
+            .write(&db)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("sync"), "{err}");
+        // The kernel may have dropped the pages of a failed sync: nothing later is promised.
+        let err = sqlx::query("INSERT INTO item (name) VALUES ('later')")
+            .write(&db)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("restart"), "{err}");
+        let err = db.begin().await.unwrap_err();
+        assert!(err.to_string().contains("restart"), "{err}");
+        assert!(db.writable().is_err(), "readiness must report the refusal");
     }
 
     #[tokio::test]
