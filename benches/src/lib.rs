@@ -1,6 +1,7 @@
 //! Shared helpers for the benchmarks: seeded synthetic galleries kept on disk
 //! between runs, readers for the peer benchmark's `.npy` dumps, and the accuracy
-//! measurement behind the `accuracy` binary ([`accuracy`]).
+//! measurement behind the `accuracy` binary ([`accuracy`]), and the in-process
+//! service of the load benches ([`service`]).
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +11,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
 pub mod accuracy;
+pub mod service;
 
 /// Where benchmark galleries live (under the cargo target directory).
 pub fn data_dir() -> PathBuf {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use palmlink_benches::service::BenchService;
 use serde_json::{json, Value};
 
 /// Concurrency levels measured.
@@ -293,35 +294,11 @@ async fn main() -> anyhow::Result<()> {
     let load_start = loadavg();
     let devices = LEVELS.iter().copied().max().unwrap_or(1);
 
-    let dir = tempfile::tempdir()?;
-    let mut config = palmlink_server::Config::new(dir.path());
-    config.listen = "127.0.0.1:0".parse()?;
-    config.rate_limit_per_second = 1_000_000;
-    config.rate_limit_burst = 1_000_000;
-    config.public_rate_limit_per_second = 1_000_000;
-    config.public_rate_limit_burst = 1_000_000;
-    let server = palmlink_server::start(config.clone()).await?;
-    let base = format!("http://{}", server.addr());
-
-    let store = palmlink_server::open_store(&config).await?;
-    let tenant = palmlink_server::admin::create_tenant(store.as_ref(), "bench").await?;
-    let tenant_id = tenant["tenant_id"].as_str().unwrap_or_default().parse()?;
-    let client =
-        palmlink_server::admin::create_client(store.as_ref(), tenant_id, "bench", None).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let token: Value = http
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"grant_type": "client_credentials", "client_id": client["client_id"], "client_secret": client["client_secret"]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = token["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let service = BenchService::start(&http, |_| {}).await?;
+    let (base, token) = (service.base.clone(), service.token.clone());
     let api = Api {
         http: http.clone(),
         base: base.clone(),
@@ -423,5 +400,5 @@ async fn main() -> anyhow::Result<()> {
         "  target (>= 2000 round trips/s, p99 < 25 ms at every level): {}",
         if met { "met" } else { "not met" }
     );
-    server.stop().await
+    service.stop().await
 }

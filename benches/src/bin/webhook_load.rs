@@ -18,6 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use palmlink_benches::service::BenchService;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -129,18 +130,12 @@ async fn main() -> anyhow::Result<()> {
     let subscriptions = arg(2, 10);
     let captures = arg(3, 200);
 
-    let dir = tempfile::tempdir()?;
-    let mut config = palmlink_server::Config::new(dir.path());
-    config.listen = "127.0.0.1:0".parse()?;
-    config.allow_http_webhooks = true;
-    config.rate_limit_per_second = 1_000_000;
-    config.rate_limit_burst = 1_000_000;
-    config.public_rate_limit_per_second = 1_000_000;
-    config.public_rate_limit_burst = 1_000_000;
-    config.webhooks.timeout = Duration::from_secs(120);
-    let server = palmlink_server::start(config.clone()).await?;
-    let base = format!("http://{}", server.addr());
-
+    let http = reqwest::Client::new();
+    let service = BenchService::start(&http, |config| {
+        config.allow_http_webhooks = true;
+        config.webhooks.timeout = Duration::from_secs(120);
+    })
+    .await?;
     let (gate, open) = watch::channel(false);
     let rx = Arc::new(Receiver {
         open,
@@ -153,24 +148,11 @@ async fn main() -> anyhow::Result<()> {
     let hook_base = format!("http://{}/hook", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let store = palmlink_server::open_store(&config).await?;
-    let tenant = palmlink_server::admin::create_tenant(store.as_ref(), "bench").await?;
-    let tenant_id = tenant["tenant_id"].as_str().unwrap_or_default().parse()?;
-    let client =
-        palmlink_server::admin::create_client(store.as_ref(), tenant_id, "bench", None).await?;
-    let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{base}/v1/auth/token"))
-        .json(&json!({"grant_type": "client_credentials", "client_id": client["client_id"], "client_secret": client["client_secret"]}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = token["access_token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let api = Api { http, base, token };
+    let api = Api {
+        http,
+        base: service.base.clone(),
+        token: service.token.clone(),
+    };
 
     // Throughput.
     for n in 0..subscriptions {
@@ -284,5 +266,5 @@ async fn main() -> anyhow::Result<()> {
     println!("  p99/p50:               {:.2}", p99 / p50);
     println!("  capture response p50:  {r50:.2} ms (p99 {r99:.2} ms)");
     println!("  webhook p50 / capture response p50: {:.2}", p50 / r50);
-    server.stop().await
+    service.stop().await
 }

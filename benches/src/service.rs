@@ -1,0 +1,65 @@
+//! The service started in-process for the load benches: loopback, a fresh data
+//! directory, rate limits raised so none throttle the load, one tenant and an
+//! integrator token.
+
+use serde_json::{json, Value};
+
+/// A running service and what a load generator needs to call it.
+pub struct BenchService {
+    /// The server; [`BenchService::stop`] stops it.
+    pub server: palmlink_server::RunningServer,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// An access token of the tenant's client (every scope).
+    pub token: String,
+    /// The data directory, removed when this is dropped.
+    pub dir: tempfile::TempDir,
+}
+
+impl BenchService {
+    /// Starts the service after `configure` has adjusted its configuration, creates a
+    /// tenant and a client, and fetches the client's token with `http`.
+    pub async fn start(
+        http: &reqwest::Client,
+        configure: impl FnOnce(&mut palmlink_server::Config),
+    ) -> anyhow::Result<BenchService> {
+        let dir = tempfile::tempdir()?;
+        let mut config = palmlink_server::Config::new(dir.path());
+        config.listen = "127.0.0.1:0".parse()?;
+        config.rate_limit_per_second = 1_000_000;
+        config.rate_limit_burst = 1_000_000;
+        config.public_rate_limit_per_second = 1_000_000;
+        config.public_rate_limit_burst = 1_000_000;
+        configure(&mut config);
+        let server = palmlink_server::start(config.clone()).await?;
+        let base = format!("http://{}", server.addr());
+
+        let store = palmlink_server::open_store(&config).await?;
+        let tenant = palmlink_server::admin::create_tenant(store.as_ref(), "bench").await?;
+        let tenant_id = tenant["tenant_id"].as_str().unwrap_or_default().parse()?;
+        let client =
+            palmlink_server::admin::create_client(store.as_ref(), tenant_id, "bench", None).await?;
+        let token: Value = http
+            .post(format!("{base}/v1/auth/token"))
+            .json(&json!({"grant_type": "client_credentials", "client_id": client["client_id"], "client_secret": client["client_secret"]}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let token = token["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(BenchService {
+            server,
+            base,
+            token,
+            dir,
+        })
+    }
+
+    /// Stops the server and removes the data directory.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.server.stop().await
+    }
+}
