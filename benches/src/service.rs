@@ -1,6 +1,6 @@
 //! The service started in-process for the load benches: loopback, a fresh data
 //! directory, rate limits raised so none throttle the load, one tenant and an
-//! integrator token.
+//! integrator token; and the small helpers both load generators use.
 
 use serde_json::{json, Value};
 
@@ -62,4 +62,18 @@ impl BenchService {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.server.stop().await
     }
+}
+
+/// The value at fraction `p` (0..=1) of ascending `sorted` values (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// The `n`-th command-line argument as a number, or `default`.
+pub fn arg(n: usize, default: usize) -> usize {
+    std::env::args()
+        .nth(n)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
 }

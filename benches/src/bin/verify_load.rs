@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use palmlink_benches::service::BenchService;
+use palmlink_benches::service::{arg, percentile, BenchService};
 use serde_json::{json, Value};
 
 /// Concurrency levels measured.
@@ -269,18 +269,6 @@ async fn phase(
     anyhow::bail!("no timed phase ran ({} tallies)", tallies.len())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn arg(n: usize, default: u64) -> u64 {
-    std::env::args()
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
-}
-
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -289,8 +277,8 @@ fn loadavg() -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let duration = Duration::from_secs(arg(1, 10).max(1));
-    let max = usize::try_from(arg(2, 100_000)).unwrap_or(usize::MAX);
+    let duration = Duration::from_secs(arg(1, 10).max(1) as u64);
+    let max = arg(2, 100_000);
     let load_start = loadavg();
     let devices = LEVELS.iter().copied().max().unwrap_or(1);
 

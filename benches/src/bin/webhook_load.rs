@@ -18,7 +18,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use palmlink_benches::service::BenchService;
+use palmlink_benches::service::{arg, percentile, BenchService};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -110,18 +110,6 @@ fn template(seed: u64) -> Vec<Vec<f32>> {
                 .collect()
         })
         .collect()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-fn arg(n: usize, default: usize) -> usize {
-    std::env::args()
-        .nth(n)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(default)
 }
 
 #[tokio::main]
