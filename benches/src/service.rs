@@ -64,8 +64,12 @@ impl BenchService {
     }
 }
 
-/// The value at fraction `p` (0..=1) of ascending `sorted` values (nearest rank).
+/// The value at fraction `p` (0..=1) of ascending `sorted` values (nearest rank); NaN
+/// when there are none.
 pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
