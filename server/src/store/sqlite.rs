@@ -171,7 +171,7 @@ impl SqliteStore {
 
     async fn migrate(&self) -> StoreResult<()> {
         sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .execute(self.db.pool())
+            .write(&self.db)
             .await?;
         for (version, script) in MIGRATIONS {
             let mut tx = self.db.begin().await?;

@@ -114,7 +114,7 @@ impl SqliteDb {
         Ok(db)
     }
 
-    /// The pool for reads (and for migrations, before any write).
+    /// The pool, for reads only: every write goes through the writer.
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
@@ -147,7 +147,13 @@ impl SqliteDb {
         let done = match query.execute(&mut state.conn).await {
             Ok(done) => done,
             Err(err) => {
-                if !is_constraint(&err) {
+                if is_constraint(&err) {
+                    // The group stays open with the writes before this one: it must still
+                    // be committed, or it would hold SQLite's write lock until the next
+                    // write came along.
+                    drop(state);
+                    shared.wake.notify_one();
+                } else {
                     state.fail_group(&err).await;
                 }
                 return Err(err);
@@ -680,6 +686,35 @@ mod tests {
         let err = db.begin().await.unwrap_err();
         assert!(err.to_string().contains("restart"), "{err}");
         assert!(db.writable().is_err(), "readiness must report the refusal");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_constraint_error_does_not_leave_the_write_lock_held() {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir).await;
+        sqlx::query("INSERT INTO item (name) VALUES ('one')")
+            .write(&db)
+            .await
+            .unwrap();
+        let err = sqlx::query("INSERT INTO item (name) VALUES ('one')")
+            .write(&db)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("UNIQUE"), "{err}");
+        // Another process (an operator command) must get the write lock: the group the
+        // failed statement joined has been committed, not left open.
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .busy_timeout(std::time::Duration::from_secs(2));
+        let mut other = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect("the writer still holds the write lock");
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
     }
 
     #[tokio::test]
