@@ -93,8 +93,21 @@ fn check(g: &Gallery, probe: &Template, q: &SearchQuery) -> Result<usize, TestCa
     prop_assert_eq!(got, want);
     prop_assert!(out.candidates.len() <= q.top_k);
     for c in &out.candidates {
-        let exact = full.candidates.iter().find(|e| e.row == c.row);
-        prop_assert_eq!(Some(c), exact, "not the f32 scan's candidate");
+        match full.candidates.iter().find(|e| e.row == c.row) {
+            Some(exact) => prop_assert_eq!(c, exact, "not the f32 scan's candidate"),
+            None => {
+                // A fill candidate ranked below the f32 ranking's end: its
+                // scores are still the exact 1:1 comparison's.
+                let last = full.candidates.get(MAX_TOP_K - 1);
+                prop_assert!(
+                    last.is_some_and(|l| c.confidence <= l.confidence),
+                    "a candidate the f32 scan ranks nowhere: {c:?}"
+                );
+                prop_assert!(!c.comparison.matched);
+                let exact = g.compare(probe, c.row, &q.settings).unwrap();
+                prop_assert_eq!(&c.comparison, &exact);
+            }
+        }
     }
     for w in out.candidates.windows(2) {
         prop_assert!(

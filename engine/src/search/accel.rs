@@ -248,8 +248,14 @@ impl Accel {
             std::thread::Builder::new()
                 .name("palmlink-quantise".into())
                 .spawn(move || {
-                    let derived = QuantStore::from_snapshot(&snap);
-                    *quant.write().unwrap_or_else(|p| p.into_inner()) = derived;
+                    // The lead block first: the passing scan needs only it.
+                    let lead = QuantStore::lead_only(&snap);
+                    *quant.write().unwrap_or_else(|p| p.into_inner()) = lead;
+                    let part = QuantStore::derive_row_major(&snap);
+                    quant
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .install(part);
                 })
                 .ok()
         };
@@ -622,6 +628,16 @@ impl Gallery {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .rows() as u64
+    }
+
+    /// Rows the lead-block array of the passing scan covers (derived first
+    /// after open, before the rest of the quantised copy).
+    pub fn passing_rows(&self) -> u64 {
+        self.accel()
+            .quant
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .lead_rows() as u64
     }
 
     /// Heap bytes held by the quantised copy (i8 values, scales, sketches, and

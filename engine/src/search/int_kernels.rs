@@ -8,8 +8,8 @@
 //! * [`dot_i8`]: the dot product of two i8 keys, exact in i64 (the graph index);
 //! * [`hamming`]: the Hamming distance of two bit sketches (the sign prefilter);
 //! * [`lead_scan`]: one block of 16 rows at a time from the interleaved
-//!   lead-block array, with the pruning test of the passing scan applied to
-//!   the 16 results at once (AVX-512 VNNI).
+//!   4-bit lead-block array, with the pruning test of the passing scan
+//!   applied to the 16 results at once (AVX-512 VNNI).
 //!
 //! Integer arithmetic is exact, so the fast and the plain versions must agree
 //! bit for bit; the tests below check that on random inputs.
@@ -17,48 +17,66 @@
 /// Rows per group of the interleaved lead-block array.
 pub(crate) const GROUP_ROWS: usize = 16;
 
-/// Largest magnitude of a quantised probe value in the lead-block scan (the
-/// magnitude is an unsigned byte; the sign is applied to the gallery value).
-pub(crate) const LEAD_PROBE_MAX: i32 = 255;
+/// Largest magnitude of a quantised probe value in the lead-block scan (a
+/// signed byte, multiplied by the unsigned 4-bit gallery codes).
+pub(crate) const LEAD_PROBE_MAX: i32 = 127;
+
+/// Largest magnitude of a quantised gallery value in the lead-block array.
+pub(crate) const LEAD_CODE_MAX: i32 = 7;
+
+/// The stored nibble of a gallery value `q` in `-7..=7` (offset binary).
+const NIBBLE_OFFSET: i32 = 8;
 
 /// 64 bytes, 64-byte aligned: the unit of the interleaved lead-block array.
 ///
-/// A group of [`GROUP_ROWS`] rows takes `lead_lines(dim)` lines; line `j`
-/// holds values `4j..4j + 4` of the lead block of each of the 16 rows (row
-/// `l` of the group at bytes `4l..4l + 4`), zero past `dim`. One VNNI
-/// instruction then adds four products to each of the 16 rows' sums, and no
-/// horizontal sum is needed.
+/// A group of [`GROUP_ROWS`] rows takes `lead_lines(dim)` lines. Line `j`
+/// holds values `8j..8j + 8` of the lead block of each of the 16 rows, four
+/// bytes per row (row `l` of the group at bytes `4l..4l + 4`): byte `k` holds
+/// value `8j + k` in its low nibble and value `8j + 4 + k` in its high
+/// nibble, each as `q + 8` for a code `q` in `-7..=7`. Masking the low (or
+/// shifted high) nibbles gives 64 unsigned bytes, and one VNNI instruction
+/// then adds four products to each of the 16 rows' sums, with no horizontal
+/// sum. Values past `dim` are code 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
-pub(crate) struct Line(pub(crate) [i8; 64]);
+pub(crate) struct Line(pub(crate) [u8; 64]);
 
 impl Line {
-    /// A line of zeros.
-    pub(crate) const ZERO: Line = Line([0; 64]);
+    /// A line whose every value is code 0.
+    pub(crate) const ZERO: Line = Line([0x88; 64]);
 }
 
 /// Lines per group for blocks of `dim` values.
 pub(crate) fn lead_lines(dim: usize) -> usize {
-    dim.div_ceil(4)
+    dim.div_ceil(8)
 }
 
-/// Writes the `dim` values of one row's lead block into lane `lane` of a group.
-pub(crate) fn lead_put(group: &mut [Line], lane: usize, values: &[i8]) {
-    assert!(lane < GROUP_ROWS && group.len() == lead_lines(values.len()));
-    for (j, four) in values.chunks(4).enumerate() {
-        group[j].0[4 * lane..4 * lane + four.len()].copy_from_slice(four);
+/// Writes the `dim` codes (each in `-7..=7`) of one row's lead block into
+/// lane `lane` of a group.
+pub(crate) fn lead_put(group: &mut [Line], lane: usize, codes: &[i8]) {
+    assert!(lane < GROUP_ROWS && group.len() == lead_lines(codes.len()));
+    for (j, eight) in codes.chunks(8).enumerate() {
+        for k in 0..4 {
+            let nibble = |i: usize| {
+                let q = eight.get(i).map_or(0, |&q| i32::from(q));
+                assert!(q.abs() <= LEAD_CODE_MAX, "lead code {q} out of range");
+                (q + NIBBLE_OFFSET) as u8
+            };
+            group[j].0[4 * lane + k] = nibble(k) | nibble(k + 4) << 4;
+        }
     }
 }
 
 /// The probe's lead block prepared for [`lead_scan`]: `r_i` in
-/// `-LEAD_PROBE_MAX..=LEAD_PROBE_MAX`, split into magnitudes (four per line,
-/// as one broadcast word) and a per-line mask of the lanes' bytes to negate.
+/// `-LEAD_PROBE_MAX..=LEAD_PROBE_MAX` as signed bytes, four per broadcast
+/// word, in the order of the gallery's low and high nibbles.
 pub(crate) struct LeadProbe {
-    /// Per line: the magnitudes `|r_i|` of its four values, little-endian.
-    abs: Vec<u32>,
-    /// Per line: bit `4l + k` set when value `4j + k` of the probe is negative
-    /// (the same 4-bit pattern for all 16 lanes).
-    neg: Vec<u64>,
+    /// Per line: values `8j..8j + 4` (the low nibbles' partners), little-endian.
+    low: Vec<u32>,
+    /// Per line: values `8j + 4..8j + 8` (the high nibbles' partners).
+    high: Vec<u32>,
+    /// `8 · Σ r_i`: the nibbles' offset times the probe, subtracted from the sum.
+    bias: i32,
     /// The signed values, for the plain version.
     signed: Vec<i32>,
 }
@@ -67,22 +85,23 @@ impl LeadProbe {
     /// From the quantised probe values (each in `-LEAD_PROBE_MAX..=LEAD_PROBE_MAX`).
     pub(crate) fn new(r: &[i32]) -> LeadProbe {
         let lines = lead_lines(r.len());
-        let mut signed = vec![0i32; lines * 4];
+        let mut signed = vec![0i32; lines * 8];
         signed[..r.len()].copy_from_slice(r);
-        let mut abs = vec![0u32; lines];
-        let mut neg = vec![0u64; lines];
-        for (j, four) in signed.chunks_exact(4).enumerate() {
-            let mut pattern = 0u64;
-            for (k, &v) in four.iter().enumerate() {
+        let word = |four: &[i32]| {
+            four.iter().enumerate().fold(0u32, |w, (k, &v)| {
                 assert!(v.abs() <= LEAD_PROBE_MAX, "lead probe value out of range");
-                abs[j] |= v.unsigned_abs() << (8 * k);
-                if v < 0 {
-                    pattern |= 1 << k;
-                }
-            }
-            neg[j] = (0..GROUP_ROWS).fold(0, |m, l| m | pattern << (4 * l));
+                w | u32::from(v as i8 as u8) << (8 * k)
+            })
+        };
+        let low = signed.chunks_exact(8).map(|e| word(&e[..4])).collect();
+        let high = signed.chunks_exact(8).map(|e| word(&e[4..])).collect();
+        let bias = NIBBLE_OFFSET * signed.iter().sum::<i32>();
+        LeadProbe {
+            low,
+            high,
+            bias,
+            signed,
         }
-        LeadProbe { abs, neg, signed }
     }
 }
 
@@ -114,7 +133,7 @@ pub(crate) fn lead_scan(
     groups: std::ops::Range<usize>,
     out: &mut Vec<(usize, u16)>,
 ) {
-    let per = probe.abs.len();
+    let per = probe.low.len();
     assert!(
         groups.end * per <= lines.len() && groups.end * GROUP_ROWS <= scales.len(),
         "lead_scan: groups {groups:?} out of range"
@@ -139,7 +158,7 @@ pub(crate) fn lead_scan_plain(
     groups: std::ops::Range<usize>,
     out: &mut Vec<(usize, u16)>,
 ) {
-    let per = probe.abs.len();
+    let per = probe.low.len();
     for g in groups {
         let group = &lines[g * per..(g + 1) * per];
         let mut mask = 0u16;
@@ -147,7 +166,10 @@ pub(crate) fn lead_scan_plain(
             let mut dot = 0i32;
             for (j, line) in group.iter().enumerate() {
                 for k in 0..4 {
-                    dot += probe.signed[4 * j + k] * i32::from(line.0[4 * lane + k]);
+                    let byte = line.0[4 * lane + k];
+                    let (low, high) = (i32::from(byte & 0x0f), i32::from(byte >> 4));
+                    dot += probe.signed[8 * j + k] * (low - NIBBLE_OFFSET);
+                    dot += probe.signed[8 * j + 4 + k] * (high - NIBBLE_OFFSET);
                 }
             }
             let s = scales[g * GROUP_ROWS + lane];
@@ -269,18 +291,19 @@ fn popcnt() -> bool {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::{
-        __m256i, __m512i, _mm256_loadu_si256, _mm512_add_epi32, _mm512_add_ps, _mm512_cmp_ps_mask,
-        _mm512_cvtepi32_ps, _mm512_cvtepi8_epi16, _mm512_dpbusd_epi32, _mm512_load_si512,
-        _mm512_loadu_ps, _mm512_loadu_si512, _mm512_madd_epi16, _mm512_mask_sub_epi8,
-        _mm512_mul_ps, _mm512_reduce_add_epi32, _mm512_set1_epi32, _mm512_set1_ps,
-        _mm512_setzero_si512, _mm512_storeu_si512, _CMP_NLT_UQ,
+        __m256i, __m512i, _mm256_loadu_si256, _mm512_add_epi32, _mm512_add_ps, _mm512_and_si512,
+        _mm512_cmp_ps_mask, _mm512_cvtepi32_ps, _mm512_cvtepi8_epi16, _mm512_dpbusd_epi32,
+        _mm512_load_si512, _mm512_loadu_ps, _mm512_loadu_si512, _mm512_madd_epi16, _mm512_mul_ps,
+        _mm512_reduce_add_epi32, _mm512_set1_epi32, _mm512_set1_epi8, _mm512_set1_ps,
+        _mm512_setzero_si512, _mm512_srli_epi16, _mm512_storeu_si512, _mm512_sub_epi32,
+        _CMP_NLT_UQ,
     };
 
     use super::{LeadProbe, LeadTest, Line, GROUP_ROWS};
 
     /// # Safety
     /// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI; every group
-    /// in `groups` must lie within `lines` (`probe.abs.len()` lines per group)
+    /// in `groups` must lie within `lines` (`probe.low.len()` lines per group)
     /// and `scales` (16 per group).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn lead_scan(
@@ -291,8 +314,10 @@ mod x86 {
         groups: std::ops::Range<usize>,
         out: &mut Vec<(usize, u16)>,
     ) {
-        let per = probe.abs.len();
+        let per = probe.low.len();
         let zero = _mm512_setzero_si512();
+        let nibble = _mm512_set1_epi8(0x0f);
+        let bias = _mm512_set1_epi32(probe.bias);
         let (t, w, eps, thr) = (
             _mm512_set1_ps(test.t),
             _mm512_set1_ps(test.w),
@@ -307,14 +332,16 @@ mod x86 {
                 // contract); `Line` is 64-byte aligned, as the aligned load
                 // requires.
                 let d = unsafe { _mm512_load_si512(base.add(j).cast::<__m512i>()) };
-                // Lanes whose probe value is negative take the gallery value
-                // negated (gallery values are in -127..=127, so no overflow),
-                // and the magnitudes of the probe are unsigned bytes.
-                let d = _mm512_mask_sub_epi8(d, probe.neg[j], zero, d);
-                let p = _mm512_set1_epi32(probe.abs[j] as i32);
-                acc[j & 1] = _mm512_dpbusd_epi32(acc[j & 1], p, d);
+                // The nibbles as unsigned bytes (0..=15), times the probe's
+                // signed bytes; the offset is removed once, by `bias`.
+                let low = _mm512_and_si512(d, nibble);
+                let high = _mm512_and_si512(_mm512_srli_epi16::<4>(d), nibble);
+                let pl = _mm512_set1_epi32(probe.low[j] as i32);
+                let ph = _mm512_set1_epi32(probe.high[j] as i32);
+                acc[0] = _mm512_dpbusd_epi32(acc[0], low, pl);
+                acc[1] = _mm512_dpbusd_epi32(acc[1], high, ph);
             }
-            let dot = _mm512_add_epi32(acc[0], acc[1]);
+            let dot = _mm512_sub_epi32(_mm512_add_epi32(acc[0], acc[1]), bias);
             // SAFETY: scales g * 16 .. g * 16 + 16 are within `scales`
             // (caller's contract); the load is unaligned.
             let s = unsafe { _mm512_loadu_ps(scales.as_ptr().add(g * GROUP_ROWS)) };
@@ -445,6 +472,8 @@ mod tests {
             thr in -1.0f32..1.0,
         ) {
             let dim = dim_quads * 4 - (seed % 4) as usize;
+            let lim = LEAD_CODE_MAX as u64;
+            let rmax = LEAD_PROBE_MAX as u64;
             let mut s = seed | 1;
             let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
             let per = lead_lines(dim);
@@ -452,19 +481,27 @@ mod tests {
             for g in 0..groups {
                 for lane in 0..GROUP_ROWS {
                     let v: Vec<i8> = (0..dim)
-                        .map(|_| match next() % 8 { 0 => 127, 1 => -127, _ => ((next() % 255) as i32 - 127) as i8 })
+                        .map(|_| match next() % 8 {
+                            0 => lim as i8,
+                            1 => -(lim as i8),
+                            _ => ((next() % (2 * lim + 1)) as i64 - lim as i64) as i8,
+                        })
                         .collect();
                     lead_put(&mut lines[g * per..(g + 1) * per], lane, &v);
                 }
             }
             let r: Vec<i32> = (0..dim)
-                .map(|_| match next() % 8 { 0 => 255, 1 => -255, _ => (next() % 511) as i32 - 255 })
+                .map(|_| match next() % 8 {
+                    0 => LEAD_PROBE_MAX,
+                    1 => -LEAD_PROBE_MAX,
+                    _ => ((next() % (2 * rmax + 1)) as i64 - rmax as i64) as i32,
+                })
                 .collect();
             let probe = LeadProbe::new(&r);
             let scales: Vec<f32> = (0..groups * GROUP_ROWS)
                 .map(|i| if i == 5 { f32::NAN } else { (next() % 1000) as f32 * 1e-5 })
                 .collect();
-            let test = LeadTest { t: 1.0 / 300.0 / 255.0, w: 3.0, eps: 1e-5, thr };
+            let test = LeadTest { t: 1.0 / 20.0 / 127.0, w: 3.0, eps: 1e-5, thr };
             let (mut fast, mut plain) = (Vec::new(), Vec::new());
             lead_scan(&lines, &scales, &probe, test, 0..groups, &mut fast);
             lead_scan_plain(&lines, &scales, &probe, test, 0..groups, &mut plain);
@@ -487,12 +524,15 @@ mod tests {
         let dim = 64;
         let per = lead_lines(dim);
         let mut lines = vec![Line::ZERO; per];
-        let v = vec![-127i8; dim];
+        let v = vec![-LEAD_CODE_MAX as i8; dim];
         lead_put(&mut lines, 3, &v);
-        let probe = LeadProbe::new(&vec![-255; dim]);
+        // Another lane with the opposite sign, so no lane's sum is the other's.
+        lead_put(&mut lines, 4, &vec![LEAD_CODE_MAX as i8; dim]);
+        let probe = LeadProbe::new(&vec![-LEAD_PROBE_MAX; dim]);
         let mut scales = vec![0.0f32; GROUP_ROWS];
         scales[3] = 1.0;
-        let dot = 127.0 * 255.0 * 64.0;
+        scales[4] = 1.0;
+        let dot = (LEAD_CODE_MAX * LEAD_PROBE_MAX) as f32 * 64.0;
         for (thr, kept) in [(dot, true), (dot + 1.0, false)] {
             let test = LeadTest {
                 t: 1.0,

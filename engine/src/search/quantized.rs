@@ -1,18 +1,19 @@
 //! A compact copy of the gallery for the exact scan: i8 values with one scale
 //! per block, and a 1-bit sign sketch per value; plus, for the passing scan
-//! (`passing.rs`), the same i8 values of one block of every row ([`LEAD_BLOCK`])
-//! again, block-major and interleaved by groups of 16 rows.
+//! (`passing.rs`), one block of every row ([`LEAD_BLOCK`]) again at 4 bits per
+//! value, block-major and interleaved by groups of 16 rows.
 //!
 //! # Where it lives
 //!
-//! In memory, derived after the gallery is opened by reading every vector once
-//! (in parallel, on a background thread, so opening stays fast) and appended
-//! to as rows are inserted. Until it is derived, and for rows inserted since,
-//! searches scan the rows it does not cover in f32. Deriving it costs one
-//! sequential read of `vectors.bin` (about 0.1 s per 100k templates from the
-//! page cache); persisting it would add a second file that must be kept in
-//! step with the gallery on every insert and checked at open, for little gain.
-//! The f32 rows stay the source of truth.
+//! In memory, derived after the gallery is opened (in parallel, on a
+//! background thread, so opening stays fast) and appended to as rows are
+//! inserted. Deriving runs in two phases: first the lead block of every row
+//! (one block per row, so about a tenth of the work: the passing scan runs
+//! at full speed from then on), then the row-major part. Until a part is
+//! derived, and for rows inserted since, searches score the rows it does not
+//! cover in f32. Persisting the copy would add a second file that must be
+//! kept in step with the gallery on every insert and checked at open; the f32
+//! rows stay the only source of truth.
 //!
 //! # The guarantee of the quantised scan
 //!
@@ -59,7 +60,8 @@ const CHUNK_ROWS: usize = 8192;
 /// Below this many rows the scan runs on the calling thread.
 const PARALLEL_THRESHOLD: usize = 16_384;
 
-/// The block whose i8 values are also kept block-major for the passing scan.
+/// The block that is also kept block-major, at 4 bits per value, for the
+/// passing scan.
 ///
 /// Thresholds belong to each query (a tenant's settings), so the block cannot
 /// be chosen by threshold when the copy is derived; any block is valid for the
@@ -67,11 +69,11 @@ const PARALLEL_THRESHOLD: usize = 16_384;
 /// sits more than four standard deviations of an impostor's block score
 /// (about 0.125 for 64 values) above zero. Keeping every block block-major
 /// (to prune on the block with the largest threshold of each query) would
-/// hold a second full copy: 640 MB at 1M templates instead of 68 MB.
+/// hold a second full copy: 320 MB at 1M templates instead of 36 MB.
 pub(crate) const LEAD_BLOCK: usize = 0;
 
 /// The compact copy: i8 values, per-block scales and sign sketches, row-major;
-/// and the lead block's values and scales, block-major.
+/// and the lead block's 4-bit codes and scales, block-major.
 pub(crate) struct QuantStore {
     pub(super) layout: Layout,
     words: usize,
@@ -84,7 +86,10 @@ pub(crate) struct QuantStore {
     lead: Vec<int_kernels::Line>,
     /// The lead block's scale of every row, 16 per group (zero past the last row).
     lead_scales: Vec<f32>,
+    /// Rows of the row-major part.
     rows: usize,
+    /// Rows of the lead-block array (derived first after open, so at least `rows`).
+    lead_rows: usize,
     /// False while the copy of the rows present at open is still being
     /// derived (in the background); inserts do not append until it is.
     pub(crate) derived: bool,
@@ -127,6 +132,33 @@ pub(crate) fn sketch_of(values: &[f32]) -> Vec<u64> {
     out
 }
 
+/// Quantises a lead block to codes in `-7..=7` (written into `codes`) and
+/// returns the scale `s = max|g_i| / 7`, so that `|g_i - s·q_i| <= s/2`.
+/// A zero or non-finite block gets codes 0 and its scale as computed (zero,
+/// or non-finite so that the row is never pruned).
+pub(super) fn lead_codes(block: &[f32], codes: &mut [i8]) -> f32 {
+    let q_max = int_kernels::LEAD_CODE_MAX as f32;
+    let max = block.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let s = max / q_max;
+    if s > 0.0 && s.is_finite() {
+        for (x, o) in block.iter().zip(codes.iter_mut()) {
+            *o = (x / s).round().clamp(-q_max, q_max) as i8;
+        }
+    } else {
+        codes.fill(0);
+    }
+    s
+}
+
+/// The row-major part of the copy for rows `0..rows`, derived apart from the
+/// lead block (see [`QuantStore::derive_row_major`]).
+pub(crate) struct RowMajor {
+    values: Vec<i8>,
+    scales: Vec<f32>,
+    sketches: Vec<u64>,
+    rows: usize,
+}
+
 impl QuantStore {
     /// An empty store for `layout`.
     pub(crate) fn new(layout: Layout) -> QuantStore {
@@ -139,30 +171,65 @@ impl QuantStore {
             lead: Vec::new(),
             lead_scales: Vec::new(),
             rows: 0,
+            lead_rows: 0,
             derived: true,
         }
     }
 
-    /// The copy of rows `0..snap.count`, quantised in parallel.
-    pub(crate) fn from_snapshot(snap: &Snapshot) -> QuantStore {
+    /// A store holding only the lead block of rows `0..snap.count`
+    /// (`derived` false): the first, short phase of deriving the copy after
+    /// open. It reads one block of every row, a tenth of the vectors.
+    pub(crate) fn lead_only(snap: &Snapshot) -> QuantStore {
         let mut store = QuantStore::new(snap.layout);
+        store.derived = false;
         let n = snap.count as usize;
-        let (len, blocks, words) = (store.layout.len(), store.layout.blocks, store.words);
-        store.values = vec![0; n * len];
-        store.scales = vec![0.0; n * blocks];
-        store.sketches = vec![0; n * words];
+        let dim = store.layout.dim;
+        let per = int_kernels::lead_lines(dim);
+        let groups = n.div_ceil(GROUP_ROWS);
+        store.lead = vec![int_kernels::Line::ZERO; groups * per];
+        store.lead_scales = vec![0.0; groups * GROUP_ROWS];
         store
-            .values
+            .lead
+            .par_chunks_mut(per * 64)
+            .zip(store.lead_scales.par_chunks_mut(GROUP_ROWS * 64))
+            .enumerate()
+            .for_each(|(c, (lines, lead_scales))| {
+                let mut codes = vec![0i8; dim];
+                let first = c * GROUP_ROWS * 64;
+                for (r, scale) in lead_scales.iter_mut().enumerate().take(n - first) {
+                    let v = snap.vector((first + r) as u64);
+                    *scale = lead_codes(&v[LEAD_BLOCK * dim..(LEAD_BLOCK + 1) * dim], &mut codes);
+                    let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
+                    int_kernels::lead_put(&mut lines[g * per..(g + 1) * per], lane, &codes);
+                }
+            });
+        store.lead_rows = n;
+        store
+    }
+
+    /// The row-major part for rows `0..snap.count`, quantised in parallel
+    /// (the second phase of deriving the copy).
+    pub(crate) fn derive_row_major(snap: &Snapshot) -> RowMajor {
+        let layout = snap.layout;
+        let n = snap.count as usize;
+        let (len, blocks, words) = (layout.len(), layout.blocks, layout.len().div_ceil(64));
+        let mut out = RowMajor {
+            values: vec![0; n * len],
+            scales: vec![0.0; n * blocks],
+            sketches: vec![0; n * words],
+            rows: n,
+        };
+        out.values
             .par_chunks_mut(len * 1024)
-            .zip(store.scales.par_chunks_mut(blocks * 1024))
-            .zip(store.sketches.par_chunks_mut(words * 1024))
+            .zip(out.scales.par_chunks_mut(blocks * 1024))
+            .zip(out.sketches.par_chunks_mut(words * 1024))
             .enumerate()
             .for_each(|(c, ((q, s), k))| {
                 let rows = q.len() / len;
                 for r in 0..rows {
                     let row = (c * 1024 + r) as u64;
                     quantise_row(
-                        snap.layout,
+                        layout,
                         snap.vector(row),
                         &mut q[r * len..(r + 1) * len],
                         &mut s[r * blocks..(r + 1) * blocks],
@@ -170,41 +237,29 @@ impl QuantStore {
                     );
                 }
             });
-        store.rows = n;
-        store.derive_lead();
-        store
+        out
     }
 
-    /// Fills the lead-block arrays from the row-major copy (all rows).
-    fn derive_lead(&mut self) {
-        let (dim, len, blocks) = (self.layout.dim, self.layout.len(), self.layout.blocks);
-        let per = int_kernels::lead_lines(dim);
-        let groups = self.rows.div_ceil(GROUP_ROWS);
-        let rows = self.rows;
-        self.lead = vec![int_kernels::Line::ZERO; groups * per];
-        self.lead_scales = vec![0.0; groups * GROUP_ROWS];
-        let values = &self.values;
-        let scales = &self.scales;
-        self.lead
-            .par_chunks_mut(per)
-            .zip(self.lead_scales.par_chunks_mut(GROUP_ROWS))
-            .enumerate()
-            .for_each(|(g, (lines, lead_scales))| {
-                let live = GROUP_ROWS.min(rows - g * GROUP_ROWS);
-                for (lane, scale) in lead_scales.iter_mut().enumerate().take(live) {
-                    let row = g * GROUP_ROWS + lane;
-                    let at = row * len + LEAD_BLOCK * dim;
-                    int_kernels::lead_put(lines, lane, &values[at..at + dim]);
-                    *scale = scales[row * blocks + LEAD_BLOCK];
-                }
-            });
+    /// Completes a [`QuantStore::lead_only`] store with its row-major part
+    /// (derived from the same snapshot); the store is then `derived` and
+    /// appends the rows inserted since at the next [`QuantStore::catch_up`].
+    pub(crate) fn install(&mut self, part: RowMajor) {
+        assert_eq!(
+            part.rows, self.lead_rows,
+            "row-major part of another snapshot"
+        );
+        self.values = part.values;
+        self.scales = part.scales;
+        self.sketches = part.sketches;
+        self.rows = part.rows;
+        self.derived = true;
     }
 
-    /// Appends the lead block of the last row of the row-major copy.
-    fn push_lead(&mut self) {
-        let (dim, len, blocks) = (self.layout.dim, self.layout.len(), self.layout.blocks);
+    /// Appends the lead block of row `lead_rows()` of `snap`.
+    fn push_lead(&mut self, snap: &Snapshot) {
+        let dim = self.layout.dim;
         let per = int_kernels::lead_lines(dim);
-        let row = self.rows - 1;
+        let row = self.lead_rows;
         let (g, lane) = (row / GROUP_ROWS, row % GROUP_ROWS);
         if lane == 0 {
             self.lead
@@ -212,21 +267,25 @@ impl QuantStore {
             self.lead_scales
                 .resize(self.lead_scales.len() + GROUP_ROWS, 0.0);
         }
-        let at = row * len + LEAD_BLOCK * dim;
-        int_kernels::lead_put(
-            &mut self.lead[g * per..(g + 1) * per],
-            lane,
-            &self.values[at..at + dim],
-        );
-        self.lead_scales[g * GROUP_ROWS + lane] = self.scales[row * blocks + LEAD_BLOCK];
+        let mut codes = vec![0i8; dim];
+        let lead = &snap.vector(row as u64)[LEAD_BLOCK * dim..(LEAD_BLOCK + 1) * dim];
+        self.lead_scales[g * GROUP_ROWS + lane] = lead_codes(lead, &mut codes);
+        int_kernels::lead_put(&mut self.lead[g * per..(g + 1) * per], lane, &codes);
+        self.lead_rows += 1;
     }
 
-    /// Rows held (the copy covers rows `0..rows()`).
+    /// Rows the row-major copy covers (rows `0..rows()`).
     pub(crate) fn rows(&self) -> usize {
         self.rows
     }
 
-    /// Appends rows `self.rows()..snap.count` of `snap`.
+    /// Rows the lead-block array covers (rows `0..lead_rows()`; at least
+    /// [`QuantStore::rows`]).
+    pub(crate) fn lead_rows(&self) -> usize {
+        self.lead_rows
+    }
+
+    /// Appends rows `self.rows()..snap.count` of `snap` to both parts.
     pub(crate) fn catch_up(&mut self, snap: &Snapshot) {
         let (len, blocks, words) = (self.layout.len(), self.layout.blocks, self.words);
         while (self.rows as u64) < snap.count {
@@ -243,7 +302,9 @@ impl QuantStore {
                 &mut self.sketches[ko..],
             );
             self.rows += 1;
-            self.push_lead();
+        }
+        while (self.lead_rows as u64) < snap.count {
+            self.push_lead(snap);
         }
     }
 
@@ -256,7 +317,7 @@ impl QuantStore {
             + self.lead_scales.capacity() * 4
     }
 
-    /// The interleaved lead-block lines and their scales (rows `0..rows()`).
+    /// The interleaved lead-block lines and their scales (rows `0..lead_rows()`).
     pub(super) fn lead(&self) -> (&[int_kernels::Line], &[f32]) {
         (&self.lead, &self.lead_scales)
     }
@@ -593,6 +654,7 @@ mod tests {
                 lead: Vec::new(),
                 lead_scales: Vec::new(),
                 rows: 1,
+                lead_rows: 0,
                 derived: true,
             };
             let qp = QuantProbe::new(&p);

@@ -187,17 +187,55 @@ pub(crate) async fn submit(
     ensure_pending(&challenge)?;
     let captures = validate(&challenge, &body)?;
     let vendor = body.vendor.clone().unwrap_or_else(|| "unknown".to_owned());
-    match challenge.kind.as_str() {
+    let completion = match challenge.kind.as_str() {
         "enroll" => enroll(state, &challenge, captures, &vendor).await?,
         "verify" => verify(state, &challenge, captures, &vendor, started).await?,
         _ => identify(state, &challenge, captures, &vendor, started).await?,
-    }
+    };
     state
         .metrics
         .challenges_completed
         .fetch_add(1, Ordering::Relaxed);
-    let c = load_for_device(state, device, id).await?;
+    let c = match completion {
+        // What this request committed, as a read would return it.
+        Some(done) => Challenge {
+            status: "completed".to_owned(),
+            result: Some(done.result),
+            finished_at: Some(done.at),
+            ..challenge
+        },
+        // A failure recorded with a reason: read back what is stored.
+        None => load_for_device(state, device, id).await?,
+    };
     Ok(views::challenge(&c))
+}
+
+/// A challenge this request completed: the stored result and completion time.
+struct Completion {
+    result: Value,
+    at: i64,
+}
+
+/// Commits the result of a verify or identify challenge with its event.
+async fn complete(
+    state: &AppState,
+    c: &Challenge,
+    event_type: &str,
+    data: Value,
+    now: i64,
+) -> ApiResult<Option<Completion>> {
+    let event = outbox::event(c.tenant_id, event_type, data.clone(), now);
+    if !state
+        .store
+        .complete_challenge(c.id, &data, &event, now)
+        .await?
+    {
+        return Err(lost_race(state, c).await);
+    }
+    Ok(Some(Completion {
+        result: data,
+        at: now,
+    }))
 }
 
 /// Explains why a challenge could not be completed after all (it changed meanwhile).
@@ -236,7 +274,7 @@ async fn enroll(
     c: &Challenge,
     captures: Vec<(String, Template)>,
     vendor: &str,
-) -> ApiResult<()> {
+) -> ApiResult<Option<Completion>> {
     let now = now_micros();
     let external = c.external_user_id.clone().unwrap_or_default();
     let user = state.store.ensure_user(c.tenant_id, &external, now).await?;
@@ -309,7 +347,10 @@ async fn enroll(
         event,
     };
     match state.store.complete_enrollment(&commit, now).await {
-        Ok(true) => Ok(()),
+        Ok(true) => Ok(Some(Completion {
+            result: commit.result,
+            at: now,
+        })),
         Ok(false) => {
             erase_rows(state, c.tenant_id, rows).await;
             Err(lost_race(state, c).await)
@@ -343,12 +384,15 @@ async fn verify(
     captures: Vec<(String, Template)>,
     vendor: &str,
     started: Instant,
-) -> ApiResult<()> {
+) -> ApiResult<Option<Completion>> {
     let external = c.external_user_id.clone().unwrap_or_default();
-    let user = state.store.get_user(c.tenant_id, &external).await?;
-    let palms = match &user {
-        Some(u) => state.store.list_palms(c.tenant_id, u.id).await?,
-        None => Vec::new(),
+    let (user, palms) = match state
+        .store
+        .get_user_with_palms(c.tenant_id, &external)
+        .await?
+    {
+        Some((user, palms)) => (Some(user), palms),
+        None => (None, Vec::new()),
     };
     let Some((_, probe)) = captures.into_iter().next() else {
         return Err(ApiError::field("captures", "one capture is required"));
@@ -363,7 +407,7 @@ async fn verify(
             .store
             .finish_challenge(c.id, "failed", Some("user_not_enrolled"), now_micros())
             .await?;
-        return Ok(());
+        return Ok(None);
     };
     let settings = super::settings::load(state, c.tenant_id).await?;
     let gallery = state
@@ -406,7 +450,7 @@ async fn verify(
             .store
             .finish_challenge(c.id, "failed", Some("template_missing"), now_micros())
             .await?;
-        return Ok(());
+        return Ok(None);
     };
     let now = now_micros();
     let data = json!({
@@ -425,20 +469,7 @@ async fn verify(
         "verified_at": rfc3339(now),
         "metadata": c.metadata,
     });
-    let event = outbox::event(
-        c.tenant_id,
-        outbox::VERIFICATION_COMPLETE,
-        data.clone(),
-        now,
-    );
-    if !state
-        .store
-        .complete_challenge(c.id, &data, &event, now)
-        .await?
-    {
-        return Err(lost_race(state, c).await);
-    }
-    Ok(())
+    complete(state, c, outbox::VERIFICATION_COMPLETE, data, now).await
 }
 
 /// 1:N over the tenant's gallery, restricted to the presented palm.
@@ -448,7 +479,7 @@ async fn identify(
     captures: Vec<(String, Template)>,
     vendor: &str,
     started: Instant,
-) -> ApiResult<()> {
+) -> ApiResult<Option<Completion>> {
     let Some((probe_palm, probe)) = captures.into_iter().next() else {
         return Err(ApiError::field("captures", "one capture is required"));
     };
@@ -516,18 +547,5 @@ async fn identify(
         "identified_at": rfc3339(now),
         "metadata": c.metadata,
     });
-    let event = outbox::event(
-        c.tenant_id,
-        outbox::IDENTIFICATION_COMPLETE,
-        data.clone(),
-        now,
-    );
-    if !state
-        .store
-        .complete_challenge(c.id, &data, &event, now)
-        .await?
-    {
-        return Err(lost_race(state, c).await);
-    }
-    Ok(())
+    complete(state, c, outbox::IDENTIFICATION_COMPLETE, data, now).await
 }

@@ -181,12 +181,11 @@ pub(crate) async fn enroll(
             .ok_or_else(|| ApiError::field("palm_type", "is required (left or right)"))?
     };
     let device = capturing_device(state, caller.tenant_id, &req.hardware_id).await?;
-    if let Some(user) = state
+    if let Some((_, palms)) = state
         .store
-        .get_user(caller.tenant_id, &req.external_user_id)
+        .get_user_with_palms(caller.tenant_id, &req.external_user_id)
         .await?
     {
-        let palms = state.store.list_palms(caller.tenant_id, user.id).await?;
         if palms.iter().any(|p| both || p.palm_type == palm_type) {
             return Err(ApiError::conflict(
                 "already_enrolled",
@@ -213,12 +212,11 @@ pub(crate) async fn verify(
 ) -> ApiResult<Value> {
     caller.require("verify")?;
     let device = capturing_device(state, caller.tenant_id, &req.hardware_id).await?;
-    let user = state
+    let (_, palms) = state
         .store
-        .get_user(caller.tenant_id, &req.external_user_id)
+        .get_user_with_palms(caller.tenant_id, &req.external_user_id)
         .await?
         .ok_or(ApiError::NotFound("enrolled user"))?;
-    let palms = state.store.list_palms(caller.tenant_id, user.id).await?;
     if palms.is_empty() {
         return Err(ApiError::NotFound("enrolled user"));
     }

@@ -296,6 +296,61 @@ pub(crate) async fn exercise(store: &dyn Store) {
         0,
         "users without palms are not listed"
     );
+    assert_eq!(
+        store.get_user_with_palms(tenant, "x").await.unwrap(),
+        Some((u1.clone(), Vec::new()))
+    );
+    assert_eq!(store.get_user_with_palms(tenant, "y").await.unwrap(), None);
+
+    // An enrollment of both palms: the user is read with both, in palm order, and only
+    // in their tenant.
+    let scanner = device(tenant, "EEEEEEEEEE");
+    store.create_device(&scanner).await.unwrap();
+    let enroll = Challenge {
+        kind: "enroll".into(),
+        external_user_id: Some("x".into()),
+        palm_type: "both".into(),
+        top_k: None,
+        ..challenge(tenant, scanner.id, i64::MAX)
+    };
+    store.create_challenge(&enroll).await.unwrap();
+    let palm = |palm_type: &str, row_id: i64| Palm {
+        feature_id: Uuid::new_v4(),
+        tenant_id: tenant,
+        user_id: u1.id,
+        palm_type: palm_type.into(),
+        row_id,
+        enrolled_at: 7,
+        vendor: "mock".into(),
+        challenge_id: enroll.id,
+    };
+    let commit = EnrollmentCommit {
+        challenge_id: enroll.id,
+        palms: vec![palm("right", 1), palm("left", 0)],
+        result: json!({"ok": true}),
+        event: event(tenant, 500),
+    };
+    assert!(store.complete_enrollment(&commit, 7).await.unwrap());
+    let (user, palms) = store
+        .get_user_with_palms(tenant, "x")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(user, u1);
+    assert_eq!(palms, store.list_palms(tenant, u1.id).await.unwrap());
+    assert_eq!(
+        palms
+            .iter()
+            .map(|p| (p.palm_type.as_str(), p.row_id))
+            .collect::<Vec<_>>(),
+        [("left", 0), ("right", 1)]
+    );
+    let (_, theirs) = store
+        .get_user_with_palms(other, "x")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(theirs.is_empty());
     assert!(store.get_settings(tenant).await.unwrap().is_none());
     let settings = StoredSettings {
         thresholds: vec![0.5; 10],

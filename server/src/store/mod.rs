@@ -100,7 +100,7 @@ pub struct Device {
 }
 
 /// An enrolled person, keyed by the tenant's own `external_user_id`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct User {
     /// Internal id (`user_id`), also the gallery's user key.
     pub id: Uuid,
@@ -113,7 +113,7 @@ pub struct User {
 }
 
 /// One enrolled palm template: the database side of a gallery row.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Palm {
     /// `feature_id`, also stored in the gallery row.
     pub feature_id: Uuid,
@@ -333,6 +333,12 @@ pub trait Store: Send + Sync {
     ) -> StoreResult<User>;
     /// The user with this external id.
     async fn get_user(&self, tenant: Uuid, external_user_id: &str) -> StoreResult<Option<User>>;
+    /// A user by external id with their palms (by palm type), in one read.
+    async fn get_user_with_palms(
+        &self,
+        tenant: Uuid,
+        external_user_id: &str,
+    ) -> StoreResult<Option<(User, Vec<Palm>)>>;
     /// Users by internal id.
     async fn get_users_by_ids(&self, tenant: Uuid, ids: &[Uuid]) -> StoreResult<Vec<User>>;
     /// A page of users holding at least one palm, oldest first, and the total.

@@ -492,6 +492,44 @@ impl Store for SqliteStore {
         row.as_ref().map(user_row).transpose()
     }
 
+    async fn get_user_with_palms(
+        &self,
+        tenant: Uuid,
+        external_user_id: &str,
+    ) -> StoreResult<Option<(User, Vec<Palm>)>> {
+        let rows = sqlx::query(
+            "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.feature_id, \
+             p.palm_type, p.row_id, p.enrolled_at, p.vendor, p.challenge_id \
+             FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
+             WHERE u.tenant_id = $1 AND u.external_user_id = $2 ORDER BY p.palm_type",
+        )
+        .bind(tenant.to_string())
+        .bind(external_user_id)
+        .fetch_all(self.db.pool())
+        .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let user = user_row(first)?;
+        let mut palms = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.try_get::<Option<String>, _>("feature_id")?.is_none() {
+                continue;
+            }
+            palms.push(Palm {
+                feature_id: uuid(row, "feature_id")?,
+                tenant_id: user.tenant_id,
+                user_id: user.id,
+                palm_type: row.try_get("palm_type")?,
+                row_id: row.try_get("row_id")?,
+                enrolled_at: row.try_get("enrolled_at")?,
+                vendor: row.try_get("vendor")?,
+                challenge_id: uuid(row, "challenge_id")?,
+            });
+        }
+        Ok(Some((user, palms)))
+    }
+
     async fn get_users_by_ids(&self, tenant: Uuid, ids: &[Uuid]) -> StoreResult<Vec<User>> {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
