@@ -9,8 +9,9 @@
 //! * [`Strategy::PassingScan`]: what [`SearchMode::Ann`] runs when the
 //!   query's policy requires every block to pass (`all_thresholds`, or
 //!   `k_of_n` with `k` equal to the number of blocks). Reads one block per
-//!   row (68 B), prunes every row that provably fails that block's threshold,
-//!   and re-scores the survivors in f32: it returns every template whose exact
+//!   row (36 B: 4-bit codes and a scale), prunes every row that provably
+//!   fails that block's threshold, checks the survivors on every block and
+//!   re-scores them in f32: it returns every template whose exact
 //!   scores pass, up to `top_k`, in exact order, with the f32 scan's scores;
 //!   other candidates only where fewer pass (see the guarantee in
 //!   `passing.rs`). Reported as [`SearchMode::Ann`], since its list beyond
@@ -86,7 +87,7 @@ pub enum Strategy {
         /// Rows re-scored in f32.
         rescore: usize,
     },
-    /// One block per row scanned from the block-major i8 array, rows that
+    /// One block per row scanned from the block-major 4-bit array, rows that
     /// provably fail its threshold pruned, survivors checked on every block
     /// and re-scored in f32: every passing row, up to `top_k`, in exact order;
     /// other candidates best effort. Serves `all_thresholds` and `k_of_n`
