@@ -675,4 +675,68 @@ mod tests {
         let v = [1.0, -1.0, 0.0, -0.5];
         assert_eq!(sketch_of(&v), vec![0b0101]);
     }
+
+    /// Deriving the copy in parallel after open (lead block first, in tasks
+    /// of 64 groups, then the row-major part) gives the same bytes as
+    /// appending the rows one by one, across task and group boundaries and
+    /// with a partial last group; later appends continue it the same way.
+    #[test]
+    fn parallel_derivation_matches_appending() {
+        let layout = Layout::new(3, 20).unwrap();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let g = Gallery::create(dir.path(), layout).unwrap();
+        let insert = |from: usize, to: usize, next: &mut dyn FnMut() -> f32| {
+            let templates: Vec<Template> = (from..to)
+                .map(|_| {
+                    let v: Vec<f32> = (0..layout.len()).map(|_| next()).collect();
+                    Template::from_f32(layout, &v).unwrap()
+                })
+                .collect();
+            let items: Vec<(crate::RecordIds, &Template)> = templates
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let ids = crate::RecordIds {
+                        feature_id: (from + i) as u128 + 1,
+                        user_key: 1,
+                        palm: crate::PalmSide::Right,
+                    };
+                    (ids, t)
+                })
+                .collect();
+            g.insert_batch(&items).unwrap();
+        };
+        // Two parallel tasks of 1,024 rows and a partial group of 7.
+        let n = 2 * 64 * GROUP_ROWS + 7;
+        insert(0, n, &mut next);
+        let snap = g.snapshot();
+        let mut derived = QuantStore::lead_only(&snap);
+        derived.install(QuantStore::derive_row_major(&snap));
+        let mut appended = QuantStore::new(layout);
+        appended.catch_up(&snap);
+        let same = |a: &QuantStore, b: &QuantStore| {
+            assert_eq!((a.rows(), a.lead_rows()), (b.rows(), b.lead_rows()));
+            assert_eq!(a.lead(), b.lead());
+            assert_eq!(a.values, b.values);
+            assert_eq!(a.scales, b.scales);
+            assert_eq!(a.sketches, b.sketches);
+        };
+        same(&derived, &appended);
+        assert_eq!(derived.lead_rows(), n);
+        insert(n, n + 30, &mut next);
+        let snap = g.snapshot();
+        derived.catch_up(&snap);
+        appended.catch_up(&snap);
+        same(&derived, &appended);
+        let mut rederived = QuantStore::lead_only(&snap);
+        rederived.install(QuantStore::derive_row_major(&snap));
+        same(&rederived, &appended);
+    }
 }
