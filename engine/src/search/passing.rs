@@ -412,18 +412,13 @@ pub(crate) fn search(
 
 #[cfg(test)]
 mod tests {
+    use super::super::quantized::test_support::{insert_all, uniform};
     use super::*;
     use crate::scoring::block_scores;
     use crate::storage::format::STATE_LIVE;
 
     fn random_templates(layout: Layout, n: usize, seed: u64) -> Vec<Template> {
-        let mut s = seed | 1;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-        };
+        let mut next = uniform(seed);
         (0..n)
             .map(|i| {
                 let mut v: Vec<f32> = (0..layout.len()).map(|_| next()).collect();
@@ -452,19 +447,7 @@ mod tests {
             let mut store = QuantStore::new(layout);
             let dir = tempfile::tempdir().unwrap();
             let g = Gallery::create(dir.path(), layout).unwrap();
-            let items: Vec<(crate::RecordIds, &Template)> = gallery
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let ids = crate::RecordIds {
-                        feature_id: i as u128 + 1,
-                        user_key: 1,
-                        palm: crate::PalmSide::Left,
-                    };
-                    (ids, t)
-                })
-                .collect();
-            g.insert_batch(&items).unwrap();
+            insert_all(&g, 0, &gallery, false);
             let snap = g.snapshot();
             store.catch_up(&snap);
             let (lines, lead_scales) = store.lead();
@@ -564,19 +547,7 @@ mod tests {
         let gallery = random_templates(layout, 300, 0x5eed);
         let dir = tempfile::tempdir().unwrap();
         let g = Gallery::create(dir.path(), layout).unwrap();
-        let items: Vec<(crate::RecordIds, &Template)> = gallery
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let ids = crate::RecordIds {
-                    feature_id: i as u128 + 1,
-                    user_key: i as u128 + 1,
-                    palm: crate::PalmSide::Left,
-                };
-                (ids, t)
-            })
-            .collect();
-        g.insert_batch(&items).unwrap();
+        insert_all(&g, 0, &gallery, true);
         let snap = g.snapshot();
         let lead = QuantStore::lead_only(&snap);
         assert_eq!((lead.rows(), lead.lead_rows()), (0, 300));

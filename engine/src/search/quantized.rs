@@ -617,8 +617,51 @@ pub(crate) fn sketch_search(
     finish(snap, probe, query, top)
 }
 
+/// Helpers shared by the unit tests of the compact copies.
+#[cfg(test)]
+pub(super) mod test_support {
+    use crate::storage::Gallery;
+    use crate::template::Template;
+
+    /// Uniform values in `[-0.5, 0.5)` from a seed (xorshift).
+    pub(crate) fn uniform(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+        }
+    }
+
+    /// Inserts `templates` as one batch; template `i` gets feature id
+    /// `first + i + 1` and, with `distinct_users`, user key `first + i + 1`.
+    pub(crate) fn insert_all(
+        g: &Gallery,
+        first: usize,
+        templates: &[Template],
+        distinct_users: bool,
+    ) {
+        let items: Vec<(crate::RecordIds, &Template)> = templates
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let id = (first + i) as u128 + 1;
+                let ids = crate::RecordIds {
+                    feature_id: id,
+                    user_key: if distinct_users { id } else { 1 },
+                    palm: crate::PalmSide::Left,
+                };
+                (ids, t)
+            })
+            .collect();
+        g.insert_batch(&items).unwrap();
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_support::{insert_all, uniform};
     use super::*;
 
     /// The stated bound holds for every block of random unit vectors, including
@@ -626,13 +669,7 @@ mod tests {
     #[test]
     fn error_bound_holds_on_random_templates() {
         let layout = Layout::DEFAULT;
-        let mut s = 0x9e3779b97f4a7c15u64;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-        };
+        let mut next = uniform(0x9e3779b97f4a7c15);
         for trial in 0..300 {
             let mut g: Vec<f32> = (0..layout.len()).map(|_| next()).collect();
             let p: Vec<f32> = (0..layout.len()).map(|_| next()).collect();
@@ -683,39 +720,21 @@ mod tests {
     #[test]
     fn parallel_derivation_matches_appending() {
         let layout = Layout::new(3, 20).unwrap();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-        };
+        let mut next = uniform(0x2545_f491_4f6c_dd1d);
         let dir = tempfile::tempdir().unwrap();
         let g = Gallery::create(dir.path(), layout).unwrap();
-        let insert = |from: usize, to: usize, next: &mut dyn FnMut() -> f32| {
+        let mut insert = |from: usize, to: usize| {
             let templates: Vec<Template> = (from..to)
                 .map(|_| {
                     let v: Vec<f32> = (0..layout.len()).map(|_| next()).collect();
                     Template::from_f32(layout, &v).unwrap()
                 })
                 .collect();
-            let items: Vec<(crate::RecordIds, &Template)> = templates
-                .iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let ids = crate::RecordIds {
-                        feature_id: (from + i) as u128 + 1,
-                        user_key: 1,
-                        palm: crate::PalmSide::Right,
-                    };
-                    (ids, t)
-                })
-                .collect();
-            g.insert_batch(&items).unwrap();
+            insert_all(&g, from, &templates, false);
         };
         // Two parallel tasks of 1,024 rows and a partial group of 7.
         let n = 2 * 64 * GROUP_ROWS + 7;
-        insert(0, n, &mut next);
+        insert(0, n);
         let snap = g.snapshot();
         let mut derived = QuantStore::lead_only(&snap);
         derived.install(QuantStore::derive_row_major(&snap));
@@ -730,7 +749,7 @@ mod tests {
         };
         same(&derived, &appended);
         assert_eq!(derived.lead_rows(), n);
-        insert(n, n + 30, &mut next);
+        insert(n, n + 30);
         let snap = g.snapshot();
         derived.catch_up(&snap);
         appended.catch_up(&snap);

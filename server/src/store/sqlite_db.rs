@@ -524,6 +524,15 @@ mod tests {
         db
     }
 
+    /// Runs `sql` as a single durable write on a task of its own.
+    fn spawn_write(
+        db: &Arc<SqliteDb>,
+        sql: &'static str,
+    ) -> tokio::task::JoinHandle<Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>> {
+        let db = Arc::clone(db);
+        tokio::spawn(async move { sqlx::query(sql).write(&db).await })
+    }
+
     async fn names(db: &SqliteDb) -> Vec<String> {
         sqlx::query("SELECT name FROM item ORDER BY name")
             .fetch_all(db.pool())
@@ -570,22 +579,8 @@ mod tests {
             .unwrap();
         // Hold the writer so the following writes queue and form one group.
         let first = db.begin().await.unwrap();
-        let single_duplicate = {
-            let db = Arc::clone(&db);
-            tokio::spawn(async move {
-                sqlx::query("INSERT INTO item (name) VALUES ('existing')")
-                    .write(&db)
-                    .await
-            })
-        };
-        let ok = {
-            let db = Arc::clone(&db);
-            tokio::spawn(async move {
-                sqlx::query("INSERT INTO item (name) VALUES ('kept')")
-                    .write(&db)
-                    .await
-            })
-        };
+        let single_duplicate = spawn_write(&db, "INSERT INTO item (name) VALUES ('existing')");
+        let ok = spawn_write(&db, "INSERT INTO item (name) VALUES ('kept')");
         let duplicate = {
             let db = Arc::clone(&db);
             tokio::spawn(async move {
@@ -629,23 +624,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
         let first = db.begin().await.unwrap();
-        let innocent = {
-            let db = Arc::clone(&db);
-            tokio::spawn(async move {
-                sqlx::query("INSERT INTO item (name) VALUES ('innocent')")
-                    .write(&db)
-                    .await
-            })
-        };
+        let innocent = spawn_write(&db, "INSERT INTO item (name) VALUES ('innocent')");
         // A deferred foreign key: the statement succeeds, the COMMIT fails.
-        let violating = {
-            let db = Arc::clone(&db);
-            tokio::spawn(async move {
-                sqlx::query("INSERT INTO child (id, parent) VALUES (1, 99)")
-                    .write(&db)
-                    .await
-            })
-        };
+        let violating = spawn_write(&db, "INSERT INTO child (id, parent) VALUES (1, 99)");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         drop(first);
         let violating = violating.await.unwrap();
