@@ -14,6 +14,11 @@ async fn enrollment_then_verification_scores_are_cosines() {
     let alice = palm(100);
     let enrolled = h.enroll(&t, &s, "alice", "right", &alice).await;
     assert_eq!(enrolled["status"], "completed");
+    let enroll_id = enrolled["challenge_id"].as_str().unwrap();
+    let looked = h
+        .get(&format!("/v1/challenges/{enroll_id}"), &t.token)
+        .await;
+    assert_eq!(looked.body["data"], enrolled);
     let result = &enrolled["result"];
     for field in [
         "user_id",
@@ -71,6 +76,10 @@ async fn enrollment_then_verification_scores_are_cosines() {
     assert_eq!(v["metadata"], json!({"door": 7}));
     assert_eq!(v["external_user_id"], "alice");
     assert_scores(&v["thresholds"], &THRESHOLDS);
+    // The capture answers with exactly what a look-up reads back from the store.
+    let looked = h.get(&format!("/v1/challenges/{id}"), &t.token).await;
+    assert_eq!(looked.body["data"], r.body["data"]);
+    assert_eq!(looked.body["data"]["status"], "completed");
 
     // Impostor probe.
     let mallory = palm(999);
@@ -223,6 +232,8 @@ async fn identification_ranks_the_gallery() {
     assert!((candidates[0]["confidence"].as_f64().unwrap() - mean).abs() < 1e-4);
     assert_eq!(candidates[1]["matched"], false);
     assert_eq!(v["search"]["gallery_size"], 6);
+    let looked = h.get(&format!("/v1/challenges/{id}"), &t.token).await;
+    assert_eq!(looked.body["data"], r.body["data"]);
 
     // Nobody passes: candidates come back, none matched.
     let stranger = palm(12345);
