@@ -85,7 +85,7 @@ use super::int_kernels::{
     self, probe_max, LeadProbe, LeadTest, GROUP_ROWS, LEAD_CODE_MAX, LEAD_PROBE_MAX,
 };
 use super::quantized::{self, QuantStore, LEAD_BLOCK};
-use super::top_k::{Scored, TopK};
+use super::top_k::{Ranked, Scored, TopK};
 use super::{Candidate, SearchQuery};
 use crate::scoring::{kernel, MatchPolicy, MatchSettings};
 use crate::storage::gallery::Snapshot;
@@ -219,64 +219,6 @@ struct Check {
     /// Bounds on the exact mean.
     lo: f32,
     hi: f32,
-}
-
-/// `x` is not below `y` (true when either is NaN: a NaN bound never drops a row).
-#[inline]
-fn not_below(x: f32, y: f32) -> bool {
-    x.partial_cmp(&y) != Some(std::cmp::Ordering::Less)
-}
-
-/// Rows with bounds on their mean, of which only those that may rank among
-/// the best `k` by exact mean are kept (the quantised scan's argument: a row
-/// whose upper bound is below the k-th best lower bound cannot rank).
-struct Ranked {
-    lower: TopK,
-    /// `(mean upper bound, row)` of rows that may still rank.
-    rows: Vec<(f32, u64)>,
-}
-
-impl Ranked {
-    fn new(k: usize) -> Ranked {
-        Ranked {
-            lower: TopK::new(k),
-            rows: Vec::new(),
-        }
-    }
-
-    /// Adds a row; `lower_too` also counts its lower bound (a row known to
-    /// belong to the set the `k` best are taken from).
-    #[inline]
-    fn push(&mut self, row: u64, lo: f32, hi: f32, lower_too: bool) {
-        if lower_too {
-            self.lower.push(Scored { score: lo, row });
-        }
-        if not_below(hi, self.lower.floor()) {
-            self.rows.push((hi, row));
-        }
-        if self.rows.len() > 4 * self.lower.k() + 256 {
-            self.trim();
-        }
-    }
-
-    /// Drops the rows that cannot rank (a NaN bound is kept).
-    fn trim(&mut self) {
-        let floor = self.lower.floor();
-        self.rows.retain(|(hi, _)| not_below(*hi, floor));
-    }
-
-    fn merge(mut self, other: Ranked) -> Ranked {
-        self.lower = self.lower.merge(other.lower);
-        self.rows.extend(other.rows);
-        self.trim();
-        self
-    }
-
-    /// The rows that may rank.
-    fn finish(mut self) -> Vec<u64> {
-        self.trim();
-        self.rows.into_iter().map(|(_, row)| row).collect()
-    }
 }
 
 /// Per-chunk state.

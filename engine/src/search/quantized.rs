@@ -47,7 +47,7 @@
 use rayon::prelude::*;
 
 use super::int_kernels::{self, probe_max, GROUP_ROWS};
-use super::top_k::{Scored, TopK};
+use super::top_k::{Ranked, Scored, TopK};
 use super::{exact, Candidate, SearchQuery};
 use crate::scoring::{kernel, mean_score};
 use crate::storage::format::{palm_code, STATE_LIVE};
@@ -420,30 +420,6 @@ pub(crate) fn admissible(
         && !gallery.is_damaged(row)
 }
 
-/// Per-chunk state of the quantised scan.
-struct Bounds {
-    lower: TopK,
-    /// `(upper bound, row)` of rows that may still reach the top k.
-    maybe: Vec<(f32, u64)>,
-}
-
-impl Bounds {
-    fn new(k: usize) -> Bounds {
-        Bounds {
-            lower: TopK::new(k),
-            maybe: Vec::new(),
-        }
-    }
-
-    fn merge(mut self, other: Bounds) -> Bounds {
-        self.lower = self.lower.merge(other.lower);
-        self.maybe.extend(other.maybe);
-        let floor = self.lower.floor();
-        self.maybe.retain(|(hi, _)| *hi >= floor);
-        self
-    }
-}
-
 /// Exact f32 mean of `row`, with the kernel the exact scan uses.
 #[inline]
 pub(crate) fn exact_mean(
@@ -511,46 +487,25 @@ pub(crate) fn search(
     let scan = |range: std::ops::Range<usize>| {
         let mut dots = [0i32; Layout::MAX_BLOCKS];
         let dots = &mut dots[..store.layout.blocks];
-        let mut b = Bounds::new(k);
+        let mut ranked = Ranked::new(k);
         for row in range {
             if !admissible(gallery, snap, query, row as u64) {
                 continue;
             }
             let (approx, err) = qp.score(store, row, dots);
-            b.lower.push(Scored {
-                score: approx - err,
-                row: row as u64,
-            });
-            let hi = approx + err;
-            if hi >= b.lower.floor() {
-                b.maybe.push((hi, row as u64));
-            }
-            if b.maybe.len() > 4 * k + 256 {
-                let floor = b.lower.floor();
-                b.maybe.retain(|(h, _)| *h >= floor);
-            }
+            ranked.push(row as u64, approx - err, approx + err, true);
         }
-        b
+        ranked
     };
-    let bounds = if covered < PARALLEL_THRESHOLD {
+    let ranked = if covered < PARALLEL_THRESHOLD {
         scan(0..covered)
     } else {
         (0..covered.div_ceil(CHUNK_ROWS))
             .into_par_iter()
             .map(|c| scan(c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(covered)))
-            .reduce(|| Bounds::new(k), Bounds::merge)
+            .reduce(|| Ranked::new(k), Ranked::merge)
     };
-    let floor = bounds.lower.floor();
-    let mut top = rescore(
-        snap,
-        probe,
-        k,
-        bounds
-            .maybe
-            .iter()
-            .filter(|(hi, _)| *hi >= floor)
-            .map(|&(_, row)| row),
-    );
+    let mut top = rescore(snap, probe, k, ranked.finish());
     if (covered as u64) < snap.count {
         top = top.merge(exact::scan_range(
             gallery,

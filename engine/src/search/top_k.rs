@@ -1,4 +1,5 @@
-//! A bounded best-k collector with a total, deterministic order.
+//! A bounded best-k collector with a total, deterministic order, and the
+//! rows that may still rank given bounds on their scores.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -85,6 +86,65 @@ impl TopK {
         let mut v: Vec<Scored> = self.heap.into_iter().map(|r| r.0).collect();
         v.sort_by(|a, b| b.cmp(a));
         v
+    }
+}
+
+/// `x` is not below `y` (true when either is NaN: a NaN bound never drops a row).
+#[inline]
+fn not_below(x: f32, y: f32) -> bool {
+    x.partial_cmp(&y) != Some(std::cmp::Ordering::Less)
+}
+
+/// Rows with bounds on their exact score, of which only those that may rank
+/// among the best `k` are kept: at least `k` rows score at least the `k`-th
+/// best lower bound, so a row whose upper bound is below it cannot rank.
+pub(crate) struct Ranked {
+    lower: TopK,
+    /// `(mean upper bound, row)` of rows that may still rank.
+    rows: Vec<(f32, u64)>,
+}
+
+impl Ranked {
+    pub(crate) fn new(k: usize) -> Ranked {
+        Ranked {
+            lower: TopK::new(k),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row; `lower_too` also counts its lower bound (a row known to
+    /// belong to the set the `k` best are taken from).
+    #[inline]
+    pub(crate) fn push(&mut self, row: u64, lo: f32, hi: f32, lower_too: bool) {
+        if lower_too {
+            self.lower.push(Scored { score: lo, row });
+        }
+        if not_below(hi, self.lower.floor()) {
+            self.rows.push((hi, row));
+        }
+        if self.rows.len() > 4 * self.lower.k() + 256 {
+            self.trim();
+        }
+    }
+
+    /// Drops the rows that cannot rank (a NaN bound is kept).
+    fn trim(&mut self) {
+        let floor = self.lower.floor();
+        self.rows.retain(|(hi, _)| not_below(*hi, floor));
+    }
+
+    /// Both chunks' rows, against both chunks' lower bounds.
+    pub(crate) fn merge(mut self, other: Ranked) -> Ranked {
+        self.lower = self.lower.merge(other.lower);
+        self.rows.extend(other.rows);
+        self.trim();
+        self
+    }
+
+    /// The rows that may rank.
+    pub(crate) fn finish(mut self) -> Vec<u64> {
+        self.trim();
+        self.rows.into_iter().map(|(_, row)| row).collect()
     }
 }
 
