@@ -13,54 +13,14 @@ use std::time::Duration;
 
 use palmlink_engine::search::MAX_TOP_K;
 use palmlink_engine::{
-    Candidate, Gallery, IndexPolicy, Layout, MatchPolicy, MatchSettings, PalmSide, RecordIds,
-    RowId, SearchFilter, SearchMode, SearchQuery, Strategy, Template,
+    Candidate, Gallery, Layout, MatchPolicy, MatchSettings, PalmSide, SearchFilter, SearchMode,
+    SearchQuery, Strategy, Template,
 };
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use common::{genuine, identity};
-
-fn ids(i: u64) -> RecordIds {
-    RecordIds {
-        feature_id: u128::from(i) + 1,
-        user_key: u128::from(i / 2) + 1,
-        palm: if i.is_multiple_of(2) {
-            PalmSide::Left
-        } else {
-            PalmSide::Right
-        },
-    }
-}
-
-fn manual() -> IndexPolicy {
-    IndexPolicy {
-        at_open: false,
-        ..IndexPolicy::default()
-    }
-}
-
-/// A gallery of `n` seeded identities; returns it with its templates.
-fn gallery(dir: &std::path::Path, n: usize, seed: u64, layout: Layout) -> (Gallery, Vec<Template>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let templates: Vec<Template> = (0..n).map(|_| identity(&mut rng, layout)).collect();
-    Gallery::create(dir, layout).unwrap();
-    let g = Gallery::open_with(dir, manual()).unwrap();
-    insert(&g, &templates, 0);
-    (g, templates)
-}
-
-fn insert(g: &Gallery, templates: &[Template], first: usize) {
-    for (c, chunk) in templates.chunks(2048).enumerate() {
-        let items: Vec<(RecordIds, &Template)> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (ids((first + c * 2048 + i) as u64), t))
-            .collect();
-        g.insert_batch(&items).unwrap();
-    }
-}
+use common::{duplicate_and_delete, gallery, genuine, identity, ids, manual};
 
 /// Checks the guarantee for one probe: the passing rows of the passing scan
 /// are the first `min(|P|, top_k)` passing rows of the f32 scan's full
@@ -141,18 +101,9 @@ proptest! {
     ) {
         let layout = if small_layout { Layout::new(3, 32).unwrap() } else { Layout::DEFAULT };
         let dir = tempfile::tempdir().unwrap();
-        let (g, templates) = gallery(dir.path(), n, seed, layout);
+        let (g, templates) = gallery(dir.path(), n, seed, layout, manual());
         let mut rng = StdRng::seed_from_u64(seed ^ 0xabc);
-        let extra: Vec<Template> = (0..dupes)
-            .map(|_| templates[rng.random_range(0..n)].clone())
-            .collect();
-        insert(&g, &extra, n);
-        let mut deleted = Vec::new();
-        for d in &deletes {
-            let row = d.index(n) as u64;
-            g.delete(RowId(row)).unwrap();
-            deleted.push(row);
-        }
+        let deleted = duplicate_and_delete(&g, &templates, dupes, &deletes, &mut rng);
         let thresholds: Vec<f32> = (0..layout.blocks)
             .map(|b| (base + jitter[b]).clamp(-1.0, 1.0))
             .collect();
@@ -191,7 +142,7 @@ fn passing_scan_keeps_every_passing_mate_at_scale() {
     let n = 20_000;
     let probes = if cfg!(debug_assertions) { 30 } else { 200 };
     let dir = tempfile::tempdir().unwrap();
-    let (g, templates) = gallery(dir.path(), n, 101, Layout::DEFAULT);
+    let (g, templates) = gallery(dir.path(), n, 101, Layout::DEFAULT, manual());
     let mut rng = StdRng::seed_from_u64(102);
     let mut q = SearchQuery::new(10, MatchSettings::default_for(Layout::DEFAULT));
     q.mode = SearchMode::Ann;
@@ -255,7 +206,7 @@ fn passing_scan_keeps_every_passing_mate_at_scale() {
 fn rows_not_yet_copied_and_rows_inserted_later_are_found() {
     let n = 3_001;
     let dir = tempfile::tempdir().unwrap();
-    let (g, mut templates) = gallery(dir.path(), n, 111, Layout::DEFAULT);
+    let (g, mut templates) = gallery(dir.path(), n, 111, Layout::DEFAULT, manual());
     drop(g);
     let mut rng = StdRng::seed_from_u64(112);
     let q = {

@@ -21,49 +21,7 @@ use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use common::{genuine, identity};
-
-fn ids(i: u64) -> RecordIds {
-    RecordIds {
-        feature_id: u128::from(i) + 1,
-        user_key: u128::from(i / 2) + 1,
-        palm: if i.is_multiple_of(2) {
-            PalmSide::Left
-        } else {
-            PalmSide::Right
-        },
-    }
-}
-
-/// A gallery of `n` seeded identities; returns it with its templates.
-fn gallery(
-    dir: &std::path::Path,
-    n: usize,
-    seed: u64,
-    layout: Layout,
-    policy: IndexPolicy,
-) -> (Gallery, Vec<Template>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let templates: Vec<Template> = (0..n).map(|_| identity(&mut rng, layout)).collect();
-    Gallery::create(dir, layout).unwrap();
-    let g = Gallery::open_with(dir, policy).unwrap();
-    for (c, chunk) in templates.chunks(2048).enumerate() {
-        let items: Vec<(RecordIds, &Template)> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (ids((c * 2048 + i) as u64), t))
-            .collect();
-        g.insert_batch(&items).unwrap();
-    }
-    (g, templates)
-}
-
-fn manual() -> IndexPolicy {
-    IndexPolicy {
-        at_open: false,
-        ..IndexPolicy::default()
-    }
-}
+use common::{duplicate_and_delete, gallery, genuine, identity, ids, manual};
 
 fn query(top_k: usize, layout: Layout) -> SearchQuery {
     SearchQuery::new(top_k, MatchSettings::default_for(layout))
@@ -113,13 +71,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let (g, templates) = gallery(dir.path(), n, seed, layout, manual());
         let mut rng = StdRng::seed_from_u64(seed ^ 0xabc);
-        let extra: Vec<(RecordIds, &Template)> = (0..dupes)
-            .map(|i| (ids((n + i) as u64), &templates[rng.random_range(0..n)]))
-            .collect();
-        g.insert_batch(&extra).unwrap();
-        for d in &deletes {
-            g.delete(palmlink_engine::RowId(d.index(n) as u64)).unwrap();
-        }
+        duplicate_and_delete(&g, &templates, dupes, &deletes, &mut rng);
         let mut q = query(top_k, layout);
         q.filter = SearchFilter {
             palm: palm.map(|l| if l { PalmSide::Left } else { PalmSide::Right }),

@@ -2,7 +2,10 @@
 
 #![allow(dead_code)]
 
-use palmlink_engine::{Layout, PalmSide, RecordIds, Template};
+use std::path::Path;
+
+use palmlink_engine::{Gallery, IndexPolicy, Layout, PalmSide, RecordIds, RowId, Template};
+use proptest::sample::Index;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -65,4 +68,65 @@ pub fn genuine(rng: &mut StdRng, mate: &Template) -> Template {
 /// A seeded rng.
 pub fn rng(seed: u64) -> StdRng {
     StdRng::seed_from_u64(seed)
+}
+
+/// The index policy of galleries whose graph a test builds itself (none at open).
+pub fn manual() -> IndexPolicy {
+    IndexPolicy {
+        at_open: false,
+        ..IndexPolicy::default()
+    }
+}
+
+/// Inserts `templates` as rows `first..`, with [`ids`] of their row numbers.
+pub fn insert(g: &Gallery, templates: &[Template], first: usize) {
+    for (c, chunk) in templates.chunks(2048).enumerate() {
+        let items: Vec<(RecordIds, &Template)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (ids((first + c * 2048 + i) as u64), t))
+            .collect();
+        g.insert_batch(&items).unwrap();
+    }
+}
+
+/// A gallery of `n` seeded identities opened with `policy`; returns it with
+/// its templates.
+pub fn gallery(
+    dir: &Path,
+    n: usize,
+    seed: u64,
+    layout: Layout,
+    policy: IndexPolicy,
+) -> (Gallery, Vec<Template>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let templates: Vec<Template> = (0..n).map(|_| identity(&mut rng, layout)).collect();
+    Gallery::create(dir, layout).unwrap();
+    let g = Gallery::open_with(dir, policy).unwrap();
+    insert(&g, &templates, 0);
+    (g, templates)
+}
+
+/// Appends `dupes` exact copies of random rows of `templates` (ties), then
+/// deletes the rows `deletes` picks among the first `templates.len()`;
+/// returns the deleted rows.
+pub fn duplicate_and_delete(
+    g: &Gallery,
+    templates: &[Template],
+    dupes: usize,
+    deletes: &[Index],
+    rng: &mut StdRng,
+) -> Vec<u64> {
+    let n = templates.len();
+    let extra: Vec<Template> = (0..dupes)
+        .map(|_| templates[rng.random_range(0..n)].clone())
+        .collect();
+    insert(g, &extra, n);
+    let mut deleted = Vec::new();
+    for d in deletes {
+        let row = d.index(n) as u64;
+        g.delete(RowId(row)).unwrap();
+        deleted.push(row);
+    }
+    deleted
 }
