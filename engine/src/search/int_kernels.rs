@@ -427,6 +427,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Pseudo-random words from a seed (xorshift).
+    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+        let mut s = seed | 1;
+        move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        }
+    }
+
     proptest! {
         #[test]
         fn i8_i16_blocks_match_plain(
@@ -436,8 +447,7 @@ mod tests {
         ) {
             let dim = dim_words * 32;
             let max = probe_max(dim);
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let mut next = xorshift(seed);
             let g: Vec<i8> = (0..blocks * dim).map(|_| (next() % 255) as i32 as i8).collect();
             let g: Vec<i8> = g.into_iter().map(|v| v.max(-127)).collect();
             let p: Vec<i16> = (0..blocks * dim)
@@ -474,8 +484,7 @@ mod tests {
             let dim = dim_quads * 4 - (seed % 4) as usize;
             let lim = LEAD_CODE_MAX as u64;
             let rmax = LEAD_PROBE_MAX as u64;
-            let mut s = seed | 1;
-            let mut next = || { s ^= s << 13; s ^= s >> 7; s ^= s << 17; s };
+            let mut next = xorshift(seed);
             let per = lead_lines(dim);
             let mut lines = vec![Line::ZERO; groups * per];
             for g in 0..groups {
