@@ -306,13 +306,14 @@ fn saved_index(n: usize, seed: u64) -> (tempfile::TempDir, Vec<Template>) {
     (dir, templates)
 }
 
-/// Opens the gallery, waits for its index and checks it was rebuilt (with a
-/// reason for refusing the files) and answers correctly.
-fn assert_rebuilt(dir: &std::path::Path, templates: &[Template]) {
+/// Opens the gallery, waits for its index and checks how it came to be, that
+/// the saved files were refused for a reason, and that it answers correctly;
+/// then that the next open maps the saved flat graph without complaint.
+fn assert_remade(dir: &std::path::Path, templates: &[Template], origin: IndexOrigin) {
     let g = Gallery::open(dir).unwrap();
     assert!(g.wait_for_index(Duration::from_secs(120)));
     let info = g.index_info();
-    assert_eq!(info.origin, Some(IndexOrigin::Built), "{info:?}");
+    assert_eq!(info.origin, Some(origin), "{info:?}");
     assert!(info.refused.is_some());
     let mut q = graph_query(1);
     q.mode = SearchMode::Ann;
@@ -323,36 +324,95 @@ fn assert_rebuilt(dir: &std::path::Path, templates: &[Template]) {
         assert_eq!(out.candidates[0].row.0, mate as u64);
     }
     drop(g);
-    // The rebuilt index was saved: the next open loads it.
     let g = Gallery::open(dir).unwrap();
     assert!(g.wait_for_index(Duration::from_secs(120)));
-    assert_eq!(g.index_info().origin, Some(IndexOrigin::Loaded));
+    let info = g.index_info();
+    assert_eq!(info.origin, Some(IndexOrigin::Loaded));
+    assert_eq!(info.refused, None, "{info:?}");
 }
 
-/// Damaged index files are rebuilt from the gallery, never trusted, and never
-/// cause a panic: flipped bytes in the graph and the data, a truncated or
-/// garbage metadata file, a missing file.
+type Harm = fn(&std::path::Path);
+
+/// Damage to the flat graph (`hnsw.flat`): flipped bytes in its header, its
+/// keys and its links, a truncated file, garbage, a missing file.
+const FLAT_DAMAGE: [(&str, Harm); 6] = [
+    ("flat header", |p| flip(&p.join("hnsw.flat"), 20)),
+    ("flat keys", |p| flip(&p.join("hnsw.flat"), 4000)),
+    ("flat links", |p| flip_from_end(&p.join("hnsw.flat"), 300)),
+    ("flat truncated", |p| truncate(&p.join("hnsw.flat"), 4000)),
+    ("flat garbage", |p| {
+        std::fs::write(p.join("hnsw.flat"), [0x5au8; 4096]).unwrap()
+    }),
+    ("flat missing", |p| {
+        std::fs::remove_file(p.join("hnsw.flat")).unwrap()
+    }),
+];
+
+/// Damage to the builder's graph files.
+const BUILDER_DAMAGE: [(&str, Harm); 5] = [
+    ("graph bytes", |p| flip(&p.join("hnsw.hnsw.graph"), 200)),
+    ("data bytes", |p| flip(&p.join("hnsw.hnsw.data"), 5000)),
+    ("meta truncated", |p| truncate(&p.join("hnsw.meta"), 40)),
+    ("meta garbage", |p| {
+        std::fs::write(p.join("hnsw.meta"), [0x5au8; 80]).unwrap()
+    }),
+    ("graph missing", |p| {
+        std::fs::remove_file(p.join("hnsw.hnsw.graph")).unwrap()
+    }),
+];
+
+/// A damaged flat graph is never trusted and never causes a panic: it is
+/// flattened again from the builder's saved graph (as for a gallery saved
+/// before the flat form existed), and saved.
 #[test]
-fn damaged_index_files_are_rebuilt() {
-    let n = 600;
-    type Harm = fn(&std::path::Path);
-    let damage: [(&str, Harm); 5] = [
-        ("graph bytes", |p| flip(&p.join("hnsw.hnsw.graph"), 200)),
-        ("data bytes", |p| flip(&p.join("hnsw.hnsw.data"), 5000)),
-        ("meta truncated", |p| truncate(&p.join("hnsw.meta"), 40)),
-        ("meta garbage", |p| {
-            std::fs::write(p.join("hnsw.meta"), [0x5au8; 80]).unwrap()
-        }),
-        ("graph missing", |p| {
-            std::fs::remove_file(p.join("hnsw.hnsw.graph")).unwrap()
-        }),
-    ];
-    for (what, harm) in damage {
-        let (dir, templates) = saved_index(n, 41);
+fn a_damaged_flat_graph_is_flattened_again() {
+    for (what, harm) in FLAT_DAMAGE {
+        let (dir, templates) = saved_index(600, 41);
         harm(dir.path());
         eprintln!("damage: {what}");
-        assert_rebuilt(dir.path(), &templates);
+        assert_remade(dir.path(), &templates, IndexOrigin::Loaded);
     }
+}
+
+/// With the flat graph and the builder's files both damaged, the index is
+/// rebuilt from the gallery: flipped bytes in the graph and the data, a
+/// truncated or garbage metadata file, a missing file.
+#[test]
+fn damaged_index_files_are_rebuilt() {
+    for (what, harm) in BUILDER_DAMAGE {
+        let (dir, templates) = saved_index(600, 41);
+        FLAT_DAMAGE[1].1(dir.path());
+        harm(dir.path());
+        eprintln!("damage: {what}");
+        assert_remade(dir.path(), &templates, IndexOrigin::Built);
+    }
+}
+
+/// An intact flat graph is used even when the builder's files are damaged;
+/// the damage only shows when the tail is folded in, which then rebuilds.
+#[test]
+fn builder_damage_waits_for_the_next_fold() {
+    let (dir, mut templates) = saved_index(600, 42);
+    BUILDER_DAMAGE[0].1(dir.path());
+    let policy = IndexPolicy {
+        fold_rows: 50,
+        ..IndexPolicy::default()
+    };
+    let g = Gallery::open_with(dir.path(), policy).unwrap();
+    assert!(g.wait_for_index(Duration::from_secs(120)));
+    assert_eq!(g.index_info().origin, Some(IndexOrigin::Loaded));
+    assert_eq!(g.index_info().refused, None);
+    let mut rng = StdRng::seed_from_u64(43);
+    let more: Vec<Template> = (0..60)
+        .map(|_| identity(&mut rng, Layout::DEFAULT))
+        .collect();
+    common::insert(&g, &more, 600);
+    templates.extend(more);
+    assert!(g.wait_for_index(Duration::from_secs(120)));
+    let info = g.index_info();
+    assert_eq!(info.origin, Some(IndexOrigin::Built), "{info:?}");
+    assert!(info.refused.is_some_and(|r| r.contains("checksum")));
+    assert_eq!((info.rows, info.tail_rows, info.points), (660, 0, 660));
 }
 
 /// An index saved for other records (a copied or replaced gallery) or for more
@@ -361,14 +421,69 @@ fn damaged_index_files_are_rebuilt() {
 fn stale_index_files_are_rebuilt() {
     let (other, _) = saved_index(700, 51);
     let (mine, templates) = saved_index(600, 52);
-    for f in ["hnsw.meta", "hnsw.hnsw.graph", "hnsw.hnsw.data"] {
+    for f in [
+        "hnsw.flat",
+        "hnsw.meta",
+        "hnsw.hnsw.graph",
+        "hnsw.hnsw.data",
+    ] {
         std::fs::copy(other.path().join(f), mine.path().join(f)).unwrap();
     }
-    assert_rebuilt(mine.path(), &templates);
+    assert_remade(mine.path(), &templates, IndexOrigin::Built);
 }
 
-/// Rows added after the index was saved are added to it at the next open
-/// (or scanned exactly meanwhile): the loaded index still finds them.
+/// Once the rows past the graph reach `fold_rows`, a background extension
+/// folds them into the graph (from the builder's saved files, not a rebuild)
+/// and saves it; below that they stay in the exactly scanned tail. Either
+/// way every one of them is found.
+#[test]
+fn the_tail_is_folded_into_the_graph() {
+    let n = 800;
+    let (dir, mut templates) = saved_index(n, 63);
+    let policy = IndexPolicy {
+        fold_rows: 100,
+        ..IndexPolicy::default()
+    };
+    let g = Gallery::open_with(dir.path(), policy).unwrap();
+    assert!(g.wait_for_index(Duration::from_secs(120)));
+    let mut rng = StdRng::seed_from_u64(64);
+    let few: Vec<Template> = (0..99)
+        .map(|_| identity(&mut rng, Layout::DEFAULT))
+        .collect();
+    common::insert(&g, &few, n);
+    templates.extend(few);
+    let info = g.index_info();
+    assert_eq!((info.rows, info.tail_rows), (n as u64, 99), "{info:?}");
+    let more: Vec<Template> = (0..150)
+        .map(|_| identity(&mut rng, Layout::DEFAULT))
+        .collect();
+    common::insert(&g, &more, n + 99);
+    templates.extend(more);
+    assert!(g.wait_for_index(Duration::from_secs(120)));
+    let info = g.index_info();
+    assert_eq!(
+        info.origin,
+        Some(IndexOrigin::Loaded),
+        "extended, not rebuilt"
+    );
+    assert_eq!((info.rows, info.tail_rows), (templates.len() as u64, 0));
+    assert_eq!(info.points, templates.len());
+    let mut q = graph_query(1);
+    q.mode = SearchMode::Ann;
+    for (r, t) in templates.iter().enumerate().skip(n - 50) {
+        let out = g.search(&genuine(&mut rng, t), &q).unwrap();
+        assert_eq!(out.candidates[0].row.0, r as u64);
+    }
+    drop(g);
+    // The folded graph was saved: the next open maps it and has no tail.
+    let g = Gallery::open(dir.path()).unwrap();
+    assert!(g.wait_for_index(Duration::from_secs(120)));
+    let info = g.index_info();
+    assert_eq!((info.rows, info.tail_rows), (templates.len() as u64, 0));
+}
+
+/// Rows added after the index was saved are scanned exactly (the tail):
+/// the loaded index still finds them.
 #[test]
 fn rows_added_after_a_save_are_found() {
     let n = 800;
@@ -387,7 +502,7 @@ fn rows_added_after_a_save_are_found() {
         let out = g.search(&genuine(&mut rng, t), &q).unwrap();
         assert_eq!(out.candidates[0].row.0, r as u64);
     }
-    assert!(g.index_info().unsaved_rows >= 50);
+    assert_eq!(g.index_info().tail_rows, 50);
 }
 
 /// One thread enrols while others identify: every search sees a consistent
@@ -457,7 +572,8 @@ fn enrolls_while_identifying() {
         assert_eq!(out.mode, SearchMode::Ann);
         assert_eq!(out.candidates[0].row.0, (n + i) as u64);
     }
-    assert_eq!(g.index_info().rows, (n + 300) as u64);
+    // Below the fold threshold the new rows stay in the exactly scanned tail.
+    assert_eq!(g.index_info().tail_rows, 300);
 }
 
 /// `Auto` runs exact below the policy's size and, above it, the passing scan
@@ -517,6 +633,11 @@ fn flip(path: &std::path::Path, at: usize) {
     let i = at.min(b.len() - 1);
     b[i] ^= 0xff;
     std::fs::write(path, b).unwrap();
+}
+
+fn flip_from_end(path: &std::path::Path, back: usize) {
+    let len = std::fs::metadata(path).unwrap().len() as usize;
+    flip(path, len.saturating_sub(back));
 }
 
 fn truncate(path: &std::path::Path, len: u64) {

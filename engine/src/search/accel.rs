@@ -31,21 +31,29 @@
 //!
 //! # Concurrency
 //!
-//! Inserting while searching is safe: the quantised copy and the graph sit
-//! behind `RwLock`s (`hnsw_rs` does not support inserting during a search);
-//! an insert appends to both under the write lock after the gallery commits,
-//! and a search that runs in between scans the not-yet-copied rows in f32.
+//! Inserting while searching is safe: the quantised copy sits behind an
+//! `RwLock` (an insert appends to it under the write lock after the gallery
+//! commits, and a search that runs in between scans the not-yet-copied rows
+//! in f32); the graph a search walks is read-only, and a new one is swapped
+//! in whole.
 //!
 //! # Index life cycle
 //!
 //! At open, when index files exist or the gallery holds at least
-//! [`IndexPolicy::build_min_rows`] live rows, a background thread loads the
-//! saved index or, if it is missing, stale or damaged, rebuilds it in
-//! parallel from the gallery and saves it. Until it is ready, searches that
-//! would run the graph run the quantised scan and report
-//! [`SearchMode::Exact`]. The passing scan needs no index. Deletions are
-//! filtered at once; [`Gallery::rebuild_index_if_needed`] rebuilds when
-//! tombstones pile up.
+//! [`IndexPolicy::build_min_rows`] live rows, a background thread maps the
+//! saved flat graph (`hnsw.flat`) or, if it is missing, stale or damaged,
+//! flattens the saved builder graph again, or rebuilds the graph in parallel
+//! from the gallery, and saves it. Until it is ready, searches that would run
+//! the graph run the quantised scan and report [`SearchMode::Exact`]. The
+//! passing scan needs no index.
+//!
+//! Rows inserted after the graph was flattened are scanned exactly with every
+//! graph search (the "tail"). Once the tail holds
+//! [`IndexPolicy::fold_rows`] rows, a background thread loads the saved
+//! builder graph, inserts the tail, flattens and saves it, and swaps it in;
+//! searches run on the old graph and tail meanwhile. Deletions are filtered
+//! at once; [`Gallery::rebuild_index_if_needed`] rebuilds when tombstones
+//! pile up.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,7 +61,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::ann::{AnnIndex, AnnParams, IndexOrigin};
+use super::ann::{AnnIndex, AnnParams, Builder, IndexOrigin};
 use super::passing;
 use super::quantized::{self, QuantStore};
 use super::{exact, Candidate, SearchMode, SearchOutcome, SearchQuery};
@@ -115,7 +123,15 @@ pub struct IndexPolicy {
     /// Live rows from which [`SearchMode::Auto`] uses the passing scan, or a
     /// ready index for policies the passing scan cannot serve.
     pub auto_ann_min_rows: usize,
+    /// Rows past the graph (scanned exactly with every graph search) from
+    /// which a background extension folds them into the graph.
+    pub fold_rows: usize,
 }
+
+/// Default [`IndexPolicy::fold_rows`]: scanning 4,096 rows exactly adds
+/// about 10 MB of f32 reads to a graph search (under a millisecond); folding
+/// them into a 1M graph costs a load of the builder graph and 4,096 inserts.
+pub const FOLD_ROWS: usize = 4096;
 
 impl Default for IndexPolicy {
     /// At open, from [`AUTO_ANN_MIN_ROWS`] rows, default parameters.
@@ -125,6 +141,7 @@ impl Default for IndexPolicy {
             build_min_rows: AUTO_ANN_MIN_ROWS,
             params: AnnParams::default(),
             auto_ann_min_rows: AUTO_ANN_MIN_ROWS,
+            fold_rows: FOLD_ROWS,
         }
     }
 }
@@ -157,9 +174,10 @@ pub struct IndexInfo {
     pub tombstones: usize,
     /// Points unreachable by the graph search (scanned exactly).
     pub orphans: usize,
-    /// Rows added since the index was last saved or loaded.
-    pub unsaved_rows: u64,
-    /// Estimated memory held by the graph, in bytes.
+    /// Rows added since the graph was flattened: scanned exactly until the
+    /// next extension folds them in.
+    pub tail_rows: u64,
+    /// Bytes of the flat graph (mapped from its file).
     pub estimated_bytes: usize,
     /// Why saved index files were not used at the last open, if they were not.
     pub refused: Option<String>,
@@ -178,6 +196,28 @@ struct AnnShared {
     cancel: AtomicBool,
     params: Mutex<AnnParams>,
     auto_ann_min_rows: usize,
+    fold_rows: u64,
+    /// Held while an index is made: one builder writes the files at a time.
+    making: Mutex<()>,
+}
+
+/// What a background index thread does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Job {
+    /// Map the saved flat graph; else flatten the saved builder graph; else
+    /// build from the gallery.
+    Open,
+    /// Build from the gallery.
+    Build,
+    /// Fold the tail into the saved builder graph (else build), flatten.
+    Extend,
+}
+
+/// The outcome of making an index.
+enum Made {
+    Index(Box<AnnIndex>),
+    Cancelled,
+    Failed(String),
 }
 
 impl AnnShared {
@@ -191,33 +231,81 @@ impl AnnShared {
         *self.params.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Loads the saved index or builds one; installs it; saves a new build.
-    fn load_or_build(&self, snap: &Snapshot, try_load: bool) {
-        let params = self.params();
-        if try_load {
-            match AnnIndex::load(&self.dir, snap, params) {
+    fn refuse(&self, reason: String) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.refused = Some(match s.refused.take() {
+            Some(earlier) if !earlier.is_empty() => format!("{earlier}; {reason}"),
+            _ => reason,
+        });
+    }
+
+    fn has_index(&self) -> bool {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Runs `job` for `snap` and installs what it makes.
+    fn run(&self, snap: &Snapshot, job: Job) {
+        let mut job = job;
+        if job == Job::Open {
+            match AnnIndex::load(&self.dir, snap) {
                 Ok(index) => {
+                    let tail = snap.count - index.rows;
                     self.install(index);
-                    return;
+                    if tail < self.fold_rows {
+                        return;
+                    }
+                    self.set_state(IndexState::Building);
+                    job = Job::Extend;
                 }
-                Err(reason) => {
-                    let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-                    s.refused = Some(reason);
-                }
+                Err(reason) => self.refuse(reason),
             }
         }
         let cancel = || self.cancel.load(Ordering::Relaxed);
-        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            AnnIndex::build(snap, params, &cancel)
-        }));
-        match built {
-            Ok(Ok(mut index)) => {
-                // A failed save leaves the index usable; the next open rebuilds.
-                let _ = index.save(&self.dir, snap);
-                self.install(index);
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.make(snap, job != Job::Build, &cancel)
+        }))
+        .unwrap_or_else(|_| Made::Failed("index build panicked".into()));
+        match made {
+            Made::Index(index) => self.install(*index),
+            Made::Cancelled | Made::Failed(_) if self.has_index() => {
+                self.set_state(IndexState::Ready)
             }
-            Ok(Err(_cancelled)) => self.set_state(IndexState::Absent),
-            Err(_) => self.set_state(IndexState::Failed("index build panicked".into())),
+            Made::Cancelled => self.set_state(IndexState::Absent),
+            Made::Failed(why) => self.set_state(IndexState::Failed(why)),
+        }
+    }
+
+    /// An index of `snap`: the saved builder graph extended with the rows
+    /// added since (when `from_files` and it is usable), else a graph built
+    /// from the gallery; saved in both forms (a failed save leaves the index
+    /// usable, and the next open rebuilds).
+    fn make(&self, snap: &Snapshot, from_files: bool, cancel: &dyn Fn() -> bool) -> Made {
+        let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
+        let params = self.params();
+        let loaded = if from_files {
+            Builder::load(&self.dir, snap, params)
+                .map_err(|reason| self.refuse(reason))
+                .ok()
+        } else {
+            None
+        };
+        let (mut builder, origin) = match loaded {
+            Some(b) => (b, IndexOrigin::Loaded),
+            None => match Builder::build(snap, params, cancel) {
+                Ok(b) => (b, IndexOrigin::Built),
+                Err(_) => return Made::Cancelled,
+            },
+        };
+        if builder.extend(snap, cancel).is_err() {
+            return Made::Cancelled;
+        }
+        let _ = builder.save(&self.dir, snap);
+        match builder.flatten(&self.dir, snap, origin) {
+            Ok(index) => Made::Index(Box::new(index)),
+            Err(e) => Made::Failed(e.to_string()),
         }
     }
 
@@ -274,18 +362,21 @@ impl Accel {
                 cancel: AtomicBool::new(false),
                 params: Mutex::new(policy.params),
                 auto_ann_min_rows: policy.auto_ann_min_rows,
+                fold_rows: policy.fold_rows as u64,
+                making: Mutex::new(()),
             }),
             builder: Mutex::new(None),
         };
-        let saved = dir.join(super::ann::META_FILE).exists();
+        let saved = dir.join(super::flat_graph::FLAT_FILE).exists()
+            || dir.join(super::ann::META_FILE).exists();
         if policy.at_open && (saved || live >= policy.build_min_rows) {
-            accel.start(snap, saved);
+            accel.start(snap, if saved { Job::Open } else { Job::Build });
         }
         accel
     }
 
-    /// Starts a background load-or-build unless one is running.
-    fn start(&self, snap: Arc<Snapshot>, try_load: bool) {
+    /// Starts `job` in the background unless an index thread is running.
+    fn start(&self, snap: Arc<Snapshot>, job: Job) {
         let mut builder = self.builder.lock().unwrap_or_else(|p| p.into_inner());
         if builder.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
@@ -297,7 +388,7 @@ impl Accel {
         let shared = self.ann.clone();
         let spawned = std::thread::Builder::new()
             .name("palmlink-index".into())
-            .spawn(move || shared.load_or_build(&snap, try_load));
+            .spawn(move || shared.run(&snap, job));
         match spawned {
             Ok(h) => *builder = Some(h),
             Err(e) => self
@@ -306,22 +397,24 @@ impl Accel {
         }
     }
 
-    /// Brings the copies up to date with a newly committed snapshot.
-    pub(crate) fn on_insert(&self, snap: &Snapshot) {
+    /// Brings the quantised copy up to date with a newly committed snapshot,
+    /// and starts folding the graph's tail into it once the tail is long.
+    pub(crate) fn on_insert(&self, snap: &Arc<Snapshot>) {
         {
             let mut store = self.quant.write().unwrap_or_else(|p| p.into_inner());
             if store.derived {
                 store.catch_up(snap);
             }
         }
-        if let Some(index) = self
+        let tail = self
             .ann
             .index
-            .write()
+            .read()
             .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
-            index.catch_up(snap);
+            .as_ref()
+            .map(|index| snap.count.saturating_sub(index.rows));
+        if tail.is_some_and(|t| t >= self.ann.fold_rows) {
+            self.start(snap.clone(), Job::Extend);
         }
     }
 }
@@ -357,12 +450,10 @@ fn ann_search(
     query: &SearchQuery,
     ef: usize,
 ) -> Vec<Candidate> {
-    let keep = |id: usize| {
-        (id as u64) < snap.count && quantized::admissible(gallery, snap, query, id as u64)
-    };
+    let keep = |row: u64| row < snap.count && quantized::admissible(gallery, snap, query, row);
     let knn = ef.max(query.top_k);
     let mut rows = index.propose(probe.as_slice(), knn, ef, &keep);
-    rows.extend(index.orphans.iter().copied().filter(|&r| keep(r as usize)));
+    rows.extend(index.orphans.iter().copied().filter(|&r| keep(r)));
     rows.sort_unstable();
     rows.dedup();
     let mut top = quantized::rescore(snap, probe, query.top_k, rows);
@@ -440,7 +531,7 @@ impl Gallery {
                             .state
                             == IndexState::Absent
                         {
-                            accel.start(snap.clone(), false);
+                            accel.start(snap.clone(), Job::Build);
                         }
                         return self.search_with(probe, query, Strategy::QuantisedScan);
                     }
@@ -504,7 +595,7 @@ impl Gallery {
                 points: 0,
                 tombstones: 0,
                 orphans: 0,
-                unsaved_rows: 0,
+                tail_rows: 0,
                 estimated_bytes: 0,
                 refused,
             },
@@ -519,7 +610,7 @@ impl Gallery {
                     points: ix.points,
                     tombstones: ix.points.saturating_sub(live),
                     orphans: ix.orphans.len(),
-                    unsaved_rows: ix.unsaved,
+                    tail_rows: snap.count.saturating_sub(ix.rows),
                     estimated_bytes: ix.estimated_bytes(),
                     refused,
                 }
@@ -550,27 +641,29 @@ impl Gallery {
     /// Starts building the index in the background (from the gallery, not
     /// from saved files) unless a build is running.
     pub fn build_index_in_background(&self) {
-        self.accel().start(self.snapshot(), false);
+        self.accel().start(self.snapshot(), Job::Build);
     }
 
-    /// Rebuilds the index now, in parallel on the calling thread and the
-    /// rayon pool, installs it and saves it. Searches keep using the old
-    /// index meanwhile; inserts made during the build are added before the
-    /// new index is installed.
+    /// Rebuilds the index now from the gallery, in parallel on the calling
+    /// thread and the rayon pool, saves it and installs it. Searches keep
+    /// using the old index meanwhile; rows inserted during the build are
+    /// scanned exactly until they are folded in.
     pub fn rebuild_index(&self) -> Result<IndexInfo, GalleryError> {
-        let ann = &self.accel().ann;
-        let snap = self.snapshot();
-        let never = || false;
-        let mut index = AnnIndex::build(&snap, ann.params(), &never)
-            .map_err(|_| GalleryError::InvalidQuery("index build cancelled".into()))?;
-        index.save(self.dir(), &snap)?;
-        {
-            let mut slot = ann.index.write().unwrap_or_else(|p| p.into_inner());
-            index.catch_up(&self.snapshot());
-            *slot = Some(index);
-        }
-        ann.set_state(IndexState::Ready);
+        self.make_index(false)?;
         Ok(self.index_info())
+    }
+
+    fn make_index(&self, from_files: bool) -> Result<(), GalleryError> {
+        let ann = &self.accel().ann;
+        let never = || false;
+        match ann.make(&self.snapshot(), from_files, &never) {
+            Made::Index(index) => {
+                ann.install(*index);
+                Ok(())
+            }
+            Made::Cancelled => Err(GalleryError::InvalidQuery("index build cancelled".into())),
+            Made::Failed(why) => Err(GalleryError::io(self.dir(), std::io::Error::other(why))),
+        }
     }
 
     /// Rebuilds the index if more than `max_tombstone_fraction` of its points
@@ -589,20 +682,23 @@ impl Gallery {
         Ok(true)
     }
 
-    /// Saves the current index beside the gallery (`hnsw.*`), so the next
-    /// open loads it instead of rebuilding. `Ok(false)` if there is no index.
+    /// Folds the rows past the graph into it now (extending the saved
+    /// builder graph, or rebuilding if it is unusable) and saves it, so the
+    /// next open maps a graph that covers every row. `Ok(false)` if there is
+    /// no index.
     pub fn save_index(&self) -> Result<bool, GalleryError> {
         let ann = &self.accel().ann;
-        let snap = self.snapshot();
-        let mut slot = ann.index.write().unwrap_or_else(|p| p.into_inner());
-        match slot.as_mut() {
-            None => Ok(false),
-            Some(index) => {
-                index.save(self.dir(), &snap)?;
-                index.find_orphans();
-                Ok(true)
+        let tail = {
+            let slot = ann.index.read().unwrap_or_else(|p| p.into_inner());
+            match slot.as_ref() {
+                None => return Ok(false),
+                Some(index) => self.snapshot().count.saturating_sub(index.rows),
             }
+        };
+        if tail > 0 {
+            self.make_index(true)?;
         }
+        Ok(true)
     }
 
     /// Sets the graph parameters: `ef_search` applies at once, the others to
@@ -698,7 +794,10 @@ mod tests {
         let hidden = 123u64;
         let rows: Vec<u64> = (0..snap.count).filter(|&r| r != hidden).collect();
         let never = || false;
-        let mut index = AnnIndex::build_rows(&snap, rows, AnnParams::default(), &never).unwrap();
+        let mut index = Builder::build_rows(&snap, rows, AnnParams::default(), &never)
+            .unwrap()
+            .flatten(dir.path(), &snap, IndexOrigin::Built)
+            .unwrap();
         index.orphans.clear();
         let query = SearchQuery::new(1, MatchSettings::default_for(Layout::DEFAULT));
         let probe = &items[hidden as usize].1;
@@ -711,8 +810,10 @@ mod tests {
         let found = ann_search(&g, &snap, &index, probe, &query, 64);
         assert_eq!(found[0].row.0, hidden);
         // A real build: every orphan it reports is still found.
-        let mut built = AnnIndex::build(&snap, AnnParams::default(), &never).unwrap();
-        built.find_orphans();
+        let built = Builder::build(&snap, AnnParams::default(), &never)
+            .unwrap()
+            .flatten(dir.path(), &snap, IndexOrigin::Built)
+            .unwrap();
         assert!(built.orphans.len() < 400);
         for &o in &built.orphans {
             let hit = ann_search(&g, &snap, &built, &items[o as usize].1, &query, 8);

@@ -1,4 +1,5 @@
-//! The approximate index: an HNSW graph (`hnsw_rs`) over compact i8 keys.
+//! The approximate index: an HNSW graph over compact i8 keys, built by
+//! `hnsw_rs` and searched in a flat, memory-mapped form (`flat_graph.rs`).
 //!
 //! # Keys and distance
 //!
@@ -10,29 +11,43 @@
 //! i8 keys hold the graph's copy of the data at 640 bytes a template instead
 //! of 2560, and need no `anndists` SIMD feature.
 //!
+//! # Build, search, extension
+//!
+//! A [`Builder`] holds the `hnsw_rs` graph while it is built in parallel (or
+//! loaded and extended with rows added since); it is then flattened into an
+//! [`AnnIndex`] and dropped. Searches walk the flat copy: plain arrays of
+//! keys and `u32` links, a stamped visited array, no locks or reference
+//! counts. Rows added after the flat copy was made are scanned exactly until
+//! the next extension folds them in (see `accel.rs` for when).
+//!
 //! # What it guarantees, and what it does not
 //!
 //! * Deleted rows are never returned: the graph search filters on the row's
 //!   state word, and the re-score re-checks it.
-//! * Rows inserted into the gallery but not yet in the graph (while a build or
-//!   a load runs in the background) are scanned exactly: every search covers
-//!   the rows past the graph's in f32.
-//! * Graph points that the search cannot reach from the top layer (an
-//!   `hnsw_rs` insertion can leave a point without in-edges) are found after
-//!   each build and load by a breadth-first walk of the base layer, and are
-//!   scanned exactly on every search ("orphans").
+//! * Rows inserted into the gallery after the graph was flattened are scanned
+//!   exactly: every search covers the rows past the graph's in f32.
+//! * Graph points that the search cannot reach from the entry point (an
+//!   `hnsw_rs` insertion can leave a point without in-edges) are found when
+//!   the graph is flattened, by a walk of the base layer from the top layer,
+//!   and are scanned exactly on every search ("orphans").
 //! * Otherwise a mate can be missed: the miss rate is measured in the tests
 //!   and benches against the exact scan.
 //!
 //! # Persistence
 //!
-//! `<gallery>/hnsw.hnsw.graph` and `<gallery>/hnsw.hnsw.data` are written by
-//! `hnsw_rs`; `<gallery>/hnsw.meta` (written last) records the rows covered, a
-//! digest of those rows' records (so a gallery that was replaced or rewritten
-//! is detected), the lengths and CRC-32s of both files, and its own CRC. An
-//! index is only loaded when all of these hold; otherwise it is rebuilt from
-//! the gallery. `hnsw_rs` asserts or exits on malformed input, so the checks
-//! come first and the load itself runs under `catch_unwind`.
+//! `<gallery>/hnsw.flat` is the search form (see `flat_graph.rs`): mapped at
+//! open after its checksums, its records digest and its structure are
+//! checked, so an open costs one read of the file, not a rebuild of the
+//! graph. `<gallery>/hnsw.hnsw.graph` and `<gallery>/hnsw.hnsw.data` are
+//! the builder's graph, written by `hnsw_rs`; `<gallery>/hnsw.meta`
+//! (written last) records the rows covered, a digest of those rows' records
+//! (so a gallery that was replaced or rewritten is detected), the lengths
+//! and CRC-32s of both files, and its own CRC. They are only read to extend
+//! the graph, or to flatten it again when `hnsw.flat` is missing or damaged
+//! (as for a gallery saved before the flat form existed), and only when all
+//! of these hold; otherwise the graph is rebuilt from the gallery.
+//! `hnsw_rs` asserts or exits on malformed input, so the checks come first
+//! and the load itself runs under `catch_unwind`.
 
 use std::fs;
 use std::io::Read;
@@ -42,6 +57,7 @@ use bytemuck::{Pod, Zeroable};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use rayon::prelude::*;
 
+use super::flat_graph::{FlatGraph, GraphParts, NodeParts};
 use super::int_kernels;
 use crate::error::GalleryError;
 use crate::storage::format::STATE_LIVE;
@@ -128,47 +144,92 @@ pub enum IndexOrigin {
     Loaded,
 }
 
-/// A built or loaded graph and what it covers.
-pub(crate) struct AnnIndex {
-    graph: Graph,
-    /// Rows `0..rows` were offered to the graph (dead rows are skipped).
-    pub(crate) rows: u64,
-    /// Points in the graph.
-    pub(crate) points: usize,
-    /// Graph points not reachable from the top layer: scanned exactly.
-    pub(crate) orphans: Vec<u64>,
-    pub(crate) params: AnnParams,
-    pub(crate) origin: IndexOrigin,
-    /// Rows added since the index was last saved or loaded.
-    pub(crate) unsaved: u64,
-}
-
 /// The outcome of a build that was asked to stop.
 #[derive(Debug)]
 pub(crate) struct Cancelled;
 
+/// The index searches use: a flat graph and what it covers.
+pub(crate) struct AnnIndex {
+    flat: FlatGraph,
+    /// Rows `0..rows` were offered to the graph (dead rows are skipped);
+    /// later rows are scanned exactly.
+    pub(crate) rows: u64,
+    /// Points in the graph.
+    pub(crate) points: usize,
+    /// Graph points not reachable from the entry point: scanned exactly.
+    pub(crate) orphans: Vec<u64>,
+    pub(crate) origin: IndexOrigin,
+}
+
 impl AnnIndex {
-    /// Builds an index of the live rows `0..snap.count`, in parallel.
+    fn from_flat(flat: FlatGraph, origin: IndexOrigin) -> AnnIndex {
+        AnnIndex {
+            rows: flat.rows(),
+            points: flat.points(),
+            orphans: flat.orphan_rows(),
+            origin,
+            flat,
+        }
+    }
+
+    /// Loads the flat graph saved beside the gallery if it is intact and
+    /// matches `snap`; the reason it was refused otherwise. Never panics on
+    /// a damaged file.
+    pub(crate) fn load(dir: &Path, snap: &Snapshot) -> Result<AnnIndex, String> {
+        let flat = FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows))?;
+        Ok(AnnIndex::from_flat(flat, IndexOrigin::Loaded))
+    }
+
+    /// Proposes up to `knn` rows for the probe's values, skipping rows for
+    /// which `keep` is false.
+    pub(crate) fn propose(
+        &self,
+        values: &[f32],
+        knn: usize,
+        ef: usize,
+        keep: &dyn Fn(u64) -> bool,
+    ) -> Vec<u64> {
+        self.flat.propose(&key_of(values), knn, ef, keep)
+    }
+
+    /// Bytes of the flat graph (keys, links, rows), mapped from its file.
+    pub(crate) fn estimated_bytes(&self) -> usize {
+        self.flat.byte_len()
+    }
+}
+
+/// The `hnsw_rs` graph that builds the index, and extends it with rows added
+/// since, before it is flattened for searching.
+pub(crate) struct Builder {
+    graph: Graph,
+    /// Rows `0..rows` were offered to the graph.
+    rows: u64,
+    points: usize,
+    params: AnnParams,
+}
+
+impl Builder {
+    /// Builds a graph of the live rows `0..snap.count`, in parallel.
     /// `cancel` is polled between batches.
     pub(crate) fn build(
         snap: &Snapshot,
         params: AnnParams,
         cancel: &dyn Fn() -> bool,
-    ) -> Result<AnnIndex, Cancelled> {
+    ) -> Result<Builder, Cancelled> {
         let rows: Vec<u64> = (0..snap.count)
             .filter(|&r| snap.state(r) == STATE_LIVE)
             .collect();
         Self::build_rows(snap, rows, params, cancel)
     }
 
-    /// Builds an index of `rows` (live rows of `snap`) that covers rows
+    /// Builds a graph of `rows` (live rows of `snap`) that covers rows
     /// `0..snap.count`.
     pub(crate) fn build_rows(
         snap: &Snapshot,
         rows: Vec<u64>,
         params: AnnParams,
         cancel: &dyn Fn() -> bool,
-    ) -> Result<AnnIndex, Cancelled> {
+    ) -> Result<Builder, Cancelled> {
         let params = params.checked();
         let graph: Graph = Hnsw::new(
             params.max_connections,
@@ -177,40 +238,25 @@ impl AnnIndex {
             params.ef_construction,
             KeyDistance,
         );
+        let mut builder = Builder {
+            graph,
+            rows: 0,
+            points: 0,
+            params,
+        };
         for batch in rows.chunks(BUILD_BATCH) {
             if cancel() {
                 return Err(Cancelled);
             }
-            let keys: Vec<(Vec<i8>, usize)> = batch
-                .par_iter()
-                .map(|&r| (key_of(snap.vector(r)), r as usize))
-                .collect();
-            let refs: Vec<(&Vec<i8>, usize)> = keys.iter().map(|(k, r)| (k, *r)).collect();
-            graph.parallel_insert(&refs);
+            builder.insert(snap, batch);
         }
-        let mut index = AnnIndex {
-            graph,
-            rows: snap.count,
-            points: rows.len(),
-            orphans: Vec::new(),
-            params,
-            origin: IndexOrigin::Built,
-            unsaved: snap.count,
-        };
-        index.find_orphans();
-        Ok(index)
+        builder.rows = snap.count;
+        Ok(builder)
     }
 
-    /// Adds the live rows `self.rows..snap.count` (in parallel when many).
-    pub(crate) fn catch_up(&mut self, snap: &Snapshot) {
-        if self.rows >= snap.count {
-            return;
-        }
-        let rows: Vec<u64> = (self.rows..snap.count)
-            .filter(|&r| snap.state(r) == STATE_LIVE)
-            .collect();
+    fn insert(&mut self, snap: &Snapshot, rows: &[u64]) {
         let keys: Vec<(Vec<i8>, usize)> = rows
-            .iter()
+            .par_iter()
             .map(|&r| (key_of(snap.vector(r)), r as usize))
             .collect();
         if keys.len() > 64 {
@@ -222,74 +268,78 @@ impl AnnIndex {
             }
         }
         self.points += keys.len();
-        self.unsaved += snap.count - self.rows;
-        self.rows = snap.count;
     }
 
-    /// Proposes up to `knn` rows for the probe's values, skipping rows for
-    /// which `keep` is false.
-    pub(crate) fn propose(
-        &self,
-        values: &[f32],
-        knn: usize,
-        ef: usize,
-        keep: &dyn Fn(usize) -> bool,
-    ) -> Vec<u64> {
-        let key = key_of(values);
-        let filter = |id: &usize| keep(*id);
-        self.graph
-            .search_filter(&key, knn, ef.max(knn), Some(&filter))
-            .into_iter()
-            .map(|n| n.d_id as u64)
-            .collect()
-    }
-
-    /// Finds graph points that a search cannot reach: a breadth-first walk
-    /// over base-layer edges from the points of the top layer (the entry
-    /// point is one of them). Unreached points become orphans.
-    pub(crate) fn find_orphans(&mut self) {
-        if self.graph.get_nb_point() == 0 {
-            // The point iterator of hnsw_rs needs an entry point.
-            self.orphans.clear();
-            return;
-        }
-        let indexation = self.graph.get_point_indexation();
-        let mut adjacency: std::collections::HashMap<usize, Vec<usize>> =
-            std::collections::HashMap::with_capacity(self.points);
-        let mut top = Vec::new();
-        let top_level = indexation.get_max_level_observed();
-        for point in indexation {
-            let origin = point.get_origin_id();
-            let layers = point.get_neighborhood_id();
-            let base: Vec<usize> = layers
-                .first()
-                .map(|l| l.iter().map(|n| n.d_id).collect())
-                .unwrap_or_default();
-            if point.get_point_id().0 == top_level {
-                top.push(origin);
-            }
-            adjacency.insert(origin, base);
-        }
-        self.orphans = unreachable(&adjacency, &top)
-            .into_iter()
-            .map(|r| r as u64)
+    /// Adds the live rows `self.rows..snap.count`. `cancel` is polled
+    /// between batches.
+    pub(crate) fn extend(
+        &mut self,
+        snap: &Snapshot,
+        cancel: &dyn Fn() -> bool,
+    ) -> Result<(), Cancelled> {
+        let rows: Vec<u64> = (self.rows..snap.count)
+            .filter(|&r| snap.state(r) == STATE_LIVE)
             .collect();
+        for batch in rows.chunks(BUILD_BATCH) {
+            if cancel() {
+                return Err(Cancelled);
+            }
+            self.insert(snap, batch);
+        }
+        self.rows = self.rows.max(snap.count);
+        Ok(())
     }
 
-    /// Bytes of memory the graph holds, estimated from its shape: per point
-    /// the key, about 400 bytes of point, lock and list headers, and per
-    /// neighbour link an `Arc`'d entry of about 56 bytes with allocator
-    /// overhead (2·M links on the base layer, about M/(M-1) above it). The
-    /// benches measure the resident memory beside it.
-    pub(crate) fn estimated_bytes(&self) -> usize {
-        let key = self.graph.get_point_indexation().get_data_dimension();
-        let m = self.params.max_connections;
-        self.points * (key + 400 + 2 * m * 56 + m * 56 / (m.max(2) - 1))
+    /// The graph as a node list.
+    fn parts(&self) -> GraphParts {
+        let indexation = self.graph.get_point_indexation();
+        let mut nodes = Vec::with_capacity(self.points);
+        if self.graph.get_nb_point() > 0 {
+            // The point iterator of hnsw_rs needs an entry point.
+            for point in indexation {
+                let links = point
+                    .get_neighborhood_id()
+                    .into_iter()
+                    .map(|layer| layer.into_iter().map(|n| n.d_id as u64).collect())
+                    .collect();
+                nodes.push(NodeParts {
+                    row: point.get_origin_id() as u64,
+                    level: usize::from(point.get_point_id().0),
+                    key: point.get_v().to_vec(),
+                    links,
+                });
+            }
+        }
+        GraphParts {
+            dim: nodes.first().map_or(0, |n: &NodeParts| n.key.len()),
+            nodes,
+            max_connections: self.params.max_connections as u32,
+            ef_construction: self.params.ef_construction as u32,
+        }
     }
 
-    /// Writes the index beside the gallery (temporary files, renamed into
-    /// place, the metadata last).
-    pub(crate) fn save(&mut self, dir: &Path, snap: &Snapshot) -> Result<(), GalleryError> {
+    /// The search form of the graph, saved beside the gallery as
+    /// `hnsw.flat` and served from its mapping; held in memory only if the
+    /// save fails (the next open then rebuilds).
+    pub(crate) fn flatten(
+        &self,
+        dir: &Path,
+        snap: &Snapshot,
+        origin: IndexOrigin,
+    ) -> Result<AnnIndex, GalleryError> {
+        let flat = FlatGraph::from_parts(self.parts(), self.rows, rows_digest(snap, self.rows))
+            .map_err(|e| GalleryError::io(dir, std::io::Error::other(e.to_string())))?;
+        let mapped = flat
+            .save(dir)
+            .ok()
+            .and_then(|()| FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows)).ok());
+        let flat = mapped.unwrap_or(flat);
+        Ok(AnnIndex::from_flat(flat, origin))
+    }
+
+    /// Writes the graph beside the gallery (temporary files, renamed into
+    /// place, the metadata last), so a later extension starts from it.
+    pub(crate) fn save(&self, dir: &Path, snap: &Snapshot) -> Result<(), GalleryError> {
         let tmp = dir.join("hnsw.tmp");
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).map_err(|e| GalleryError::io(&tmp, e))?;
@@ -335,15 +385,13 @@ impl AnnIndex {
         let _ = fs::remove_dir_all(&tmp);
         fs::File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| GalleryError::io(dir, e))?;
-        self.unsaved = 0;
-        Ok(())
+            .map_err(|e| GalleryError::io(dir, e))
     }
 
-    /// Loads the index saved beside the gallery if it is intact and matches
+    /// Loads the graph saved beside the gallery if it is intact and matches
     /// `snap`; the reason it was refused otherwise. Never panics on a
     /// damaged file.
-    pub(crate) fn load(dir: &Path, snap: &Snapshot, params: AnnParams) -> Result<AnnIndex, String> {
+    pub(crate) fn load(dir: &Path, snap: &Snapshot, params: AnnParams) -> Result<Builder, String> {
         let meta_path = dir.join(META_FILE);
         let raw = fs::read(&meta_path).map_err(|e| format!("metadata: {e}"))?;
         if raw.len() != std::mem::size_of::<IndexMeta>() {
@@ -386,9 +434,8 @@ impl AnnIndex {
                     // data (`Point::new` with a `Vec`) and the graph borrows
                     // nothing from `io`, which is dropped at the end of this
                     // closure. The two types differ only in that lifetime.
-                    // The test `reload_outlives_the_loader_and_gives_the_same_answers`
-                    // searches a
-                    // reloaded graph after its loader is gone.
+                    // The test `builder_files_outlive_their_loader` flattens
+                    // and searches a reloaded graph after its loader is gone.
                     unsafe { std::mem::transmute::<Hnsw<'_, i8, KeyDistance>, Graph>(graph) }
                 })
                 .map_err(|e| e.to_string())
@@ -401,47 +448,18 @@ impl AnnIndex {
                 meta.points
             ));
         }
-        let mut index = AnnIndex {
+        Ok(Builder {
             graph: loaded,
             rows: meta.rows,
             points,
-            orphans: Vec::new(),
             params: AnnParams {
                 max_connections: meta.max_connections as usize,
                 ef_construction: meta.ef_construction as usize,
                 ..params
-            },
-            origin: IndexOrigin::Loaded,
-            unsaved: 0,
-        };
-        index.find_orphans();
-        Ok(index)
+            }
+            .checked(),
+        })
     }
-}
-
-/// Nodes of `adjacency` not reachable from any of `starts`, sorted.
-pub(crate) fn unreachable(
-    adjacency: &std::collections::HashMap<usize, Vec<usize>>,
-    starts: &[usize],
-) -> Vec<usize> {
-    let mut seen: std::collections::HashSet<usize> =
-        std::collections::HashSet::with_capacity(adjacency.len());
-    let mut stack: Vec<usize> = starts.to_vec();
-    while let Some(n) = stack.pop() {
-        if !seen.insert(n) {
-            continue;
-        }
-        if let Some(next) = adjacency.get(&n) {
-            stack.extend(next.iter().copied().filter(|m| !seen.contains(m)));
-        }
-    }
-    let mut out: Vec<usize> = adjacency
-        .keys()
-        .copied()
-        .filter(|n| !seen.contains(n))
-        .collect();
-    out.sort_unstable();
-    out
 }
 
 /// The metadata file of a saved index.
@@ -511,20 +529,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    #[test]
-    fn unreachable_finds_nodes_without_a_path() {
-        let mut adj: HashMap<usize, Vec<usize>> = HashMap::new();
-        adj.insert(0, vec![1, 2]);
-        adj.insert(1, vec![0]);
-        adj.insert(2, vec![1]);
-        adj.insert(3, vec![0]); // out-edges only: nobody points at 3
-        adj.insert(4, vec![5]);
-        adj.insert(5, vec![4]); // a separate island
-        assert_eq!(unreachable(&adj, &[0]), vec![3, 4, 5]);
-        assert_eq!(unreachable(&adj, &[0, 3, 4]), Vec::<usize>::new());
-    }
 
     #[test]
     fn key_distance_orders_by_inner_product() {

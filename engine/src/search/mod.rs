@@ -3,12 +3,13 @@
 pub mod accel;
 pub mod ann;
 pub(crate) mod exact;
+mod flat_graph;
 mod int_kernels;
 pub(crate) mod passing;
 pub(crate) mod quantized;
 mod top_k;
 
-pub use accel::{IndexInfo, IndexPolicy, IndexState, Strategy, AUTO_ANN_MIN_ROWS};
+pub use accel::{IndexInfo, IndexPolicy, IndexState, Strategy, AUTO_ANN_MIN_ROWS, FOLD_ROWS};
 pub use ann::{AnnParams, IndexOrigin};
 
 use crate::error::GalleryError;

@@ -24,12 +24,18 @@
 //!
 //! All offsets are bounds-checked against the mapping's length before any
 //! pointer arithmetic; alignment is checked where a typed view is made.
+//!
+//! A [`FrozenMapping`] is a read-only mapping of a file that is complete
+//! before it is mapped and never changes after (the graph index's search
+//! file): such files are written under a temporary name, synced and renamed
+//! into place, so a newer version is a new inode and a mapped one is never
+//! written, truncated or reused while the mapping lives.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{Mmap, MmapOptions, MmapRaw};
 
 use crate::error::GalleryError;
 
@@ -125,6 +131,32 @@ impl Mapping {
         self.map
             .flush_range(offset, len)
             .map_err(|e| GalleryError::io(&self.path, e))
+    }
+}
+
+/// A read-only mapping of a whole file that is never written once complete.
+pub(crate) struct FrozenMapping {
+    map: Mmap,
+}
+
+impl FrozenMapping {
+    /// Maps all of the file at `path` read-only (it must be non-empty).
+    pub(crate) fn open(path: &Path) -> Result<FrozenMapping, GalleryError> {
+        let file = File::open(path).map_err(|e| GalleryError::io(path, e))?;
+        // SAFETY: the files mapped here are written once under a temporary
+        // name, synced and renamed into place (see the module docs), and the
+        // gallery directory is held under an exclusive lock, so nothing writes
+        // or truncates this inode while it is mapped: the bytes behind the
+        // slice below never change. The test
+        // `search::flat_graph::tests::a_mapped_graph_survives_its_replacement`
+        // replaces a mapped file and reads the old mapping afterwards.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| GalleryError::io(path, e))?;
+        Ok(FrozenMapping { map })
+    }
+
+    /// The mapped bytes (page-aligned).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.map
     }
 }
 

@@ -2,7 +2,7 @@
 
 pub mod format;
 pub(crate) mod gallery;
-mod mapping;
+pub(crate) mod mapping;
 
 pub use gallery::{Gallery, ScrubReport};
 

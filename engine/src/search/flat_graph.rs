@@ -1,0 +1,771 @@
+//! The search form of the graph index: a flat, read-only copy of an HNSW
+//! graph built by `hnsw_rs`, memory-mapped from one file.
+//!
+//! `hnsw_rs` builds the graph (see `ann.rs`); its in-memory form keeps every
+//! point and neighbour link behind its own `Arc` and lock, searches with a
+//! hash set of visited points, and reloads from disk only by rebuilding that
+//! structure point by point. The flat copy keeps the same points, keys and
+//! edges in a few plain arrays, so a search walks contiguous `u32` lists with
+//! a stamped visited array and a fused i8 kernel, and an open maps the file
+//! and checks it instead of parsing it.
+//!
+//! # File (`hnsw.flat`)
+//!
+//! A 128-byte [`Header`] (magic, version, shape, the rows the graph covers, a
+//! digest of their records, a CRC of the body, its own CRC), then these
+//! sections, each starting on a 64-byte boundary:
+//!
+//! | section | type | length |
+//! |---|---|---|
+//! | row of each point (increasing) | `u32` | `points` |
+//! | key of each point | `i8` | `points · dim` |
+//! | base-layer neighbours | `u32` | `points · degree0` |
+//! | start of each upper layer in the two arrays below | `u64` | `levels + 1` |
+//! | points present on each upper layer (increasing within a layer) | `u32` | `upper` |
+//! | their neighbours on that layer | `u32` | `upper · degree` |
+//! | orphans: points no search reaches | `u32` | `orphans` |
+//!
+//! Neighbour lists are padded with [`NONE`]. A file is only used when both
+//! CRCs hold, its digest matches the gallery, and every index in it is in
+//! range (checked once at open), so a search never reads out of bounds.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fs;
+use std::path::Path;
+
+use bytemuck::{Pod, Zeroable};
+
+use super::int_kernels;
+use crate::error::GalleryError;
+use crate::storage::mapping::FrozenMapping;
+
+/// Name of the file in the gallery directory.
+pub(crate) const FLAT_FILE: &str = "hnsw.flat";
+const MAGIC: [u8; 8] = *b"PLMFLAT\0";
+const VERSION: u32 = 1;
+/// Padding of a neighbour list.
+pub(crate) const NONE: u32 = u32::MAX;
+const ALIGN: usize = 64;
+
+/// The file header.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+struct Header {
+    magic: [u8; 8],
+    version: u32,
+    dim: u32,
+    points: u64,
+    rows: u64,
+    upper: u64,
+    orphans: u64,
+    degree0: u32,
+    degree: u32,
+    levels: u32,
+    entry: u32,
+    digest: u32,
+    body_crc: u32,
+    max_connections: u32,
+    ef_construction: u32,
+    reserved: [u8; 44],
+    crc: u32,
+}
+
+const HEADER_LEN: usize = std::mem::size_of::<Header>();
+const _: () = assert!(HEADER_LEN == 128);
+
+impl Header {
+    fn computed_crc(&self) -> u32 {
+        crc32fast::hash(&bytemuck::bytes_of(self)[..HEADER_LEN - 4])
+    }
+}
+
+/// Byte ranges of the sections, computed from a header with checked
+/// arithmetic.
+#[derive(Clone, Copy, Debug)]
+struct Sections {
+    rows: (usize, usize),
+    keys: (usize, usize),
+    base: (usize, usize),
+    level_start: (usize, usize),
+    upper_points: (usize, usize),
+    upper_links: (usize, usize),
+    orphans: (usize, usize),
+    end: usize,
+}
+
+impl Sections {
+    fn of(h: &Header) -> Option<Sections> {
+        let n = usize::try_from(h.points).ok()?;
+        let upper = usize::try_from(h.upper).ok()?;
+        let orphans = usize::try_from(h.orphans).ok()?;
+        let mut at = HEADER_LEN;
+        let mut next = |len: usize| -> Option<(usize, usize)> {
+            let start = at.checked_next_multiple_of(ALIGN)?;
+            at = start.checked_add(len)?;
+            Some((start, len))
+        };
+        let rows = next(n.checked_mul(4)?)?;
+        let keys = next(n.checked_mul(h.dim as usize)?)?;
+        let base = next(n.checked_mul(h.degree0 as usize)?.checked_mul(4)?)?;
+        let level_start = next((h.levels as usize).checked_add(1)?.checked_mul(8)?)?;
+        let upper_points = next(upper.checked_mul(4)?)?;
+        let upper_links = next(upper.checked_mul(h.degree as usize)?.checked_mul(4)?)?;
+        let orphans = next(orphans.checked_mul(4)?)?;
+        Some(Sections {
+            rows,
+            keys,
+            base,
+            level_start,
+            upper_points,
+            upper_links,
+            orphans,
+            end: at,
+        })
+    }
+}
+
+/// Where the bytes of a graph live.
+enum Bytes {
+    /// Built in this process (8-byte aligned).
+    Owned(Vec<u64>),
+    /// Mapped from the saved file (page-aligned).
+    Mapped(FrozenMapping),
+}
+
+impl Bytes {
+    fn get(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(words) => bytemuck::cast_slice(words),
+            Bytes::Mapped(map) => map.bytes(),
+        }
+    }
+}
+
+/// A graph as a node list: what [`FlatGraph::from_parts`] flattens.
+pub(crate) struct GraphParts {
+    /// Key length.
+    pub(crate) dim: usize,
+    /// Per point: its row, level, key and neighbour rows per layer
+    /// (`links[l]` for layers `0..=level`).
+    pub(crate) nodes: Vec<NodeParts>,
+    /// `M` and `efConstruction` of the build (recorded, not used to search).
+    pub(crate) max_connections: u32,
+    /// See `max_connections`.
+    pub(crate) ef_construction: u32,
+}
+
+/// One point of [`GraphParts`].
+pub(crate) struct NodeParts {
+    /// The gallery row.
+    pub(crate) row: u64,
+    /// Highest layer the point is on.
+    pub(crate) level: usize,
+    /// The i8 key.
+    pub(crate) key: Vec<i8>,
+    /// Neighbour rows on layers `0..=level` (may be shorter: missing layers
+    /// are empty).
+    pub(crate) links: Vec<Vec<u64>>,
+}
+
+/// Why a graph could not be flattened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FlattenError {
+    /// A key of another length than the first.
+    #[error("key of row {row} has {len} values, expected {dim}")]
+    KeyLength {
+        /// The row.
+        row: u64,
+        /// Its key length.
+        len: usize,
+        /// The first key's length.
+        dim: usize,
+    },
+    /// A row beyond what a `u32` point list holds.
+    #[error("row {0} is beyond the flat graph's range")]
+    RowRange(u64),
+    /// The same row twice.
+    #[error("row {0} is in the graph twice")]
+    DuplicateRow(u64),
+}
+
+/// The flat graph.
+pub(crate) struct FlatGraph {
+    bytes: Bytes,
+    header: Header,
+    sections: Sections,
+}
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), epoch: 0 }) };
+}
+
+/// Points seen by the current search: a mark per point, valid when equal to
+/// the epoch, so a new search starts by bumping the epoch instead of
+/// clearing.
+struct Visited {
+    marks: Vec<u32>,
+    epoch: u32,
+}
+
+impl Visited {
+    fn start(&mut self, points: usize) {
+        if self.marks.len() < points {
+            self.marks.resize(points, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
+    }
+
+    /// True the first time `point` is seen in this search.
+    #[inline]
+    fn first_visit(&mut self, point: u32) -> bool {
+        let mark = &mut self.marks[point as usize];
+        let first = *mark != self.epoch;
+        *mark = self.epoch;
+        first
+    }
+}
+
+impl FlatGraph {
+    /// Flattens `parts` into a graph covering gallery rows `0..rows`, with
+    /// `digest` the records digest of those rows.
+    pub(crate) fn from_parts(
+        mut parts: GraphParts,
+        rows: u64,
+        digest: u32,
+    ) -> Result<FlatGraph, FlattenError> {
+        parts.nodes.sort_unstable_by_key(|n| n.row);
+        let dim = parts.dim;
+        let nodes = &parts.nodes;
+        for pair in nodes.windows(2) {
+            if pair[0].row == pair[1].row {
+                return Err(FlattenError::DuplicateRow(pair[0].row));
+            }
+        }
+        if let Some(last) = nodes.last() {
+            if last.row >= u64::from(NONE) {
+                return Err(FlattenError::RowRange(last.row));
+            }
+        }
+        for n in nodes {
+            if n.key.len() != dim {
+                return Err(FlattenError::KeyLength {
+                    row: n.row,
+                    len: n.key.len(),
+                    dim,
+                });
+            }
+        }
+        let point_of = |row: u64| -> Option<u32> {
+            nodes
+                .binary_search_by_key(&row, |n| n.row)
+                .ok()
+                .map(|p| p as u32)
+        };
+        let links_on = |n: &NodeParts, layer: usize| -> Vec<u32> {
+            n.links
+                .get(layer)
+                .map(|l| l.iter().filter_map(|&r| point_of(r)).collect())
+                .unwrap_or_default()
+        };
+        let levels = nodes.iter().map(|n| n.level).max().unwrap_or(0);
+        let base: Vec<Vec<u32>> = nodes.iter().map(|n| links_on(n, 0)).collect();
+        let degree0 = base.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let mut level_start = vec![0u64];
+        let mut upper_points = Vec::new();
+        let mut upper_lists: Vec<Vec<u32>> = Vec::new();
+        for layer in 1..=levels {
+            for (p, n) in nodes.iter().enumerate() {
+                if n.level >= layer {
+                    upper_points.push(p as u32);
+                    upper_lists.push(links_on(n, layer));
+                }
+            }
+            level_start.push(upper_points.len() as u64);
+        }
+        let degree = upper_lists.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let entry = nodes
+            .iter()
+            .position(|n| n.level == levels)
+            .map_or(0, |p| p as u32);
+        let tops: Vec<u32> = (0..nodes.len() as u32)
+            .filter(|&p| nodes[p as usize].level == levels)
+            .collect();
+        let orphans = unreached(&base, &tops);
+
+        let mut header = Header::zeroed();
+        header.magic = MAGIC;
+        header.version = VERSION;
+        header.dim = dim as u32;
+        header.points = nodes.len() as u64;
+        header.rows = rows;
+        header.upper = upper_points.len() as u64;
+        header.orphans = orphans.len() as u64;
+        header.degree0 = degree0 as u32;
+        header.degree = degree as u32;
+        header.levels = levels as u32;
+        header.entry = entry;
+        header.digest = digest;
+        header.max_connections = parts.max_connections;
+        header.ef_construction = parts.ef_construction;
+        let sections = Sections::of(&header).expect("sections of an in-memory graph fit");
+        let mut words = vec![0u64; sections.end.div_ceil(8)];
+        {
+            let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut words);
+            let bytes = &mut bytes[..sections.end];
+            let put_u32s = |bytes: &mut [u8], (start, _): (usize, usize), i: usize, v: &[u32]| {
+                let at = start + i * 4;
+                bytes[at..at + v.len() * 4].copy_from_slice(bytemuck::cast_slice(v));
+            };
+            for (p, n) in nodes.iter().enumerate() {
+                put_u32s(bytes, sections.rows, p, &[n.row as u32]);
+                let k = sections.keys.0 + p * dim;
+                bytes[k..k + dim].copy_from_slice(bytemuck::cast_slice(&n.key));
+                let mut list = base[p].clone();
+                list.resize(degree0, NONE);
+                put_u32s(bytes, sections.base, p * degree0, &list);
+            }
+            let ls = sections.level_start.0;
+            bytes[ls..ls + level_start.len() * 8]
+                .copy_from_slice(bytemuck::cast_slice(&level_start));
+            put_u32s(bytes, sections.upper_points, 0, &upper_points);
+            for (i, list) in upper_lists.iter().enumerate() {
+                let mut list = list.clone();
+                list.resize(degree, NONE);
+                put_u32s(bytes, sections.upper_links, i * degree, &list);
+            }
+            put_u32s(bytes, sections.orphans, 0, &orphans);
+            header.body_crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+            header.crc = header.computed_crc();
+            bytes[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
+        }
+        Ok(FlatGraph {
+            bytes: Bytes::Owned(words),
+            header,
+            sections,
+        })
+    }
+
+    /// Maps and checks the saved file in `dir`: it must be intact, cover at
+    /// most `count` rows and carry `digest_of(rows)` for the rows it covers.
+    /// The reason it is refused otherwise.
+    pub(crate) fn load(
+        dir: &Path,
+        count: u64,
+        digest_of: &dyn Fn(u64) -> u32,
+    ) -> Result<FlatGraph, String> {
+        let path = dir.join(FLAT_FILE);
+        if !path.exists() {
+            return Err(format!("{FLAT_FILE} is missing"));
+        }
+        let map = FrozenMapping::open(&path).map_err(|e| e.to_string())?;
+        let bytes = map.bytes();
+        if bytes.len() < HEADER_LEN {
+            return Err(format!("{FLAT_FILE} is too short"));
+        }
+        let header: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
+        if header.magic != MAGIC || header.crc != header.computed_crc() {
+            return Err(format!("{FLAT_FILE} header is damaged"));
+        }
+        if header.version != VERSION {
+            return Err(format!("{FLAT_FILE} version {}", header.version));
+        }
+        let sections =
+            Sections::of(&header).ok_or_else(|| format!("{FLAT_FILE} header is inconsistent"))?;
+        if sections.end != bytes.len() {
+            return Err(format!(
+                "{FLAT_FILE} holds {} bytes, its header says {}",
+                bytes.len(),
+                sections.end
+            ));
+        }
+        if crc32fast::hash(&bytes[HEADER_LEN..]) != header.body_crc {
+            return Err(format!("{FLAT_FILE} fails its checksum"));
+        }
+        if header.rows > count {
+            return Err(format!(
+                "index covers {} rows, the gallery has {count}",
+                header.rows
+            ));
+        }
+        if digest_of(header.rows) != header.digest {
+            return Err("index was built from other records".into());
+        }
+        let graph = FlatGraph {
+            bytes: Bytes::Mapped(map),
+            header,
+            sections,
+        };
+        graph.check_structure()?;
+        Ok(graph)
+    }
+
+    /// Every point, link and row in range; rows increasing; layer starts
+    /// increasing. What the search relies on to index without panicking.
+    fn check_structure(&self) -> Result<(), String> {
+        let n = self.points();
+        let h = &self.header;
+        let bad = |what: &str| Err(format!("{FLAT_FILE}: {what} out of range"));
+        if n > 0 && h.entry as usize >= n || n == 0 && h.levels != 0 {
+            return bad("entry point");
+        }
+        let rows = self.u32s(self.sections.rows);
+        if rows.windows(2).any(|w| w[0] >= w[1])
+            || rows.last().is_some_and(|&r| u64::from(r) >= h.rows)
+        {
+            return bad("rows");
+        }
+        let in_range = |list: &[u32]| list.iter().all(|&p| p == NONE || (p as usize) < n);
+        if !in_range(self.u32s(self.sections.base))
+            || !in_range(self.u32s(self.sections.upper_links))
+        {
+            return bad("links");
+        }
+        let starts: &[u64] = bytemuck::cast_slice(self.slice(self.sections.level_start));
+        if starts.first() != Some(&0)
+            || starts.windows(2).any(|w| w[0] > w[1])
+            || starts.last() != Some(&h.upper)
+        {
+            return bad("layer starts");
+        }
+        let ups = self.u32s(self.sections.upper_points);
+        for w in starts.windows(2) {
+            let layer = &ups[w[0] as usize..w[1] as usize];
+            if layer.windows(2).any(|p| p[0] >= p[1]) || !in_range(layer) || layer.contains(&NONE) {
+                return bad("layer points");
+            }
+        }
+        let orphans = self.u32s(self.sections.orphans);
+        if !orphans.iter().all(|&p| (p as usize) < n) {
+            return bad("orphans");
+        }
+        Ok(())
+    }
+
+    /// Writes the graph to `dir` (a temporary file, synced, renamed into
+    /// place, the directory synced).
+    pub(crate) fn save(&self, dir: &Path) -> Result<(), GalleryError> {
+        use std::io::Write;
+        let tmp = dir.join(format!("{FLAT_FILE}.tmp"));
+        let bytes = &self.bytes.get()[..self.sections.end];
+        let mut f = fs::File::create(&tmp).map_err(|e| GalleryError::io(&tmp, e))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| GalleryError::io(&tmp, e))?;
+        drop(f);
+        let to = dir.join(FLAT_FILE);
+        fs::rename(&tmp, &to).map_err(|e| GalleryError::io(&to, e))?;
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| GalleryError::io(dir, e))
+    }
+
+    fn slice(&self, (start, len): (usize, usize)) -> &[u8] {
+        &self.bytes.get()[start..start + len]
+    }
+
+    fn u32s(&self, section: (usize, usize)) -> &[u32] {
+        bytemuck::cast_slice(self.slice(section))
+    }
+
+    /// Points in the graph.
+    pub(crate) fn points(&self) -> usize {
+        self.header.points as usize
+    }
+
+    /// Rows `0..rows` were offered to the graph (dead rows are left out).
+    pub(crate) fn rows(&self) -> u64 {
+        self.header.rows
+    }
+
+    /// Bytes of the file (mapped, or held when built in this process).
+    pub(crate) fn byte_len(&self) -> usize {
+        self.sections.end
+    }
+
+    /// Rows of the points no search can reach from the entry point.
+    pub(crate) fn orphan_rows(&self) -> Vec<u64> {
+        let rows = self.u32s(self.sections.rows);
+        self.u32s(self.sections.orphans)
+            .iter()
+            .map(|&p| u64::from(rows[p as usize]))
+            .collect()
+    }
+
+    /// Up to `knn` rows for which `keep` holds, nearest to `key` first, by a
+    /// greedy descent through the upper layers and a best-first search of
+    /// the base layer with `max(ef, knn)` candidates. Rows failing `keep`
+    /// are walked through but never returned.
+    pub(crate) fn propose(
+        &self,
+        key: &[i8],
+        knn: usize,
+        ef: usize,
+        keep: &dyn Fn(u64) -> bool,
+    ) -> Vec<u64> {
+        let n = self.points();
+        if n == 0 || knn == 0 || key.len() != self.header.dim as usize {
+            return Vec::new();
+        }
+        let rows = self.u32s(self.sections.rows);
+        let keys = self.slice(self.sections.keys);
+        let keys: &[i8] = bytemuck::cast_slice(keys);
+        let dim = key.len();
+        let distance = |p: u32| -> i64 {
+            let at = p as usize * dim;
+            -int_kernels::dot_i8(key, &keys[at..at + dim])
+        };
+        let mut point = self.header.entry;
+        let mut best = distance(point);
+        let starts: &[u64] = bytemuck::cast_slice(self.slice(self.sections.level_start));
+        let ups = self.u32s(self.sections.upper_points);
+        let links = self.u32s(self.sections.upper_links);
+        let degree = self.header.degree as usize;
+        for layer in (1..=self.header.levels as usize).rev() {
+            let (lo, hi) = (starts[layer - 1] as usize, starts[layer] as usize);
+            while let Ok(i) = ups[lo..hi].binary_search(&point) {
+                let at = (lo + i) * degree;
+                let mut moved = false;
+                for &next in links[at..at + degree].iter().take_while(|&&p| p != NONE) {
+                    let d = distance(next);
+                    if d < best {
+                        (best, point, moved) = (d, next, true);
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+
+        let ef = ef.max(knn);
+        let base = self.u32s(self.sections.base);
+        let degree0 = self.header.degree0 as usize;
+        let row = |p: u32| u64::from(rows[p as usize]);
+        VISITED.with_borrow_mut(|visited| {
+            visited.start(n);
+            let mut frontier: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::with_capacity(ef * 4);
+            let mut found: BinaryHeap<(i64, u32)> = BinaryHeap::with_capacity(ef + 1);
+            visited.first_visit(point);
+            frontier.push(Reverse((best, point)));
+            if keep(row(point)) {
+                found.push((best, point));
+            }
+            while let Some(Reverse((d, p))) = frontier.pop() {
+                if found.len() >= ef && found.peek().is_some_and(|&(worst, _)| d > worst) {
+                    break;
+                }
+                let at = p as usize * degree0;
+                let list = &base[at..at + degree0];
+                for &next in list.iter().take_while(|&&q| q != NONE) {
+                    prefetch(&keys[next as usize * dim..(next as usize + 1) * dim]);
+                }
+                for &next in list.iter().take_while(|&&q| q != NONE) {
+                    if !visited.first_visit(next) {
+                        continue;
+                    }
+                    let dn = distance(next);
+                    let worst = found.peek().map_or(i64::MAX, |&(w, _)| w);
+                    if found.len() < ef || dn < worst {
+                        frontier.push(Reverse((dn, next)));
+                        if keep(row(next)) {
+                            found.push((dn, next));
+                            if found.len() > ef {
+                                found.pop();
+                            }
+                        }
+                    }
+                }
+            }
+            let mut out = found.into_sorted_vec();
+            out.truncate(knn);
+            out.into_iter().map(|(_, p)| row(p)).collect()
+        })
+    }
+}
+
+/// Asks the CPU to start loading the cache lines of `bytes`.
+#[inline]
+fn prefetch(bytes: &[i8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE is part of the x86-64 baseline, and a prefetch is only
+        // a hint: it never faults or changes memory, whatever the address
+        // (here, the start of a live slice).
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// Points not reachable from `starts` over the base-layer lists `links`.
+fn unreached(links: &[Vec<u32>], starts: &[u32]) -> Vec<u32> {
+    let mut seen = vec![false; links.len()];
+    let mut stack: Vec<u32> = starts.to_vec();
+    while let Some(p) = stack.pop() {
+        if std::mem::replace(&mut seen[p as usize], true) {
+            continue;
+        }
+        stack.extend(links[p as usize].iter().filter(|&&q| !seen[q as usize]));
+    }
+    (0..links.len() as u32)
+        .filter(|&p| !seen[p as usize])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small hand-made graph: rows 10·i, a ring on the base layer, point 0
+    /// alone on layer 1 and row 70 unreachable (nobody links to it).
+    fn ring(points: usize) -> GraphParts {
+        let nodes = (0..points as u64)
+            .map(|i| {
+                let next = (i + 1) % (points as u64 - 1);
+                let prev = (i + points as u64 - 2) % (points as u64 - 1);
+                let links = if i == points as u64 - 1 {
+                    vec![vec![0]]
+                } else {
+                    vec![vec![next * 10, prev * 10]]
+                };
+                NodeParts {
+                    row: i * 10,
+                    level: usize::from(i == 0),
+                    key: vec![i as i8, 1, -(i as i8), 2],
+                    links: if i == 0 {
+                        let mut l = links;
+                        l.push(vec![]);
+                        l
+                    } else {
+                        links
+                    },
+                }
+            })
+            .collect();
+        GraphParts {
+            dim: 4,
+            nodes,
+            max_connections: 2,
+            ef_construction: 8,
+        }
+    }
+
+    #[test]
+    fn unreachable_points_are_orphans() {
+        let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
+        assert_eq!(g.points(), 8);
+        assert_eq!(g.orphan_rows(), vec![70]);
+    }
+
+    #[test]
+    fn search_walks_the_ring_and_honours_keep() {
+        let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
+        // The key of row 50 (i = 5) is nearest to itself by inner product
+        // among the reachable points with the largest first value.
+        let all = g.propose(&[6, 1, -6, 2], 3, 8, &|_| true);
+        assert_eq!(all, vec![60, 50, 40]);
+        let odd = g.propose(&[6, 1, -6, 2], 3, 8, &|r| r != 60);
+        assert_eq!(odd, vec![50, 40, 30]);
+        assert!(
+            g.propose(&[1, 1], 3, 8, &|_| true).is_empty(),
+            "wrong key length"
+        );
+    }
+
+    #[test]
+    fn saved_graph_loads_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
+        g.save(dir.path()).unwrap();
+        let loaded = FlatGraph::load(dir.path(), 80, &|_| 7).unwrap();
+        let probe = [3, 0, -3, 1];
+        assert_eq!(
+            loaded.propose(&probe, 4, 8, &|_| true),
+            g.propose(&probe, 4, 8, &|_| true)
+        );
+        assert!(
+            FlatGraph::load(dir.path(), 79, &|_| 7).is_err(),
+            "more rows than the gallery"
+        );
+        assert!(
+            FlatGraph::load(dir.path(), 80, &|_| 8).is_err(),
+            "other records"
+        );
+        let path = dir.path().join(FLAT_FILE);
+        let good = fs::read(&path).unwrap();
+        for at in [3, 60, 130, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            fs::write(&path, &bad).unwrap();
+            assert!(
+                FlatGraph::load(dir.path(), 80, &|_| 7).is_err(),
+                "byte {at}"
+            );
+        }
+        fs::write(&path, &good[..good.len() - 4]).unwrap();
+        assert!(FlatGraph::load(dir.path(), 80, &|_| 7).is_err());
+    }
+
+    /// A file whose checksums hold but whose links point past the graph is
+    /// refused by the structure check, not searched.
+    #[test]
+    fn out_of_range_links_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
+        let mut bytes = g.bytes.get()[..g.sections.end].to_vec();
+        let at = g.sections.base.0;
+        bytes[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
+        let mut header: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
+        header.body_crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+        header.crc = header.computed_crc();
+        bytes[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
+        fs::write(dir.path().join(FLAT_FILE), &bytes).unwrap();
+        let err = FlatGraph::load(dir.path(), 80, &|_| 7).err().unwrap();
+        assert!(err.contains("links"), "{err}");
+    }
+
+    /// The invariant behind the read-only mapping: a save replaces the file
+    /// by a rename, so a graph mapped before keeps its bytes and answers.
+    #[test]
+    fn a_mapped_graph_survives_its_replacement() {
+        let dir = tempfile::tempdir().unwrap();
+        FlatGraph::from_parts(ring(8), 80, 7)
+            .unwrap()
+            .save(dir.path())
+            .unwrap();
+        let old = FlatGraph::load(dir.path(), 80, &|_| 7).unwrap();
+        let probe = [5, 1, -5, 2];
+        let before = old.propose(&probe, 5, 8, &|_| true);
+        let crc = crc32fast::hash(old.bytes.get());
+        FlatGraph::from_parts(ring(6), 60, 9)
+            .unwrap()
+            .save(dir.path())
+            .unwrap();
+        assert_eq!(crc32fast::hash(old.bytes.get()), crc);
+        assert_eq!(old.propose(&probe, 5, 8, &|_| true), before);
+        assert_eq!(FlatGraph::load(dir.path(), 80, &|_| 9).unwrap().points(), 6);
+    }
+
+    #[test]
+    fn duplicate_rows_and_ragged_keys_are_errors() {
+        let mut parts = ring(4);
+        parts.nodes[1].row = 0;
+        assert!(matches!(
+            FlatGraph::from_parts(parts, 40, 0),
+            Err(FlattenError::DuplicateRow(0))
+        ));
+        let mut parts = ring(4);
+        parts.nodes[2].key.pop();
+        assert!(matches!(
+            FlatGraph::from_parts(parts, 40, 0),
+            Err(FlattenError::KeyLength { .. })
+        ));
+    }
+}
