@@ -410,11 +410,25 @@ fn search_at_scale(c: &mut Criterion) {
     }
     if !skip_index {
         assert!(g.wait_for_index(Duration::from_secs(3600)));
+        let info = g.index_info();
+        say!(
+            "flat graph: {} B/template ({} points, {} orphans)",
+            info.estimated_bytes / n.max(1),
+            info.points,
+            info.orphans
+        );
+        let probes: Vec<Template> = genuine
+            .iter()
+            .map(|(t, _)| t.clone())
+            .chain(impostors.iter().cloned())
+            .collect();
         for ef in EFS {
             let a = accuracy(&g, &genuine, &impostors, &exact, Strategy::Hnsw { ef });
             let ok = a.missed <= a.exact_found / 1000;
+            let [p50, p99, max] = latency(&g, &probes, &q, Strategy::Hnsw { ef });
             say!(
-                "graph ef {ef}: mates missed {} of {} exact finds; recall@10 {:.3}; passing rows lost {}{}",
+                "graph ef {ef}: mates missed {} of {} exact finds; recall@10 {:.3}; passing rows lost {}; \
+                 single queries p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms{}",
                 a.missed,
                 a.exact_found,
                 a.recall10,
