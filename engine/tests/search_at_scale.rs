@@ -256,6 +256,40 @@ fn deleted_templates_are_never_returned() {
     assert_eq!(info.points, n - distinct);
 }
 
+/// Once more than the policy's share of the graph's points are deleted, the
+/// graph is rebuilt in the background without them.
+#[test]
+fn deletions_past_the_share_rebuild_the_graph() {
+    let n = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = IndexPolicy {
+        rebuild_deleted_percent: 10,
+        ..manual()
+    };
+    let (g, templates) = gallery(dir.path(), n, 23, Layout::DEFAULT, policy);
+    g.rebuild_index().unwrap();
+    for r in 0..60 {
+        g.delete(palmlink_engine::RowId(r)).unwrap();
+    }
+    let info = g.index_info();
+    assert_eq!(
+        (info.tombstones, info.points),
+        (60, n),
+        "10% is not past the share"
+    );
+    g.delete(palmlink_engine::RowId(60)).unwrap();
+    assert!(g.wait_for_index(Duration::from_secs(120)));
+    let info = g.index_info();
+    assert_eq!((info.tombstones, info.points), (0, n - 61), "{info:?}");
+    let mut rng = StdRng::seed_from_u64(24);
+    let mut q = graph_query(1);
+    q.mode = SearchMode::Ann;
+    for (r, t) in templates.iter().enumerate().skip(61).step_by(7) {
+        let out = g.search(&genuine(&mut rng, t), &q).unwrap();
+        assert_eq!(out.candidates[0].row.0, r as u64);
+    }
+}
+
 /// A saved index is loaded at the next open (not rebuilt), outlives its
 /// loader, and gives the same answers.
 #[test]

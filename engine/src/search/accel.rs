@@ -52,8 +52,9 @@
 //! [`IndexPolicy::fold_rows`] rows, a background thread loads the saved
 //! builder graph, inserts the tail, flattens and saves it, and swaps it in;
 //! searches run on the old graph and tail meanwhile. Deletions are filtered
-//! at once; [`Gallery::rebuild_index_if_needed`] rebuilds when tombstones
-//! pile up.
+//! at once; once more than [`IndexPolicy::rebuild_deleted_percent`] of the
+//! graph's points are deleted rows, the graph is rebuilt from the gallery in
+//! the background ([`Gallery::rebuild_index_if_needed`] does so on demand).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,6 +127,10 @@ pub struct IndexPolicy {
     /// Rows past the graph (scanned exactly with every graph search) from
     /// which a background extension folds them into the graph.
     pub fold_rows: usize,
+    /// Share of the graph's points, in percent, whose rows may be deleted
+    /// (walked through by searches, never returned) before the graph is
+    /// rebuilt from the gallery in the background.
+    pub rebuild_deleted_percent: u32,
 }
 
 /// Default [`IndexPolicy::fold_rows`]: scanning 4,096 rows exactly adds
@@ -142,6 +147,7 @@ impl Default for IndexPolicy {
             params: AnnParams::default(),
             auto_ann_min_rows: AUTO_ANN_MIN_ROWS,
             fold_rows: FOLD_ROWS,
+            rebuild_deleted_percent: 20,
         }
     }
 }
@@ -197,6 +203,7 @@ struct AnnShared {
     params: Mutex<AnnParams>,
     auto_ann_min_rows: usize,
     fold_rows: u64,
+    rebuild_deleted_percent: u32,
     /// Held while an index is made: one builder writes the files at a time.
     making: Mutex<()>,
 }
@@ -363,6 +370,7 @@ impl Accel {
                 params: Mutex::new(policy.params),
                 auto_ann_min_rows: policy.auto_ann_min_rows,
                 fold_rows: policy.fold_rows as u64,
+                rebuild_deleted_percent: policy.rebuild_deleted_percent,
                 making: Mutex::new(()),
             }),
             builder: Mutex::new(None),
@@ -415,6 +423,27 @@ impl Accel {
             .map(|index| snap.count.saturating_sub(index.rows));
         if tail.is_some_and(|t| t >= self.ann.fold_rows) {
             self.start(snap.clone(), Job::Extend);
+        }
+    }
+}
+
+impl Accel {
+    /// Counts a deleted row against the graph and starts a background
+    /// rebuild once deleted points exceed the policy's share.
+    pub(crate) fn on_delete(&self, snap: &Arc<Snapshot>, row: u64) {
+        let rebuild = {
+            let slot = self.ann.index.read().unwrap_or_else(|p| p.into_inner());
+            slot.as_ref().is_some_and(|index| {
+                if row >= index.rows {
+                    return false;
+                }
+                let deleted = index.deleted.fetch_add(1, Ordering::Relaxed) + 1;
+                deleted as u64 * 100
+                    > index.points as u64 * u64::from(self.ann.rebuild_deleted_percent)
+            })
+        };
+        if rebuild {
+            self.start(snap.clone(), Job::Build);
         }
     }
 }

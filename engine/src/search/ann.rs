@@ -52,6 +52,7 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
 
 use bytemuck::{Pod, Zeroable};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
@@ -159,11 +160,18 @@ pub(crate) struct AnnIndex {
     /// Graph points not reachable from the entry point: scanned exactly.
     pub(crate) orphans: Vec<u64>,
     pub(crate) origin: IndexOrigin,
+    /// Points whose row has been deleted (counted at load, then per delete).
+    pub(crate) deleted: AtomicUsize,
 }
 
 impl AnnIndex {
-    fn from_flat(flat: FlatGraph, origin: IndexOrigin) -> AnnIndex {
+    fn from_flat(flat: FlatGraph, snap: &Snapshot, origin: IndexOrigin) -> AnnIndex {
+        let deleted = flat
+            .point_rows()
+            .filter(|&r| r >= snap.count || snap.state(r) != STATE_LIVE)
+            .count();
         AnnIndex {
+            deleted: AtomicUsize::new(deleted),
             rows: flat.rows(),
             points: flat.points(),
             orphans: flat.orphan_rows(),
@@ -177,7 +185,7 @@ impl AnnIndex {
     /// a damaged file.
     pub(crate) fn load(dir: &Path, snap: &Snapshot) -> Result<AnnIndex, String> {
         let flat = FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows))?;
-        Ok(AnnIndex::from_flat(flat, IndexOrigin::Loaded))
+        Ok(AnnIndex::from_flat(flat, snap, IndexOrigin::Loaded))
     }
 
     /// Proposes up to `knn` rows for the probe's values, skipping rows for
@@ -334,7 +342,7 @@ impl Builder {
             .ok()
             .and_then(|()| FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows)).ok());
         let flat = mapped.unwrap_or(flat);
-        Ok(AnnIndex::from_flat(flat, origin))
+        Ok(AnnIndex::from_flat(flat, snap, origin))
     }
 
     /// Writes the graph beside the gallery (temporary files, renamed into
@@ -434,8 +442,9 @@ impl Builder {
                     // data (`Point::new` with a `Vec`) and the graph borrows
                     // nothing from `io`, which is dropped at the end of this
                     // closure. The two types differ only in that lifetime.
-                    // The test `builder_files_outlive_their_loader` flattens
-                    // and searches a reloaded graph after its loader is gone.
+                    // The tests `a_damaged_flat_graph_is_flattened_again` and
+                    // `the_tail_is_folded_into_the_graph` extend, flatten and
+                    // search a reloaded graph after its loader is gone.
                     unsafe { std::mem::transmute::<Hnsw<'_, i8, KeyDistance>, Graph>(graph) }
                 })
                 .map_err(|e| e.to_string())

@@ -488,6 +488,11 @@ impl FlatGraph {
         self.sections.end
     }
 
+    /// The row of every point, increasing.
+    pub(crate) fn point_rows(&self) -> impl Iterator<Item = u64> + '_ {
+        self.u32s(self.sections.rows).iter().map(|&r| u64::from(r))
+    }
+
     /// Rows of the points no search can reach from the entry point.
     pub(crate) fn orphan_rows(&self) -> Vec<u64> {
         let rows = self.u32s(self.sections.rows);

@@ -548,6 +548,8 @@ impl Gallery {
         if !self.is_damaged(row.0) {
             self.live.fetch_sub(1, Ordering::Relaxed);
         }
+        drop(w);
+        self.accel.on_delete(&self.snapshot(), row.0);
         Ok(true)
     }
 
