@@ -45,7 +45,7 @@ use rayon::prelude::*;
 
 const GENUINE: usize = 500;
 const IMPOSTORS: usize = 500;
-const EFS: [usize; 10] = [8, 12, 16, 24, 32, 48, 64, 96, 128, 256];
+const EFS: [usize; 12] = [8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 384, 512];
 const SKETCH_DEPTHS: [usize; 3] = [64, 256, 1024];
 
 fn manual() -> IndexPolicy {
