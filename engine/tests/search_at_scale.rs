@@ -449,6 +449,36 @@ fn builder_damage_waits_for_the_next_fold() {
     assert_eq!((info.rows, info.tail_rows, info.points), (660, 0, 660));
 }
 
+/// A flat graph that cannot be saved (here its path is a non-empty
+/// directory) still serves from memory; the next open, finding no flat file,
+/// flattens the saved builder graph again.
+#[test]
+fn an_unsaved_flat_graph_still_serves() {
+    let n = 600;
+    let dir = tempfile::tempdir().unwrap();
+    let (g, templates) = gallery(dir.path(), n, 44, Layout::DEFAULT, manual());
+    let blocker = dir.path().join("hnsw.flat");
+    std::fs::create_dir(&blocker).unwrap();
+    std::fs::write(blocker.join("keep"), b"x").unwrap();
+    let info = g.rebuild_index().unwrap();
+    assert_eq!((info.origin, info.points), (Some(IndexOrigin::Built), n));
+    assert!(
+        blocker.is_dir(),
+        "the save cannot have replaced the directory"
+    );
+    let mut rng = StdRng::seed_from_u64(45);
+    let mut q = graph_query(1);
+    q.mode = SearchMode::Ann;
+    for (r, t) in templates.iter().enumerate().step_by(37) {
+        let out = g.search(&genuine(&mut rng, t), &q).unwrap();
+        assert_eq!(out.mode, SearchMode::Ann);
+        assert_eq!(out.candidates[0].row.0, r as u64);
+    }
+    drop(g);
+    std::fs::remove_dir_all(&blocker).unwrap();
+    assert_remade(dir.path(), &templates, IndexOrigin::Loaded);
+}
+
 /// An index saved for other records (a copied or replaced gallery) or for more
 /// rows than the gallery holds is stale and rebuilt.
 #[test]

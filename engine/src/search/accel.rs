@@ -425,9 +425,7 @@ impl Accel {
             self.start(snap.clone(), Job::Extend);
         }
     }
-}
 
-impl Accel {
     /// Counts a deleted row against the graph and starts a background
     /// rebuild once deleted points exceed the policy's share.
     pub(crate) fn on_delete(&self, snap: &Arc<Snapshot>, row: u64) {

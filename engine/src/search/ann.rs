@@ -340,9 +340,11 @@ impl Builder {
         let mapped = flat
             .save(dir)
             .ok()
-            .and_then(|()| FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows)).ok());
-        let flat = mapped.unwrap_or(flat);
-        Ok(AnnIndex::from_flat(flat, snap, origin))
+            .and_then(|()| AnnIndex::load(dir, snap).ok());
+        Ok(match mapped {
+            Some(index) => AnnIndex { origin, ..index },
+            None => AnnIndex::from_flat(flat, snap, origin),
+        })
     }
 
     /// Writes the graph beside the gallery (temporary files, renamed into
