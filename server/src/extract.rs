@@ -35,8 +35,7 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = read_body(req, state).await?;
-        let value = parse_json(&bytes)?;
-        let parsed: T = from_value(value)?;
+        let parsed: T = parse_body(&bytes)?;
         let errors = parsed.validate();
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
@@ -54,6 +53,23 @@ pub(crate) async fn read_body<S: Send + Sync>(req: Request, state: &S) -> ApiRes
             ApiError::bad_request("invalid_body", rejection.body_text())
         }
     })
+}
+
+/// Parses a JSON object body into `T`: 400 when it is not JSON, 422 naming the failing field
+/// when it does not fit `T`.
+///
+/// A body that fits is parsed once, straight into `T`. Only a body that does not is parsed
+/// again step by step ([`parse_json`], then [`from_value`]), which tells the two failures apart
+/// and names the field; that second parse also decides a body the first refused for a reason
+/// of its own (a repeated key, whose last value counts).
+pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if is_object {
+        if let Ok(parsed) = serde_json::from_slice(bytes) {
+            return Ok(parsed);
+        }
+    }
+    from_value(parse_json(bytes)?)
 }
 
 /// Parses bytes as JSON: 400 `malformed_json` when they are not.
@@ -250,6 +266,27 @@ mod tests {
         assert_eq!(fields(wrong_type)[0].field, "items[0].blocks[0][1]");
         let not_object = from_value::<Outer>(json!([1])).unwrap_err();
         assert_eq!(fields(not_object)[0].field, "body");
+    }
+
+    #[test]
+    fn a_body_parses_as_it_would_step_by_step() {
+        let parsed: Outer =
+            parse_body(br#" {"name": "x", "items": [{"blocks": [[1.5]]}]}"#).unwrap();
+        assert_eq!(
+            (parsed.name.as_str(), parsed.items[0].blocks[0][0]),
+            ("x", 1.5)
+        );
+        // A repeated key: the last value counts, as in a step-by-step parse.
+        let parsed: Outer = parse_body(br#"{"name": "a", "name": "b", "items": []}"#).unwrap();
+        assert_eq!(parsed.name, "b");
+        // A struct could be read from an array: the body must still be an object.
+        let err = parse_body::<Outer>(br#"["x", []]"#).unwrap_err();
+        assert_eq!(fields(err)[0].field, "body");
+        let err =
+            parse_body::<Outer>(br#"{"name": "x", "items": [{"blocks": [["a"]]}]}"#).unwrap_err();
+        assert_eq!(fields(err)[0].field, "items[0].blocks[0][0]");
+        let err = parse_body::<Outer>(br#"{"name": "x""#).unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
     }
 
     #[test]

@@ -21,8 +21,21 @@ use axum::body::Bytes;
 use palmlink_benches::service::{arg, percentile, BenchService};
 use serde_json::{json, Value};
 
-/// Concurrency levels measured.
+/// Concurrency levels measured unless `PALMLINK_LOAD_CLIENTS` lists others (`1,4,16`).
 const LEVELS: [usize; 2] = [16, 64];
+
+/// The concurrency levels of this run.
+fn levels() -> Vec<usize> {
+    std::env::var("PALMLINK_LOAD_CLIENTS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect::<Vec<usize>>()
+        })
+        .filter(|v| !v.is_empty() && v.iter().all(|&n| n > 0))
+        .unwrap_or_else(|| LEVELS.to_vec())
+}
 /// Users enrolled per scanner; each client cycles through its scanner's users.
 const USERS_PER_DEVICE: usize = 2;
 /// Warm-up before each timed phase, not counted.
@@ -280,7 +293,8 @@ async fn main() -> anyhow::Result<()> {
     let duration = Duration::from_secs(arg(1, 10).max(1) as u64);
     let max = arg(2, 100_000);
     let load_start = loadavg();
-    let devices = LEVELS.iter().copied().max().unwrap_or(1);
+    let levels = levels();
+    let devices = levels.iter().copied().max().unwrap_or(1);
 
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -333,7 +347,7 @@ async fn main() -> anyhow::Result<()> {
 
     let shared = Arc::new(Shared { http, base, token });
     let mut rows = Vec::new();
-    for n in LEVELS {
+    for &n in &levels {
         let health = phase(&shared, &clients, n, false, duration, max).await?;
         let verify = phase(&shared, &clients, n, true, duration, max).await?;
         rows.push((n, verify, health));

@@ -26,17 +26,6 @@ pub enum StoreError {
     Database(String),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(err: sqlx::Error) -> StoreError {
-        if let sqlx::Error::Database(db) = &err {
-            if db.is_unique_violation() {
-                return StoreError::Conflict(db.message().to_owned());
-            }
-        }
-        StoreError::Database(err.to_string())
-    }
-}
-
 /// Result of a storage call.
 pub type StoreResult<T> = Result<T, StoreError>;
 

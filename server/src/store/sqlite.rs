@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
+use rusqlite::{params, Connection, Row};
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
 use uuid::Uuid;
 
-use super::sqlite_db::{SqliteDb, WriteQuery as _};
+use super::sqlite_db::{
+    execute, fetch_all, fetch_optional, json_column, parsed, DbError, SqliteDb,
+};
 use super::{
     Challenge, ChallengeFilter, Client, Device, EnrollmentCommit, IdempotencyStart, OutboxEvent,
     Pairing, Palm, Store, StoreError, StoreResult, StoredSettings, Tenant, User,
@@ -26,137 +27,163 @@ pub struct SqliteStore {
     db: Arc<SqliteDb>,
 }
 
-fn db(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(err.to_string())
+impl From<DbError> for StoreError {
+    fn from(err: DbError) -> StoreError {
+        if err.is_unique_violation() {
+            return StoreError::Conflict(err.to_string());
+        }
+        StoreError::Database(err.to_string())
+    }
 }
 
-fn uuid(row: &SqliteRow, col: &str) -> StoreResult<Uuid> {
-    let s: String = row.try_get(col)?;
-    Uuid::parse_str(&s).map_err(db)
-}
-
-fn json_col(row: &SqliteRow, col: &str) -> StoreResult<Option<Value>> {
-    let s: Option<String> = row.try_get(col)?;
-    s.map(|s| serde_json::from_str(&s).map_err(db)).transpose()
-}
-
-fn tenant_row(row: &SqliteRow) -> StoreResult<Tenant> {
+fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
-        id: uuid(row, "id")?,
-        name: row.try_get("name")?,
-        created_at: row.try_get("created_at")?,
+        id: parsed(row, "id")?,
+        name: row.get("name")?,
+        created_at: row.get("created_at")?,
     })
 }
 
-fn client_row(row: &SqliteRow) -> StoreResult<Client> {
+fn client_row(row: &Row<'_>) -> rusqlite::Result<Client> {
     Ok(Client {
-        id: uuid(row, "id")?,
-        tenant_id: uuid(row, "tenant_id")?,
-        name: row.try_get("name")?,
-        scopes: row.try_get("scopes")?,
-        secret_hash: row.try_get("secret_hash")?,
-        old_secret_hash: row.try_get("old_secret_hash")?,
-        created_at: row.try_get("created_at")?,
+        id: parsed(row, "id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        name: row.get("name")?,
+        scopes: row.get("scopes")?,
+        secret_hash: row.get("secret_hash")?,
+        old_secret_hash: row.get("old_secret_hash")?,
+        created_at: row.get("created_at")?,
     })
 }
 
-const DEVICE_COLS: &str =
-    "id, tenant_id, device_name, location, status, hardware_id, pairing_code, \
-     pairing_expires_at, paired_at, cert_valid_until, last_seen_at, created_at";
+/// The columns [`device_row`] reads.
+macro_rules! device_cols {
+    () => {
+        "id, tenant_id, device_name, location, status, hardware_id, pairing_code, \
+         pairing_expires_at, paired_at, cert_valid_until, last_seen_at, created_at"
+    };
+}
 
-fn device_row(row: &SqliteRow) -> StoreResult<Device> {
+fn device_row(row: &Row<'_>) -> rusqlite::Result<Device> {
     Ok(Device {
-        id: uuid(row, "id")?,
-        tenant_id: uuid(row, "tenant_id")?,
-        device_name: row.try_get("device_name")?,
-        location: row.try_get("location")?,
-        status: row.try_get("status")?,
-        hardware_id: row.try_get("hardware_id")?,
-        pairing_code: row.try_get("pairing_code")?,
-        pairing_expires_at: row.try_get("pairing_expires_at")?,
-        paired_at: row.try_get("paired_at")?,
-        cert_valid_until: row.try_get("cert_valid_until")?,
-        last_seen_at: row.try_get("last_seen_at")?,
-        created_at: row.try_get("created_at")?,
+        id: parsed(row, "id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        device_name: row.get("device_name")?,
+        location: row.get("location")?,
+        status: row.get("status")?,
+        hardware_id: row.get("hardware_id")?,
+        pairing_code: row.get("pairing_code")?,
+        pairing_expires_at: row.get("pairing_expires_at")?,
+        paired_at: row.get("paired_at")?,
+        cert_valid_until: row.get("cert_valid_until")?,
+        last_seen_at: row.get("last_seen_at")?,
+        created_at: row.get("created_at")?,
     })
 }
 
-fn user_row(row: &SqliteRow) -> StoreResult<User> {
+fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
-        id: uuid(row, "id")?,
-        tenant_id: uuid(row, "tenant_id")?,
-        external_user_id: row.try_get("external_user_id")?,
-        created_at: row.try_get("created_at")?,
+        id: parsed(row, "id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        external_user_id: row.get("external_user_id")?,
+        created_at: row.get("created_at")?,
     })
 }
 
-const PALM_COLS: &str =
-    "feature_id, tenant_id, user_id, palm_type, row_id, enrolled_at, vendor, challenge_id";
+/// The columns [`palm_row`] reads.
+macro_rules! palm_cols {
+    () => {
+        "feature_id, tenant_id, user_id, palm_type, row_id, enrolled_at, vendor, challenge_id"
+    };
+}
 
-fn palm_row(row: &SqliteRow) -> StoreResult<Palm> {
+fn palm_row(row: &Row<'_>) -> rusqlite::Result<Palm> {
     Ok(Palm {
-        feature_id: uuid(row, "feature_id")?,
-        tenant_id: uuid(row, "tenant_id")?,
-        user_id: uuid(row, "user_id")?,
-        palm_type: row.try_get("palm_type")?,
-        row_id: row.try_get("row_id")?,
-        enrolled_at: row.try_get("enrolled_at")?,
-        vendor: row.try_get("vendor")?,
-        challenge_id: uuid(row, "challenge_id")?,
+        feature_id: parsed(row, "feature_id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        user_id: parsed(row, "user_id")?,
+        palm_type: row.get("palm_type")?,
+        row_id: row.get("row_id")?,
+        enrolled_at: row.get("enrolled_at")?,
+        vendor: row.get("vendor")?,
+        challenge_id: parsed(row, "challenge_id")?,
     })
 }
 
-const CHALLENGE_COLS: &str =
-    "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
-     status, metadata, result, failure_reason, created_at, expires_at, finished_at";
+/// The columns [`challenge_row`] reads.
+macro_rules! challenge_cols {
+    () => {
+        "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
+         status, metadata, result, failure_reason, created_at, expires_at, finished_at"
+    };
+}
 
-fn challenge_row(row: &SqliteRow) -> StoreResult<Challenge> {
+fn challenge_row(row: &Row<'_>) -> rusqlite::Result<Challenge> {
     Ok(Challenge {
-        id: uuid(row, "id")?,
-        tenant_id: uuid(row, "tenant_id")?,
-        kind: row.try_get("kind")?,
-        device_id: uuid(row, "device_id")?,
-        hardware_id: row.try_get("hardware_id")?,
-        external_user_id: row.try_get("external_user_id")?,
-        palm_type: row.try_get("palm_type")?,
-        top_k: row.try_get("top_k")?,
-        status: row.try_get("status")?,
-        metadata: json_col(row, "metadata")?.unwrap_or(Value::Null),
-        result: json_col(row, "result")?,
-        failure_reason: row.try_get("failure_reason")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        finished_at: row.try_get("finished_at")?,
+        id: parsed(row, "id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        kind: row.get("kind")?,
+        device_id: parsed(row, "device_id")?,
+        hardware_id: row.get("hardware_id")?,
+        external_user_id: row.get("external_user_id")?,
+        palm_type: row.get("palm_type")?,
+        top_k: row.get("top_k")?,
+        status: row.get("status")?,
+        metadata: json_column(row, "metadata")?.unwrap_or(Value::Null),
+        result: json_column(row, "result")?,
+        failure_reason: row.get("failure_reason")?,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+        finished_at: row.get("finished_at")?,
     })
 }
 
-fn event_row(row: &SqliteRow) -> StoreResult<OutboxEvent> {
+/// The columns [`event_row`] reads.
+macro_rules! event_cols {
+    () => {
+        "event_id, tenant_id, event_type, payload, occurred_at, dispatched_at"
+    };
+}
+
+fn event_row(row: &Row<'_>) -> rusqlite::Result<OutboxEvent> {
     Ok(OutboxEvent {
-        event_id: row.try_get("event_id")?,
-        tenant_id: uuid(row, "tenant_id")?,
-        event_type: row.try_get("event_type")?,
-        payload: json_col(row, "payload")?.unwrap_or(Value::Null),
-        occurred_at: row.try_get("occurred_at")?,
-        dispatched_at: row.try_get("dispatched_at")?,
+        event_id: row.get("event_id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        event_type: row.get("event_type")?,
+        payload: json_column(row, "payload")?.unwrap_or(Value::Null),
+        occurred_at: row.get("occurred_at")?,
+        dispatched_at: row.get("dispatched_at")?,
     })
 }
 
-async fn insert_event<'c, E>(conn: E, event: &OutboxEvent) -> StoreResult<()>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    sqlx::query(
-        "INSERT INTO outbox_events (event_id, tenant_id, event_type, payload, occurred_at, dispatched_at) \
-         VALUES ($1, $2, $3, $4, $5, NULL)",
-    )
-    .bind(&event.event_id)
-    .bind(event.tenant_id.to_string())
-    .bind(&event.event_type)
-    .bind(event.payload.to_string())
-    .bind(event.occurred_at)
-    .execute(conn)
-    .await?;
+fn insert_event(c: &Connection, event: &OutboxEvent) -> rusqlite::Result<()> {
+    execute(
+        c,
+        concat!(
+            "INSERT INTO outbox_events (",
+            event_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, NULL)"
+        ),
+        params![
+            event.event_id,
+            event.tenant_id.to_string(),
+            event.event_type,
+            event.payload.to_string(),
+            event.occurred_at,
+        ],
+    )?;
     Ok(())
+}
+
+/// Marks a pending, unexpired challenge completed with its result; false if it is not.
+fn complete_pending(c: &Connection, id: Uuid, result: &Value, now: i64) -> rusqlite::Result<bool> {
+    let done = execute(
+        c,
+        "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
+         WHERE id = $3 AND status = 'pending' AND expires_at > $2",
+        params![result.to_string(), now, id.to_string()],
+    )?;
+    Ok(done == 1)
 }
 
 impl SqliteStore {
@@ -170,24 +197,30 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
-            .write(&self.db)
-            .await?;
         for (version, script) in MIGRATIONS {
-            let mut tx = self.db.begin().await?;
-            let done = sqlx::query("SELECT version FROM schema_migrations WHERE version = $1")
-                .bind(version)
-                .fetch_optional(&mut *tx)
+            self.db
+                .write(|c| {
+                    c.execute_batch(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations \
+                         (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                    )?;
+                    let done = fetch_optional(
+                        c,
+                        "SELECT version FROM schema_migrations WHERE version = $1",
+                        [version],
+                        |_| Ok(()),
+                    )?;
+                    if done.is_none() {
+                        c.execute_batch(script)?;
+                        execute(
+                            c,
+                            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                            params![version, crate::clock::now_micros()],
+                        )?;
+                    }
+                    Ok(())
+                })
                 .await?;
-            if done.is_none() {
-                sqlx::raw_sql(script).execute(&mut *tx).await?;
-                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
-                    .bind(version)
-                    .bind(crate::clock::now_micros())
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
         }
         Ok(())
     }
@@ -197,7 +230,7 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         self.db.writable()?;
-        sqlx::query("SELECT 1").execute(self.db.pool()).await?;
+        self.db.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))?;
         Ok(())
     }
 
@@ -207,114 +240,154 @@ impl Store for SqliteStore {
             name: name.to_owned(),
             created_at: crate::clock::now_micros(),
         };
-        sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)")
-            .bind(tenant.id.to_string())
-            .bind(&tenant.name)
-            .bind(tenant.created_at)
-            .write(&self.db)
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)",
+                    params![tenant.id.to_string(), tenant.name, tenant.created_at],
+                )
+            })
             .await?;
         Ok(tenant)
     }
 
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>> {
-        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(self.db.pool())
-            .await?;
-        row.as_ref().map(tenant_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                "SELECT id, name, created_at FROM tenants WHERE id = $1",
+                [id.to_string()],
+                tenant_row,
+            )
+        })?)
     }
 
     async fn list_tenant_ids(&self) -> StoreResult<Vec<Uuid>> {
-        let rows = sqlx::query("SELECT id FROM tenants")
-            .fetch_all(self.db.pool())
-            .await?;
-        rows.iter().map(|r| uuid(r, "id")).collect()
+        Ok(self
+            .db
+            .read(|c| fetch_all(c, "SELECT id FROM tenants", [], |r| parsed(r, "id")))?)
     }
 
-    async fn create_client(&self, c: &Client) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO oauth_clients (id, tenant_id, name, scopes, secret_hash, old_secret_hash, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(c.id.to_string())
-        .bind(c.tenant_id.to_string())
-        .bind(&c.name)
-        .bind(&c.scopes)
-        .bind(&c.secret_hash)
-        .bind(&c.old_secret_hash)
-        .bind(c.created_at)
-        .write(&self.db)
-        .await?;
+    async fn create_client(&self, cl: &Client) -> StoreResult<()> {
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "INSERT INTO oauth_clients (id, tenant_id, name, scopes, secret_hash, \
+                     old_secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    params![
+                        cl.id.to_string(),
+                        cl.tenant_id.to_string(),
+                        cl.name,
+                        cl.scopes,
+                        cl.secret_hash,
+                        cl.old_secret_hash,
+                        cl.created_at,
+                    ],
+                )
+            })
+            .await?;
         Ok(())
     }
 
     async fn get_client(&self, id: Uuid) -> StoreResult<Option<Client>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, name, scopes, secret_hash, old_secret_hash, created_at FROM oauth_clients WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(client_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                "SELECT id, tenant_id, name, scopes, secret_hash, old_secret_hash, created_at \
+                 FROM oauth_clients WHERE id = $1",
+                [id.to_string()],
+                client_row,
+            )
+        })?)
     }
 
     async fn rotate_client_secret(&self, id: Uuid, new_hash: &str) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE oauth_clients SET old_secret_hash = secret_hash, secret_hash = $1 WHERE id = $2")
-            .bind(new_hash)
-            .bind(id.to_string())
-            .write(&self.db)
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE oauth_clients SET old_secret_hash = secret_hash, secret_hash = $1 \
+                     WHERE id = $2",
+                    params![new_hash, id.to_string()],
+                )
+            })
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     async fn revoke_old_client_secret(&self, id: Uuid) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE oauth_clients SET old_secret_hash = NULL WHERE id = $1")
-            .bind(id.to_string())
-            .write(&self.db)
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE oauth_clients SET old_secret_hash = NULL WHERE id = $1",
+                    [id.to_string()],
+                )
+            })
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     async fn delete_client(&self, id: Uuid) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM oauth_clients WHERE id = $1")
-            .bind(id.to_string())
-            .write(&self.db)
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "DELETE FROM oauth_clients WHERE id = $1",
+                    [id.to_string()],
+                )
+            })
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     async fn create_device(&self, d: &Device) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO devices (id, tenant_id, device_name, location, status, hardware_id, pairing_code, \
-             pairing_expires_at, secret_hash, paired_at, cert_valid_until, last_seen_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11, $12)",
-        )
-        .bind(d.id.to_string())
-        .bind(d.tenant_id.to_string())
-        .bind(&d.device_name)
-        .bind(&d.location)
-        .bind(&d.status)
-        .bind(&d.hardware_id)
-        .bind(&d.pairing_code)
-        .bind(d.pairing_expires_at)
-        .bind(d.paired_at)
-        .bind(d.cert_valid_until)
-        .bind(d.last_seen_at)
-        .bind(d.created_at)
-        .write(&self.db)
-        .await?;
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "INSERT INTO devices (id, tenant_id, device_name, location, status, hardware_id, \
+                     pairing_code, pairing_expires_at, secret_hash, paired_at, cert_valid_until, \
+                     last_seen_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $10, $11, $12)",
+                    params![
+                        d.id.to_string(),
+                        d.tenant_id.to_string(),
+                        d.device_name,
+                        d.location,
+                        d.status,
+                        d.hardware_id,
+                        d.pairing_code,
+                        d.pairing_expires_at,
+                        d.paired_at,
+                        d.cert_valid_until,
+                        d.last_seen_at,
+                        d.created_at,
+                    ],
+                )
+            })
+            .await?;
         Ok(())
     }
 
     async fn get_device(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Device>> {
-        let row = sqlx::query(&format!(
-            "SELECT {DEVICE_COLS} FROM devices WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(device_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                concat!(
+                    "SELECT ",
+                    device_cols!(),
+                    " FROM devices WHERE tenant_id = $1 AND id = $2"
+                ),
+                [tenant.to_string(), id.to_string()],
+                device_row,
+            )
+        })?)
     }
 
     async fn list_devices(
@@ -323,23 +396,23 @@ impl Store for SqliteStore {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<Device>, i64)> {
-        let rows = sqlx::query(&format!(
-            "SELECT {DEVICE_COLS} FROM devices WHERE tenant_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
-        ))
-        .bind(tenant.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.db.pool())
-        .await?;
-        let total: i64 = sqlx::query("SELECT COUNT(*) AS n FROM devices WHERE tenant_id = $1")
-            .bind(tenant.to_string())
-            .fetch_one(self.db.pool())
-            .await?
-            .try_get("n")?;
-        Ok((
-            rows.iter().map(device_row).collect::<StoreResult<_>>()?,
-            total,
-        ))
+        Ok(self.db.read(|c| {
+            let rows = fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    device_cols!(),
+                    " FROM devices WHERE tenant_id = $1 ORDER BY created_at DESC, id \
+                     LIMIT $2 OFFSET $3"
+                ),
+                params![tenant.to_string(), limit, offset],
+                device_row,
+            )?;
+            let total = c
+                .prepare_cached("SELECT COUNT(*) FROM devices WHERE tenant_id = $1")?
+                .query_row([tenant.to_string()], |r| r.get(0))?;
+            Ok((rows, total))
+        })?)
     }
 
     async fn find_device_by_hardware(
@@ -347,35 +420,49 @@ impl Store for SqliteStore {
         tenant: Uuid,
         hardware_id: &str,
     ) -> StoreResult<Option<Device>> {
-        let row = sqlx::query(&format!(
-            "SELECT {DEVICE_COLS} FROM devices WHERE tenant_id = $1 AND hardware_id = $2 \
-             ORDER BY CASE WHEN status = 'paired' THEN 0 ELSE 1 END, paired_at DESC LIMIT 1"
-        ))
-        .bind(tenant.to_string())
-        .bind(hardware_id)
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(device_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                concat!(
+                    "SELECT ",
+                    device_cols!(),
+                    " FROM devices WHERE tenant_id = $1 AND hardware_id = $2 \
+                     ORDER BY CASE WHEN status = 'paired' THEN 0 ELSE 1 END, paired_at DESC LIMIT 1"
+                ),
+                params![tenant.to_string(), hardware_id],
+                device_row,
+            )
+        })?)
     }
 
     async fn find_device_by_pairing_code(&self, code: &str) -> StoreResult<Option<Device>> {
-        let row = sqlx::query(&format!(
-            "SELECT {DEVICE_COLS} FROM devices WHERE pairing_code = $1"
-        ))
-        .bind(code)
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(device_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                concat!(
+                    "SELECT ",
+                    device_cols!(),
+                    " FROM devices WHERE pairing_code = $1"
+                ),
+                [code],
+                device_row,
+            )
+        })?)
     }
 
     async fn find_device_by_secret_hash(&self, hash: &str) -> StoreResult<Option<Device>> {
-        let row = sqlx::query(&format!(
-            "SELECT {DEVICE_COLS} FROM devices WHERE secret_hash = $1 AND status = 'paired'"
-        ))
-        .bind(hash)
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(device_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                concat!(
+                    "SELECT ",
+                    device_cols!(),
+                    " FROM devices WHERE secret_hash = $1 AND status = 'paired'"
+                ),
+                [hash],
+                device_row,
+            )
+        })?)
     }
 
     async fn set_pairing_code(
@@ -385,79 +472,87 @@ impl Store for SqliteStore {
         code: &str,
         expires_at: i64,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE devices SET pairing_code = $1, pairing_expires_at = $2 \
-             WHERE tenant_id = $3 AND id = $4 AND status = 'pending_pair'",
-        )
-        .bind(code)
-        .bind(expires_at)
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .write(&self.db)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE devices SET pairing_code = $1, pairing_expires_at = $2 \
+                     WHERE tenant_id = $3 AND id = $4 AND status = 'pending_pair'",
+                    params![code, expires_at, tenant.to_string(), id.to_string()],
+                )
+            })
+            .await?;
+        Ok(done == 1)
     }
 
     async fn pair_device(&self, p: &Pairing, event: &OutboxEvent) -> StoreResult<Option<Device>> {
-        let mut tx = self.db.begin().await?;
-        let done = sqlx::query(
-            "UPDATE devices SET status = 'paired', hardware_id = $1, secret_hash = $2, paired_at = $3, \
-             cert_valid_until = $4, last_seen_at = $3 \
-             WHERE id = $5 AND pairing_code = $6 AND status = 'pending_pair'",
-        )
-        .bind(&p.hardware_id)
-        .bind(&p.secret_hash)
-        .bind(p.paired_at)
-        .bind(p.cert_valid_until)
-        .bind(p.device_id.to_string())
-        .bind(&p.code)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(None);
-        }
-        insert_event(&mut *tx, event).await?;
-        let row = sqlx::query(&format!("SELECT {DEVICE_COLS} FROM devices WHERE id = $1"))
-            .bind(p.device_id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        let device = device_row(&row)?;
-        tx.commit().await?;
-        Ok(Some(device))
+        Ok(self
+            .db
+            .write(|c| {
+                let done = execute(
+                    c,
+                    "UPDATE devices SET status = 'paired', hardware_id = $1, secret_hash = $2, \
+                     paired_at = $3, cert_valid_until = $4, last_seen_at = $3 \
+                     WHERE id = $5 AND pairing_code = $6 AND status = 'pending_pair'",
+                    params![
+                        p.hardware_id,
+                        p.secret_hash,
+                        p.paired_at,
+                        p.cert_valid_until,
+                        p.device_id.to_string(),
+                        p.code,
+                    ],
+                )?;
+                if done != 1 {
+                    return Ok(None);
+                }
+                insert_event(c, event)?;
+                fetch_optional(
+                    c,
+                    concat!("SELECT ", device_cols!(), " FROM devices WHERE id = $1"),
+                    [p.device_id.to_string()],
+                    device_row,
+                )
+            })
+            .await?)
     }
 
     async fn touch_device(&self, id: Uuid, now: i64) -> StoreResult<()> {
-        sqlx::query("UPDATE devices SET last_seen_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(id.to_string())
-            .write(&self.db)
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE devices SET last_seen_at = $1 WHERE id = $2",
+                    params![now, id.to_string()],
+                )
+            })
             .await?;
         Ok(())
     }
 
     async fn revoke_device(&self, tenant: Uuid, id: Uuid, now: i64) -> StoreResult<bool> {
-        let mut tx = self.db.begin().await?;
-        let done = sqlx::query(
-            "UPDATE devices SET status = 'revoked', secret_hash = NULL \
-             WHERE tenant_id = $1 AND id = $2 AND status <> 'revoked'",
-        )
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "UPDATE challenges SET status = 'failed', failure_reason = 'device_revoked', finished_at = $1 \
-             WHERE device_id = $2 AND status = 'pending'",
-        )
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(self
+            .db
+            .write(|c| {
+                let done = execute(
+                    c,
+                    "UPDATE devices SET status = 'revoked', secret_hash = NULL \
+                     WHERE tenant_id = $1 AND id = $2 AND status <> 'revoked'",
+                    [tenant.to_string(), id.to_string()],
+                )?;
+                if done != 1 {
+                    return Ok(false);
+                }
+                execute(
+                    c,
+                    "UPDATE challenges SET status = 'failed', failure_reason = 'device_revoked', \
+                     finished_at = $1 WHERE device_id = $2 AND status = 'pending'",
+                    params![now, id.to_string()],
+                )?;
+                Ok(true)
+            })
+            .await?)
     }
 
     async fn ensure_user(
@@ -466,30 +561,36 @@ impl Store for SqliteStore {
         external_user_id: &str,
         now: i64,
     ) -> StoreResult<User> {
-        sqlx::query(
-            "INSERT INTO users (id, tenant_id, external_user_id, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tenant_id, external_user_id) DO NOTHING",
-        )
-        .bind(Uuid::new_v4().to_string())
-        .bind(tenant.to_string())
-        .bind(external_user_id)
-        .bind(now)
-        .write(&self.db)
-        .await?;
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "INSERT INTO users (id, tenant_id, external_user_id, created_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, external_user_id) DO NOTHING",
+                    params![
+                        Uuid::new_v4().to_string(),
+                        tenant.to_string(),
+                        external_user_id,
+                        now,
+                    ],
+                )
+            })
+            .await?;
         self.get_user(tenant, external_user_id)
             .await?
             .ok_or_else(|| StoreError::Database("user vanished after insert".to_owned()))
     }
 
     async fn get_user(&self, tenant: Uuid, external_user_id: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, external_user_id, created_at FROM users WHERE tenant_id = $1 AND external_user_id = $2",
-        )
-        .bind(tenant.to_string())
-        .bind(external_user_id)
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(user_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                "SELECT id, tenant_id, external_user_id, created_at FROM users \
+                 WHERE tenant_id = $1 AND external_user_id = $2",
+                params![tenant.to_string(), external_user_id],
+                user_row,
+            )
+        })?)
     }
 
     async fn get_user_with_palms(
@@ -497,52 +598,59 @@ impl Store for SqliteStore {
         tenant: Uuid,
         external_user_id: &str,
     ) -> StoreResult<Option<(User, Vec<Palm>)>> {
-        let rows = sqlx::query(
-            "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.feature_id, \
-             p.palm_type, p.row_id, p.enrolled_at, p.vendor, p.challenge_id \
-             FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
-             WHERE u.tenant_id = $1 AND u.external_user_id = $2 ORDER BY p.palm_type",
-        )
-        .bind(tenant.to_string())
-        .bind(external_user_id)
-        .fetch_all(self.db.pool())
-        .await?;
-        let Some(first) = rows.first() else {
+        let rows = self.db.read(|c| {
+            fetch_all(
+                c,
+                "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.feature_id, \
+                 p.palm_type, p.row_id, p.enrolled_at, p.vendor, p.challenge_id \
+                 FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
+                 WHERE u.tenant_id = $1 AND u.external_user_id = $2 ORDER BY p.palm_type",
+                params![tenant.to_string(), external_user_id],
+                |row| {
+                    let user = user_row(row)?;
+                    let palm = match row.get::<_, Option<String>>("feature_id")? {
+                        None => None,
+                        Some(_) => Some(Palm {
+                            feature_id: parsed(row, "feature_id")?,
+                            tenant_id: user.tenant_id,
+                            user_id: user.id,
+                            palm_type: row.get("palm_type")?,
+                            row_id: row.get("row_id")?,
+                            enrolled_at: row.get("enrolled_at")?,
+                            vendor: row.get("vendor")?,
+                            challenge_id: parsed(row, "challenge_id")?,
+                        }),
+                    };
+                    Ok((user, palm))
+                },
+            )
+        })?;
+        let mut rows = rows.into_iter();
+        let Some((user, first)) = rows.next() else {
             return Ok(None);
         };
-        let user = user_row(first)?;
-        let mut palms = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.try_get::<Option<String>, _>("feature_id")?.is_none() {
-                continue;
-            }
-            palms.push(Palm {
-                feature_id: uuid(row, "feature_id")?,
-                tenant_id: user.tenant_id,
-                user_id: user.id,
-                palm_type: row.try_get("palm_type")?,
-                row_id: row.try_get("row_id")?,
-                enrolled_at: row.try_get("enrolled_at")?,
-                vendor: row.try_get("vendor")?,
-                challenge_id: uuid(row, "challenge_id")?,
-            });
-        }
+        let palms = first
+            .into_iter()
+            .chain(rows.filter_map(|(_, p)| p))
+            .collect();
         Ok(Some((user, palms)))
     }
 
     async fn get_users_by_ids(&self, tenant: Uuid, ids: &[Uuid]) -> StoreResult<Vec<User>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let row = sqlx::query("SELECT id, tenant_id, external_user_id, created_at FROM users WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant.to_string())
-                .bind(id.to_string())
-                .fetch_optional(self.db.pool())
-                .await?;
-            if let Some(row) = row {
-                out.push(user_row(&row)?);
+        Ok(self.db.read(|c| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let user = fetch_optional(
+                    c,
+                    "SELECT id, tenant_id, external_user_id, created_at FROM users \
+                     WHERE tenant_id = $1 AND id = $2",
+                    [tenant.to_string(), id.to_string()],
+                    user_row,
+                )?;
+                out.extend(user);
             }
-        }
-        Ok(out)
+            Ok(out)
+        })?)
     }
 
     async fn list_users(
@@ -551,151 +659,185 @@ impl Store for SqliteStore {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<User>, i64)> {
-        let rows = sqlx::query(
-            "SELECT id, tenant_id, external_user_id, created_at FROM users u WHERE tenant_id = $1 \
-             AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id) \
-             ORDER BY created_at, id LIMIT $2 OFFSET $3",
-        )
-        .bind(tenant.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.db.pool())
-        .await?;
-        let total: i64 = sqlx::query(
-            "SELECT COUNT(*) AS n FROM users u WHERE tenant_id = $1 AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id)",
-        )
-        .bind(tenant.to_string())
-        .fetch_one(self.db.pool())
-        .await?
-        .try_get("n")?;
-        Ok((
-            rows.iter().map(user_row).collect::<StoreResult<_>>()?,
-            total,
-        ))
+        Ok(self.db.read(|c| {
+            let rows = fetch_all(
+                c,
+                "SELECT id, tenant_id, external_user_id, created_at FROM users u WHERE tenant_id = $1 \
+                 AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id) \
+                 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+                params![tenant.to_string(), limit, offset],
+                user_row,
+            )?;
+            let total = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM users u WHERE tenant_id = $1 \
+                     AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id)",
+                )?
+                .query_row([tenant.to_string()], |r| r.get(0))?;
+            Ok((rows, total))
+        })?)
     }
 
     async fn list_palms(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {PALM_COLS} FROM palms WHERE tenant_id = $1 AND user_id = $2 ORDER BY palm_type"
-        ))
-        .bind(tenant.to_string())
-        .bind(user_id.to_string())
-        .fetch_all(self.db.pool())
-        .await?;
-        rows.iter().map(palm_row).collect()
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    palm_cols!(),
+                    " FROM palms WHERE tenant_id = $1 AND user_id = $2 ORDER BY palm_type"
+                ),
+                [tenant.to_string(), user_id.to_string()],
+                palm_row,
+            )
+        })?)
     }
 
     async fn all_palms(&self, tenant: Uuid) -> StoreResult<Vec<Palm>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {PALM_COLS} FROM palms WHERE tenant_id = $1"
-        ))
-        .bind(tenant.to_string())
-        .fetch_all(self.db.pool())
-        .await?;
-        rows.iter().map(palm_row).collect()
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                concat!("SELECT ", palm_cols!(), " FROM palms WHERE tenant_id = $1"),
+                [tenant.to_string()],
+                palm_row,
+            )
+        })?)
     }
 
     async fn delete_user(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {
-        let mut tx = self.db.begin().await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {PALM_COLS} FROM palms WHERE tenant_id = $1 AND user_id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(user_id.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        let palms = rows.iter().map(palm_row).collect::<StoreResult<Vec<_>>>()?;
-        sqlx::query("DELETE FROM palms WHERE tenant_id = $1 AND user_id = $2")
-            .bind(tenant.to_string())
-            .bind(user_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.to_string())
-            .bind(user_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(palms)
+        let keys = [tenant.to_string(), user_id.to_string()];
+        Ok(self
+            .db
+            .write(|c| {
+                let palms = fetch_all(
+                    c,
+                    concat!(
+                        "SELECT ",
+                        palm_cols!(),
+                        " FROM palms WHERE tenant_id = $1 AND user_id = $2"
+                    ),
+                    params![keys[0], keys[1]],
+                    palm_row,
+                )?;
+                execute(
+                    c,
+                    "DELETE FROM palms WHERE tenant_id = $1 AND user_id = $2",
+                    params![keys[0], keys[1]],
+                )?;
+                execute(
+                    c,
+                    "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
+                    params![keys[0], keys[1]],
+                )?;
+                Ok(palms)
+            })
+            .await?)
     }
 
     async fn delete_palms(&self, feature_ids: &[Uuid]) -> StoreResult<()> {
-        let mut tx = self.db.begin().await?;
-        for id in feature_ids {
-            sqlx::query("DELETE FROM palms WHERE feature_id = $1")
-                .bind(id.to_string())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
+        self.db
+            .write(|c| {
+                for id in feature_ids {
+                    execute(
+                        c,
+                        "DELETE FROM palms WHERE feature_id = $1",
+                        [id.to_string()],
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
         Ok(())
     }
 
     async fn get_settings(&self, tenant: Uuid) -> StoreResult<Option<StoredSettings>> {
-        let row = sqlx::query(
-            "SELECT match_thresholds, match_policy, match_k FROM tenants WHERE id = $1",
-        )
-        .bind(tenant.to_string())
-        .fetch_optional(self.db.pool())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let thresholds: Option<String> = row.try_get("match_thresholds")?;
-        let policy: Option<String> = row.try_get("match_policy")?;
-        match (thresholds, policy) {
-            (Some(t), Some(p)) => Ok(Some(StoredSettings {
-                thresholds: serde_json::from_str(&t).map_err(db)?,
-                match_policy: p,
-                k: row.try_get("match_k")?,
+        let row = self.db.read(|c| {
+            fetch_optional(
+                c,
+                "SELECT match_thresholds, match_policy, match_k FROM tenants WHERE id = $1",
+                [tenant.to_string()],
+                |row| {
+                    Ok((
+                        row.get::<_, Option<String>>("match_thresholds")?,
+                        row.get::<_, Option<String>>("match_policy")?,
+                        row.get::<_, Option<i64>>("match_k")?,
+                    ))
+                },
+            )
+        })?;
+        match row {
+            Some((Some(thresholds), Some(match_policy), k)) => Ok(Some(StoredSettings {
+                thresholds: serde_json::from_str(&thresholds)
+                    .map_err(|err| StoreError::Database(err.to_string()))?,
+                match_policy,
+                k,
             })),
             _ => Ok(None),
         }
     }
 
     async fn put_settings(&self, tenant: Uuid, s: &StoredSettings) -> StoreResult<()> {
-        let thresholds = serde_json::to_string(&s.thresholds).map_err(db)?;
-        sqlx::query("UPDATE tenants SET match_thresholds = $1, match_policy = $2, match_k = $3 WHERE id = $4")
-            .bind(thresholds)
-            .bind(&s.match_policy)
-            .bind(s.k)
-            .bind(tenant.to_string())
-            .write(&self.db)
+        let thresholds = serde_json::to_string(&s.thresholds)
+            .map_err(|err| StoreError::Database(err.to_string()))?;
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE tenants SET match_thresholds = $1, match_policy = $2, match_k = $3 \
+                     WHERE id = $4",
+                    params![thresholds, s.match_policy, s.k, tenant.to_string()],
+                )
+            })
             .await?;
         Ok(())
     }
 
-    async fn create_challenge(&self, c: &Challenge) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO challenges ({CHALLENGE_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .bind(c.id.to_string())
-        .bind(c.tenant_id.to_string())
-        .bind(&c.kind)
-        .bind(c.device_id.to_string())
-        .bind(&c.hardware_id)
-        .bind(&c.external_user_id)
-        .bind(&c.palm_type)
-        .bind(c.top_k)
-        .bind(&c.status)
-        .bind(c.metadata.to_string())
-        .bind(c.result.as_ref().map(Value::to_string))
-        .bind(&c.failure_reason)
-        .bind(c.created_at)
-        .bind(c.expires_at)
-        .bind(c.finished_at)
-        .write(&self.db)
-        .await?;
+    async fn create_challenge(&self, ch: &Challenge) -> StoreResult<()> {
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    concat!(
+                        "INSERT INTO challenges (",
+                        challenge_cols!(),
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    ),
+                    params![
+                        ch.id.to_string(),
+                        ch.tenant_id.to_string(),
+                        ch.kind,
+                        ch.device_id.to_string(),
+                        ch.hardware_id,
+                        ch.external_user_id,
+                        ch.palm_type,
+                        ch.top_k,
+                        ch.status,
+                        ch.metadata.to_string(),
+                        ch.result.as_ref().map(Value::to_string),
+                        ch.failure_reason,
+                        ch.created_at,
+                        ch.expires_at,
+                        ch.finished_at,
+                    ],
+                )
+            })
+            .await?;
         Ok(())
     }
 
     async fn get_challenge(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Challenge>> {
-        let row = sqlx::query(&format!(
-            "SELECT {CHALLENGE_COLS} FROM challenges WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(challenge_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                concat!(
+                    "SELECT ",
+                    challenge_cols!(),
+                    " FROM challenges WHERE tenant_id = $1 AND id = $2"
+                ),
+                [tenant.to_string(), id.to_string()],
+                challenge_row,
+            )
+        })?)
     }
 
     async fn list_challenges(
@@ -706,76 +848,87 @@ impl Store for SqliteStore {
         limit: i64,
     ) -> StoreResult<(Vec<Challenge>, i64)> {
         // Unused filters compare against NULL and drop out: `($2 IS NULL OR kind = $2)`.
-        let cond = "tenant_id = $1 AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR status = $3)";
-        let rows = sqlx::query(&format!(
-            "SELECT {CHALLENGE_COLS} FROM challenges WHERE {cond} ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
-        ))
-        .bind(tenant.to_string())
-        .bind(&filter.kind)
-        .bind(&filter.status)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.db.pool())
-        .await?;
-        let total: i64 = sqlx::query(&format!(
-            "SELECT COUNT(*) AS n FROM challenges WHERE {cond}"
-        ))
-        .bind(tenant.to_string())
-        .bind(&filter.kind)
-        .bind(&filter.status)
-        .fetch_one(self.db.pool())
-        .await?
-        .try_get("n")?;
-        Ok((
-            rows.iter().map(challenge_row).collect::<StoreResult<_>>()?,
-            total,
-        ))
+        macro_rules! cond {
+            () => {
+                "tenant_id = $1 AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR status = $3)"
+            };
+        }
+        Ok(self.db.read(|c| {
+            let rows = fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    challenge_cols!(),
+                    " FROM challenges WHERE ",
+                    cond!(),
+                    " ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+                ),
+                params![
+                    tenant.to_string(),
+                    filter.kind,
+                    filter.status,
+                    limit,
+                    offset
+                ],
+                challenge_row,
+            )?;
+            let total = c
+                .prepare_cached(concat!("SELECT COUNT(*) FROM challenges WHERE ", cond!()))?
+                .query_row(
+                    params![tenant.to_string(), filter.kind, filter.status],
+                    |r| r.get(0),
+                )?;
+            Ok((rows, total))
+        })?)
     }
 
     async fn pending_for_device(&self, device_id: Uuid, now: i64) -> StoreResult<Vec<Challenge>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {CHALLENGE_COLS} FROM challenges WHERE device_id = $1 AND status = 'pending' AND expires_at > $2 \
-             ORDER BY created_at, id"
-        ))
-        .bind(device_id.to_string())
-        .bind(now)
-        .fetch_all(self.db.pool())
-        .await?;
-        rows.iter().map(challenge_row).collect()
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    challenge_cols!(),
+                    " FROM challenges WHERE device_id = $1 AND status = 'pending' \
+                     AND expires_at > $2 ORDER BY created_at, id"
+                ),
+                params![device_id.to_string(), now],
+                challenge_row,
+            )
+        })?)
     }
 
     async fn complete_enrollment(&self, commit: &EnrollmentCommit, now: i64) -> StoreResult<bool> {
-        let mut tx = self.db.begin().await?;
-        let done = sqlx::query(
-            "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
-             WHERE id = $3 AND status = 'pending' AND expires_at > $2",
-        )
-        .bind(commit.result.to_string())
-        .bind(now)
-        .bind(commit.challenge_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        for p in &commit.palms {
-            sqlx::query(&format!(
-                "INSERT INTO palms ({PALM_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            ))
-            .bind(p.feature_id.to_string())
-            .bind(p.tenant_id.to_string())
-            .bind(p.user_id.to_string())
-            .bind(&p.palm_type)
-            .bind(p.row_id)
-            .bind(p.enrolled_at)
-            .bind(&p.vendor)
-            .bind(p.challenge_id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_event(&mut *tx, &commit.event).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(self
+            .db
+            .write(|c| {
+                if !complete_pending(c, commit.challenge_id, &commit.result, now)? {
+                    return Ok(false);
+                }
+                for p in &commit.palms {
+                    execute(
+                        c,
+                        concat!(
+                            "INSERT INTO palms (",
+                            palm_cols!(),
+                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                        ),
+                        params![
+                            p.feature_id.to_string(),
+                            p.tenant_id.to_string(),
+                            p.user_id.to_string(),
+                            p.palm_type,
+                            p.row_id,
+                            p.enrolled_at,
+                            p.vendor,
+                            p.challenge_id.to_string(),
+                        ],
+                    )?;
+                }
+                insert_event(c, &commit.event)?;
+                Ok(true)
+            })
+            .await?)
     }
 
     async fn complete_challenge(
@@ -785,22 +938,16 @@ impl Store for SqliteStore {
         event: &OutboxEvent,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut tx = self.db.begin().await?;
-        let done = sqlx::query(
-            "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
-             WHERE id = $3 AND status = 'pending' AND expires_at > $2",
-        )
-        .bind(result.to_string())
-        .bind(now)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        insert_event(&mut *tx, event).await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(self
+            .db
+            .write(|c| {
+                if !complete_pending(c, id, result, now)? {
+                    return Ok(false);
+                }
+                insert_event(c, event)?;
+                Ok(true)
+            })
+            .await?)
     }
 
     async fn finish_challenge(
@@ -810,56 +957,79 @@ impl Store for SqliteStore {
         reason: Option<&str>,
         now: i64,
     ) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE challenges SET status = $1, failure_reason = $2, finished_at = $3 WHERE id = $4 AND status = 'pending'",
-        )
-        .bind(status)
-        .bind(reason)
-        .bind(now)
-        .bind(id.to_string())
-        .write(&self.db)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE challenges SET status = $1, failure_reason = $2, finished_at = $3 \
+                     WHERE id = $4 AND status = 'pending'",
+                    params![status, reason, now, id.to_string()],
+                )
+            })
+            .await?;
+        Ok(done == 1)
     }
 
     async fn expire_challenges(&self, now: i64) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE challenges SET status = 'expired', finished_at = expires_at WHERE status = 'pending' AND expires_at <= $1",
-        )
-        .bind(now)
-        .write(&self.db)
-        .await?;
-        Ok(done.rows_affected())
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE challenges SET status = 'expired', finished_at = expires_at \
+                     WHERE status = 'pending' AND expires_at <= $1",
+                    [now],
+                )
+            })
+            .await?;
+        Ok(done as u64)
     }
 
     async fn undispatched_events(&self, limit: i64) -> StoreResult<Vec<OutboxEvent>> {
-        let rows = sqlx::query(
-            "SELECT event_id, tenant_id, event_type, payload, occurred_at, dispatched_at FROM outbox_events \
-             WHERE dispatched_at IS NULL ORDER BY occurred_at, event_id LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(self.db.pool())
-        .await?;
-        rows.iter().map(event_row).collect()
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    event_cols!(),
+                    " FROM outbox_events WHERE dispatched_at IS NULL \
+                     ORDER BY occurred_at, event_id LIMIT $1"
+                ),
+                [limit],
+                event_row,
+            )
+        })?)
     }
 
     async fn mark_event_dispatched(&self, event_id: &str, now: i64) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE outbox_events SET dispatched_at = $1 WHERE event_id = $2 AND dispatched_at IS NULL")
-            .bind(now)
-            .bind(event_id)
-            .write(&self.db)
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE outbox_events SET dispatched_at = $1 \
+                     WHERE event_id = $2 AND dispatched_at IS NULL",
+                    params![now, event_id],
+                )
+            })
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     async fn get_event(&self, event_id: &str) -> StoreResult<Option<OutboxEvent>> {
-        let row = sqlx::query(
-            "SELECT event_id, tenant_id, event_type, payload, occurred_at, dispatched_at FROM outbox_events WHERE event_id = $1",
-        )
-        .bind(event_id)
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(event_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                concat!(
+                    "SELECT ",
+                    event_cols!(),
+                    " FROM outbox_events WHERE event_id = $1"
+                ),
+                [event_id],
+                event_row,
+            )
+        })?)
     }
 
     async fn idempotency_start(
@@ -870,51 +1040,51 @@ impl Store for SqliteStore {
         now: i64,
         expires_at: i64,
     ) -> StoreResult<IdempotencyStart> {
-        let mut tx = self.db.begin().await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2 AND expires_at <= $3")
-            .bind(client.to_string())
-            .bind(key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (client_id, idem_key, request_hash, status_code, response_body, created_at, expires_at) \
-             VALUES ($1, $2, $3, NULL, NULL, $4, $5) ON CONFLICT (client_id, idem_key) DO NOTHING",
-        )
-        .bind(client.to_string())
-        .bind(key)
-        .bind(request_hash)
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
-        let outcome = if inserted.rows_affected() == 1 {
-            IdempotencyStart::Started
-        } else {
-            let row = sqlx::query(
-                "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2",
-            )
-            .bind(client.to_string())
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
-            let hash: String = row.try_get("request_hash")?;
-            let status: Option<i64> = row.try_get("status_code")?;
-            let body: Option<String> = row.try_get("response_body")?;
-            if hash != request_hash {
-                IdempotencyStart::Mismatch
-            } else {
-                match (status, body) {
-                    (Some(status), Some(body)) => IdempotencyStart::Replay {
-                        status: u16::try_from(status).unwrap_or(200),
-                        body,
-                    },
-                    _ => IdempotencyStart::InProgress,
+        let client = client.to_string();
+        Ok(self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "DELETE FROM idempotency_keys \
+                     WHERE client_id = $1 AND idem_key = $2 AND expires_at <= $3",
+                    params![client, key, now],
+                )?;
+                let inserted = execute(
+                    c,
+                    "INSERT INTO idempotency_keys (client_id, idem_key, request_hash, status_code, \
+                     response_body, created_at, expires_at) VALUES ($1, $2, $3, NULL, NULL, $4, $5) \
+                     ON CONFLICT (client_id, idem_key) DO NOTHING",
+                    params![client, key, request_hash, now, expires_at],
+                )?;
+                if inserted == 1 {
+                    return Ok(IdempotencyStart::Started);
                 }
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+                let (hash, status, body) = c
+                    .prepare_cached(
+                        "SELECT request_hash, status_code, response_body FROM idempotency_keys \
+                         WHERE client_id = $1 AND idem_key = $2",
+                    )?
+                    .query_row(params![client, key], |row| {
+                        Ok((
+                            row.get::<_, String>("request_hash")?,
+                            row.get::<_, Option<i64>>("status_code")?,
+                            row.get::<_, Option<String>>("response_body")?,
+                        ))
+                    })?;
+                Ok(if hash != request_hash {
+                    IdempotencyStart::Mismatch
+                } else {
+                    match (status, body) {
+                        (Some(status), Some(body)) => IdempotencyStart::Replay {
+                            status: u16::try_from(status).unwrap_or(200),
+                            body,
+                        },
+                        _ => IdempotencyStart::InProgress,
+                    }
+                })
+            })
+            .await?)
     }
 
     async fn idempotency_finish(
@@ -924,30 +1094,44 @@ impl Store for SqliteStore {
         status: u16,
         body: &str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE client_id = $3 AND idem_key = $4")
-            .bind(i64::from(status))
-            .bind(body)
-            .bind(client.to_string())
-            .bind(key)
-            .write(&self.db)
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE idempotency_keys SET status_code = $1, response_body = $2 \
+                     WHERE client_id = $3 AND idem_key = $4",
+                    params![i64::from(status), body, client.to_string(), key],
+                )
+            })
             .await?;
         Ok(())
     }
 
     async fn idempotency_release(&self, client: Uuid, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE client_id = $1 AND idem_key = $2 AND status_code IS NULL")
-            .bind(client.to_string())
-            .bind(key)
-            .write(&self.db)
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "DELETE FROM idempotency_keys \
+                     WHERE client_id = $1 AND idem_key = $2 AND status_code IS NULL",
+                    params![client.to_string(), key],
+                )
+            })
             .await?;
         Ok(())
     }
 
     async fn purge_idempotency(&self, now: i64) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE expires_at <= $1")
-            .bind(now)
-            .write(&self.db)
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "DELETE FROM idempotency_keys WHERE expires_at <= $1",
+                    [now],
+                )
+            })
             .await?;
-        Ok(done.rows_affected())
+        Ok(done as u64)
     }
 }

@@ -1,41 +1,56 @@
-//! One SQLite database as the service uses it: a pool for reads and a single writer that
-//! commits concurrent writes in groups and makes each group durable with one WAL sync.
+//! One SQLite database as the service uses it: reads on pooled connections, run on the
+//! calling thread, and a single writer that commits concurrent writes in groups and makes
+//! each group durable with one WAL sync.
+//!
+//! # Reads
+//!
+//! A read borrows a connection from a pool (opening one when none is free), runs its
+//! statements on the calling thread and gives the connection back. Statements are prepared
+//! once per connection and cached. In WAL mode a reader never waits for the writer, and a
+//! read takes microseconds, so no read is handed to another thread. Read connections are
+//! `query_only`: a write through them fails. No connection maps the database file: SQLite
+//! drops a connection's whole mapping whenever another connection has written, so under a
+//! steady write load every read would unmap and map the file again.
+//!
+//! Every connection runs with the query planner stability guarantee (QPSG): without it,
+//! SQLite re-prepares a cached statement each time a parameter that it inspected while
+//! planning is bound to a new value.
 //!
 //! # Group commit
 //!
-//! SQLite admits one writer at a time. Writers contending on separate connections would wait
-//! in SQLite's busy handler, which sleeps in steps of milliseconds, and every commit would
-//! sync the WAL on its own. Instead, every write of the process runs on one connection,
-//! behind a fair (FIFO) async mutex:
+//! SQLite admits one writer at a time, and every commit synced on its own would cost one
+//! device flush per write. Instead, every write of the process runs on one connection:
 //!
-//! 1. [`SqliteDb::begin`] takes the mutex, opens a transaction (`BEGIN IMMEDIATE`) if none is
-//!    open, and a savepoint for this caller, nested in those of the callers before it.
-//! 2. The caller runs its statements on the connection (`&mut *tx`).
-//! 3. [`WriteTx::commit`] leaves the savepoint in the open transaction, lets the mutex go,
-//!    wakes the committer and waits until its group is durable. A `WriteTx` dropped without
-//!    `commit` has its savepoint (the innermost) rolled back by whoever takes the mutex
-//!    next, before anything else runs. [`SqliteDb::execute`] runs a single statement without
-//!    a savepoint: a statement is atomic by itself.
-//! 4. The committer queues for the mutex behind every caller already waiting, so they all
-//!    join the group; it runs one `COMMIT` and hands the group to the syncer.
-//! 5. The syncer calls `fdatasync` on the WAL file once for every group committed since its
-//!    last sync, then tells each of their callers the outcome. While it syncs, the next
-//!    group is already being written.
+//! 1. [`SqliteDb::write`] takes the writer's lock, opens a transaction (`BEGIN IMMEDIATE`)
+//!    if none is open, and runs the caller's statements inside a savepoint of that
+//!    transaction, on the calling thread. If they fail, the savepoint is rolled back and
+//!    only this caller gets the error; the writes before it in the open transaction stay.
+//! 2. The caller lets the lock go and waits until its transaction (its *group*) is durable.
+//! 3. The syncer thread takes the lock whenever a group is open, commits it (`COMMIT`),
+//!    lets the lock go and calls `fdatasync` on the WAL; then it tells every caller of the
+//!    group the outcome. Writes that arrive while it syncs join the next group, so under
+//!    load one sync covers many writes. When the last group held more than one write, the
+//!    syncer keeps the next one open for [`COMMIT_DELAY`] after it began, to gather more; a
+//!    write on an idle database is committed and synced at once.
 //!
-//! The writer connection runs with `synchronous=NORMAL`: SQLite writes a transaction's WAL
-//! frames before `COMMIT` returns but leaves syncing them to us (it still syncs the WAL
-//! before each checkpoint and the database file after it, so frames moved out of the WAL
-//! are durable too). A write is acknowledged only after an `fdatasync` of the WAL that began
-//! after the `COMMIT` holding it had returned, which is the durability of
-//! `synchronous=FULL`, with one sync shared by every write of the groups it covers.
+//! The writer connection runs with `synchronous=NORMAL`, so `COMMIT` writes the
+//! transaction's WAL frames without syncing them, and with automatic checkpoints off. A
+//! write is acknowledged only after an `fdatasync` of the WAL that began after the `COMMIT`
+//! holding it returned: the durability of `synchronous=FULL`, with one sync shared by a
+//! whole group. The syncer checkpoints the WAL into the database file from a connection of
+//! its own (`synchronous=FULL`: the WAL is synced before frames are copied and the database
+//! file after), so no checkpoint runs while the writer's lock is held.
 //!
-//! Failures: if a statement that manages the group fails (a savepoint cannot be rolled back,
-//! `COMMIT` fails) or a single statement fails other than by a constraint (a constraint
-//! error undoes only that statement), the whole transaction is rolled back and every caller
-//! of the group gets an error. If `fdatasync` fails, the callers of the groups it covered
-//! get an error and the writer refuses all further writes: after a failed sync the kernel
-//! may have dropped the dirty pages, so nothing later could be promised durable. No caller
-//! is told "done" for a change that is not durable.
+//! Failures: if a statement fails in a way that makes SQLite roll the whole transaction back
+//! (an I/O error, a full disk), or `COMMIT` fails (a deferred foreign key), every caller of
+//! the group gets an error. If `fdatasync` fails, the callers of that group get an error and
+//! the writer refuses all further writes: after a failed sync the kernel may have dropped
+//! the dirty pages, so nothing later could be promised durable. No caller is told "done" for
+//! a change that is not durable.
+//!
+//! Another process (an operator command) may hold SQLite's write lock for a moment. The
+//! writer then does not block the calling thread in SQLite's busy handler: it lets its lock
+//! go, sleeps asynchronously and tries again, for up to [`BUSY_TIMEOUT`].
 //!
 //! One database file has one `SqliteDb` per process (a registry keyed by the file's path), so
 //! the service's store and the webhook store share the writer.
@@ -43,47 +58,104 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::str::FromStr as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
-use sqlx::error::ErrorKind;
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
-    SqliteSynchronous,
-};
-use sqlx::{Connection as _, Sqlite, SqliteConnection, SqlitePool};
-use tokio::sync::{watch, Notify};
+use rusqlite::config::DbConfig;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::watch;
 
-/// Connections of the read pool.
-const READ_CONNECTIONS: u32 = 8;
-/// How long a statement waits for another process's write lock (operator commands).
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write waits for another process's write lock (operator commands).
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Statements kept prepared per connection.
+const STATEMENT_CACHE: usize = 128;
+/// The syncer checkpoints the WAL after this many groups, or after [`CHECKPOINT_EVERY`].
+const CHECKPOINT_GROUPS: u64 = 256;
+/// The longest time between checkpoints while groups are committed.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// How long a group stays open for more writes when the previous group held several: under
+/// load a sync covers more writes (fewer device flushes, each of which costs CPU time as well
+/// as latency); a lone write is committed at once.
+const COMMIT_DELAY: Duration = Duration::from_millis(1);
+/// How long the writer sleeps before it asks again for a write lock held by another process.
+const BUSY_RETRY: Duration = Duration::from_millis(2);
 
-/// A database file opened for the service: reads on [`SqliteDb::pool`], writes through
-/// [`SqliteDb::begin`] or [`SqliteDb::execute`].
+/// Failures of the database layer.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DbError {
+    /// A statement failed.
+    #[error(transparent)]
+    Sql(#[from] rusqlite::Error),
+    /// The write was not made durable (its group failed to commit or sync, or the writer
+    /// refuses writes after a failed sync).
+    #[error("write not durable: {0}")]
+    NotDurable(String),
+    /// Another process held the write lock for longer than [`BUSY_TIMEOUT`].
+    #[error("database is locked by another process")]
+    Busy,
+    /// The database file or its WAL could not be opened.
+    #[error("database file: {0}")]
+    Io(#[from] std::io::Error),
+    /// The database URL is not an SQLite file URL.
+    #[error("unsupported database URL `{0}` (expected sqlite://PATH)")]
+    Url(String),
+}
+
+impl DbError {
+    /// Whether a uniqueness rule (UNIQUE or PRIMARY KEY) was violated.
+    pub(crate) fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Sql(err) if is_unique_violation(err))
+    }
+}
+
+/// Whether `err` is a UNIQUE or PRIMARY KEY violation.
+pub(crate) fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+/// Runs a statement that manages the writer's transaction (prepared once, cached).
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+fn is_busy(err: &rusqlite::Error) -> bool {
+    err.sqlite_error_code() == Some(ErrorCode::DatabaseBusy)
+}
+
+/// The file path of an `sqlite://PATH[?options]` (or `sqlite:PATH`) URL.
+pub(crate) fn path_of_url(url: &str) -> Result<PathBuf, DbError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| DbError::Url(url.to_owned()))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Err(DbError::Url(url.to_owned()));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// A database file opened for the service: reads through [`SqliteDb::read`], writes through
+/// [`SqliteDb::write`].
 #[derive(Debug)]
 pub(crate) struct SqliteDb {
-    pool: SqlitePool,
-    writer: Arc<Writer>,
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    writer: Arc<Shared>,
 }
 
 impl SqliteDb {
     /// The database at `url` (created if missing), shared with every other user of the same
     /// file in this process.
-    pub(crate) async fn open(url: &str) -> Result<Arc<SqliteDb>, sqlx::Error> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true)
-            .pragma("temp_store", "memory")
-            // Reads map the file instead of copying pages in with a syscall each.
-            .pragma("mmap_size", "1073741824");
-        let path = options.get_filename().to_path_buf();
-        let mut open = registry().lock().await;
+    pub(crate) async fn open(url: &str) -> Result<Arc<SqliteDb>, DbError> {
+        let path = path_of_url(url)?;
+        let mut open = lock(registry());
         if let Some(db) = std::fs::canonicalize(&path)
             .ok()
             .and_then(|key| open.get(&key))
@@ -91,90 +163,116 @@ impl SqliteDb {
         {
             return Ok(db);
         }
-        let mut conn =
-            SqliteConnection::connect_with(&options.clone().synchronous(SqliteSynchronous::Normal))
-                .await?;
+        let conn = connect(&path, Role::Writer)?;
         // Make sure the WAL file exists before it is opened for syncing.
-        control(&mut conn, &["BEGIN IMMEDIATE", "COMMIT"]).await?;
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
         let key = std::fs::canonicalize(&path)?;
         let wal = open_wal(&key)?;
-        // A local file needs no liveness ping before each use (sqlx pings by default, one
-        // more round trip to the connection's thread per query).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await?;
+        let checkpointer = connect(&key, Role::Checkpointer)?;
         let db = Arc::new(SqliteDb {
-            pool,
-            writer: Writer::start(conn, wal),
+            readers: Mutex::new(Vec::new()),
+            writer: Shared::start(conn, checkpointer, wal)?,
+            path: key.clone(),
         });
         open.retain(|_, weak| weak.strong_count() > 0);
         open.insert(key, Arc::downgrade(&db));
         Ok(db)
     }
 
-    /// The pool, for reads only: every write goes through the writer.
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// Runs `f` on a read connection, on the calling thread. `f` sees every write that was
+    /// acknowledged before the call.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DbError> {
+        let pooled = lock(&self.readers).pop();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => connect(&self.path, Role::Reader)?,
+        };
+        let out = f(&conn);
+        lock(&self.readers).push(conn);
+        Ok(out?)
     }
 
     /// Fails once a WAL sync has failed (the writer then refuses every write).
-    pub(crate) fn writable(&self) -> Result<(), sqlx::Error> {
-        self.writer.shared.check_writable()
+    pub(crate) fn writable(&self) -> Result<(), DbError> {
+        self.writer.check_writable()
     }
 
-    /// Starts a write: the returned transaction holds the writer until it is committed or
-    /// dropped (dropped means rolled back).
-    pub(crate) async fn begin(&self) -> Result<WriteTx<'_>, sqlx::Error> {
-        self.writer.begin().await
+    /// Runs `f` as one write: its statements take effect together or not at all, and the
+    /// call returns once they are durable. `f` runs on the calling thread with the writer
+    /// held, so it must only run statements.
+    pub(crate) async fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DbError> {
+        let shared = &self.writer;
+        let (out, mut outcome) = {
+            let mut state = shared.lock_open_group().await?;
+            let out = state.run_in_savepoint(f);
+            state.writes += u64::from(out.is_ok());
+            let outcome = state.group.as_ref().map(watch::Sender::subscribe);
+            (out, outcome)
+        };
+        let out = out?;
+        match &mut outcome {
+            Some(outcome) => wait_durable(outcome).await?,
+            None => {
+                return Err(DbError::NotDurable(
+                    "the transaction was rolled back".to_owned(),
+                ))
+            }
+        }
+        Ok(out)
     }
 
     /// Transactions the writer has committed (each holding one or more writes).
     #[cfg(test)]
     pub(crate) fn groups_committed(&self) -> u64 {
-        self.writer.shared.groups_committed.load(Ordering::Relaxed)
-    }
-
-    /// One statement as its own write, durable on return.
-    pub(crate) async fn execute<'q>(
-        &self,
-        query: sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>,
-    ) -> Result<SqliteQueryResult, sqlx::Error> {
-        let shared = &self.writer.shared;
-        let mut state = shared.lock_for_write().await?;
-        let outcome = state.join_group(false).await?;
-        let done = match query.execute(&mut state.conn).await {
-            Ok(done) => done,
-            Err(err) => {
-                if is_constraint(&err) {
-                    // The group stays open with the writes before this one: it must still
-                    // be committed, or it would hold SQLite's write lock until the next
-                    // write came along.
-                    drop(state);
-                    shared.wake.notify_one();
-                } else {
-                    state.fail_group(&err).await;
-                }
-                return Err(err);
-            }
-        };
-        drop(state);
-        shared.wake.notify_one();
-        wait_durable(outcome).await?;
-        Ok(done)
+        self.writer.groups_committed.load(Ordering::Relaxed)
     }
 }
 
-/// A statement error that SQLite undoes by itself, leaving the transaction intact.
-fn is_constraint(err: &sqlx::Error) -> bool {
-    matches!(err, sqlx::Error::Database(db) if matches!(
-        db.kind(),
-        ErrorKind::UniqueViolation
-            | ErrorKind::ForeignKeyViolation
-            | ErrorKind::NotNullViolation
-            | ErrorKind::CheckViolation
-    ))
+/// What a connection is for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Role {
+    Reader,
+    Writer,
+    Checkpointer,
+}
+
+/// Opens a connection to the database file with the settings of its role.
+fn connect(path: &Path, role: Role) -> Result<Connection, DbError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Plans that do not depend on bound values: without this, SQLite re-prepares a cached
+    // statement whenever a parameter it looked at while planning is bound anew (with
+    // partial indexes, propagated constants, STAT4), which is most of our statements.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    // The writer never waits inside SQLite (see the module docs); readers and the
+    // checkpointer may, briefly, while another connection recovers the WAL.
+    conn.busy_timeout(match role {
+        Role::Writer => Duration::ZERO,
+        Role::Reader | Role::Checkpointer => BUSY_TIMEOUT,
+    })?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    match role {
+        Role::Reader => conn.execute_batch("PRAGMA query_only = ON;")?,
+        Role::Writer => conn.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             PRAGMA wal_autocheckpoint = 0;",
+        )?,
+        Role::Checkpointer => conn.execute_batch("PRAGMA synchronous = FULL;")?,
+    }
+    Ok(conn)
 }
 
 /// Opens the database's WAL file for syncing, and syncs its directory once so the file's
@@ -189,233 +287,292 @@ fn open_wal(db_path: &Path) -> std::io::Result<File> {
     Ok(wal)
 }
 
-/// A statement run as its own durable write: `query.write(&db)` where a read would say
-/// `query.execute(pool)`.
-pub(crate) trait WriteQuery<'q> {
-    /// Runs the statement through the group-commit writer.
-    fn write(
-        self,
-        db: &SqliteDb,
-    ) -> impl std::future::Future<Output = Result<SqliteQueryResult, sqlx::Error>> + Send;
+/// Prepares `sql` once per connection (cached). Parameters are written `$1`, `$2`, ... in
+/// order of first use, so that positional binding matches their numbers.
+fn prepare<'c>(c: &'c Connection, sql: &str) -> rusqlite::Result<rusqlite::CachedStatement<'c>> {
+    let st = c.prepare_cached(sql)?;
+    debug_assert!(
+        (1..=st.parameter_count()).all(|i| st.parameter_name(i) == Some(format!("${i}").as_str())),
+        "parameters of `{sql}` are not $1..$n in order"
+    );
+    Ok(st)
 }
 
-impl<'q> WriteQuery<'q> for sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>> {
-    fn write(
-        self,
-        db: &SqliteDb,
-    ) -> impl std::future::Future<Output = Result<SqliteQueryResult, sqlx::Error>> + Send {
-        db.execute(self)
-    }
+/// Every row of `sql`, mapped by `map`.
+pub(crate) fn fetch_all<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    let mut st = prepare(c, sql)?;
+    let rows = st.query_map(params, map)?;
+    rows.collect()
+}
+
+/// The first row of `sql`, if any, mapped by `map`.
+pub(crate) fn fetch_optional<T>(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    map: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Option<T>> {
+    use rusqlite::OptionalExtension as _;
+    prepare(c, sql)?.query_row(params, map).optional()
+}
+
+/// Runs one statement; returns the rows it changed.
+pub(crate) fn execute(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    prepare(c, sql)?.execute(params)
+}
+
+/// A text column parsed as `T` (a UUID, say); a value that does not parse is a conversion
+/// error naming the column.
+pub(crate) fn parsed<T>(row: &rusqlite::Row<'_>, col: &str) -> rusqlite::Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = row.get(col)?;
+    text.parse().map_err(|err| conversion(row, col, err))
+}
+
+/// A nullable JSON text column.
+pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    col: &str,
+) -> rusqlite::Result<Option<T>> {
+    let text: Option<String> = row.get(col)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|err| conversion(row, col, err)))
+        .transpose()
+}
+
+fn conversion(
+    row: &rusqlite::Row<'_>,
+    col: &str,
+    err: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    let index = row.as_ref().column_index(col).unwrap_or_default();
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(err))
 }
 
 /// Open databases of this process by canonical path.
-fn registry() -> &'static tokio::sync::Mutex<HashMap<PathBuf, Weak<SqliteDb>>> {
-    static OPEN: OnceLock<tokio::sync::Mutex<HashMap<PathBuf, Weak<SqliteDb>>>> = OnceLock::new();
+fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<SqliteDb>>> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<SqliteDb>>>> = OnceLock::new();
     OPEN.get_or_init(Default::default)
 }
 
 /// The outcome of one group: `None` until it is durable or has failed.
 type Outcome = Option<Result<(), String>>;
 
-/// The writer connection, the committer and the syncer.
-#[derive(Debug)]
-struct Writer {
-    shared: Arc<Shared>,
-}
-
+/// The writer connection and what its callers and the syncer share.
 #[derive(Debug)]
 struct Shared {
-    state: tokio::sync::Mutex<State>,
-    /// Wakes the committer: a write joined the open group, or was abandoned.
-    wake: Notify,
-    /// Groups committed and not yet synced.
-    unsynced: Mutex<Vec<watch::Sender<Outcome>>>,
-    /// Wakes the syncer.
-    sync_wake: Notify,
-    /// The WAL file, synced by the syncer.
-    wal: Arc<File>,
+    state: Mutex<State>,
+    /// Signalled (with `state`) when a group is opened or the database is closed.
+    group_open: Condvar,
     /// Set after a failed sync: every later write is refused.
     poisoned: AtomicBool,
-    /// Set when the last handle is gone: what is open is committed and synced, then the
-    /// tasks stop.
+    /// Set when the last handle is gone: the open group is committed and synced, then the
+    /// syncer stops.
     closed: AtomicBool,
     /// Transactions committed so far (each a group of one or more writes).
     groups_committed: AtomicU64,
     /// Makes the next WAL sync fail, as a failing disk would.
     #[cfg(test)]
     fail_next_sync: AtomicBool,
+    /// Keeps the syncer from committing while set, so tests can form groups.
+    #[cfg(test)]
+    hold_commits: AtomicBool,
 }
 
 #[derive(Debug)]
 struct State {
-    conn: SqliteConnection,
+    conn: Connection,
     /// The open transaction's outcome channel, if a transaction is open.
     group: Option<watch::Sender<Outcome>>,
-    /// A caller's savepoint was abandoned and must be rolled back first.
-    abandoned: bool,
-}
-
-/// Runs statements that manage the group, in order.
-async fn control(conn: &mut SqliteConnection, sql: &[&'static str]) -> Result<(), sqlx::Error> {
-    for statement in sql {
-        sqlx::query(statement).execute(&mut *conn).await?;
-    }
-    Ok(())
+    /// When the open transaction began.
+    opened_at: Instant,
+    /// Writes that joined the open transaction.
+    writes: u64,
 }
 
 impl Shared {
-    fn check_writable(&self) -> Result<(), sqlx::Error> {
+    fn start(
+        conn: Connection,
+        checkpointer: Connection,
+        wal: File,
+    ) -> Result<Arc<Shared>, DbError> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                conn,
+                group: None,
+                opened_at: Instant::now(),
+                writes: 0,
+            }),
+            group_open: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            groups_committed: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_next_sync: AtomicBool::new(false),
+            #[cfg(test)]
+            hold_commits: AtomicBool::new(false),
+        });
+        let syncer = Syncer {
+            shared: Arc::clone(&shared),
+            checkpointer,
+            wal,
+        };
+        std::thread::Builder::new()
+            .name("palmlink-wal-sync".to_owned())
+            .spawn(move || syncer.run())?;
+        Ok(shared)
+    }
+
+    fn check_writable(&self) -> Result<(), DbError> {
         if self.poisoned.load(Ordering::Acquire) {
-            return Err(group_error(
+            return Err(DbError::NotDurable(
                 "an earlier WAL sync failed; restart the service".to_owned(),
             ));
         }
         Ok(())
     }
 
-    /// Takes the writer, refusing when a sync has failed.
-    async fn lock_for_write(&self) -> Result<tokio::sync::MutexGuard<'_, State>, sqlx::Error> {
-        self.check_writable()?;
-        Ok(self.state.lock().await)
+    /// Takes the writer with a transaction open, waiting (asynchronously) while another
+    /// process holds the write lock.
+    async fn lock_open_group(&self) -> Result<MutexGuard<'_, State>, DbError> {
+        let deadline = Instant::now() + BUSY_TIMEOUT;
+        loop {
+            self.check_writable()?;
+            {
+                let mut state = lock(&self.state);
+                if state.group.is_some() {
+                    return Ok(state);
+                }
+                match control(&state.conn, "BEGIN IMMEDIATE") {
+                    Ok(()) => {
+                        state.group = Some(watch::Sender::new(None));
+                        state.opened_at = Instant::now();
+                        state.writes = 0;
+                        // The syncer commits the group once this lock is let go.
+                        self.group_open.notify_one();
+                        return Ok(state);
+                    }
+                    Err(err) if is_busy(&err) && Instant::now() < deadline => {}
+                    Err(err) if is_busy(&err) => return Err(DbError::Busy),
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            tokio::time::sleep(BUSY_RETRY).await;
+        }
     }
 }
 
 impl State {
-    /// Rolls back an abandoned savepoint; on failure the whole group fails.
-    async fn settle(&mut self) {
-        if !self.abandoned {
-            return;
-        }
-        self.abandoned = false;
-        if let Err(err) = control(&mut self.conn, &["ROLLBACK TO caller", "RELEASE caller"]).await {
-            self.fail_group(&err).await;
-        }
-    }
-
-    /// Joins the open group (opening one if none is open), with a savepoint when asked;
-    /// returns the group's outcome channel.
-    async fn join_group(
+    /// Runs `f` inside a savepoint of the open transaction: on failure (or a panic) only
+    /// its own statements are undone, unless SQLite rolled the whole transaction back, in
+    /// which case the group fails.
+    fn run_in_savepoint<T>(
         &mut self,
-        savepoint: bool,
-    ) -> Result<watch::Receiver<Outcome>, sqlx::Error> {
-        self.settle().await;
-        let opened = match (&self.group, savepoint) {
-            (Some(_), false) => Ok(()),
-            (Some(_), true) => control(&mut self.conn, &["SAVEPOINT caller"]).await,
-            (None, false) => control(&mut self.conn, &["BEGIN IMMEDIATE"]).await,
-            (None, true) => control(&mut self.conn, &["BEGIN IMMEDIATE", "SAVEPOINT caller"]).await,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, DbError> {
+        if let Err(err) = control(&self.conn, "SAVEPOINT caller") {
+            self.fail_group(&err.to_string());
+            return Err(err.into());
+        }
+        let mut savepoint = Savepoint {
+            state: self,
+            released: false,
         };
-        if let Err(err) = opened {
-            self.fail_group(&err).await;
-            return Err(err);
+        let out = f(&savepoint.state.conn);
+        let end: &[&str] = if out.is_ok() {
+            &["RELEASE caller"]
+        } else {
+            &["ROLLBACK TO caller", "RELEASE caller"]
+        };
+        savepoint.released = true;
+        let state = &mut *savepoint.state;
+        if state.conn.is_autocommit() {
+            // SQLite rolled back the whole transaction: the group's earlier writes are gone.
+            let reason = match &out {
+                Err(err) => format!("the transaction was rolled back: {err}"),
+                Ok(_) => "the transaction was rolled back".to_owned(),
+            };
+            state.fail_group(&reason);
+            return Err(out.err().map_or(DbError::NotDurable(reason), DbError::from));
         }
-        Ok(self
-            .group
-            .get_or_insert_with(|| watch::Sender::new(None))
-            .subscribe())
+        if let Err(err) = end.iter().try_for_each(|sql| control(&state.conn, sql)) {
+            state.fail_group(&err.to_string());
+            return Err(err.into());
+        }
+        Ok(out?)
     }
 
-    /// Rolls back the open transaction and reports `err` to every caller of the group.
-    async fn fail_group(&mut self, err: &sqlx::Error) {
-        // Fails harmlessly when SQLite has already rolled the transaction back.
-        let _ = control(&mut self.conn, &["ROLLBACK"]).await;
+    /// Rolls back the open transaction and reports `reason` to every caller of the group.
+    fn fail_group(&mut self, reason: &str) {
+        if !self.conn.is_autocommit() {
+            // Fails harmlessly when SQLite has already rolled the transaction back.
+            let _ = control(&self.conn, "ROLLBACK");
+        }
         if let Some(group) = self.group.take() {
-            group.send_replace(Some(Err(err.to_string())));
-        }
-    }
-
-    /// Commits the open transaction, if any; returns its group, to be synced.
-    async fn commit_group(&mut self) -> Option<watch::Sender<Outcome>> {
-        self.settle().await;
-        self.group.as_ref()?;
-        match control(&mut self.conn, &["COMMIT"]).await {
-            Ok(()) => self.group.take(),
-            Err(err) => {
-                self.fail_group(&err).await;
-                None
-            }
+            group.send_replace(Some(Err(reason.to_owned())));
         }
     }
 }
 
-impl Writer {
-    fn start(conn: SqliteConnection, wal: File) -> Arc<Writer> {
-        let shared = Arc::new(Shared {
-            state: tokio::sync::Mutex::new(State {
-                conn,
-                group: None,
-                abandoned: false,
-            }),
-            wake: Notify::new(),
-            unsynced: Mutex::new(Vec::new()),
-            sync_wake: Notify::new(),
-            wal: Arc::new(wal),
-            poisoned: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
-            groups_committed: AtomicU64::new(0),
-            #[cfg(test)]
-            fail_next_sync: AtomicBool::new(false),
-        });
-        tokio::spawn(commit_loop(Arc::clone(&shared)));
-        tokio::spawn(sync_loop(Arc::clone(&shared)));
-        Arc::new(Writer { shared })
-    }
-
-    async fn begin(&self) -> Result<WriteTx<'_>, sqlx::Error> {
-        let mut state = self.shared.lock_for_write().await?;
-        let outcome = state.join_group(true).await?;
-        Ok(WriteTx {
-            state: Some(state),
-            outcome,
-            shared: &self.shared,
-        })
-    }
+/// A caller's savepoint: rolled back if the caller's closure panics.
+struct Savepoint<'a> {
+    state: &'a mut State,
+    released: bool,
 }
 
-impl Drop for Writer {
+impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
-    }
-}
-
-/// Commits each group once the callers already queued for the writer have joined it.
-async fn commit_loop(shared: Arc<Shared>) {
-    loop {
-        shared.wake.notified().await;
-        let committed = shared.state.lock().await.commit_group().await;
-        if let Some(group) = committed {
-            shared.groups_committed.fetch_add(1, Ordering::Relaxed);
-            lock(&shared.unsynced).push(group);
-        }
-        shared.sync_wake.notify_one();
-        if shared.closed.load(Ordering::Acquire) {
-            return;
+        if !self.released
+            && ["ROLLBACK TO caller", "RELEASE caller"]
+                .iter()
+                .try_for_each(|sql| control(&self.state.conn, sql))
+                .is_err()
+        {
+            self.state
+                .fail_group("a write panicked and could not be undone");
         }
     }
 }
 
-/// Makes committed groups durable, one `fdatasync` for all committed since the last.
-async fn sync_loop(shared: Arc<Shared>) {
-    loop {
-        shared.sync_wake.notified().await;
-        let groups = std::mem::take(&mut *lock(&shared.unsynced));
-        if !groups.is_empty() {
-            let wal = Arc::clone(&shared.wal);
+/// Commits each open group and makes it durable, on a thread of its own.
+struct Syncer {
+    shared: Arc<Shared>,
+    checkpointer: Connection,
+    wal: File,
+}
+
+impl Syncer {
+    fn run(self) {
+        let shared = &*self.shared;
+        let mut since_checkpoint = 0u64;
+        let mut busy = false;
+        let mut last_checkpoint = Instant::now();
+        loop {
+            let Some((group, writes)) = self.commit_next(busy) else {
+                return;
+            };
+            busy = writes >= 2;
             #[cfg(test)]
             let injected = shared.fail_next_sync.swap(false, Ordering::AcqRel);
             #[cfg(not(test))]
             let injected = false;
-            let sync = move || {
-                if injected {
-                    return Err(std::io::Error::other("injected sync failure"));
-                }
-                wal.sync_data()
-            };
-            let synced = match tokio::task::spawn_blocking(sync).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(err)) => Err(format!("WAL sync failed: {err}")),
-                Err(err) => Err(format!("WAL sync did not finish: {err}")),
+            let synced = if injected {
+                Err("WAL sync failed: injected sync failure".to_owned())
+            } else {
+                self.wal
+                    .sync_data()
+                    .map_err(|err| format!("WAL sync failed: {err}"))
             };
             if synced.is_err() {
                 shared.poisoned.store(true, Ordering::Release);
@@ -424,145 +581,172 @@ async fn sync_loop(shared: Arc<Shared>) {
                     "WAL sync failed; refusing further writes until restart"
                 );
             }
-            for group in groups {
-                group.send_replace(Some(synced.clone()));
+            group.send_replace(Some(synced));
+            since_checkpoint += 1;
+            if since_checkpoint >= CHECKPOINT_GROUPS
+                || last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+            {
+                self.checkpoint();
+                since_checkpoint = 0;
+                last_checkpoint = Instant::now();
             }
         }
-        if shared.closed.load(Ordering::Acquire) && lock(&shared.unsynced).is_empty() {
-            return;
+    }
+
+    /// Waits for an open group and commits it; `None` once the database is closed and no
+    /// group is open.
+    fn commit_next(&self, busy: bool) -> Option<(watch::Sender<Outcome>, u64)> {
+        let shared = &*self.shared;
+        let mut state = lock(&shared.state);
+        loop {
+            while state.group.is_none() && !shared.closed.load(Ordering::Acquire) {
+                state = shared
+                    .group_open
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            if busy {
+                loop {
+                    let left = COMMIT_DELAY.saturating_sub(state.opened_at.elapsed());
+                    if left.is_zero()
+                        || state.group.is_none()
+                        || shared.closed.load(Ordering::Acquire)
+                    {
+                        break;
+                    }
+                    drop(state);
+                    std::thread::sleep(left);
+                    state = lock(&shared.state);
+                }
+            }
+            #[cfg(test)]
+            while shared.hold_commits.load(Ordering::Acquire) {
+                drop(state);
+                std::thread::sleep(Duration::from_millis(1));
+                state = lock(&shared.state);
+            }
+            state.group.as_ref()?;
+            match control(&state.conn, "COMMIT") {
+                Ok(()) => {
+                    shared.groups_committed.fetch_add(1, Ordering::Relaxed);
+                    return state.group.take().map(|g| (g, state.writes));
+                }
+                Err(err) => state.fail_group(&err.to_string()),
+            }
+        }
+    }
+
+    /// Copies committed frames from the WAL into the database file, without waiting for
+    /// readers or the writer.
+    fn checkpoint(&self) {
+        let done = self
+            .checkpointer
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        if let Err(err) = done {
+            tracing::warn!(error = %err, "WAL checkpoint failed; it will be retried");
         }
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+impl Drop for SqliteDb {
+    fn drop(&mut self) {
+        let shared = &self.writer;
+        shared.closed.store(true, Ordering::Release);
+        let _state = lock(&shared.state);
+        shared.group_open.notify_one();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Waits until a group is durable or has failed.
-async fn wait_durable(mut outcome: watch::Receiver<Outcome>) -> Result<(), sqlx::Error> {
+async fn wait_durable(outcome: &mut watch::Receiver<Outcome>) -> Result<(), DbError> {
     let result = match outcome.wait_for(Option::is_some).await {
         Ok(done) => done.clone().unwrap_or(Ok(())),
         Err(_) => Err("the writer stopped before committing".to_owned()),
     };
-    result.map_err(group_error)
-}
-
-/// One caller's write: statements run on the writer connection (`&mut *tx`), inside a
-/// savepoint of the group's transaction.
-#[derive(Debug)]
-pub(crate) struct WriteTx<'a> {
-    state: Option<tokio::sync::MutexGuard<'a, State>>,
-    outcome: watch::Receiver<Outcome>,
-    shared: &'a Shared,
-}
-
-impl WriteTx<'_> {
-    /// Adds this write to its group and waits until the group is durable or has failed.
-    pub(crate) async fn commit(mut self) -> Result<(), sqlx::Error> {
-        drop(self.state.take());
-        self.shared.wake.notify_one();
-        wait_durable(self.outcome.clone()).await
-    }
-}
-
-impl std::ops::Deref for WriteTx<'_> {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        match &self.state {
-            Some(state) => &state.conn,
-            None => unreachable!("a finished WriteTx is consumed by commit"),
-        }
-    }
-}
-
-impl std::ops::DerefMut for WriteTx<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        match &mut self.state {
-            Some(state) => &mut state.conn,
-            None => unreachable!("a finished WriteTx is consumed by commit"),
-        }
-    }
-}
-
-impl Drop for WriteTx<'_> {
-    fn drop(&mut self) {
-        if let Some(mut state) = self.state.take() {
-            state.abandoned = true;
-            drop(state);
-            self.shared.wake.notify_one();
-        }
-    }
-}
-
-fn group_error(message: String) -> sqlx::Error {
-    sqlx::Error::Io(std::io::Error::other(format!(
-        "write not durable: {message}"
-    )))
+    result.map_err(DbError::NotDurable)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
     use std::sync::Arc;
+    use std::time::Duration;
 
-    use sqlx::Row as _;
+    use rusqlite::Connection;
 
-    use super::{SqliteDb, WriteQuery as _};
+    use super::{DbError, SqliteDb};
 
     async fn db(dir: &tempfile::TempDir) -> Arc<SqliteDb> {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let db = SqliteDb::open(&url).await.unwrap();
-        sqlx::raw_sql(
-            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
-             CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-             CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL
-                 REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
-        )
-        .execute(db.pool())
+        db.write(|c| {
+            c.execute_batch(
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+                 CREATE TABLE item (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+                 CREATE TABLE child (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL
+                     REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED);",
+            )
+        })
         .await
         .unwrap();
         db
     }
 
-    /// Runs `sql` as a single durable write on a task of its own.
-    fn spawn_write(
-        db: &Arc<SqliteDb>,
-        sql: &'static str,
-    ) -> tokio::task::JoinHandle<Result<sqlx::sqlite::SqliteQueryResult, sqlx::Error>> {
-        let db = Arc::clone(db);
-        tokio::spawn(async move { sqlx::query(sql).write(&db).await })
+    fn insert(c: &Connection, name: &str) -> rusqlite::Result<usize> {
+        c.execute("INSERT INTO item (name) VALUES ($1)", [name])
     }
 
-    async fn names(db: &SqliteDb) -> Vec<String> {
-        sqlx::query("SELECT name FROM item ORDER BY name")
-            .fetch_all(db.pool())
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get::<String, _>("name"))
-            .collect()
+    /// Inserts `name` as a durable write on a task of its own.
+    fn spawn_insert(
+        db: &Arc<SqliteDb>,
+        name: &'static str,
+    ) -> tokio::task::JoinHandle<Result<usize, DbError>> {
+        let db = Arc::clone(db);
+        tokio::spawn(async move { db.write(|c| insert(c, name)).await })
+    }
+
+    fn names(db: &SqliteDb) -> Vec<String> {
+        db.read(|c| {
+            let mut st = c.prepare("SELECT name FROM item ORDER BY name")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            rows.collect()
+        })
+        .unwrap()
+    }
+
+    /// Holds the syncer before its next `COMMIT` until the returned guard is dropped, so the
+    /// writes made meanwhile join one group.
+    fn hold_commits(db: &SqliteDb) -> impl Drop + '_ {
+        struct Held<'a>(&'a SqliteDb);
+        impl Drop for Held<'_> {
+            fn drop(&mut self) {
+                self.0.writer.hold_commits.store(false, Ordering::Release);
+            }
+        }
+        db.writer.hold_commits.store(true, Ordering::Release);
+        Held(db)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_writes_share_commits_and_all_land() {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
+        let before = db.groups_committed();
         let tasks: Vec<_> = (0..200)
             .map(|i| {
                 let db = Arc::clone(&db);
-                tokio::spawn(async move {
-                    sqlx::query("INSERT INTO item (name) VALUES ($1)")
-                        .bind(format!("n{i:03}"))
-                        .write(&db)
-                        .await
-                })
+                tokio::spawn(async move { db.write(|c| insert(c, &format!("n{i:03}"))).await })
             })
             .collect();
         for task in tasks {
             task.await.unwrap().unwrap();
         }
-        assert_eq!(names(&db).await.len(), 200);
-        let groups = db.groups_committed();
+        assert_eq!(names(&db).len(), 200);
+        let groups = db.groups_committed() - before;
         assert!(
             groups < 200,
             "200 concurrent writes took {groups} commits: nothing was grouped"
@@ -570,65 +754,61 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn a_failed_or_abandoned_write_leaves_its_group_intact() {
+    async fn a_failed_or_panicking_write_leaves_its_group_intact() {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
-        sqlx::query("INSERT INTO item (name) VALUES ('existing')")
-            .write(&db)
-            .await
-            .unwrap();
-        // Hold the writer so the following writes queue and form one group.
-        let first = db.begin().await.unwrap();
-        let single_duplicate = spawn_write(&db, "INSERT INTO item (name) VALUES ('existing')");
-        let ok = spawn_write(&db, "INSERT INTO item (name) VALUES ('kept')");
+        db.write(|c| insert(c, "existing")).await.unwrap();
+        // The following writes form one group.
+        let release = hold_commits(&db);
+        let single_duplicate = spawn_insert(&db, "existing");
+        let ok = spawn_insert(&db, "kept");
         let duplicate = {
             let db = Arc::clone(&db);
             tokio::spawn(async move {
-                let mut tx = db.begin().await?;
-                sqlx::query("INSERT INTO item (name) VALUES ('twice')")
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query("INSERT INTO item (name) VALUES ('twice')")
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await
+                db.write(|c| {
+                    insert(c, "twice")?;
+                    insert(c, "twice")
+                })
+                .await
             })
         };
-        let abandoned = {
+        let panicking = {
             let db = Arc::clone(&db);
             tokio::spawn(async move {
-                let mut tx = db.begin().await.unwrap();
-                sqlx::query("INSERT INTO item (name) VALUES ('dropped')")
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-                drop(tx);
+                db.write(|c| -> rusqlite::Result<()> {
+                    insert(c, "dropped")?;
+                    panic!("a write that panics halfway")
+                })
+                .await
             })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        drop(first);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(release);
         ok.await.unwrap().unwrap();
         let err = duplicate.await.unwrap().unwrap_err();
-        assert!(err.to_string().contains("UNIQUE"), "{err}");
-        abandoned.await.unwrap();
+        assert!(err.is_unique_violation(), "{err}");
+        assert!(panicking.await.is_err(), "the panic reaches its task");
         let err = single_duplicate.await.unwrap().unwrap_err();
-        assert!(err.to_string().contains("UNIQUE"), "{err}");
-        assert_eq!(
-            names(&db).await,
-            vec!["existing".to_owned(), "kept".to_owned()]
-        );
+        assert!(err.is_unique_violation(), "{err}");
+        assert_eq!(names(&db), vec!["existing".to_owned(), "kept".to_owned()]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_failed_commit_fails_every_write_of_the_group() {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
-        let first = db.begin().await.unwrap();
-        let innocent = spawn_write(&db, "INSERT INTO item (name) VALUES ('innocent')");
+        let release = hold_commits(&db);
+        let innocent = spawn_insert(&db, "innocent");
         // A deferred foreign key: the statement succeeds, the COMMIT fails.
-        let violating = spawn_write(&db, "INSERT INTO child (id, parent) VALUES (1, 99)");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        drop(first);
+        let violating = {
+            let db = Arc::clone(&db);
+            tokio::spawn(async move {
+                db.write(|c| c.execute("INSERT INTO child (id, parent) VALUES (1, 99)", []))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(release);
         let violating = violating.await.unwrap();
         let innocent = innocent.await.unwrap();
         assert!(violating.is_err(), "a commit that failed was acknowledged");
@@ -636,13 +816,10 @@ mod tests {
             innocent.is_err(),
             "a write was acknowledged although its group's COMMIT failed"
         );
-        assert!(names(&db).await.is_empty());
+        assert!(names(&db).is_empty());
         // The writer recovers: the next write commits on its own.
-        sqlx::query("INSERT INTO item (name) VALUES ('after')")
-            .write(&db)
-            .await
-            .unwrap();
-        assert_eq!(names(&db).await, vec!["after".to_owned()]);
+        db.write(|c| insert(c, "after")).await.unwrap();
+        assert_eq!(names(&db), vec!["after".to_owned()]);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -650,52 +827,59 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
         db.writer
-            .shared
             .fail_next_sync
             .store(true, std::sync::atomic::Ordering::Release);
-        let err = sqlx::query("INSERT INTO item (name) VALUES ('unsynced')")
-            .write(&db)
-            .await
-            .unwrap_err();
+        let err = db.write(|c| insert(c, "unsynced")).await.unwrap_err();
         assert!(err.to_string().contains("sync"), "{err}");
         // The kernel may have dropped the pages of a failed sync: nothing later is promised.
-        let err = sqlx::query("INSERT INTO item (name) VALUES ('later')")
-            .write(&db)
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("restart"), "{err}");
-        let err = db.begin().await.unwrap_err();
+        let err = db.write(|c| insert(c, "later")).await.unwrap_err();
         assert!(err.to_string().contains("restart"), "{err}");
         assert!(db.writable().is_err(), "readiness must report the refusal");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_constraint_error_does_not_leave_the_write_lock_held() {
-        use sqlx::Connection as _;
         let dir = tempfile::tempdir().unwrap();
         let db = db(&dir).await;
-        sqlx::query("INSERT INTO item (name) VALUES ('one')")
-            .write(&db)
-            .await
-            .unwrap();
-        let err = sqlx::query("INSERT INTO item (name) VALUES ('one')")
-            .write(&db)
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("UNIQUE"), "{err}");
+        db.write(|c| insert(c, "one")).await.unwrap();
+        let err = db.write(|c| insert(c, "one")).await.unwrap_err();
+        assert!(err.is_unique_violation(), "{err}");
         // Another process (an operator command) must get the write lock: the group the
-        // failed statement joined has been committed, not left open.
-        let options = sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(dir.path().join("t.db"))
-            .busy_timeout(std::time::Duration::from_secs(2));
-        let mut other = sqlx::SqliteConnection::connect_with(&options)
-            .await
-            .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut other)
-            .await
+        // failed write joined has been committed, not left open.
+        let other = Connection::open(dir.path().join("t.db")).unwrap();
+        other.busy_timeout(Duration::from_secs(2)).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
             .expect("the writer still holds the write lock");
-        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_waits_for_another_process_without_blocking_the_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir).await;
+        let other = Connection::open(dir.path().join("t.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let write = spawn_insert(&db, "after the other process");
+        // The runtime has one thread: this task only runs if the write does not block it.
+        let mut ticks = 0;
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            ticks += 1;
+        }
+        assert_eq!(ticks, 20);
+        assert!(!write.is_finished(), "the write ignored the other writer");
+        other.execute_batch("COMMIT").unwrap();
+        write.await.unwrap().unwrap();
+        assert_eq!(names(&db), vec!["after the other process".to_owned()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir).await;
+        let err = db.read(|c| insert(c, "through a reader")).unwrap_err();
+        assert!(err.to_string().contains("readonly"), "{err}");
+        assert!(names(&db).is_empty());
     }
 
     #[tokio::test]
@@ -705,5 +889,20 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let b = SqliteDb::open(&url).await.unwrap();
         assert!(Arc::ptr_eq(&a, &b));
+    }
+
+    #[test]
+    fn urls_name_a_file() {
+        assert_eq!(
+            super::path_of_url("sqlite:///data/p.db?mode=rwc").unwrap(),
+            std::path::PathBuf::from("/data/p.db")
+        );
+        assert_eq!(
+            super::path_of_url("sqlite:rel.db").unwrap(),
+            std::path::PathBuf::from("rel.db")
+        );
+        for bad in ["postgres://x/y", "sqlite://", "sqlite::memory:"] {
+            assert!(super::path_of_url(bad).is_err(), "{bad}");
+        }
     }
 }

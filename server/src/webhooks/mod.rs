@@ -55,14 +55,15 @@ mod tests;
 
 /// Applies the schema the webhook tables need (outbox and webhooks) to a test database.
 #[cfg(test)]
-pub(crate) async fn migrate_for_tests(pool: &sqlx::SqlitePool) {
+pub(crate) async fn migrate_for_tests(db: &crate::store::sqlite_db::SqliteDb) {
     let outbox = "CREATE TABLE outbox_events (event_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, \
-                  event_type TEXT NOT NULL, payload TEXT NOT NULL, occurred_at BIGINT NOT NULL, dispatched_at BIGINT)";
-    sqlx::query(outbox).execute(pool).await.unwrap();
-    sqlx::raw_sql(include_str!("../../migrations/0002_webhooks.sql"))
-        .execute(pool)
-        .await
-        .unwrap();
+                  event_type TEXT NOT NULL, payload TEXT NOT NULL, occurred_at BIGINT NOT NULL, dispatched_at BIGINT);";
+    db.write(|c| {
+        c.execute_batch(outbox)?;
+        c.execute_batch(include_str!("../../migrations/0002_webhooks.sql"))
+    })
+    .await
+    .unwrap();
 }
 
 /// Writes an outbox event as the service does.

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use rusqlite::{params, Row};
 use uuid::Uuid;
 
-use crate::store::sqlite_db::{SqliteDb, WriteQuery as _};
+use crate::store::sqlite_db::{
+    execute, fetch_all, fetch_optional, json_column, parsed, DbError, SqliteDb,
+};
 
 use super::store::{
     status, Attempt, Delivery, DeliveryNext, StoreError, StoreResult, Subscription,
@@ -38,13 +39,8 @@ fn db(err: impl std::fmt::Display) -> StoreError {
     StoreError::Database(err.to_string())
 }
 
-fn uuid(row: &SqliteRow, col: &str) -> StoreResult<Uuid> {
-    let s: String = row.try_get(col)?;
-    Uuid::parse_str(&s).map_err(db)
-}
-
 /// Turns a unique violation into a message naming the duplicated field.
-fn conflict(err: sqlx::Error) -> StoreError {
+fn conflict(err: DbError) -> StoreError {
     match StoreError::from(err) {
         StoreError::Conflict(msg) if msg.contains("endpoint") => {
             StoreError::Conflict("a webhook with this endpoint already exists".to_owned())
@@ -56,51 +52,59 @@ fn conflict(err: sqlx::Error) -> StoreError {
     }
 }
 
-const HOOK_COLS: &str =
-    "id, tenant_id, name, events, endpoint, api_key, secret, old_secret, old_secret_expires_at, \
-     active, disabled_reason, failing_since, created_at, updated_at";
+/// The columns [`hook_row`] reads.
+macro_rules! hook_cols {
+    () => {
+        "id, tenant_id, name, events, endpoint, api_key, secret, old_secret, \
+         old_secret_expires_at, active, disabled_reason, failing_since, created_at, updated_at"
+    };
+}
 
-fn hook_row(row: &SqliteRow) -> StoreResult<Subscription> {
-    let events: String = row.try_get("events")?;
+fn hook_row(row: &Row<'_>) -> rusqlite::Result<Subscription> {
     Ok(Subscription {
-        id: uuid(row, "id")?,
-        tenant_id: uuid(row, "tenant_id")?,
-        name: row.try_get("name")?,
-        events: serde_json::from_str(&events).map_err(db)?,
-        endpoint: row.try_get("endpoint")?,
-        api_key: row.try_get("api_key")?,
-        secret: row.try_get("secret")?,
-        old_secret: row.try_get("old_secret")?,
-        old_secret_expires_at: row.try_get("old_secret_expires_at")?,
-        active: row.try_get::<i64, _>("active")? != 0,
-        disabled_reason: row.try_get("disabled_reason")?,
-        failing_since: row.try_get("failing_since")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
+        id: parsed(row, "id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        name: row.get("name")?,
+        events: json_column(row, "events")?.unwrap_or_default(),
+        endpoint: row.get("endpoint")?,
+        api_key: row.get("api_key")?,
+        secret: row.get("secret")?,
+        old_secret: row.get("old_secret")?,
+        old_secret_expires_at: row.get("old_secret_expires_at")?,
+        active: row.get::<_, i64>("active")? != 0,
+        disabled_reason: row.get("disabled_reason")?,
+        failing_since: row.get("failing_since")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
     })
 }
 
-const DELIVERY_COLS: &str =
-    "id, webhook_id, tenant_id, event_id, event_type, payload, status, attempts, cycle_start, \
-     next_attempt_at, last_status_code, last_error, created_at, updated_at, delivered_at";
+/// The columns [`delivery_row`] reads.
+macro_rules! delivery_cols {
+    () => {
+        "id, webhook_id, tenant_id, event_id, event_type, payload, status, attempts, \
+         cycle_start, next_attempt_at, last_status_code, last_error, created_at, updated_at, \
+         delivered_at"
+    };
+}
 
-fn delivery_row(row: &SqliteRow) -> StoreResult<Delivery> {
+fn delivery_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
-        id: uuid(row, "id")?,
-        webhook_id: uuid(row, "webhook_id")?,
-        tenant_id: uuid(row, "tenant_id")?,
-        event_id: row.try_get("event_id")?,
-        event_type: row.try_get("event_type")?,
-        payload: row.try_get("payload")?,
-        status: row.try_get("status")?,
-        attempts: row.try_get("attempts")?,
-        cycle_start: row.try_get("cycle_start")?,
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        last_status_code: row.try_get("last_status_code")?,
-        last_error: row.try_get("last_error")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        delivered_at: row.try_get("delivered_at")?,
+        id: parsed(row, "id")?,
+        webhook_id: parsed(row, "webhook_id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        event_id: row.get("event_id")?,
+        event_type: row.get("event_type")?,
+        payload: row.get("payload")?,
+        status: row.get("status")?,
+        attempts: row.get("attempts")?,
+        cycle_start: row.get("cycle_start")?,
+        next_attempt_at: row.get("next_attempt_at")?,
+        last_status_code: row.get("last_status_code")?,
+        last_error: row.get("last_error")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+        delivered_at: row.get("delivered_at")?,
     })
 }
 
@@ -108,41 +112,61 @@ fn events_json(events: &[String]) -> StoreResult<String> {
     serde_json::to_string(events).map_err(db)
 }
 
+/// Deliveries of a subscription that are due (pending, past their time, not leased), oldest
+/// first.
+const DUE: &str = "SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+     WHERE d.status = $1 AND d.next_attempt_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $2) \
+     AND w.active = 1 ORDER BY d.next_attempt_at, d.created_at LIMIT $3";
+
 #[async_trait::async_trait]
 impl WebhookStore for SqliteWebhookStore {
     async fn create_webhook(&self, hook: &Subscription) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO webhooks ({HOOK_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-        ))
-        .bind(hook.id.to_string())
-        .bind(hook.tenant_id.to_string())
-        .bind(&hook.name)
-        .bind(events_json(&hook.events)?)
-        .bind(&hook.endpoint)
-        .bind(&hook.api_key)
-        .bind(&hook.secret)
-        .bind(&hook.old_secret)
-        .bind(hook.old_secret_expires_at)
-        .bind(i64::from(hook.active))
-        .bind(&hook.disabled_reason)
-        .bind(hook.failing_since)
-        .bind(hook.created_at)
-        .bind(hook.updated_at)
-        .write(&self.db)
-        .await
-        .map_err(conflict)?;
+        let events = events_json(&hook.events)?;
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    concat!(
+                        "INSERT INTO webhooks (",
+                        hook_cols!(),
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                    ),
+                    params![
+                        hook.id.to_string(),
+                        hook.tenant_id.to_string(),
+                        hook.name,
+                        events,
+                        hook.endpoint,
+                        hook.api_key,
+                        hook.secret,
+                        hook.old_secret,
+                        hook.old_secret_expires_at,
+                        i64::from(hook.active),
+                        hook.disabled_reason,
+                        hook.failing_since,
+                        hook.created_at,
+                        hook.updated_at,
+                    ],
+                )
+            })
+            .await
+            .map_err(conflict)?;
         Ok(())
     }
 
     async fn get_webhook(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Subscription>> {
-        let row = sqlx::query(&format!(
-            "SELECT {HOOK_COLS} FROM webhooks WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(hook_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                concat!(
+                    "SELECT ",
+                    hook_cols!(),
+                    " FROM webhooks WHERE tenant_id = $1 AND id = $2"
+                ),
+                [tenant.to_string(), id.to_string()],
+                hook_row,
+            )
+        })?)
     }
 
     async fn list_webhooks(
@@ -151,168 +175,190 @@ impl WebhookStore for SqliteWebhookStore {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<Subscription>, i64)> {
-        let rows = sqlx::query(&format!(
-            "SELECT {HOOK_COLS} FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
-        ))
-        .bind(tenant.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.db.pool())
-        .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE tenant_id = $1")
-            .bind(tenant.to_string())
-            .fetch_one(self.db.pool())
-            .await?;
-        Ok((
-            rows.iter().map(hook_row).collect::<StoreResult<_>>()?,
-            total,
-        ))
+        Ok(self.db.read(|c| {
+            let rows = fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    hook_cols!(),
+                    " FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+                ),
+                params![tenant.to_string(), limit, offset],
+                hook_row,
+            )?;
+            let total = c
+                .prepare_cached("SELECT COUNT(*) FROM webhooks WHERE tenant_id = $1")?
+                .query_row([tenant.to_string()], |r| r.get(0))?;
+            Ok((rows, total))
+        })?)
     }
 
     async fn update_webhook(&self, hook: &Subscription) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "UPDATE webhooks SET name = $1, events = $2, endpoint = $3, api_key = $4, secret = $5, old_secret = $6, \
-             old_secret_expires_at = $7, active = $8, disabled_reason = $9, failing_since = $10, updated_at = $11 \
-             WHERE tenant_id = $12 AND id = $13",
-        )
-        .bind(&hook.name)
-        .bind(events_json(&hook.events)?)
-        .bind(&hook.endpoint)
-        .bind(&hook.api_key)
-        .bind(&hook.secret)
-        .bind(&hook.old_secret)
-        .bind(hook.old_secret_expires_at)
-        .bind(i64::from(hook.active))
-        .bind(&hook.disabled_reason)
-        .bind(hook.failing_since)
-        .bind(hook.updated_at)
-        .bind(hook.tenant_id.to_string())
-        .bind(hook.id.to_string())
-        .write(&self.db)
-        .await
-        .map_err(conflict)?;
-        Ok(done.rows_affected() > 0)
+        let events = events_json(&hook.events)?;
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE webhooks SET name = $1, events = $2, endpoint = $3, api_key = $4, \
+                     secret = $5, old_secret = $6, old_secret_expires_at = $7, active = $8, \
+                     disabled_reason = $9, failing_since = $10, updated_at = $11 \
+                     WHERE tenant_id = $12 AND id = $13",
+                    params![
+                        hook.name,
+                        events,
+                        hook.endpoint,
+                        hook.api_key,
+                        hook.secret,
+                        hook.old_secret,
+                        hook.old_secret_expires_at,
+                        i64::from(hook.active),
+                        hook.disabled_reason,
+                        hook.failing_since,
+                        hook.updated_at,
+                        hook.tenant_id.to_string(),
+                        hook.id.to_string(),
+                    ],
+                )
+            })
+            .await
+            .map_err(conflict)?;
+        Ok(done > 0)
     }
 
     async fn delete_webhook(&self, tenant: Uuid, id: Uuid) -> StoreResult<bool> {
-        let mut tx = self.db.begin().await?;
-        let done = sqlx::query("DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.to_string())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("DELETE FROM webhook_deliveries WHERE webhook_id = $1")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(true)
+        Ok(self
+            .db
+            .write(|c| {
+                let done = execute(
+                    c,
+                    "DELETE FROM webhooks WHERE tenant_id = $1 AND id = $2",
+                    [tenant.to_string(), id.to_string()],
+                )?;
+                if done == 0 {
+                    return Ok(false);
+                }
+                execute(
+                    c,
+                    "DELETE FROM webhook_attempts WHERE delivery_id IN \
+                     (SELECT id FROM webhook_deliveries WHERE webhook_id = $1)",
+                    [id.to_string()],
+                )?;
+                execute(
+                    c,
+                    "DELETE FROM webhook_deliveries WHERE webhook_id = $1",
+                    [id.to_string()],
+                )?;
+                Ok(true)
+            })
+            .await?)
     }
 
     async fn fan_out(&self, limit: i64, now: i64) -> StoreResult<usize> {
         // Only tenants with webhooks have events to take; the others' events stay in the
         // outbox untouched. Reads first, so an idle pass takes no write lock.
-        let tenants: Vec<String> = sqlx::query_scalar("SELECT DISTINCT tenant_id FROM webhooks")
-            .fetch_all(self.db.pool())
-            .await?;
+        let tenants: Vec<String> = self.db.read(|c| {
+            fetch_all(c, "SELECT DISTINCT tenant_id FROM webhooks", [], |r| {
+                r.get(0)
+            })
+        })?;
         let mut taken = 0usize;
         for tenant_id in tenants {
-            let events = sqlx::query(
-                "SELECT event_id, event_type, payload, occurred_at FROM outbox_events \
-                 WHERE tenant_id = $1 AND dispatched_at IS NULL ORDER BY occurred_at, event_id LIMIT $2",
-            )
-            .bind(&tenant_id)
-            .bind(limit)
-            .fetch_all(self.db.pool())
-            .await?;
+            let events: Vec<(String, String, String, i64)> = self.db.read(|c| {
+                fetch_all(
+                    c,
+                    "SELECT event_id, event_type, payload, occurred_at FROM outbox_events \
+                     WHERE tenant_id = $1 AND dispatched_at IS NULL \
+                     ORDER BY occurred_at, event_id LIMIT $2",
+                    params![tenant_id, limit],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+            })?;
             if events.is_empty() {
                 continue;
             }
-            let mut tx = self.db.begin().await?;
-            let hooks = sqlx::query(
-                "SELECT id, events, created_at FROM webhooks WHERE tenant_id = $1 AND active = 1",
-            )
-            .bind(&tenant_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            let mut wanted = Vec::with_capacity(hooks.len());
-            for hook in &hooks {
-                let id: String = hook.try_get("id")?;
-                let events: String = hook.try_get("events")?;
-                let keys: Vec<String> = serde_json::from_str(&events).map_err(db)?;
-                let created_at: i64 = hook.try_get("created_at")?;
-                wanted.push((id, keys, created_at));
-            }
-            for event in &events {
-                let event_id: String = event.try_get("event_id")?;
-                let event_type: String = event.try_get("event_type")?;
-                let payload: String = event.try_get("payload")?;
-                let occurred_at: i64 = event.try_get("occurred_at")?;
-                // A webhook receives the events that occur once it exists.
-                for (webhook_id, keys, created_at) in &wanted {
-                    if *created_at > occurred_at || !keys.contains(&event_type) {
-                        continue;
+            self.db
+                .write(|c| {
+                    let wanted: Vec<(String, Vec<String>, i64)> = fetch_all(
+                        c,
+                        "SELECT id, events, created_at FROM webhooks \
+                         WHERE tenant_id = $1 AND active = 1",
+                        [&tenant_id],
+                        |r| {
+                            let keys = json_column(r, "events")?.unwrap_or_default();
+                            Ok((r.get("id")?, keys, r.get("created_at")?))
+                        },
+                    )?;
+                    for (event_id, event_type, payload, occurred_at) in &events {
+                        // A webhook receives the events that occur once it exists.
+                        for (webhook_id, keys, created_at) in &wanted {
+                            if created_at > occurred_at || !keys.contains(event_type) {
+                                continue;
+                            }
+                            execute(
+                                c,
+                                "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, \
+                                 event_type, payload, status, attempts, cycle_start, next_attempt_at, \
+                                 created_at, updated_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $8, $8) \
+                                 ON CONFLICT (webhook_id, event_id) DO NOTHING",
+                                params![
+                                    Uuid::new_v4().to_string(),
+                                    webhook_id,
+                                    tenant_id,
+                                    event_id,
+                                    event_type,
+                                    payload,
+                                    status::PENDING,
+                                    now,
+                                ],
+                            )?;
+                        }
+                        execute(
+                            c,
+                            "UPDATE outbox_events SET dispatched_at = $1 \
+                             WHERE event_id = $2 AND dispatched_at IS NULL",
+                            params![now, event_id],
+                        )?;
                     }
-                    sqlx::query(
-                        "INSERT INTO webhook_deliveries (id, webhook_id, tenant_id, event_id, event_type, payload, \
-                         status, attempts, cycle_start, next_attempt_at, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $8, $8) \
-                         ON CONFLICT (webhook_id, event_id) DO NOTHING",
-                    )
-                    .bind(Uuid::new_v4().to_string())
-                    .bind(webhook_id)
-                    .bind(&tenant_id)
-                    .bind(&event_id)
-                    .bind(&event_type)
-                    .bind(&payload)
-                    .bind(status::PENDING)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                sqlx::query(
-                    "UPDATE outbox_events SET dispatched_at = $1 WHERE event_id = $2 AND dispatched_at IS NULL",
-                )
-                .bind(now)
-                .bind(&event_id)
-                .execute(&mut *tx)
+                    Ok(())
+                })
                 .await?;
-            }
-            tx.commit().await?;
             taken += events.len();
         }
         Ok(taken)
     }
 
     async fn insert_delivery(&self, d: &Delivery) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO webhook_deliveries ({DELIVERY_COLS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .bind(d.id.to_string())
-        .bind(d.webhook_id.to_string())
-        .bind(d.tenant_id.to_string())
-        .bind(&d.event_id)
-        .bind(&d.event_type)
-        .bind(&d.payload)
-        .bind(&d.status)
-        .bind(d.attempts)
-        .bind(d.cycle_start)
-        .bind(d.next_attempt_at)
-        .bind(d.last_status_code)
-        .bind(&d.last_error)
-        .bind(d.created_at)
-        .bind(d.updated_at)
-        .bind(d.delivered_at)
-        .write(&self.db)
-        .await?;
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    concat!(
+                        "INSERT INTO webhook_deliveries (",
+                        delivery_cols!(),
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    ),
+                    params![
+                        d.id.to_string(),
+                        d.webhook_id.to_string(),
+                        d.tenant_id.to_string(),
+                        d.event_id,
+                        d.event_type,
+                        d.payload,
+                        d.status,
+                        d.attempts,
+                        d.cycle_start,
+                        d.next_attempt_at,
+                        d.last_status_code,
+                        d.last_error,
+                        d.created_at,
+                        d.updated_at,
+                        d.delivered_at,
+                    ],
+                )
+            })
+            .await?;
         Ok(())
     }
 
@@ -322,78 +368,83 @@ impl WebhookStore for SqliteWebhookStore {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<(Delivery, Subscription)>> {
-        const DUE: &str = "SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
-             WHERE d.status = $1 AND d.next_attempt_at <= $2 AND (d.lease_until IS NULL OR d.lease_until <= $2) \
-             AND w.active = 1 ORDER BY d.next_attempt_at, d.created_at LIMIT $3";
         // Look without a write lock first: most passes find nothing due.
-        let any = sqlx::query(DUE)
-            .bind(status::PENDING)
-            .bind(now)
-            .bind(1i64)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let any = self
+            .db
+            .read(|c| fetch_optional(c, DUE, params![status::PENDING, now, 1i64], |_| Ok(())))?;
         if any.is_none() {
             return Ok(Vec::new());
         }
-        let mut tx = self.db.begin().await?;
-        let rows = sqlx::query(DUE)
-            .bind(status::PENDING)
-            .bind(now)
-            .bind(limit)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id: String = row.try_get("id")?;
-            sqlx::query("UPDATE webhook_deliveries SET lease_until = $1 WHERE id = $2")
-                .bind(lease_until)
-                .bind(&id)
-                .execute(&mut *tx)
-                .await?;
-            let d = sqlx::query(&format!(
-                "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE id = $1"
-            ))
-            .bind(&id)
-            .fetch_one(&mut *tx)
-            .await?;
-            let delivery = delivery_row(&d)?;
-            let h = sqlx::query(&format!("SELECT {HOOK_COLS} FROM webhooks WHERE id = $1"))
-                .bind(delivery.webhook_id.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-            out.push((delivery, hook_row(&h)?));
-        }
-        tx.commit().await?;
-        Ok(out)
+        Ok(self
+            .db
+            .write(|c| {
+                let ids: Vec<String> =
+                    fetch_all(c, DUE, params![status::PENDING, now, limit], |r| r.get(0))?;
+                let mut out = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    execute(
+                        c,
+                        "UPDATE webhook_deliveries SET lease_until = $1 WHERE id = $2",
+                        params![lease_until, id],
+                    )?;
+                    let delivery = c
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            delivery_cols!(),
+                            " FROM webhook_deliveries WHERE id = $1"
+                        ))?
+                        .query_row([id], delivery_row)?;
+                    let hook = c
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            hook_cols!(),
+                            " FROM webhooks WHERE id = $1"
+                        ))?
+                        .query_row([delivery.webhook_id.to_string()], hook_row)?;
+                    out.push((delivery, hook));
+                }
+                Ok(out)
+            })
+            .await?)
     }
 
     async fn release_leases(&self) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
-        )
-        .write(&self.db)
-        .await?;
-        Ok(done.rows_affected())
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE webhook_deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL",
+                    [],
+                )
+            })
+            .await?;
+        Ok(done as u64)
     }
 
     async fn release_lease(&self, id: Uuid) -> StoreResult<()> {
-        sqlx::query("UPDATE webhook_deliveries SET lease_until = NULL WHERE id = $1")
-            .bind(id.to_string())
-            .write(&self.db)
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE webhook_deliveries SET lease_until = NULL WHERE id = $1",
+                    [id.to_string()],
+                )
+            })
             .await?;
         Ok(())
     }
 
     async fn next_due(&self) -> StoreResult<Option<i64>> {
-        let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until > d.next_attempt_at \
-             THEN d.lease_until ELSE d.next_attempt_at END) \
-             FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.status = $1 AND w.active = 1",
-        )
-        .bind(status::PENDING)
-        .fetch_one(self.db.pool())
-        .await?;
-        Ok(next)
+        Ok(self.db.read(|c| {
+            c.prepare_cached(
+                "SELECT MIN(CASE WHEN d.lease_until IS NOT NULL AND d.lease_until > d.next_attempt_at \
+                 THEN d.lease_until ELSE d.next_attempt_at END) \
+                 FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+                 WHERE d.status = $1 AND w.active = 1",
+            )?
+            .query_row([status::PENDING], |r| r.get(0))
+        })?)
     }
 
     async fn record_attempt(
@@ -402,66 +453,77 @@ impl WebhookStore for SqliteWebhookStore {
         next: &DeliveryNext,
         hook: &SubscriptionNext,
     ) -> StoreResult<()> {
-        let mut tx = self.db.begin().await?;
-        sqlx::query(
-            "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, latency_ms, error) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (delivery_id, attempt) DO NOTHING",
-        )
-        .bind(a.delivery_id.to_string())
-        .bind(a.attempt)
-        .bind(a.attempted_at)
-        .bind(a.status_code)
-        .bind(a.latency_ms)
-        .bind(&a.error)
-        .execute(&mut *tx)
-        .await?;
         let now = a.attempted_at + a.latency_ms * 1000;
         let (state, next_at, delivered_at) = match next {
             DeliveryNext::Succeeded => (status::SUCCEEDED, now, Some(now)),
             DeliveryNext::RetryAt(at) => (status::PENDING, *at, None),
             DeliveryNext::Failed => (status::FAILED, now, None),
         };
-        sqlx::query(
-            "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, lease_until = NULL, \
-             last_status_code = $4, last_error = $5, updated_at = $6, delivered_at = COALESCE($7, delivered_at) \
-             WHERE id = $8",
-        )
-        .bind(state)
-        .bind(a.attempt)
-        .bind(next_at)
-        .bind(a.status_code)
-        .bind(&a.error)
-        .bind(now)
-        .bind(delivered_at)
-        .bind(a.delivery_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let webhook_id: Option<String> =
-            sqlx::query_scalar("SELECT webhook_id FROM webhook_deliveries WHERE id = $1")
-                .bind(a.delivery_id.to_string())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if let Some(webhook_id) = webhook_id {
-            let query = match hook {
-                SubscriptionNext::Healthy => {
-                    sqlx::query("UPDATE webhooks SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                        .bind(webhook_id)
-                }
-                SubscriptionNext::Failing => {
-                    sqlx::query("UPDATE webhooks SET failing_since = $1 WHERE id = $2 AND failing_since IS NULL")
-                        .bind(now)
-                        .bind(webhook_id)
-                }
-                SubscriptionNext::Disable(reason) => sqlx::query(
-                    "UPDATE webhooks SET active = 0, disabled_reason = $1, updated_at = $2 WHERE id = $3 AND active = 1",
-                )
-                .bind(reason.clone())
-                .bind(now)
-                .bind(webhook_id),
-            };
-            query.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        let delivery_id = a.delivery_id.to_string();
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, \
+                     latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (delivery_id, attempt) DO NOTHING",
+                    params![
+                        delivery_id,
+                        a.attempt,
+                        a.attempted_at,
+                        a.status_code,
+                        a.latency_ms,
+                        a.error,
+                    ],
+                )?;
+                execute(
+                    c,
+                    "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, \
+                     lease_until = NULL, last_status_code = $4, last_error = $5, updated_at = $6, \
+                     delivered_at = COALESCE($7, delivered_at) WHERE id = $8",
+                    params![
+                        state,
+                        a.attempt,
+                        next_at,
+                        a.status_code,
+                        a.error,
+                        now,
+                        delivered_at,
+                        delivery_id,
+                    ],
+                )?;
+                let webhook_id: Option<String> = fetch_optional(
+                    c,
+                    "SELECT webhook_id FROM webhook_deliveries WHERE id = $1",
+                    [&delivery_id],
+                    |r| r.get(0),
+                )?;
+                let Some(webhook_id) = webhook_id else {
+                    return Ok(());
+                };
+                match hook {
+                    SubscriptionNext::Healthy => execute(
+                        c,
+                        "UPDATE webhooks SET failing_since = NULL \
+                         WHERE id = $1 AND failing_since IS NOT NULL",
+                        [webhook_id],
+                    )?,
+                    SubscriptionNext::Failing => execute(
+                        c,
+                        "UPDATE webhooks SET failing_since = $1 \
+                         WHERE id = $2 AND failing_since IS NULL",
+                        params![now, webhook_id],
+                    )?,
+                    SubscriptionNext::Disable(reason) => execute(
+                        c,
+                        "UPDATE webhooks SET active = 0, disabled_reason = $1, updated_at = $2 \
+                         WHERE id = $3 AND active = 1",
+                        params![reason, now, webhook_id],
+                    )?,
+                };
+                Ok(())
+            })
+            .await?;
         Ok(())
     }
 
@@ -471,59 +533,63 @@ impl WebhookStore for SqliteWebhookStore {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<Delivery>, i64)> {
-        let rows = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = $1 \
-             ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
-        ))
-        .bind(webhook.to_string())
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(self.db.pool())
-        .await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")
-                .bind(webhook.to_string())
-                .fetch_one(self.db.pool())
-                .await?;
-        Ok((
-            rows.iter().map(delivery_row).collect::<StoreResult<_>>()?,
-            total,
-        ))
+        Ok(self.db.read(|c| {
+            let rows = fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    delivery_cols!(),
+                    " FROM webhook_deliveries WHERE webhook_id = $1 \
+                     ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+                ),
+                params![webhook.to_string(), limit, offset],
+                delivery_row,
+            )?;
+            let total = c
+                .prepare_cached("SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1")?
+                .query_row([webhook.to_string()], |r| r.get(0))?;
+            Ok((rows, total))
+        })?)
     }
 
     async fn list_attempts(&self, deliveries: &[Uuid]) -> StoreResult<Vec<Attempt>> {
-        let mut out = Vec::new();
-        for id in deliveries {
-            let rows = sqlx::query(
-                "SELECT delivery_id, attempt, attempted_at, status_code, latency_ms, error FROM webhook_attempts \
-                 WHERE delivery_id = $1 ORDER BY attempt",
-            )
-            .bind(id.to_string())
-            .fetch_all(self.db.pool())
-            .await?;
-            for row in &rows {
-                out.push(Attempt {
-                    delivery_id: uuid(row, "delivery_id")?,
-                    attempt: row.try_get("attempt")?,
-                    attempted_at: row.try_get("attempted_at")?,
-                    status_code: row.try_get("status_code")?,
-                    latency_ms: row.try_get("latency_ms")?,
-                    error: row.try_get("error")?,
-                });
+        Ok(self.db.read(|c| {
+            let mut out = Vec::new();
+            for id in deliveries {
+                out.extend(fetch_all(
+                    c,
+                    "SELECT delivery_id, attempt, attempted_at, status_code, latency_ms, error \
+                     FROM webhook_attempts WHERE delivery_id = $1 ORDER BY attempt",
+                    [id.to_string()],
+                    |row| {
+                        Ok(Attempt {
+                            delivery_id: parsed(row, "delivery_id")?,
+                            attempt: row.get("attempt")?,
+                            attempted_at: row.get("attempted_at")?,
+                            status_code: row.get("status_code")?,
+                            latency_ms: row.get("latency_ms")?,
+                            error: row.get("error")?,
+                        })
+                    },
+                )?);
             }
-        }
-        Ok(out)
+            Ok(out)
+        })?)
     }
 
     async fn get_delivery(&self, webhook: Uuid, id: Uuid) -> StoreResult<Option<Delivery>> {
-        let row = sqlx::query(&format!(
-            "SELECT {DELIVERY_COLS} FROM webhook_deliveries WHERE webhook_id = $1 AND id = $2"
-        ))
-        .bind(webhook.to_string())
-        .bind(id.to_string())
-        .fetch_optional(self.db.pool())
-        .await?;
-        row.as_ref().map(delivery_row).transpose()
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                concat!(
+                    "SELECT ",
+                    delivery_cols!(),
+                    " FROM webhook_deliveries WHERE webhook_id = $1 AND id = $2"
+                ),
+                [webhook.to_string(), id.to_string()],
+                delivery_row,
+            )
+        })?)
     }
 
     async fn requeue(
@@ -533,34 +599,32 @@ impl WebhookStore for SqliteWebhookStore {
         since: Option<i64>,
         now: i64,
     ) -> StoreResult<u64> {
-        let done = match only {
-            Some(id) => {
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET status = $1, cycle_start = attempts, next_attempt_at = $2, \
-                     lease_until = NULL, updated_at = $2 WHERE webhook_id = $3 AND id = $4",
-                )
-                .bind(status::PENDING)
-                .bind(now)
-                .bind(webhook.to_string())
-                .bind(id.to_string())
-                .write(&self.db)
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE webhook_deliveries SET status = $1, cycle_start = attempts, next_attempt_at = $2, \
-                     lease_until = NULL, updated_at = $2 WHERE webhook_id = $3 AND status = $4 AND created_at >= $5",
-                )
-                .bind(status::PENDING)
-                .bind(now)
-                .bind(webhook.to_string())
-                .bind(status::FAILED)
-                .bind(since.unwrap_or(i64::MIN))
-                .write(&self.db)
-                .await?
-            }
-        };
-        Ok(done.rows_affected())
+        let done = self
+            .db
+            .write(|c| match only {
+                Some(id) => execute(
+                    c,
+                    "UPDATE webhook_deliveries SET status = $1, cycle_start = attempts, \
+                     next_attempt_at = $2, lease_until = NULL, updated_at = $2 \
+                     WHERE webhook_id = $3 AND id = $4",
+                    params![status::PENDING, now, webhook.to_string(), id.to_string()],
+                ),
+                None => execute(
+                    c,
+                    "UPDATE webhook_deliveries SET status = $1, cycle_start = attempts, \
+                     next_attempt_at = $2, lease_until = NULL, updated_at = $2 \
+                     WHERE webhook_id = $3 AND status = $4 AND created_at >= $5",
+                    params![
+                        status::PENDING,
+                        now,
+                        webhook.to_string(),
+                        status::FAILED,
+                        since.unwrap_or(i64::MIN),
+                    ],
+                ),
+            })
+            .await?;
+        Ok(done as u64)
     }
 }
 
@@ -574,16 +638,22 @@ impl SqliteWebhookStore {
         event_type: &str,
         payload: &str,
     ) {
-        sqlx::query(
-            "INSERT INTO outbox_events (event_id, tenant_id, event_type, payload, occurred_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(event_id)
-        .bind(tenant.to_string())
-        .bind(event_type)
-        .bind(payload)
-        .bind(chrono::Utc::now().timestamp_micros())
-        .write(&self.db)
-        .await
-        .unwrap();
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "INSERT INTO outbox_events (event_id, tenant_id, event_type, payload, occurred_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    params![
+                        event_id,
+                        tenant.to_string(),
+                        event_type,
+                        payload,
+                        chrono::Utc::now().timestamp_micros(),
+                    ],
+                )
+            })
+            .await
+            .unwrap();
     }
 }

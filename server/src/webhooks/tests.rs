@@ -51,7 +51,7 @@ async fn receiver(answers: Vec<StatusCode>) -> (Arc<Receiver>, String) {
 async fn store(dir: &tempfile::TempDir) -> Arc<SqliteWebhookStore> {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
     let db = crate::store::sqlite_db::SqliteDb::open(&url).await.unwrap();
-    super::migrate_for_tests(db.pool()).await;
+    super::migrate_for_tests(&db).await;
     Arc::new(SqliteWebhookStore::new(db))
 }
 
