@@ -205,7 +205,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
     galleries::reconcile(store.as_ref(), &galleries).await?;
     let webhooks = crate::webhooks::open(&config).await?;
     let (stopping, shutdown_rx) = tokio::sync::watch::channel(false);
-    let state = AppState {
+    let state = AppState::new(crate::state::Parts {
         store: store.clone(),
         tokens: Arc::new(TokenService::new(
             key,
@@ -226,7 +226,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningServer> {
         config: Arc::new(config.clone()),
         webhooks: webhooks.clone(),
         shutdown: shutdown_rx,
-    };
+    });
     let app = router(state);
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;

@@ -14,9 +14,28 @@ use crate::hub::DeviceHub;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// Everything a request handler can reach; cheap to clone.
+/// Everything a request handler can reach, behind one pointer: every middleware and handler
+/// of a request clones it, which costs one reference count rather than one per part.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Parts>);
+
+impl AppState {
+    /// The state made of its parts.
+    pub(crate) fn new(parts: Parts) -> AppState {
+        AppState(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub(crate) struct Parts {
     pub store: Arc<dyn Store>,
     pub tokens: Arc<TokenService>,
     pub galleries: Arc<Galleries>,

@@ -179,6 +179,9 @@ mod tests {
         assert!(tokens.verify(&tampered).is_err());
         // Expiry has no leeway, remembered or not.
         std::thread::sleep(std::time::Duration::from_millis(2100));
-        assert!(tokens.verify(&token).is_err(), "an expired token was accepted");
+        assert!(
+            tokens.verify(&token).is_err(),
+            "an expired token was accepted"
+        );
     }
 }

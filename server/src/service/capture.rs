@@ -49,22 +49,19 @@ pub(crate) struct CaptureItem {
     pub liveness: Option<f64>,
 }
 
-/// A template as blocks of numbers or as base64 of little-endian f32.
+/// A template as blocks of numbers (`format: "f32"`, `blocks`) or as base64 of little-endian
+/// f32 (`format: "f32le_base64"`, `data`). A flat object rather than a tagged enum, so the
+/// numbers are parsed once, straight into place.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "format")]
-pub(crate) enum TemplateBody {
-    /// `{"format": "f32", "blocks": [[...], ...]}`.
-    #[serde(rename = "f32")]
-    F32 {
-        /// `blocks` arrays of `dim` numbers.
-        blocks: Vec<Vec<f64>>,
-    },
-    /// `{"format": "f32le_base64", "data": "..."}`.
-    #[serde(rename = "f32le_base64")]
-    F32LeBase64 {
-        /// base64 of `blocks * dim` little-endian f32.
-        data: String,
-    },
+pub(crate) struct TemplateBody {
+    /// `f32` or `f32le_base64`.
+    pub format: String,
+    /// With `f32`: `blocks` arrays of `dim` numbers.
+    #[serde(default)]
+    pub blocks: Option<Vec<Vec<f32>>>,
+    /// With `f32le_base64`: base64 of `blocks * dim` little-endian f32.
+    #[serde(default)]
+    pub data: Option<String>,
 }
 
 impl Validate for CaptureSubmission {}
@@ -104,20 +101,22 @@ fn template_error(prefix: &str, err: &TemplateError, base64: bool) -> FieldError
 
 fn decode(prefix: &str, body: &TemplateBody) -> Result<Template, FieldError> {
     let layout = Layout::DEFAULT;
-    match body {
-        TemplateBody::F32 { blocks } => {
-            let blocks: Vec<Vec<f32>> = blocks
-                .iter()
-                .map(|b| b.iter().map(|v| *v as f32).collect())
-                .collect();
-            Template::from_blocks(layout, &blocks).map_err(|e| template_error(prefix, &e, false))
+    match (body.format.as_str(), &body.blocks, &body.data) {
+        ("f32", Some(blocks), _) => {
+            Template::from_blocks(layout, blocks).map_err(|e| template_error(prefix, &e, false))
         }
-        TemplateBody::F32LeBase64 { data } => {
+        ("f32le_base64", _, Some(data)) => {
             let bytes = STANDARD
                 .decode(data.trim())
                 .map_err(|_| FieldError::new(format!("{prefix}.data"), "is not valid base64"))?;
             Template::from_le_bytes(layout, &bytes).map_err(|e| template_error(prefix, &e, true))
         }
+        ("f32", None, _) => Err(FieldError::new(format!("{prefix}.blocks"), "is required")),
+        ("f32le_base64", _, None) => Err(FieldError::new(format!("{prefix}.data"), "is required")),
+        _ => Err(FieldError::new(
+            format!("{prefix}.format"),
+            "must be f32 or f32le_base64",
+        )),
     }
 }
 

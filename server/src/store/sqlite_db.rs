@@ -37,9 +37,13 @@
 //! transaction's WAL frames without syncing them, and with automatic checkpoints off. A
 //! write is acknowledged only after an `fdatasync` of the WAL that began after the `COMMIT`
 //! holding it returned: the durability of `synchronous=FULL`, with one sync shared by a
-//! whole group. The syncer checkpoints the WAL into the database file from a connection of
-//! its own (`synchronous=FULL`: the WAL is synced before frames are copied and the database
-//! file after), so no checkpoint runs while the writer's lock is held.
+//! whole group. A thread of its own checkpoints the WAL into the database file when the
+//! syncer asks (every [`CHECKPOINT_GROUPS`] groups or [`CHECKPOINT_EVERY`]), from a
+//! connection of its own (`synchronous=FULL`: the WAL is synced before frames are copied and
+//! the database file after), beside the commits. SQLite starts the WAL over only when a
+//! write begins with every frame checkpointed, which a checkpoint beside steady commits never
+//! achieves; so once the WAL passes [`WAL_LIMIT_BYTES`], the syncer runs one checkpoint right
+//! after a `COMMIT`, with the writer held, and the WAL starts over.
 //!
 //! Failures: if a statement fails in a way that makes SQLite roll the whole transaction back
 //! (an I/O error, a full disk), or `COMMIT` fails (a deferred foreign key), every caller of
@@ -72,6 +76,9 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const STATEMENT_CACHE: usize = 128;
 /// The syncer checkpoints the WAL after this many groups, or after [`CHECKPOINT_EVERY`].
 const CHECKPOINT_GROUPS: u64 = 256;
+/// The WAL's size past which a checkpoint runs with no commit beside it, so that the WAL
+/// starts over; also the size it is truncated to when it does.
+const WAL_LIMIT_BYTES: u64 = 16 << 20;
 /// The longest time between checkpoints while groups are committed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// How long a group stays open for more writes when the previous group held several: under
@@ -166,6 +173,8 @@ impl SqliteDb {
         let conn = connect(&path, Role::Writer)?;
         // Make sure the WAL file exists before it is opened for syncing.
         conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
+        // From now on the writer never waits inside SQLite (see the module docs).
+        conn.busy_timeout(Duration::ZERO)?;
         let key = std::fs::canonicalize(&path)?;
         let wal = open_wal(&key)?;
         let checkpointer = connect(&key, Role::Checkpointer)?;
@@ -253,12 +262,8 @@ fn connect(path: &Path, role: Role) -> Result<Connection, DbError> {
     // statement whenever a parameter it looked at while planning is bound anew (with
     // partial indexes, propagated constants, STAT4), which is most of our statements.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    // The writer never waits inside SQLite (see the module docs); readers and the
-    // checkpointer may, briefly, while another connection recovers the WAL.
-    conn.busy_timeout(match role {
-        Role::Writer => Duration::ZERO,
-        Role::Reader | Role::Checkpointer => BUSY_TIMEOUT,
-    })?;
+    // Setting up may wait for another connection (one closing, say, or recovering the WAL).
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA foreign_keys = ON;
@@ -266,10 +271,13 @@ fn connect(path: &Path, role: Role) -> Result<Connection, DbError> {
     )?;
     match role {
         Role::Reader => conn.execute_batch("PRAGMA query_only = ON;")?,
-        Role::Writer => conn.execute_batch(
-            "PRAGMA synchronous = NORMAL;
-             PRAGMA wal_autocheckpoint = 0;",
-        )?,
+        Role::Writer => {
+            conn.execute_batch(
+                "PRAGMA synchronous = NORMAL;
+                 PRAGMA wal_autocheckpoint = 0;",
+            )?;
+            conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES as i64)?;
+        }
         Role::Checkpointer => conn.execute_batch("PRAGMA synchronous = FULL;")?,
     }
     Ok(conn)
@@ -372,8 +380,12 @@ type Outcome = Option<Result<(), String>>;
 /// The writer connection and what its callers and the syncer share.
 #[derive(Debug)]
 struct Shared {
-    state: Mutex<State>,
-    /// Signalled (with `state`) when a group is opened or the database is closed.
+    /// The writer connection. An asynchronous lock, so that a write queued behind another
+    /// (or behind a `COMMIT`) suspends its task instead of blocking a runtime thread.
+    state: tokio::sync::Mutex<State>,
+    /// Set when a group is opened, cleared when the syncer takes it.
+    opened: Mutex<bool>,
+    /// Signalled (with `opened`) when a group is opened or the database is closed.
     group_open: Condvar,
     /// Set after a failed sync: every later write is refused.
     poisoned: AtomicBool,
@@ -408,12 +420,13 @@ impl Shared {
         wal: File,
     ) -> Result<Arc<Shared>, DbError> {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+            state: tokio::sync::Mutex::new(State {
                 conn,
                 group: None,
                 opened_at: Instant::now(),
                 writes: 0,
             }),
+            opened: Mutex::new(false),
             group_open: Condvar::new(),
             poisoned: AtomicBool::new(false),
             closed: AtomicBool::new(false),
@@ -423,9 +436,22 @@ impl Shared {
             #[cfg(test)]
             hold_commits: AtomicBool::new(false),
         });
+        // One pending request at most: a checkpoint asked for while one runs is merged into it.
+        let (checkpoint, requests) = std::sync::mpsc::sync_channel::<CheckpointRequest>(1);
+        std::thread::Builder::new()
+            .name("palmlink-wal-ckpt".to_owned())
+            .spawn(move || {
+                // Ends when the syncer (the sender) is gone.
+                while let Ok(request) = requests.recv() {
+                    run_checkpoint(&checkpointer);
+                    if let Some(done) = request {
+                        let _ = done.send(());
+                    }
+                }
+            })?;
         let syncer = Syncer {
             shared: Arc::clone(&shared),
-            checkpointer,
+            checkpoint,
             wal,
         };
         std::thread::Builder::new()
@@ -445,12 +471,12 @@ impl Shared {
 
     /// Takes the writer with a transaction open, waiting (asynchronously) while another
     /// process holds the write lock.
-    async fn lock_open_group(&self) -> Result<MutexGuard<'_, State>, DbError> {
+    async fn lock_open_group(&self) -> Result<tokio::sync::MutexGuard<'_, State>, DbError> {
         let deadline = Instant::now() + BUSY_TIMEOUT;
         loop {
             self.check_writable()?;
             {
-                let mut state = lock(&self.state);
+                let mut state = self.state.lock().await;
                 if state.group.is_some() {
                     return Ok(state);
                 }
@@ -460,6 +486,7 @@ impl Shared {
                         state.opened_at = Instant::now();
                         state.writes = 0;
                         // The syncer commits the group once this lock is let go.
+                        *lock(&self.opened) = true;
                         self.group_open.notify_one();
                         return Ok(state);
                     }
@@ -545,12 +572,16 @@ impl Drop for Savepoint<'_> {
     }
 }
 
-/// Commits each open group and makes it durable, on a thread of its own.
+/// Commits each open group and makes it durable, on a thread of its own; asks the
+/// checkpointer's thread to checkpoint now and then, so no sync waits for a checkpoint.
 struct Syncer {
     shared: Arc<Shared>,
-    checkpointer: Connection,
+    checkpoint: std::sync::mpsc::SyncSender<CheckpointRequest>,
     wal: File,
 }
+
+/// A request to checkpoint, with where to say it is done when the caller waits for it.
+type CheckpointRequest = Option<std::sync::mpsc::SyncSender<()>>;
 
 impl Syncer {
     fn run(self) {
@@ -559,7 +590,7 @@ impl Syncer {
         let mut busy = false;
         let mut last_checkpoint = Instant::now();
         loop {
-            let Some((group, writes)) = self.commit_next(busy) else {
+            let Some((group, writes, restarted)) = self.commit_next(busy) else {
                 return;
             };
             busy = writes >= 2;
@@ -583,10 +614,13 @@ impl Syncer {
             }
             group.send_replace(Some(synced));
             since_checkpoint += 1;
-            if since_checkpoint >= CHECKPOINT_GROUPS
+            if restarted {
+                since_checkpoint = 0;
+                last_checkpoint = Instant::now();
+            } else if since_checkpoint >= CHECKPOINT_GROUPS
                 || last_checkpoint.elapsed() >= CHECKPOINT_EVERY
             {
-                self.checkpoint();
+                let _ = self.checkpoint.try_send(None);
                 since_checkpoint = 0;
                 last_checkpoint = Instant::now();
             }
@@ -595,56 +629,64 @@ impl Syncer {
 
     /// Waits for an open group and commits it; `None` once the database is closed and no
     /// group is open.
-    fn commit_next(&self, busy: bool) -> Option<(watch::Sender<Outcome>, u64)> {
+    /// Also says whether the WAL was checkpointed in full after the `COMMIT`.
+    fn commit_next(&self, busy: bool) -> Option<(watch::Sender<Outcome>, u64, bool)> {
         let shared = &*self.shared;
-        let mut state = lock(&shared.state);
         loop {
-            while state.group.is_none() && !shared.closed.load(Ordering::Acquire) {
-                state = shared
-                    .group_open
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner());
-            }
-            if busy {
-                loop {
-                    let left = COMMIT_DELAY.saturating_sub(state.opened_at.elapsed());
-                    if left.is_zero()
-                        || state.group.is_none()
-                        || shared.closed.load(Ordering::Acquire)
-                    {
-                        break;
-                    }
-                    drop(state);
-                    std::thread::sleep(left);
-                    state = lock(&shared.state);
+            {
+                let mut opened = lock(&shared.opened);
+                while !*opened && !shared.closed.load(Ordering::Acquire) {
+                    opened = shared
+                        .group_open
+                        .wait(opened)
+                        .unwrap_or_else(|p| p.into_inner());
                 }
+                if !*opened {
+                    return None;
+                }
+                *opened = false;
+            }
+            if busy && !shared.closed.load(Ordering::Acquire) {
+                let opened_at = shared.state.blocking_lock().opened_at;
+                std::thread::sleep(COMMIT_DELAY.saturating_sub(opened_at.elapsed()));
             }
             #[cfg(test)]
             while shared.hold_commits.load(Ordering::Acquire) {
-                drop(state);
                 std::thread::sleep(Duration::from_millis(1));
-                state = lock(&shared.state);
             }
-            state.group.as_ref()?;
+            let mut state = shared.state.blocking_lock();
+            if state.group.is_none() {
+                // The group failed before it could be committed.
+                continue;
+            }
             match control(&state.conn, "COMMIT") {
                 Ok(()) => {
                     shared.groups_committed.fetch_add(1, Ordering::Relaxed);
-                    return state.group.take().map(|g| (g, state.writes));
+                    let restart = self.wal.metadata().is_ok_and(|m| m.len() > WAL_LIMIT_BYTES);
+                    if restart {
+                        // SQLite starts the WAL over (truncating it to the limit) only when
+                        // a write begins with every frame checkpointed. Beside steady
+                        // commits no checkpoint sees the last frame, so once the WAL is past
+                        // its limit one checkpoint runs with the writer held.
+                        let (done, wait) = std::sync::mpsc::sync_channel(1);
+                        if self.checkpoint.send(Some(done)).is_ok() {
+                            let _ = wait.recv();
+                        }
+                    }
+                    return state.group.take().map(|g| (g, state.writes, restart));
                 }
                 Err(err) => state.fail_group(&err.to_string()),
             }
         }
     }
+}
 
-    /// Copies committed frames from the WAL into the database file, without waiting for
-    /// readers or the writer.
-    fn checkpoint(&self) {
-        let done = self
-            .checkpointer
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        if let Err(err) = done {
-            tracing::warn!(error = %err, "WAL checkpoint failed; it will be retried");
-        }
+/// Copies committed frames from the WAL into the database file, without waiting for readers
+/// or the writer.
+fn run_checkpoint(checkpointer: &Connection) {
+    let done = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    if let Err(err) = done {
+        tracing::warn!(error = %err, "WAL checkpoint failed; it will be retried");
     }
 }
 
@@ -652,7 +694,7 @@ impl Drop for SqliteDb {
     fn drop(&mut self) {
         let shared = &self.writer;
         shared.closed.store(true, Ordering::Release);
-        let _state = lock(&shared.state);
+        let _opened = lock(&shared.opened);
         shared.group_open.notify_one();
     }
 }
@@ -871,6 +913,45 @@ mod tests {
         other.execute_batch("COMMIT").unwrap();
         write.await.unwrap().unwrap();
         assert_eq!(names(&db), vec!["after the other process".to_owned()]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_stays_near_its_limit_under_steady_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir).await;
+        db.write(|c| c.execute_batch("CREATE TABLE blob (id INTEGER PRIMARY KEY, b BLOB)"))
+            .await
+            .unwrap();
+        let wal = dir.path().join("t.db-wal");
+        let mut largest = 0;
+        // 2.5 times the limit, written by writers that never pause, so that a checkpoint
+        // beside them would never see the last frame.
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let db = Arc::clone(&db);
+                tokio::spawn(async move {
+                    for _ in 0..160 {
+                        db.write(|c| {
+                            c.execute("INSERT INTO blob (b) VALUES (zeroblob(65536))", [])
+                        })
+                        .await
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        while writers.iter().any(|w| !w.is_finished()) {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let rows: i64 = db
+            .read(|c| c.query_row("SELECT COUNT(*) FROM blob", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(rows, 640);
+        assert!(
+            largest < super::WAL_LIMIT_BYTES + (8 << 20),
+            "the WAL grew to {largest} bytes"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

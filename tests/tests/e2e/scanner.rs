@@ -122,6 +122,26 @@ async fn captures_are_validated() {
     let r = h.capture(&s, &id, json!([huge])).await;
     assert_eq!(r.status, 422);
 
+    let mut unknown = capture("right", &good);
+    unknown["template"]["format"] = json!("f16");
+    let r = h.capture(&s, &id, json!([unknown])).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(error_fields(&r.body), vec!["captures[0].template.format"]);
+    for (format, field) in [("f32", "blocks"), ("f32le_base64", "data")] {
+        let r = h
+            .capture(
+                &s,
+                &id,
+                json!([{"palm_type": "right", "template": {"format": format}}]),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{format}");
+        assert_eq!(
+            error_fields(&r.body),
+            vec![format!("captures[0].template.{field}")]
+        );
+    }
+
     let r = h.capture(&s, &id, json!([capture("left", &good)])).await;
     assert_eq!(r.status, 422);
     assert_eq!(error_fields(&r.body), vec!["captures"]);
