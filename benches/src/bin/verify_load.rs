@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt as _, Full};
 use palmlink_benches::service::{arg, percentile, BenchService};
 use serde_json::{json, Value};
 
@@ -136,6 +138,7 @@ struct Subject {
 
 /// One concurrent client: its scanner and the users it verifies.
 struct Client {
+    /// `Bearer <scanner credential>`.
     scanner: String,
     subjects: Vec<Subject>,
 }
@@ -150,53 +153,143 @@ struct Tally {
 
 /// Everything a task needs.
 struct Shared {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+    addr: std::net::SocketAddr,
+    /// `Bearer <token>` of the integrator.
+    authorization: String,
+}
+
+/// One keep-alive HTTP/1.1 connection of a client: a load generator that costs little next
+/// to the service it measures (no pool, no redirects, bodies prepared ahead).
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl Connection {
+    async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Connection> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok(Connection { sender })
+    }
+
+    /// Sends one request; returns the status and the whole body.
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "127.0.0.1");
+        if let Some(value) = authorization {
+            request = request.header(header::AUTHORIZATION, value);
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(body.unwrap_or_default()))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// The part of a challenge response the load generator reads.
+#[derive(serde::Deserialize)]
+struct Created {
+    data: CreatedData,
+}
+
+#[derive(serde::Deserialize)]
+struct CreatedData {
+    challenge_id: String,
+}
+
+/// The part of a capture response the load generator reads.
+#[derive(serde::Deserialize)]
+struct Captured {
+    data: CapturedData,
+}
+
+#[derive(serde::Deserialize)]
+struct CapturedData {
+    result: Outcome,
+}
+
+#[derive(serde::Deserialize)]
+struct Outcome {
+    #[serde(default)]
+    matched: Option<bool>,
+    #[serde(default)]
+    result: Option<String>,
 }
 
 /// One verify round trip; `Ok(matched)` on two successful responses.
-async fn round_trip(s: &Shared, c: &Client, subject: &Subject) -> anyhow::Result<bool> {
-    let r = s
-        .http
-        .post(format!("{}/v1/verify", s.base))
-        .bearer_auth(&s.token)
-        .header("content-type", "application/json")
-        .body(subject.verify.clone())
-        .send()
+async fn round_trip(
+    s: &Shared,
+    conn: &mut Connection,
+    c: &Client,
+    subject: &Subject,
+) -> anyhow::Result<bool> {
+    let (status, body) = conn
+        .send(
+            Method::POST,
+            "/v1/verify",
+            Some(&s.authorization),
+            Some(subject.verify.clone()),
+        )
         .await?;
-    anyhow::ensure!(r.status().is_success(), "verify: {}", r.status());
-    let v: Value = r.json().await?;
-    let id = v["data"]["challenge_id"].as_str().unwrap_or_default();
-    let r = s
-        .http
-        .post(format!("{}/v1/device/challenges/{id}/capture", s.base))
-        .bearer_auth(&c.scanner)
-        .header("content-type", "application/json")
-        .body(subject.capture.clone())
-        .send()
+    anyhow::ensure!(status.is_success(), "verify: {status}");
+    let created: Created = serde_json::from_slice(&body)?;
+    let path = format!(
+        "/v1/device/challenges/{}/capture",
+        created.data.challenge_id
+    );
+    let (status, body) = conn
+        .send(
+            Method::POST,
+            &path,
+            Some(&c.scanner),
+            Some(subject.capture.clone()),
+        )
         .await?;
-    anyhow::ensure!(r.status().is_success(), "capture: {}", r.status());
-    let v: Value = r.json().await?;
-    let result = &v["data"]["result"];
-    Ok(result["matched"] == true || result["result"] == "match")
+    anyhow::ensure!(status.is_success(), "capture: {status}");
+    let outcome = serde_json::from_slice::<Captured>(&body)?.data.result;
+    Ok(outcome.matched == Some(true) || outcome.result.as_deref() == Some("match"))
 }
 
 /// Verify loop of one client until the deadline or `max` round trips.
 async fn verify_loop(s: Arc<Shared>, c: Arc<Client>, until: Instant, max: usize) -> Tally {
     let mut t = Tally::default();
+    let Ok(mut conn) = Connection::open(s.addr).await else {
+        t.errors += 1;
+        return t;
+    };
     let mut i = 0usize;
     while i < max && Instant::now() < until {
         let subject = &c.subjects[i % c.subjects.len()];
         let t0 = Instant::now();
-        match round_trip(&s, &c, subject).await {
+        match round_trip(&s, &mut conn, &c, subject).await {
             Ok(matched) => {
                 t.latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
                 if !matched {
                     t.rejected += 1;
                 }
             }
-            Err(_) => t.errors += 1,
+            Err(_) => {
+                t.errors += 1;
+                match Connection::open(s.addr).await {
+                    Ok(fresh) => conn = fresh,
+                    Err(_) => return t,
+                }
+            }
         }
         i += 1;
     }
@@ -206,18 +299,18 @@ async fn verify_loop(s: Arc<Shared>, c: Arc<Client>, until: Instant, max: usize)
 /// Healthz loop of one client until the deadline or `max` requests.
 async fn healthz_loop(s: Arc<Shared>, until: Instant, max: usize) -> Tally {
     let mut t = Tally::default();
-    let url = format!("{}/healthz", s.base);
+    let Ok(mut conn) = Connection::open(s.addr).await else {
+        t.errors += 1;
+        return t;
+    };
     let mut i = 0usize;
     while i < max && Instant::now() < until {
         let t0 = Instant::now();
-        let ok = match s.http.get(&url).send().await {
-            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
-            Err(_) => false,
-        };
-        if ok {
-            t.latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-        } else {
-            t.errors += 1;
+        match conn.send(Method::GET, "/healthz", None, None).await {
+            Ok((status, _)) if status.is_success() => {
+                t.latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            _ => t.errors += 1,
         }
         i += 1;
     }
@@ -341,11 +434,17 @@ async fn main() -> anyhow::Result<()> {
                 )))?),
             });
         }
-        clients.push(Arc::new(Client { scanner, subjects }));
+        clients.push(Arc::new(Client {
+            scanner: format!("Bearer {scanner}"),
+            subjects,
+        }));
     }
     let setup = setup.elapsed();
 
-    let shared = Arc::new(Shared { http, base, token });
+    let shared = Arc::new(Shared {
+        addr: service.server.addr(),
+        authorization: format!("Bearer {token}"),
+    });
     let mut rows = Vec::new();
     for &n in &levels {
         let health = phase(&shared, &clients, n, false, duration, max).await?;

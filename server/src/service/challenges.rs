@@ -140,7 +140,8 @@ async fn create(
 ) -> ApiResult<Challenge> {
     let now = now_micros();
     let challenge = Challenge {
-        id: Uuid::new_v4(),
+        // Time-ordered: new challenges land at the end of the id index.
+        id: Uuid::now_v7(),
         tenant_id: tenant,
         kind: new.kind.to_owned(),
         device_id: device.id,

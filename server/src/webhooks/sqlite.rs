@@ -303,7 +303,7 @@ impl WebhookStore for SqliteWebhookStore {
                                  VALUES ($1, $2, $3, $4, $5, $6, $7, 0, 0, $8, $8, $8) \
                                  ON CONFLICT (webhook_id, event_id) DO NOTHING",
                                 params![
-                                    Uuid::new_v4().to_string(),
+                                    Uuid::now_v7().to_string(),
                                     webhook_id,
                                     tenant_id,
                                     event_id,
