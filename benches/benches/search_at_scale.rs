@@ -14,7 +14,9 @@
 //!   with the quantised scan (the same result as the f32 scan, proved in
 //!   `quantized.rs`; half the time at 1M);
 //! * `PALMLINK_ANN_REUSE_INDEX=1`: no build; use the index saved by an
-//!   earlier run (loaded at open) to measure searches again.
+//!   earlier run (loaded at open) to measure searches again;
+//! * `PALMLINK_ANN_EFC=<n>`: `efConstruction` of the graph build (default
+//!   that of `AnnParams`, 100).
 //!
 //! Before the timed part it prints (and writes to
 //! `target/bench-data/search_at_scale-<n>.txt`): open, copy-derivation, build,
@@ -49,10 +51,17 @@ const EFS: [usize; 12] = [8, 12, 16, 24, 32, 48, 64, 96, 128, 256, 384, 512];
 const SKETCH_DEPTHS: [usize; 3] = [64, 256, 1024];
 
 fn manual() -> IndexPolicy {
-    IndexPolicy {
+    let mut policy = IndexPolicy {
         at_open: false,
         ..IndexPolicy::default()
+    };
+    if let Some(efc) = std::env::var("PALMLINK_ANN_EFC")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        policy.params.ef_construction = efc;
     }
+    policy
 }
 
 fn rss_anon_bytes() -> usize {

@@ -9,6 +9,13 @@
 //! a stamped visited array and a fused i8 kernel, and an open maps the file
 //! and checks it instead of parsing it.
 //!
+//! Flattening also adds links back: `hnsw_rs` keeps a base-layer list to its
+//! nearest `2·M` points as links from later points arrive, so the far links
+//! that join one neighbourhood to the next are the first it drops, and a point
+//! linked to by few others is hard to reach. Each point gets up to
+//! [`REVERSE_LINKS`] more slots for the points that link to it without being
+//! linked back (see [`with_links_back`]).
+//!
 //! # File (`hnsw.flat`)
 //!
 //! A 128-byte [`Header`] (magic, version, shape, the rows the graph covers, a
@@ -36,6 +43,7 @@ use std::fs;
 use std::path::Path;
 
 use bytemuck::{Pod, Zeroable};
+use rayon::prelude::*;
 
 use super::int_kernels;
 use crate::error::GalleryError;
@@ -44,7 +52,12 @@ use crate::storage::mapping::FrozenMapping;
 /// Name of the file in the gallery directory.
 pub(crate) const FLAT_FILE: &str = "hnsw.flat";
 const MAGIC: [u8; 8] = *b"PLMFLAT\0";
-const VERSION: u32 = 1;
+/// Version 2: base lists carry links back ([`with_links_back`]); a version 1
+/// file is refused, and the graph is flattened again from the saved build.
+const VERSION: u32 = 2;
+/// Base-layer slots added to each point for links back to the points that
+/// link to it.
+pub(crate) const REVERSE_LINKS: usize = 16;
 /// Padding of a neighbour list.
 pub(crate) const NONE: u32 = u32::MAX;
 const ALIGN: usize = 64;
@@ -275,6 +288,7 @@ impl FlatGraph {
         };
         let levels = nodes.iter().map(|n| n.level).max().unwrap_or(0);
         let base: Vec<Vec<u32>> = nodes.iter().map(|n| links_on(n, 0)).collect();
+        let base = with_links_back(base, nodes);
         let degree0 = base.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let mut level_start = vec![0u64];
         let mut upper_points = Vec::new();
@@ -609,6 +623,42 @@ fn prefetch(bytes: &[i8]) {
     let _ = bytes;
 }
 
+/// `base` with up to [`REVERSE_LINKS`] links added to each point's list: to
+/// the points that link to it and are not linked back, those with the fewest
+/// links to them first (then the nearest), so the points hardest to reach gain
+/// the most. Every link `p → q` of the build then has `q → p` beside it unless
+/// `q` already had that many links back to add.
+fn with_links_back(mut base: Vec<Vec<u32>>, nodes: &[NodeParts]) -> Vec<Vec<u32>> {
+    let mut links_to = vec![0u32; base.len()];
+    let mut back: Vec<Vec<u32>> = vec![Vec::new(); base.len()];
+    for (p, list) in base.iter().enumerate() {
+        for &q in list {
+            links_to[q as usize] += 1;
+            if q as usize != p {
+                back[q as usize].push(p as u32);
+            }
+        }
+    }
+    base.par_iter_mut()
+        .zip(back.into_par_iter())
+        .enumerate()
+        .for_each(|(q, (list, mut back))| {
+            back.retain(|p| !list.contains(p));
+            back.sort_unstable();
+            back.dedup();
+            if back.len() > REVERSE_LINKS {
+                let key = &nodes[q].key;
+                back.sort_by_cached_key(|&p| {
+                    let dot = int_kernels::dot_i8(key, &nodes[p as usize].key);
+                    (links_to[p as usize], Reverse(dot))
+                });
+                back.truncate(REVERSE_LINKS);
+            }
+            list.extend(back);
+        });
+    base
+}
+
 /// Points not reachable from `starts` over the base-layer lists `links`.
 fn unreached(links: &[Vec<u32>], starts: &[u32]) -> Vec<u32> {
     let mut seen = vec![false; links.len()];
@@ -629,14 +679,14 @@ mod tests {
     use super::*;
 
     /// A small hand-made graph: rows 10·i, a ring on the base layer, point 0
-    /// alone on layer 1 and row 70 unreachable (nobody links to it).
+    /// alone on layer 1 and row 70 unreachable (no links to or from it).
     fn ring(points: usize) -> GraphParts {
         let nodes = (0..points as u64)
             .map(|i| {
                 let next = (i + 1) % (points as u64 - 1);
                 let prev = (i + points as u64 - 2) % (points as u64 - 1);
                 let links = if i == points as u64 - 1 {
-                    vec![vec![0]]
+                    vec![vec![]]
                 } else {
                     vec![vec![next * 10, prev * 10]]
                 };
@@ -667,6 +717,71 @@ mod tests {
         let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
         assert_eq!(g.points(), 8);
         assert_eq!(g.orphan_rows(), vec![70]);
+    }
+
+    /// Point 0 (row 0, alone on layer 1) links to nobody; points 1..=20 each
+    /// link to it, and, when `chained`, points 1..=4 also link to points
+    /// 20..=17. The key of point i has inner product i with point 0's
+    /// (`[1, 0, 0, 0]`).
+    fn star(chained: bool) -> GraphParts {
+        let nodes = (0..=20u64)
+            .map(|i| {
+                let mut base = if i == 0 { vec![] } else { vec![0] };
+                if chained && (1..=4).contains(&i) {
+                    base.push(21 - i);
+                }
+                let mut links = vec![base];
+                if i == 0 {
+                    links.push(vec![]);
+                }
+                NodeParts {
+                    row: i,
+                    level: usize::from(i == 0),
+                    key: vec![i.max(1) as i8, 0, 0, 0],
+                    links,
+                }
+            })
+            .collect();
+        GraphParts {
+            dim: 4,
+            nodes,
+            max_connections: 2,
+            ef_construction: 8,
+        }
+    }
+
+    fn base_list(g: &FlatGraph, point: usize) -> Vec<u32> {
+        let degree0 = g.header.degree0 as usize;
+        let list = &g.u32s(g.sections.base)[point * degree0..(point + 1) * degree0];
+        let mut list: Vec<u32> = list.iter().copied().take_while(|&q| q != NONE).collect();
+        list.sort_unstable();
+        list
+    }
+
+    #[test]
+    fn links_back_reach_the_points_that_link_in_nearest_first() {
+        let g = FlatGraph::from_parts(star(false), 21, 7).unwrap();
+        // Twenty points link to the hub and none has a link to it, so the
+        // hub links back to the sixteen nearest; the four farthest stay
+        // unreachable.
+        assert_eq!(base_list(&g, 0), (5..=20).collect::<Vec<u32>>());
+        assert_eq!(g.orphan_rows(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            g.propose(&[1, 0, 0, 0], 3, 4, &|r| r != 0),
+            vec![20, 19, 18]
+        );
+    }
+
+    #[test]
+    fn links_back_go_first_to_the_points_nobody_links_to() {
+        let g = FlatGraph::from_parts(star(true), 21, 7).unwrap();
+        // Points 17..=20 are the nearest but each has a link to it already:
+        // the hub's links back go to the sixteen that had none.
+        assert_eq!(base_list(&g, 0), (1..=16).collect::<Vec<u32>>());
+        // Point 20 links back to point 1, and so on: everything is reachable.
+        assert_eq!(base_list(&g, 20), vec![0, 1]);
+        assert_eq!(base_list(&g, 1), vec![0, 20]);
+        assert!(g.orphan_rows().is_empty());
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub(crate) struct Claims {
     pub tenant: String,
 }
 
-/// Tokens whose signature has been checked, kept so a token used again is not verified again.
+/// How many verified tokens are remembered, so that a token used again is not verified again.
 const VERIFIED_CACHE: usize = 4096;
 
 /// Issues and checks access tokens.
