@@ -627,7 +627,7 @@ fn prefetch(bytes: &[i8]) {
 /// the points that link to it and are not linked back, those with the fewest
 /// links to them first (then the nearest), so the points hardest to reach gain
 /// the most. Every link `p → q` of the build then has `q → p` beside it unless
-/// `q` already had that many links back to add.
+/// `q` had more than that many links back to add.
 fn with_links_back(mut base: Vec<Vec<u32>>, nodes: &[NodeParts]) -> Vec<Vec<u32>> {
     let mut links_to = vec![0u32; base.len()];
     let mut back: Vec<Vec<u32>> = vec![Vec::new(); base.len()];
@@ -678,6 +678,16 @@ fn unreached(links: &[Vec<u32>], starts: &[u32]) -> Vec<u32> {
 mod tests {
     use super::*;
 
+    /// A hand-made graph of `nodes` with 4-value keys.
+    fn small_graph(nodes: Vec<NodeParts>) -> GraphParts {
+        GraphParts {
+            dim: 4,
+            nodes,
+            max_connections: 2,
+            ef_construction: 8,
+        }
+    }
+
     /// A small hand-made graph: rows 10·i, a ring on the base layer, point 0
     /// alone on layer 1 and row 70 unreachable (no links to or from it).
     fn ring(points: usize) -> GraphParts {
@@ -704,12 +714,7 @@ mod tests {
                 }
             })
             .collect();
-        GraphParts {
-            dim: 4,
-            nodes,
-            max_connections: 2,
-            ef_construction: 8,
-        }
+        small_graph(nodes)
     }
 
     #[test]
@@ -742,12 +747,7 @@ mod tests {
                 }
             })
             .collect();
-        GraphParts {
-            dim: 4,
-            nodes,
-            max_connections: 2,
-            ef_construction: 8,
-        }
+        small_graph(nodes)
     }
 
     fn base_list(g: &FlatGraph, point: usize) -> Vec<u32> {
