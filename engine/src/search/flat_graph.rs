@@ -800,6 +800,24 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_the_previous_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        FlatGraph::from_parts(ring(8), 80, 7)
+            .unwrap()
+            .save(dir.path())
+            .unwrap();
+        let path = dir.path().join(FLAT_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        let mut header: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
+        header.version = VERSION - 1;
+        header.crc = header.computed_crc();
+        bytes[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
+        fs::write(&path, &bytes).unwrap();
+        let refused = FlatGraph::load(dir.path(), 80, &|_| 7).err().unwrap();
+        assert_eq!(refused, format!("{FLAT_FILE} version {}", VERSION - 1));
+    }
+
+    #[test]
     fn saved_graph_loads_and_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
