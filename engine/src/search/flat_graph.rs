@@ -799,20 +799,23 @@ mod tests {
         );
     }
 
+    /// Writes `g` to `dir` after `alter` has changed its header or body,
+    /// with both checksums made to hold again.
+    fn save_altered(dir: &Path, g: &FlatGraph, alter: impl FnOnce(&mut Header, &mut [u8])) {
+        let mut bytes = g.bytes.get()[..g.sections.end].to_vec();
+        let mut header: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
+        alter(&mut header, &mut bytes[HEADER_LEN..]);
+        header.body_crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+        header.crc = header.computed_crc();
+        bytes[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
+        fs::write(dir.join(FLAT_FILE), &bytes).unwrap();
+    }
+
     #[test]
     fn a_file_of_the_previous_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        FlatGraph::from_parts(ring(8), 80, 7)
-            .unwrap()
-            .save(dir.path())
-            .unwrap();
-        let path = dir.path().join(FLAT_FILE);
-        let mut bytes = fs::read(&path).unwrap();
-        let mut header: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
-        header.version = VERSION - 1;
-        header.crc = header.computed_crc();
-        bytes[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
-        fs::write(&path, &bytes).unwrap();
+        let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
+        save_altered(dir.path(), &g, |header, _| header.version = VERSION - 1);
         let refused = FlatGraph::load(dir.path(), 80, &|_| 7).err().unwrap();
         assert_eq!(refused, format!("{FLAT_FILE} version {}", VERSION - 1));
     }
@@ -857,14 +860,10 @@ mod tests {
     fn out_of_range_links_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
-        let mut bytes = g.bytes.get()[..g.sections.end].to_vec();
-        let at = g.sections.base.0;
-        bytes[at..at + 4].copy_from_slice(&1000u32.to_le_bytes());
-        let mut header: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
-        header.body_crc = crc32fast::hash(&bytes[HEADER_LEN..]);
-        header.crc = header.computed_crc();
-        bytes[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
-        fs::write(dir.path().join(FLAT_FILE), &bytes).unwrap();
+        let at = g.sections.base.0 - HEADER_LEN;
+        save_altered(dir.path(), &g, |_, body| {
+            body[at..at + 4].copy_from_slice(&1000u32.to_le_bytes())
+        });
         let err = FlatGraph::load(dir.path(), 80, &|_| 7).err().unwrap();
         assert!(err.contains("links"), "{err}");
     }
