@@ -2,6 +2,11 @@
 
 use clap::Parser as _;
 
+/// The service allocates many small, short-lived buffers per request (bodies, JSON values,
+/// SQL rows) across its worker threads; mimalloc serves them from per-thread pages.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()

@@ -22,6 +22,11 @@ use palmlink_benches::service::{arg, percentile, BenchService};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+/// The allocator of the `palmlink` binary (`server/src/main.rs`), so the service is measured
+/// as shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What the receiver has seen.
 struct Receiver {
     /// Requests are held until this turns true.

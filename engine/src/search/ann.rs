@@ -92,8 +92,10 @@ pub struct AnnParams {
 }
 
 impl Default for AnnParams {
-    /// `M = 16`, `efConstruction = 100`, `ef = 128` (the smallest `ef` that
-    /// missed no mate of 500 at 100k templates was 96; see `BENCHMARKS.md`).
+    /// `M = 16`, `efConstruction = 100`, `ef = 128`: with links back, the
+    /// smallest `ef` that missed no mate of 500 was 24 at 100k templates and
+    /// 64 at 1M (structured data; `BENCHMARKS.md`, run 12), so 128 leaves
+    /// room for galleries beyond 1M.
     fn default() -> Self {
         AnnParams {
             max_connections: 16,

@@ -570,6 +570,9 @@ impl FlatGraph {
             visited.start(n);
             let mut frontier: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::with_capacity(ef * 4);
             let mut found: BinaryHeap<(i64, u32)> = BinaryHeap::with_capacity(ef + 1);
+            // The unvisited points of the list being expanded: their keys are fetched
+            // together before any is compared, and keys already compared are not fetched.
+            let mut fresh: Vec<u32> = Vec::with_capacity(degree0);
             visited.first_visit(point);
             frontier.push(Reverse((best, point)));
             if keep(row(point)) {
@@ -580,14 +583,14 @@ impl FlatGraph {
                     break;
                 }
                 let at = p as usize * degree0;
-                let list = &base[at..at + degree0];
-                for &next in list.iter().take_while(|&&q| q != NONE) {
-                    prefetch(&keys[next as usize * dim..(next as usize + 1) * dim]);
-                }
-                for &next in list.iter().take_while(|&&q| q != NONE) {
-                    if !visited.first_visit(next) {
-                        continue;
+                fresh.clear();
+                for &next in base[at..at + degree0].iter().take_while(|&&q| q != NONE) {
+                    if visited.first_visit(next) {
+                        prefetch(&keys[next as usize * dim..(next as usize + 1) * dim]);
+                        fresh.push(next);
                     }
+                }
+                for &next in &fresh {
                     let dn = distance(next);
                     let worst = found.peek().map_or(i64::MAX, |&(w, _)| w);
                     if found.len() < ef || dn < worst {
