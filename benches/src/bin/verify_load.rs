@@ -294,48 +294,31 @@ async fn round_trip(
     Ok(outcome.matched == Some(true) || outcome.result.as_deref() == Some("match"))
 }
 
-/// Verify loop of one client until the deadline or `max` round trips.
-async fn verify_loop(s: Arc<Shared>, c: Arc<Client>, until: Instant, max: usize) -> Tally {
-    let mut t = Tally::default();
-    let Ok(mut conn) = Connection::open(s.addr).await else {
-        t.errors += 1;
-        return t;
-    };
-    let mut i = 0usize;
-    while i < max && Instant::now() < until {
-        let subject = &c.subjects[i % c.subjects.len()];
-        let t0 = Instant::now();
-        match round_trip(&s, &mut conn, &c, subject).await {
-            Ok(matched) => {
-                t.latencies_ms.push(t0.elapsed().as_secs_f64() * 1000.0);
-                if !matched {
-                    t.rejected += 1;
-                }
-            }
-            Err(_) => {
-                t.errors += 1;
-                match Connection::open(s.addr).await {
-                    Ok(fresh) => conn = fresh,
-                    Err(_) => return t,
-                }
-            }
-        }
-        i += 1;
-    }
-    t
-}
-
-/// When a paced client sends: every `interval` from `first`, until `until`.
+/// When a paced client sends: every `interval` from `first`.
 #[derive(Clone, Copy)]
 struct Pace {
     first: Instant,
     interval: Duration,
-    until: Instant,
 }
 
-/// Paced verify loop of one client: each round trip starts when it is due (or as soon as the
-/// previous one ends, if that is later), and its latency runs from when it was due.
-async fn paced_loop(s: Arc<Shared>, c: Arc<Client>, pace: Pace, max: usize) -> Tally {
+impl Pace {
+    /// When round trip `i` is due.
+    fn due(self, i: usize) -> Option<Instant> {
+        let i = u32::try_from(i).ok()?;
+        self.first.checked_add(self.interval.checked_mul(i)?)
+    }
+}
+
+/// Verify loop of one client until `until` or `max` round trips. Unpaced, each round trip
+/// starts when the previous one ends; paced, when it is due (or when the previous one ends,
+/// if that is later), and its latency runs from when it was due.
+async fn verify_loop(
+    s: Arc<Shared>,
+    c: Arc<Client>,
+    pace: Option<Pace>,
+    until: Instant,
+    max: usize,
+) -> Tally {
     let mut t = Tally::default();
     let Ok(mut conn) = Connection::open(s.addr).await else {
         t.errors += 1;
@@ -343,15 +326,16 @@ async fn paced_loop(s: Arc<Shared>, c: Arc<Client>, pace: Pace, max: usize) -> T
     };
     let mut i = 0usize;
     while i < max {
-        let Some(due) = u32::try_from(i)
-            .ok()
-            .and_then(|k| pace.interval.checked_mul(k))
-            .and_then(|d| pace.first.checked_add(d))
-            .filter(|&due| due < pace.until)
-        else {
+        let due = match pace {
+            None => Some(Instant::now()),
+            Some(pace) => pace.due(i),
+        };
+        let Some(due) = due.filter(|&due| due < until) else {
             break;
         };
-        tokio::time::sleep_until(due.into()).await;
+        if pace.is_some() {
+            tokio::time::sleep_until(due.into()).await;
+        }
         let subject = &c.subjects[i % c.subjects.len()];
         match round_trip(&s, &mut conn, &c, subject).await {
             Ok(matched) => {
@@ -435,15 +419,14 @@ async fn phase(
             let c = Arc::clone(c);
             handles.push(match load {
                 Load::Healthz => tokio::spawn(healthz_loop(s, until, max)),
-                Load::Verify => tokio::spawn(verify_loop(s, c, until, max)),
+                Load::Verify => tokio::spawn(verify_loop(s, c, None, until, max)),
                 Load::Paced(rate) => {
                     // Client i sends every n / rate s, starting i / rate s in.
                     let pace = Pace {
                         first: start + Duration::from_secs_f64(i as f64 / rate as f64),
                         interval: Duration::from_secs_f64(n as f64 / rate as f64),
-                        until,
                     };
-                    tokio::spawn(paced_loop(s, c, pace, max))
+                    tokio::spawn(verify_loop(s, c, Some(pace), until, max))
                 }
             });
         }
