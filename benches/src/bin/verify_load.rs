@@ -38,33 +38,30 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Concurrency levels measured unless `PALMLINK_LOAD_CLIENTS` lists others (`1,4,16`).
 const LEVELS: [usize; 2] = [16, 64];
 
+/// The numbers listed in the environment variable `name` (`16,64`), if it is set.
+fn listed(name: &str) -> Option<Vec<usize>> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+}
+
 /// The concurrency levels of this run.
 fn levels() -> Vec<usize> {
-    std::env::var("PALMLINK_LOAD_CLIENTS")
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter_map(|n| n.trim().parse().ok())
-                .collect::<Vec<usize>>()
-        })
+    listed("PALMLINK_LOAD_CLIENTS")
         .filter(|v| !v.is_empty() && v.iter().all(|&n| n > 0))
         .unwrap_or_else(|| LEVELS.to_vec())
 }
+
 /// Offered rates (round trips/s, all clients together) of the paced phases unless
 /// `PALMLINK_LOAD_RATES` lists others (`2000,3000`; `0` for none).
 const RATES: [usize; 1] = [2000];
 
 /// The offered rates of this run's paced phases.
 fn rates() -> Vec<usize> {
-    std::env::var("PALMLINK_LOAD_RATES")
-        .ok()
-        .map(|v| {
-            v.split(',')
-                .filter_map(|n| n.trim().parse().ok())
-                .filter(|&n| n > 0)
-                .collect::<Vec<usize>>()
-        })
-        .unwrap_or_else(|| RATES.to_vec())
+    listed("PALMLINK_LOAD_RATES").map_or_else(
+        || RATES.to_vec(),
+        |v| v.into_iter().filter(|&n| n > 0).collect(),
+    )
 }
 
 /// Users enrolled per scanner; each client cycles through its scanner's users.
