@@ -24,6 +24,7 @@
 
 pub mod calibration;
 pub mod error;
+mod prefetch;
 pub mod scoring;
 pub mod search;
 pub mod storage;

@@ -62,7 +62,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::ann::{AnnIndex, AnnParams, Builder, IndexOrigin};
+use super::ann::{AnnIndex, AnnParams, Builder, IndexOrigin, RowFilter};
 use super::passing;
 use super::quantized::{self, QuantStore};
 use super::{exact, Candidate, SearchMode, SearchOutcome, SearchQuery};
@@ -468,6 +468,26 @@ impl Drop for Accel {
     }
 }
 
+/// The rows a graph search may return: committed in its snapshot, live, within the
+/// query's filter and undamaged.
+struct Admissible<'a> {
+    gallery: &'a Gallery,
+    snap: &'a Snapshot,
+    query: &'a SearchQuery,
+}
+
+impl RowFilter for Admissible<'_> {
+    fn keep(&self, row: u64) -> bool {
+        row < self.snap.count && quantized::admissible(self.gallery, self.snap, self.query, row)
+    }
+
+    fn prefetch(&self, row: u64) {
+        if row < self.snap.count {
+            self.snap.prefetch_record(row);
+        }
+    }
+}
+
 /// The graph search: proposals, orphans and uncovered rows, re-scored.
 fn ann_search(
     gallery: &Gallery,
@@ -477,10 +497,14 @@ fn ann_search(
     query: &SearchQuery,
     ef: usize,
 ) -> Vec<Candidate> {
-    let keep = |row: u64| row < snap.count && quantized::admissible(gallery, snap, query, row);
+    let admit = Admissible {
+        gallery,
+        snap,
+        query,
+    };
     let knn = ef.max(query.top_k);
-    let mut rows = index.propose(probe.as_slice(), knn, ef, &keep);
-    rows.extend(index.orphans.iter().copied().filter(|&r| keep(r)));
+    let mut rows = index.propose(probe.as_slice(), knn, ef, &admit);
+    rows.extend(index.orphans.iter().copied().filter(|&r| admit.keep(r)));
     rows.sort_unstable();
     rows.dedup();
     let mut top = quantized::rescore(snap, probe, query.top_k, rows);

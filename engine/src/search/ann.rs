@@ -16,7 +16,7 @@
 //! A [`Builder`] holds the `hnsw_rs` graph while it is built in parallel (or
 //! loaded and extended with rows added since); it is then flattened into an
 //! [`AnnIndex`] and dropped. Searches walk the flat copy: plain arrays of
-//! keys and `u32` links, a stamped visited array, no locks or reference
+//! keys and `u32` links, a visited bit set, no locks or reference
 //! counts. Rows added after the flat copy was made are scanned exactly until
 //! the next extension folds them in (see `accel.rs` for when).
 //!
@@ -58,6 +58,7 @@ use bytemuck::{Pod, Zeroable};
 use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
 use rayon::prelude::*;
 
+pub(crate) use super::flat_graph::RowFilter;
 use super::flat_graph::{FlatGraph, GraphParts, NodeParts};
 use super::int_kernels;
 use crate::error::GalleryError;
@@ -94,8 +95,8 @@ pub struct AnnParams {
 impl Default for AnnParams {
     /// `M = 16`, `efConstruction = 100`, `ef = 128`: with links back, the
     /// smallest `ef` that missed no mate of 500 was 24 at 100k templates and
-    /// 64 at 1M (structured data; `BENCHMARKS.md`, run 12), so 128 leaves
-    /// room for galleries beyond 1M.
+    /// 64 at 1M (structured data; `BENCHMARKS.md`, runs 12 and 13), so 128
+    /// leaves room for galleries beyond 1M.
     fn default() -> Self {
         AnnParams {
             max_connections: 16,
@@ -190,16 +191,16 @@ impl AnnIndex {
         Ok(AnnIndex::from_flat(flat, snap, IndexOrigin::Loaded))
     }
 
-    /// Proposes up to `knn` rows for the probe's values, skipping rows for
-    /// which `keep` is false.
+    /// Proposes up to `knn` rows for the probe's values, skipping rows that
+    /// `filter` does not keep.
     pub(crate) fn propose(
         &self,
         values: &[f32],
         knn: usize,
         ef: usize,
-        keep: &dyn Fn(u64) -> bool,
+        filter: &dyn RowFilter,
     ) -> Vec<u64> {
-        self.flat.propose(&key_of(values), knn, ef, keep)
+        self.flat.propose(&key_of(values), knn, ef, filter)
     }
 
     /// Bytes of the flat graph (keys, links, rows), mapped from its file.

@@ -6,7 +6,7 @@
 //! hash set of visited points, and reloads from disk only by rebuilding that
 //! structure point by point. The flat copy keeps the same points, keys and
 //! edges in a few plain arrays, so a search walks contiguous `u32` lists with
-//! a stamped visited array and a fused i8 kernel, and an open maps the file
+//! a visited bit set and a fused i8 kernel, and an open maps the file
 //! and checks it instead of parsing it.
 //!
 //! Flattening also adds links back: `hnsw_rs` keeps a base-layer list to its
@@ -47,6 +47,7 @@ use rayon::prelude::*;
 
 use super::int_kernels;
 use crate::error::GalleryError;
+use crate::prefetch::prefetch;
 use crate::storage::mapping::FrozenMapping;
 
 /// Name of the file in the gallery directory.
@@ -211,36 +212,56 @@ pub(crate) struct FlatGraph {
 }
 
 thread_local! {
-    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { marks: Vec::new(), epoch: 0 }) };
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { bits: Vec::new(), seen: Vec::new() }) };
 }
 
-/// Points seen by the current search: a mark per point, valid when equal to
-/// the epoch, so a new search starts by bumping the epoch instead of
-/// clearing.
+/// Points seen by the current search: one bit per point (128 KiB for a
+/// million points, so the checks stay in the core's own cache), and the
+/// points marked, whose words the next search clears instead of clearing
+/// the whole set.
 struct Visited {
-    marks: Vec<u32>,
-    epoch: u32,
+    bits: Vec<u64>,
+    seen: Vec<u32>,
 }
 
 impl Visited {
+    /// Forgets the previous search's marks and makes room for `points`.
     fn start(&mut self, points: usize) {
-        if self.marks.len() < points {
-            self.marks.resize(points, 0);
+        for &point in &self.seen {
+            self.bits[point as usize / 64] = 0;
         }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.marks.fill(0);
-            self.epoch = 1;
+        self.seen.clear();
+        if self.bits.len() < points.div_ceil(64) {
+            self.bits.resize(points.div_ceil(64), 0);
         }
     }
 
     /// True the first time `point` is seen in this search.
     #[inline]
     fn first_visit(&mut self, point: u32) -> bool {
-        let mark = &mut self.marks[point as usize];
-        let first = *mark != self.epoch;
-        *mark = self.epoch;
-        first
+        let word = &mut self.bits[point as usize / 64];
+        let bit = 1u64 << (point % 64);
+        if *word & bit != 0 {
+            return false;
+        }
+        *word |= bit;
+        self.seen.push(point);
+        true
+    }
+}
+
+/// What a search asks about a gallery row: whether it may be returned, and a
+/// hint to start loading what that question reads before it is asked.
+pub(crate) trait RowFilter {
+    /// Whether `row` may be returned.
+    fn keep(&self, row: u64) -> bool;
+    /// Starts loading what [`RowFilter::keep`] reads for `row`.
+    fn prefetch(&self, _row: u64) {}
+}
+
+impl<F: Fn(u64) -> bool> RowFilter for F {
+    fn keep(&self, row: u64) -> bool {
+        self(row)
     }
 }
 
@@ -516,16 +537,16 @@ impl FlatGraph {
             .collect()
     }
 
-    /// Up to `knn` rows for which `keep` holds, nearest to `key` first, by a
+    /// Up to `knn` rows that `filter` keeps, nearest to `key` first, by a
     /// greedy descent through the upper layers and a best-first search of
-    /// the base layer with `max(ef, knn)` candidates. Rows failing `keep`
+    /// the base layer with `max(ef, knn)` candidates. Rows it does not keep
     /// are walked through but never returned.
     pub(crate) fn propose(
         &self,
         key: &[i8],
         knn: usize,
         ef: usize,
-        keep: &dyn Fn(u64) -> bool,
+        filter: &dyn RowFilter,
     ) -> Vec<u64> {
         let n = self.points();
         if n == 0 || knn == 0 || key.len() != self.header.dim as usize {
@@ -575,7 +596,7 @@ impl FlatGraph {
             let mut fresh: Vec<u32> = Vec::with_capacity(degree0);
             visited.first_visit(point);
             frontier.push(Reverse((best, point)));
-            if keep(row(point)) {
+            if filter.keep(row(point)) {
                 found.push((best, point));
             }
             while let Some(Reverse((d, p))) = frontier.pop() {
@@ -587,15 +608,19 @@ impl FlatGraph {
                 for &next in base[at..at + degree0].iter().take_while(|&&q| q != NONE) {
                     if visited.first_visit(next) {
                         prefetch(&keys[next as usize * dim..(next as usize + 1) * dim]);
+                        prefetch(&rows[next as usize..=next as usize]);
                         fresh.push(next);
                     }
+                }
+                for &next in &fresh {
+                    filter.prefetch(row(next));
                 }
                 for &next in &fresh {
                     let dn = distance(next);
                     let worst = found.peek().map_or(i64::MAX, |&(w, _)| w);
                     if found.len() < ef || dn < worst {
                         frontier.push(Reverse((dn, next)));
-                        if keep(row(next)) {
+                        if filter.keep(row(next)) {
                             found.push((dn, next));
                             if found.len() > ef {
                                 found.pop();
@@ -609,21 +634,6 @@ impl FlatGraph {
             out.into_iter().map(|(_, p)| row(p)).collect()
         })
     }
-}
-
-/// Asks the CPU to start loading the cache lines of `bytes`.
-#[inline]
-fn prefetch(bytes: &[i8]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: SSE is part of the x86-64 baseline, and a prefetch is only
-        // a hint: it never faults or changes memory, whatever the address
-        // (here, the start of a live slice).
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
 }
 
 /// `base` with up to [`REVERSE_LINKS`] links added to each point's list: to
@@ -770,7 +780,7 @@ mod tests {
         assert_eq!(base_list(&g, 0), (5..=20).collect::<Vec<u32>>());
         assert_eq!(g.orphan_rows(), vec![1, 2, 3, 4]);
         assert_eq!(
-            g.propose(&[1, 0, 0, 0], 3, 4, &|r| r != 0),
+            g.propose(&[1, 0, 0, 0], 3, 4, &|r: u64| r != 0),
             vec![20, 19, 18]
         );
     }
@@ -792,14 +802,36 @@ mod tests {
         let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
         // The key of row 50 (i = 5) is nearest to itself by inner product
         // among the reachable points with the largest first value.
-        let all = g.propose(&[6, 1, -6, 2], 3, 8, &|_| true);
+        let all = g.propose(&[6, 1, -6, 2], 3, 8, &|_: u64| true);
         assert_eq!(all, vec![60, 50, 40]);
-        let odd = g.propose(&[6, 1, -6, 2], 3, 8, &|r| r != 60);
+        let odd = g.propose(&[6, 1, -6, 2], 3, 8, &|r: u64| r != 60);
         assert_eq!(odd, vec![50, 40, 30]);
         assert!(
-            g.propose(&[1, 1], 3, 8, &|_| true).is_empty(),
+            g.propose(&[1, 1], 3, 8, &|_: u64| true).is_empty(),
             "wrong key length"
         );
+    }
+
+    #[test]
+    fn a_search_forgets_the_points_an_earlier_one_visited() {
+        // A mark left over from an earlier search would hide a point from this one.
+        let g = FlatGraph::from_parts(ring(8), 80, 7).unwrap();
+        let probe = [6, 1, -6, 2];
+        let alone = std::thread::scope(|s| {
+            s.spawn(|| g.propose(&probe, 3, 8, &|_: u64| true))
+                .join()
+                .unwrap()
+        });
+        for other in [[-6, -1, 6, -2], [0, 6, 0, 6], [6, 1, -6, 2]] {
+            let _ = g.propose(&other, 8, 8, &|_: u64| true);
+            assert_eq!(g.propose(&probe, 3, 8, &|_: u64| true), alone);
+        }
+        // A bigger graph (points in two words of the set), then the small one
+        // again, on the same thread.
+        let big = FlatGraph::from_parts(ring(120), 1200, 7).unwrap();
+        let far = big.propose(&probe, 3, 8, &|_: u64| true);
+        assert_eq!(far.len(), 3);
+        assert_eq!(g.propose(&probe, 3, 8, &|_: u64| true), alone);
     }
 
     /// Writes `g` to `dir` after `alter` has changed its header or body,
@@ -831,8 +863,8 @@ mod tests {
         let loaded = FlatGraph::load(dir.path(), 80, &|_| 7).unwrap();
         let probe = [3, 0, -3, 1];
         assert_eq!(
-            loaded.propose(&probe, 4, 8, &|_| true),
-            g.propose(&probe, 4, 8, &|_| true)
+            loaded.propose(&probe, 4, 8, &|_: u64| true),
+            g.propose(&probe, 4, 8, &|_: u64| true)
         );
         assert!(
             FlatGraph::load(dir.path(), 79, &|_| 7).is_err(),
@@ -882,14 +914,14 @@ mod tests {
             .unwrap();
         let old = FlatGraph::load(dir.path(), 80, &|_| 7).unwrap();
         let probe = [5, 1, -5, 2];
-        let before = old.propose(&probe, 5, 8, &|_| true);
+        let before = old.propose(&probe, 5, 8, &|_: u64| true);
         let crc = crc32fast::hash(old.bytes.get());
         FlatGraph::from_parts(ring(6), 60, 9)
             .unwrap()
             .save(dir.path())
             .unwrap();
         assert_eq!(crc32fast::hash(old.bytes.get()), crc);
-        assert_eq!(old.propose(&probe, 5, 8, &|_| true), before);
+        assert_eq!(old.propose(&probe, 5, 8, &|_: u64| true), before);
         assert_eq!(FlatGraph::load(dir.path(), 80, &|_| 9).unwrap().points(), 6);
     }
 

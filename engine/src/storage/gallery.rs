@@ -104,6 +104,15 @@ impl Snapshot {
             .load(Ordering::Acquire)
     }
 
+    /// Starts loading the record of `row` (its state word, ids and palm), for a
+    /// search about to ask whether it may return it. A record is one cache line
+    /// (64 bytes at a 64-byte offset), so the bytes before the state word name it
+    /// without a plain slice over the word writers store to.
+    #[inline]
+    pub(crate) fn prefetch_record(&self, row: u64) {
+        crate::prefetch::prefetch(self.records.bytes(Self::record_offset(row), STATE_OFFSET));
+    }
+
     /// A copy of the record of `row`; the state word is read atomically.
     pub(crate) fn record(&self, row: u64) -> Record {
         let offset = Self::record_offset(row);
