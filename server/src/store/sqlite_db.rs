@@ -42,10 +42,8 @@
 //! connection of its own (`synchronous=FULL`: the WAL is synced before frames are copied and
 //! the database file after), beside the commits. SQLite starts the WAL over only when a
 //! write begins with every frame checkpointed, which a checkpoint beside steady commits never
-//! achieves; so once the WAL passes [`WAL_LIMIT_BYTES`], the syncer first asks for one
-//! checkpoint beside the commits, and when it has run, runs one more right after a `COMMIT`,
-//! with the writer held, and the WAL starts over. The writer is held only while the frames
-//! committed during the first one are copied, not the WAL's whole backlog.
+//! achieves; so once the WAL passes [`WAL_LIMIT_BYTES`], the syncer runs one checkpoint right
+//! after a `COMMIT`, with the writer held, and the WAL starts over.
 //!
 //! Failures: if a statement fails in a way that makes SQLite roll the whole transaction back
 //! (an I/O error, a full disk), or `COMMIT` fails (a deferred foreign key), every caller of
@@ -440,15 +438,12 @@ impl Shared {
         });
         // One pending request at most: a checkpoint asked for while one runs is merged into it.
         let (checkpoint, requests) = std::sync::mpsc::sync_channel::<CheckpointRequest>(1);
-        let checkpoints_run = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&checkpoints_run);
         std::thread::Builder::new()
             .name("palmlink-wal-ckpt".to_owned())
             .spawn(move || {
                 // Ends when the syncer (the sender) is gone.
                 while let Ok(request) = requests.recv() {
                     run_checkpoint(&checkpointer);
-                    counted.fetch_add(1, Ordering::Release);
                     if let Some(done) = request {
                         let _ = done.send(());
                     }
@@ -457,7 +452,6 @@ impl Shared {
         let syncer = Syncer {
             shared: Arc::clone(&shared),
             checkpoint,
-            checkpoints_run,
             wal,
         };
         std::thread::Builder::new()
@@ -583,26 +577,11 @@ impl Drop for Savepoint<'_> {
 struct Syncer {
     shared: Arc<Shared>,
     checkpoint: std::sync::mpsc::SyncSender<CheckpointRequest>,
-    /// Checkpoints the checkpointer's thread has run so far.
-    checkpoints_run: Arc<AtomicU64>,
     wal: File,
 }
 
 /// A request to checkpoint, with where to say it is done when the caller waits for it.
 type CheckpointRequest = Option<std::sync::mpsc::SyncSender<()>>;
-
-/// A group the syncer has committed, still to be synced.
-struct Committed {
-    /// Where its callers wait for the outcome.
-    group: watch::Sender<Outcome>,
-    /// Writes it holds.
-    writes: u64,
-    /// Whether the WAL was past [`WAL_LIMIT_BYTES`] after its `COMMIT`.
-    over_limit: bool,
-    /// Whether the WAL was checkpointed with the writer held after its `COMMIT`, so that
-    /// the next write starts it over.
-    restarted: bool,
-}
 
 impl Syncer {
     fn run(self) {
@@ -610,19 +589,8 @@ impl Syncer {
         let mut since_checkpoint = 0u64;
         let mut busy = false;
         let mut last_checkpoint = Instant::now();
-        // Once the WAL is past its limit: how many checkpoints had run when one was asked
-        // for beside the commits, ahead of the one that starts the WAL over.
-        let mut restart_asked: Option<u64> = None;
         loop {
-            let caught_up = restart_asked
-                .is_some_and(|asked| self.checkpoints_run.load(Ordering::Acquire) > asked);
-            let Some(Committed {
-                group,
-                writes,
-                over_limit,
-                restarted,
-            }) = self.commit_next(busy, caught_up)
-            else {
+            let Some((group, writes, restarted)) = self.commit_next(busy) else {
                 return;
             };
             busy = writes >= 2;
@@ -647,12 +615,6 @@ impl Syncer {
             group.send_replace(Some(synced));
             since_checkpoint += 1;
             if restarted {
-                restart_asked = None;
-                since_checkpoint = 0;
-                last_checkpoint = Instant::now();
-            } else if over_limit && restart_asked.is_none() {
-                restart_asked = Some(self.checkpoints_run.load(Ordering::Acquire));
-                let _ = self.checkpoint.try_send(None);
                 since_checkpoint = 0;
                 last_checkpoint = Instant::now();
             } else if since_checkpoint >= CHECKPOINT_GROUPS
@@ -666,10 +628,9 @@ impl Syncer {
     }
 
     /// Waits for an open group and commits it; `None` once the database is closed and no
-    /// group is open. When `caught_up` (a checkpoint has run beside the commits since the
-    /// WAL passed its limit) and the WAL is still past it, checkpoints with the writer held
-    /// right after the `COMMIT`, so the next write starts the WAL over.
-    fn commit_next(&self, busy: bool, caught_up: bool) -> Option<Committed> {
+    /// group is open.
+    /// Also says whether the WAL was checkpointed in full after the `COMMIT`.
+    fn commit_next(&self, busy: bool) -> Option<(watch::Sender<Outcome>, u64, bool)> {
         let shared = &*self.shared;
         loop {
             {
@@ -701,24 +662,18 @@ impl Syncer {
             match control(&state.conn, "COMMIT") {
                 Ok(()) => {
                     shared.groups_committed.fetch_add(1, Ordering::Relaxed);
-                    let over_limit = self.wal.metadata().is_ok_and(|m| m.len() > WAL_LIMIT_BYTES);
-                    let restarted = over_limit && caught_up;
-                    if restarted {
+                    let restart = self.wal.metadata().is_ok_and(|m| m.len() > WAL_LIMIT_BYTES);
+                    if restart {
                         // SQLite starts the WAL over (truncating it to the limit) only when
                         // a write begins with every frame checkpointed. Beside steady
-                        // commits no checkpoint sees the last frame, so one runs with the
-                        // writer held; the one beside the commits has left it little to copy.
+                        // commits no checkpoint sees the last frame, so once the WAL is past
+                        // its limit one checkpoint runs with the writer held.
                         let (done, wait) = std::sync::mpsc::sync_channel(1);
                         if self.checkpoint.send(Some(done)).is_ok() {
                             let _ = wait.recv();
                         }
                     }
-                    return state.group.take().map(|group| Committed {
-                        group,
-                        writes: state.writes,
-                        over_limit,
-                        restarted,
-                    });
+                    return state.group.take().map(|g| (g, state.writes, restart));
                 }
                 Err(err) => state.fail_group(&err.to_string()),
             }
