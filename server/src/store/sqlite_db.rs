@@ -43,11 +43,7 @@
 //! the database file after), beside the commits. SQLite starts the WAL over only when a
 //! write begins with every frame checkpointed, which a checkpoint beside steady commits never
 //! achieves; so once the WAL passes [`WAL_LIMIT_BYTES`], the syncer runs one checkpoint right
-//! after a `COMMIT`, with the writer held, and the WAL starts over. So that this one has
-//! little to copy, the checkpoints beside the commits run back to back once the WAL holds
-//! three quarters of its limit (SQLite reports the frames it holds after every commit), and
-//! the one with the writer held waits for the last of them to finish: it copies only the
-//! frames committed meanwhile, not the WAL's backlog.
+//! after a `COMMIT`, with the writer held, and the WAL starts over.
 //!
 //! Failures: if a statement fails in a way that makes SQLite roll the whole transaction back
 //! (an I/O error, a full disk), or `COMMIT` fails (a deferred foreign key), every caller of
@@ -174,17 +170,7 @@ impl SqliteDb {
         {
             return Ok(db);
         }
-        let mut conn = connect(&path, Role::Writer)?;
-        // Frames in the WAL after each commit, as SQLite reports them.
-        let wal_frames = Arc::new(AtomicU64::new(0));
-        let reported = Arc::clone(&wal_frames);
-        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: i32| {
-            reported.store(u64::try_from(frames).unwrap_or(0), Ordering::Release);
-            Ok(())
-        }))?;
-        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-        // A frame is a page and its 24-byte header.
-        let frame_bytes = u64::try_from(page_size).unwrap_or(4096) + 24;
+        let conn = connect(&path, Role::Writer)?;
         // Make sure the WAL file exists before it is opened for syncing.
         conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
         // From now on the writer never waits inside SQLite (see the module docs).
@@ -194,7 +180,7 @@ impl SqliteDb {
         let checkpointer = connect(&key, Role::Checkpointer)?;
         let db = Arc::new(SqliteDb {
             readers: Mutex::new(Vec::new()),
-            writer: Shared::start(conn, checkpointer, wal, wal_frames, frame_bytes)?,
+            writer: Shared::start(conn, checkpointer, wal)?,
             path: key.clone(),
         });
         open.retain(|_, weak| weak.strong_count() > 0);
@@ -432,8 +418,6 @@ impl Shared {
         conn: Connection,
         checkpointer: Connection,
         wal: File,
-        wal_frames: Arc<AtomicU64>,
-        frame_bytes: u64,
     ) -> Result<Arc<Shared>, DbError> {
         let shared = Arc::new(Shared {
             state: tokio::sync::Mutex::new(State {
@@ -454,15 +438,12 @@ impl Shared {
         });
         // One pending request at most: a checkpoint asked for while one runs is merged into it.
         let (checkpoint, requests) = std::sync::mpsc::sync_channel::<CheckpointRequest>(1);
-        let checkpoints_run = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&checkpoints_run);
         std::thread::Builder::new()
             .name("palmlink-wal-ckpt".to_owned())
             .spawn(move || {
                 // Ends when the syncer (the sender) is gone.
                 while let Ok(request) = requests.recv() {
                     run_checkpoint(&checkpointer);
-                    counted.fetch_add(1, Ordering::Release);
                     if let Some(done) = request {
                         let _ = done.send(());
                     }
@@ -471,9 +452,6 @@ impl Shared {
         let syncer = Syncer {
             shared: Arc::clone(&shared),
             checkpoint,
-            checkpoints_run,
-            wal_frames,
-            limit_frames: WAL_LIMIT_BYTES / frame_bytes,
             wal,
         };
         std::thread::Builder::new()
@@ -599,12 +577,6 @@ impl Drop for Savepoint<'_> {
 struct Syncer {
     shared: Arc<Shared>,
     checkpoint: std::sync::mpsc::SyncSender<CheckpointRequest>,
-    /// Checkpoints the checkpointer's thread has run so far.
-    checkpoints_run: Arc<AtomicU64>,
-    /// Frames in the WAL after the last commit (SQLite's WAL hook).
-    wal_frames: Arc<AtomicU64>,
-    /// The frames [`WAL_LIMIT_BYTES`] holds.
-    limit_frames: u64,
     wal: File,
 }
 
@@ -617,13 +589,8 @@ impl Syncer {
         let mut since_checkpoint = 0u64;
         let mut busy = false;
         let mut last_checkpoint = Instant::now();
-        // Once the WAL is near its limit: how many checkpoints had run when the last one
-        // beside the commits was asked for, ahead of the one that starts the WAL over.
-        let mut ahead: Option<u64> = None;
         loop {
-            let caught_up =
-                ahead.is_some_and(|asked| self.checkpoints_run.load(Ordering::Acquire) > asked);
-            let Some((group, writes, restarted)) = self.commit_next(busy, caught_up) else {
+            let Some((group, writes, restarted)) = self.commit_next(busy) else {
                 return;
             };
             busy = writes >= 2;
@@ -647,20 +614,9 @@ impl Syncer {
             }
             group.send_replace(Some(synced));
             since_checkpoint += 1;
-            let frames = self.wal_frames.load(Ordering::Acquire);
             if restarted {
-                ahead = None;
                 since_checkpoint = 0;
                 last_checkpoint = Instant::now();
-            } else if frames > self.limit_frames / 4 * 3 {
-                // Back to back, and no other request beside them, so that the checkpointer
-                // is idle when the one with the writer held is asked for.
-                if ahead.is_none() || caught_up {
-                    ahead = Some(self.checkpoints_run.load(Ordering::Acquire));
-                    let _ = self.checkpoint.try_send(None);
-                    since_checkpoint = 0;
-                    last_checkpoint = Instant::now();
-                }
             } else if since_checkpoint >= CHECKPOINT_GROUPS
                 || last_checkpoint.elapsed() >= CHECKPOINT_EVERY
             {
@@ -672,14 +628,9 @@ impl Syncer {
     }
 
     /// Waits for an open group and commits it; `None` once the database is closed and no
-    /// group is open. Also says whether the WAL was checkpointed in full after the
-    /// `COMMIT`, which it is when the WAL is past its limit and `caught_up` (the last
-    /// checkpoint asked for beside the commits has run).
-    fn commit_next(
-        &self,
-        busy: bool,
-        caught_up: bool,
-    ) -> Option<(watch::Sender<Outcome>, u64, bool)> {
+    /// group is open.
+    /// Also says whether the WAL was checkpointed in full after the `COMMIT`.
+    fn commit_next(&self, busy: bool) -> Option<(watch::Sender<Outcome>, u64, bool)> {
         let shared = &*self.shared;
         loop {
             {
@@ -711,14 +662,12 @@ impl Syncer {
             match control(&state.conn, "COMMIT") {
                 Ok(()) => {
                     shared.groups_committed.fetch_add(1, Ordering::Relaxed);
-                    let restart =
-                        caught_up && self.wal_frames.load(Ordering::Acquire) > self.limit_frames;
+                    let restart = self.wal.metadata().is_ok_and(|m| m.len() > WAL_LIMIT_BYTES);
                     if restart {
                         // SQLite starts the WAL over (truncating it to the limit) only when
                         // a write begins with every frame checkpointed. Beside steady
                         // commits no checkpoint sees the last frame, so once the WAL is past
-                        // its limit one checkpoint runs with the writer held; those beside
-                        // the commits have left it little to copy.
+                        // its limit one checkpoint runs with the writer held.
                         let (done, wait) = std::sync::mpsc::sync_channel(1);
                         if self.checkpoint.send(Some(done)).is_ok() {
                             let _ = wait.recv();
