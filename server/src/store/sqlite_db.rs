@@ -43,7 +43,12 @@
 //! the database file after), beside the commits. SQLite starts the WAL over only when a
 //! write begins with every frame checkpointed, which a checkpoint beside steady commits never
 //! achieves; so once the WAL passes [`WAL_LIMIT_BYTES`], the syncer runs one checkpoint right
-//! after a `COMMIT`, with the writer held, and the WAL starts over.
+//! after a `COMMIT`, with the writer held, and the WAL starts over. Every write waits while
+//! that one runs, so it must have little to copy: once the WAL holds [`CATCH_UP_PERCENT`] of
+//! its limit (SQLite reports the frames it holds after every commit), a checkpoint beside the
+//! commits runs whenever it has grown by another [`CATCH_UP_STEP_PERCENT`], and the one with
+//! the writer held is asked for only once the last of them has finished. It then copies only
+//! the frames committed since that last one began, not the WAL's backlog.
 //!
 //! Failures: if a statement fails in a way that makes SQLite roll the whole transaction back
 //! (an I/O error, a full disk), or `COMMIT` fails (a deferred foreign key), every caller of
@@ -79,6 +84,15 @@ const CHECKPOINT_GROUPS: u64 = 256;
 /// The WAL's size past which a checkpoint runs with no commit beside it, so that the WAL
 /// starts over; also the size it is truncated to when it does.
 const WAL_LIMIT_BYTES: u64 = 16 << 20;
+/// The share of [`WAL_LIMIT_BYTES`] (in percent) from which checkpoints beside the commits
+/// catch up with the WAL, so that the one with the writer held finds little left to copy.
+const CATCH_UP_PERCENT: u64 = 75;
+/// While catching up, a checkpoint beside the commits is asked for once the WAL has grown by
+/// this share of its limit (in percent) since the last one was asked for: each has a few
+/// hundred frames to copy, and a cycle of the WAL takes a handful of them, not one per group.
+const CATCH_UP_STEP_PERCENT: u64 = 5;
+/// A checkpoint with the writer held that takes longer than this is logged as a warning.
+const SLOW_RESTART: Duration = Duration::from_millis(100);
 /// The longest time between checkpoints while groups are committed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// How long a group stays open for more writes when the previous group held several: under
@@ -170,7 +184,17 @@ impl SqliteDb {
         {
             return Ok(db);
         }
-        let conn = connect(&path, Role::Writer)?;
+        let mut conn = connect(&path, Role::Writer)?;
+        // Frames in the WAL after each commit, as SQLite reports them.
+        let wal_frames = Arc::new(AtomicU64::new(0));
+        let reported = Arc::clone(&wal_frames);
+        conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, frames: i32| {
+            reported.store(u64::try_from(frames).unwrap_or(0), Ordering::Release);
+            Ok(())
+        }))?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+        // A frame is a page and its 24-byte header.
+        let limit_frames = WAL_LIMIT_BYTES / (u64::try_from(page_size).unwrap_or(4096) + 24);
         // Make sure the WAL file exists before it is opened for syncing.
         conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
         // From now on the writer never waits inside SQLite (see the module docs).
@@ -180,7 +204,7 @@ impl SqliteDb {
         let checkpointer = connect(&key, Role::Checkpointer)?;
         let db = Arc::new(SqliteDb {
             readers: Mutex::new(Vec::new()),
-            writer: Shared::start(conn, checkpointer, wal)?,
+            writer: Shared::start(conn, checkpointer, wal, wal_frames, limit_frames)?,
             path: key.clone(),
         });
         open.retain(|_, weak| weak.strong_count() > 0);
@@ -240,6 +264,17 @@ impl SqliteDb {
     #[cfg(test)]
     pub(crate) fn groups_committed(&self) -> u64 {
         self.writer.groups_committed.load(Ordering::Relaxed)
+    }
+
+    /// Checkpoints run with the writer held, and the most frames that one of them found not
+    /// yet checkpointed.
+    #[cfg(test)]
+    fn restarts(&self) -> (u64, u64) {
+        let restarts = &self.writer.restarts;
+        (
+            restarts.count.load(Ordering::Acquire),
+            restarts.largest_backlog.load(Ordering::Acquire),
+        )
     }
 }
 
@@ -394,6 +429,9 @@ struct Shared {
     closed: AtomicBool,
     /// Transactions committed so far (each a group of one or more writes).
     groups_committed: AtomicU64,
+    /// What the checkpoints with the writer held had to copy.
+    #[cfg(test)]
+    restarts: RestartTally,
     /// Makes the next WAL sync fail, as a failing disk would.
     #[cfg(test)]
     fail_next_sync: AtomicBool,
@@ -418,6 +456,8 @@ impl Shared {
         conn: Connection,
         checkpointer: Connection,
         wal: File,
+        wal_frames: Arc<AtomicU64>,
+        limit_frames: u64,
     ) -> Result<Arc<Shared>, DbError> {
         let shared = Arc::new(Shared {
             state: tokio::sync::Mutex::new(State {
@@ -432,18 +472,23 @@ impl Shared {
             closed: AtomicBool::new(false),
             groups_committed: AtomicU64::new(0),
             #[cfg(test)]
+            restarts: RestartTally::default(),
+            #[cfg(test)]
             fail_next_sync: AtomicBool::new(false),
             #[cfg(test)]
             hold_commits: AtomicBool::new(false),
         });
         // One pending request at most: a checkpoint asked for while one runs is merged into it.
         let (checkpoint, requests) = std::sync::mpsc::sync_channel::<CheckpointRequest>(1);
+        let progress = Arc::new(CheckpointProgress::default());
+        let reported = Arc::clone(&progress);
         std::thread::Builder::new()
             .name("palmlink-wal-ckpt".to_owned())
             .spawn(move || {
                 // Ends when the syncer (the sender) is gone.
                 while let Ok(request) = requests.recv() {
-                    run_checkpoint(&checkpointer);
+                    let checkpointed = run_checkpoint(&checkpointer);
+                    reported.finished(checkpointed);
                     if let Some(done) = request {
                         let _ = done.send(());
                     }
@@ -452,6 +497,11 @@ impl Shared {
         let syncer = Syncer {
             shared: Arc::clone(&shared),
             checkpoint,
+            progress,
+            wal_frames,
+            limit_frames,
+            catch_up_frames: limit_frames / 100 * CATCH_UP_PERCENT,
+            catch_up_step: limit_frames / 100 * CATCH_UP_STEP_PERCENT,
             wal,
         };
         std::thread::Builder::new()
@@ -577,20 +627,93 @@ impl Drop for Savepoint<'_> {
 struct Syncer {
     shared: Arc<Shared>,
     checkpoint: std::sync::mpsc::SyncSender<CheckpointRequest>,
+    /// What the checkpointer's thread has done.
+    progress: Arc<CheckpointProgress>,
+    /// Frames in the WAL after the last commit (SQLite's WAL hook).
+    wal_frames: Arc<AtomicU64>,
+    /// The frames [`WAL_LIMIT_BYTES`] holds.
+    limit_frames: u64,
+    /// The frames from which checkpoints beside the commits catch up with the WAL
+    /// ([`CATCH_UP_PERCENT`] of the limit).
+    catch_up_frames: u64,
+    /// The growth of the WAL between two checkpoints while catching up
+    /// ([`CATCH_UP_STEP_PERCENT`] of the limit).
+    catch_up_step: u64,
     wal: File,
 }
 
 /// A request to checkpoint, with where to say it is done when the caller waits for it.
 type CheckpointRequest = Option<std::sync::mpsc::SyncSender<()>>;
 
+/// What the checkpointer's thread reports to the syncer.
+#[derive(Debug, Default)]
+struct CheckpointProgress {
+    /// Checkpoints finished so far.
+    finished: AtomicU64,
+    /// The frames of the WAL that the last finished checkpoint left checkpointed.
+    checkpointed: AtomicU64,
+}
+
+impl CheckpointProgress {
+    fn finished(&self, checkpointed: Option<u64>) {
+        if let Some(frames) = checkpointed {
+            self.checkpointed.store(frames, Ordering::Release);
+        }
+        self.finished.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// Checkpoints run with the writer held, and the most frames one of them had to copy.
+#[cfg(test)]
+#[derive(Debug, Default)]
+struct RestartTally {
+    count: AtomicU64,
+    largest_backlog: AtomicU64,
+}
+
+/// The syncer's account of the checkpoints it asked for since the WAL last started over.
+struct Schedule {
+    /// Checkpoints asked for so far (the checkpointer is idle once as many have finished).
+    asked: u64,
+    /// The first checkpoint asked for since the WAL reached the catch-up share of its limit.
+    catching_up_since: Option<u64>,
+    /// Groups committed since the last checkpoint was asked for.
+    groups: u64,
+    /// The WAL's frames when the last checkpoint was asked for.
+    frames_at_last: u64,
+    /// When the last checkpoint was asked for.
+    last: Instant,
+}
+
+impl Schedule {
+    /// Whether the checkpointer has finished every checkpoint asked for.
+    fn idle(&self, progress: &CheckpointProgress) -> bool {
+        progress.finished.load(Ordering::Acquire) >= self.asked
+    }
+
+    /// Whether a checkpoint with the writer held would find little to copy: the checkpoints
+    /// beside the commits have caught up with the WAL since it reached the catch-up share,
+    /// and none is running.
+    fn caught_up(&self, progress: &CheckpointProgress) -> bool {
+        let finished = progress.finished.load(Ordering::Acquire);
+        self.catching_up_since
+            .is_some_and(|first| finished > first && finished >= self.asked)
+    }
+}
+
 impl Syncer {
     fn run(self) {
         let shared = &*self.shared;
-        let mut since_checkpoint = 0u64;
         let mut busy = false;
-        let mut last_checkpoint = Instant::now();
+        let mut schedule = Schedule {
+            asked: 0,
+            catching_up_since: None,
+            groups: 0,
+            frames_at_last: 0,
+            last: Instant::now(),
+        };
         loop {
-            let Some((group, writes, restarted)) = self.commit_next(busy) else {
+            let Some((group, writes, restarted)) = self.commit_next(busy, &schedule) else {
                 return;
             };
             busy = writes >= 2;
@@ -613,24 +736,57 @@ impl Syncer {
                 );
             }
             group.send_replace(Some(synced));
-            since_checkpoint += 1;
-            if restarted {
-                since_checkpoint = 0;
-                last_checkpoint = Instant::now();
-            } else if since_checkpoint >= CHECKPOINT_GROUPS
-                || last_checkpoint.elapsed() >= CHECKPOINT_EVERY
-            {
-                let _ = self.checkpoint.try_send(None);
-                since_checkpoint = 0;
-                last_checkpoint = Instant::now();
+            self.plan_checkpoints(&mut schedule, restarted);
+        }
+    }
+
+    /// After a group is durable: asks for a checkpoint beside the commits when one is due
+    /// and none is running. Past the catch-up share of the limit, whenever the WAL has grown
+    /// by [`CATCH_UP_STEP_PERCENT`] of it; at any size, every [`CHECKPOINT_GROUPS`] groups or
+    /// [`CHECKPOINT_EVERY`].
+    fn plan_checkpoints(&self, schedule: &mut Schedule, restarted: bool) {
+        if restarted {
+            // The checkpoint with the writer held was one more asked for.
+            schedule.asked += 1;
+            schedule.catching_up_since = None;
+            schedule.groups = 0;
+            schedule.frames_at_last = 0;
+            schedule.last = Instant::now();
+            return;
+        }
+        schedule.groups += 1;
+        if !schedule.idle(&self.progress) {
+            return;
+        }
+        let frames = self.wal_frames.load(Ordering::Acquire);
+        let catching_up = frames >= self.catch_up_frames;
+        let due = (catching_up
+            && (schedule.catching_up_since.is_none()
+                || frames.saturating_sub(schedule.frames_at_last) >= self.catch_up_step))
+            || schedule.groups >= CHECKPOINT_GROUPS
+            || schedule.last.elapsed() >= CHECKPOINT_EVERY;
+        // The checkpointer is idle, so the request finds the channel empty.
+        if due && self.checkpoint.try_send(None).is_ok() {
+            if catching_up && schedule.catching_up_since.is_none() {
+                schedule.catching_up_since = Some(schedule.asked);
             }
+            schedule.asked += 1;
+            schedule.groups = 0;
+            schedule.frames_at_last = frames;
+            schedule.last = Instant::now();
         }
     }
 
     /// Waits for an open group and commits it; `None` once the database is closed and no
-    /// group is open.
-    /// Also says whether the WAL was checkpointed in full after the `COMMIT`.
-    fn commit_next(&self, busy: bool) -> Option<(watch::Sender<Outcome>, u64, bool)> {
+    /// group is open. Also says whether a checkpoint ran with the writer held after the
+    /// `COMMIT`, which it does when the WAL is past its limit and the checkpoints beside
+    /// the commits have caught up ([`Schedule::caught_up`], judged right after the `COMMIT`,
+    /// so that one finishing meanwhile counts).
+    fn commit_next(
+        &self,
+        busy: bool,
+        schedule: &Schedule,
+    ) -> Option<(watch::Sender<Outcome>, u64, bool)> {
         let shared = &*self.shared;
         loop {
             {
@@ -662,16 +818,10 @@ impl Syncer {
             match control(&state.conn, "COMMIT") {
                 Ok(()) => {
                     shared.groups_committed.fetch_add(1, Ordering::Relaxed);
-                    let restart = self.wal.metadata().is_ok_and(|m| m.len() > WAL_LIMIT_BYTES);
+                    let frames = self.wal_frames.load(Ordering::Acquire);
+                    let restart = frames > self.limit_frames && schedule.caught_up(&self.progress);
                     if restart {
-                        // SQLite starts the WAL over (truncating it to the limit) only when
-                        // a write begins with every frame checkpointed. Beside steady
-                        // commits no checkpoint sees the last frame, so once the WAL is past
-                        // its limit one checkpoint runs with the writer held.
-                        let (done, wait) = std::sync::mpsc::sync_channel(1);
-                        if self.checkpoint.send(Some(done)).is_ok() {
-                            let _ = wait.recv();
-                        }
+                        self.restart_wal(frames);
                     }
                     return state.group.take().map(|g| (g, state.writes, restart));
                 }
@@ -679,14 +829,50 @@ impl Syncer {
             }
         }
     }
+
+    /// Checkpoints the WAL's last `frames` with the writer held (the caller holds it), so
+    /// that the next write starts the WAL over. SQLite starts the WAL over (truncating it to
+    /// the limit) only when a write begins with every frame checkpointed, which no
+    /// checkpoint beside steady commits achieves.
+    fn restart_wal(&self, frames: u64) {
+        let backlog = frames.saturating_sub(self.progress.checkpointed.load(Ordering::Acquire));
+        let started = Instant::now();
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if self.checkpoint.send(Some(done)).is_ok() {
+            let _ = wait.recv();
+        }
+        let held = started.elapsed();
+        if held > SLOW_RESTART {
+            tracing::warn!(
+                ?held,
+                frames,
+                backlog,
+                "slow WAL checkpoint with writes held"
+            );
+        } else {
+            tracing::debug!(?held, frames, backlog, "WAL checkpointed to start over");
+        }
+        #[cfg(test)]
+        {
+            let tally = &self.shared.restarts;
+            tally.count.fetch_add(1, Ordering::AcqRel);
+            tally.largest_backlog.fetch_max(backlog, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Copies committed frames from the WAL into the database file, without waiting for readers
-/// or the writer.
-fn run_checkpoint(checkpointer: &Connection) {
-    let done = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-    if let Err(err) = done {
-        tracing::warn!(error = %err, "WAL checkpoint failed; it will be retried");
+/// or the writer. Returns how many frames of the WAL are checkpointed.
+fn run_checkpoint(checkpointer: &Connection) -> Option<u64> {
+    let done = checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        row.get::<_, i64>(2)
+    });
+    match done {
+        Ok(frames) => u64::try_from(frames).ok(),
+        Err(err) => {
+            tracing::warn!(error = %err, "WAL checkpoint failed; it will be retried");
+            None
+        }
     }
 }
 
@@ -951,6 +1137,21 @@ mod tests {
         assert!(
             largest < super::WAL_LIMIT_BYTES + (8 << 20),
             "the WAL grew to {largest} bytes"
+        );
+        // Every write waits while a checkpoint runs with the writer held, so the checkpoints
+        // beside the commits catch up first: that one never has the WAL's backlog to copy
+        // (at least the limit's worth of frames), only what was committed since the last of
+        // them began.
+        let (restarts, largest_backlog) = db.restarts();
+        let limit_frames = super::WAL_LIMIT_BYTES / (4096 + 24);
+        assert!(
+            restarts >= 1,
+            "40 MiB written and the WAL never started over"
+        );
+        assert!(
+            largest_backlog < limit_frames / 2,
+            "a checkpoint with the writer held had {largest_backlog} frames to copy \
+             (the limit holds {limit_frames})"
         );
     }
 
