@@ -193,8 +193,7 @@ impl SqliteDb {
             Ok(())
         }))?;
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-        // A frame is a page and its 24-byte header.
-        let limit_frames = WAL_LIMIT_BYTES / (u64::try_from(page_size).unwrap_or(4096) + 24);
+        let limit_frames = limit_frames(u64::try_from(page_size).unwrap_or(4096));
         // Make sure the WAL file exists before it is opened for syncing.
         conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
         // From now on the writer never waits inside SQLite (see the module docs).
@@ -276,6 +275,12 @@ impl SqliteDb {
             restarts.largest_backlog.load(Ordering::Acquire),
         )
     }
+}
+
+/// The frames [`WAL_LIMIT_BYTES`] holds with pages of `page_size` bytes (a frame is a page
+/// and its 24-byte header).
+fn limit_frames(page_size: u64) -> u64 {
+    WAL_LIMIT_BYTES / (page_size + 24)
 }
 
 /// What a connection is for.
@@ -686,6 +691,17 @@ struct Schedule {
 }
 
 impl Schedule {
+    /// A schedule for a WAL that has just started over, with `asked` checkpoints asked for.
+    fn new(asked: u64) -> Schedule {
+        Schedule {
+            asked,
+            catching_up_since: None,
+            groups: 0,
+            frames_at_last: 0,
+            last: Instant::now(),
+        }
+    }
+
     /// Whether the checkpointer has finished every checkpoint asked for.
     fn idle(&self, progress: &CheckpointProgress) -> bool {
         progress.finished.load(Ordering::Acquire) >= self.asked
@@ -705,13 +721,7 @@ impl Syncer {
     fn run(self) {
         let shared = &*self.shared;
         let mut busy = false;
-        let mut schedule = Schedule {
-            asked: 0,
-            catching_up_since: None,
-            groups: 0,
-            frames_at_last: 0,
-            last: Instant::now(),
-        };
+        let mut schedule = Schedule::new(0);
         loop {
             let Some((group, writes, restarted)) = self.commit_next(busy, &schedule) else {
                 return;
@@ -747,11 +757,7 @@ impl Syncer {
     fn plan_checkpoints(&self, schedule: &mut Schedule, restarted: bool) {
         if restarted {
             // The checkpoint with the writer held was one more asked for.
-            schedule.asked += 1;
-            schedule.catching_up_since = None;
-            schedule.groups = 0;
-            schedule.frames_at_last = 0;
-            schedule.last = Instant::now();
+            *schedule = Schedule::new(schedule.asked + 1);
             return;
         }
         schedule.groups += 1;
@@ -1143,7 +1149,7 @@ mod tests {
         // (at least the limit's worth of frames), only what was committed since the last of
         // them began.
         let (restarts, largest_backlog) = db.restarts();
-        let limit_frames = super::WAL_LIMIT_BYTES / (4096 + 24);
+        let limit_frames = super::limit_frames(4096);
         assert!(
             restarts >= 1,
             "40 MiB written and the WAL never started over"
