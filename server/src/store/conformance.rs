@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::*;
 
-fn device(tenant: Uuid, code: &str) -> Device {
+pub(super) fn device(tenant: Uuid, code: &str) -> Device {
     Device {
         id: Uuid::new_v4(),
         tenant_id: tenant,
@@ -33,7 +33,7 @@ fn event(tenant: Uuid, n: i64) -> OutboxEvent {
     }
 }
 
-fn challenge(tenant: Uuid, device: Uuid, expires_at: i64) -> Challenge {
+pub(super) fn challenge(tenant: Uuid, device: Uuid, expires_at: i64) -> Challenge {
     Challenge {
         id: Uuid::new_v4(),
         tenant_id: tenant,

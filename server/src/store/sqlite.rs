@@ -19,6 +19,7 @@ use super::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_webhooks.sql")),
+    (3, include_str!("../../migrations/0003_pending_indexes.sql")),
 ];
 
 /// [`Store`] on an SQLite database file.
@@ -175,6 +176,26 @@ fn insert_event(c: &Connection, event: &OutboxEvent) -> rusqlite::Result<()> {
     Ok(())
 }
 
+// The statements that look for pending challenges name `status = 'pending'` literally: only
+// then may SQLite search the partial indexes that hold pending challenges alone (migration 3).
+
+/// The pending, unexpired challenges of device `$1` at time `$2`, oldest first.
+const PENDING_OF_DEVICE: &str = concat!(
+    "SELECT ",
+    challenge_cols!(),
+    " FROM challenges WHERE device_id = $1 AND status = 'pending' \
+     AND expires_at > $2 ORDER BY created_at, id"
+);
+
+/// Fails the pending challenges of device `$2` (revoked) at time `$1`.
+const FAIL_PENDING_OF_DEVICE: &str =
+    "UPDATE challenges SET status = 'failed', failure_reason = 'device_revoked', \
+     finished_at = $1 WHERE device_id = $2 AND status = 'pending'";
+
+/// Expires the pending challenges whose time is up at `$1`.
+const EXPIRE_PENDING: &str = "UPDATE challenges SET status = 'expired', finished_at = expires_at \
+     WHERE status = 'pending' AND expires_at <= $1";
+
 /// Marks a pending, unexpired challenge completed with its result; false if it is not.
 fn complete_pending(c: &Connection, id: Uuid, result: &Value, now: i64) -> rusqlite::Result<bool> {
     let done = execute(
@@ -197,7 +218,12 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        for (version, script) in MIGRATIONS {
+        self.migrate_through(i64::MAX).await
+    }
+
+    /// Applies the migrations not yet recorded, up to version `last`.
+    async fn migrate_through(&self, last: i64) -> StoreResult<()> {
+        for (version, script) in MIGRATIONS.iter().filter(|(v, _)| *v <= last) {
             self.db
                 .write(|c| {
                     c.execute_batch(
@@ -544,12 +570,7 @@ impl Store for SqliteStore {
                 if done != 1 {
                     return Ok(false);
                 }
-                execute(
-                    c,
-                    "UPDATE challenges SET status = 'failed', failure_reason = 'device_revoked', \
-                     finished_at = $1 WHERE device_id = $2 AND status = 'pending'",
-                    params![now, id.to_string()],
-                )?;
+                execute(c, FAIL_PENDING_OF_DEVICE, params![now, id.to_string()])?;
                 Ok(true)
             })
             .await?)
@@ -886,12 +907,7 @@ impl Store for SqliteStore {
         Ok(self.db.read(|c| {
             fetch_all(
                 c,
-                concat!(
-                    "SELECT ",
-                    challenge_cols!(),
-                    " FROM challenges WHERE device_id = $1 AND status = 'pending' \
-                     AND expires_at > $2 ORDER BY created_at, id"
-                ),
+                PENDING_OF_DEVICE,
                 params![device_id.to_string(), now],
                 challenge_row,
             )
@@ -972,17 +988,7 @@ impl Store for SqliteStore {
     }
 
     async fn expire_challenges(&self, now: i64) -> StoreResult<u64> {
-        let done = self
-            .db
-            .write(|c| {
-                execute(
-                    c,
-                    "UPDATE challenges SET status = 'expired', finished_at = expires_at \
-                     WHERE status = 'pending' AND expires_at <= $1",
-                    [now],
-                )
-            })
-            .await?;
+        let done = self.db.write(|c| execute(c, EXPIRE_PENDING, [now])).await?;
         Ok(done as u64)
     }
 
@@ -1133,5 +1139,111 @@ impl Store for SqliteStore {
             })
             .await?;
         Ok(done as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::super::conformance::{challenge, device};
+    use super::*;
+
+    /// The query plan SQLite chooses for `sql`, one line per step.
+    fn plan(c: &Connection, sql: &str) -> String {
+        let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        // Parameters left unbound are NULL, which does not change the plan.
+        let steps = stmt
+            .raw_query()
+            .mapped(|r| r.get::<_, String>("detail"))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap();
+        steps.join("\n")
+    }
+
+    #[tokio::test]
+    async fn the_pending_challenge_statements_search_the_pending_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        let plans = store
+            .db
+            .read(|c| {
+                Ok([PENDING_OF_DEVICE, FAIL_PENDING_OF_DEVICE, EXPIRE_PENDING].map(|s| plan(c, s)))
+            })
+            .unwrap();
+        assert!(
+            plans[0].contains("USING INDEX challenges_device_pending (device_id=?)"),
+            "{}",
+            plans[0]
+        );
+        assert!(
+            plans[1].contains("USING INDEX challenges_device_pending (device_id=?)"),
+            "{}",
+            plans[1]
+        );
+        assert!(
+            plans[2].contains("USING INDEX challenges_pending_expiry"),
+            "{}",
+            plans[2]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_of_version_2_keeps_its_pending_challenges_through_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("u.db").display());
+        let (tenant, scanner, live, stale, done);
+        {
+            let old = SqliteStore {
+                db: SqliteDb::open(&url).await.unwrap(),
+            };
+            old.migrate_through(2).await.unwrap();
+            tenant = old.create_tenant("t").await.unwrap().id;
+            scanner = device(tenant, "code");
+            old.create_device(&scanner).await.unwrap();
+            (live, stale, done) = (
+                challenge(tenant, scanner.id, i64::MAX),
+                challenge(tenant, scanner.id, 50),
+                challenge(tenant, scanner.id, i64::MAX),
+            );
+            for ch in [&live, &stale, &done] {
+                old.create_challenge(ch).await.unwrap();
+            }
+            let result = serde_json::json!({"matched": true});
+            let event = OutboxEvent {
+                event_id: "evt_1".into(),
+                tenant_id: tenant,
+                event_type: "identification.complete".into(),
+                payload: result.clone(),
+                occurred_at: 10,
+                dispatched_at: None,
+            };
+            assert!(old
+                .complete_challenge(done.id, &result, &event, 10)
+                .await
+                .unwrap());
+        }
+        let store = SqliteStore::open(&url).await.unwrap();
+        let pending = store.pending_for_device(scanner.id, 10).await.unwrap();
+        let ids: Vec<Uuid> = pending.iter().map(|c| c.id).collect();
+        let mut expected = vec![live.id, stale.id];
+        expected.sort();
+        assert_eq!(ids, expected);
+        assert_eq!(store.expire_challenges(100).await.unwrap(), 1);
+        assert!(store.revoke_device(tenant, scanner.id, 200).await.unwrap());
+        for (id, status) in [
+            (live.id, "failed"),
+            (stale.id, "expired"),
+            (done.id, "completed"),
+        ] {
+            let ch = store.get_challenge(tenant, id).await.unwrap().unwrap();
+            assert_eq!(ch.status, status);
+        }
+        assert!(store
+            .pending_for_device(scanner.id, 10)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }
