@@ -19,7 +19,7 @@ use super::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/0001_init.sql")),
     (2, include_str!("../../migrations/0002_webhooks.sql")),
-    (3, include_str!("../../migrations/0003_pending_indexes.sql")),
+    (3, include_str!("../../migrations/0003_indexes.sql")),
 ];
 
 /// [`Store`] on an SQLite database file.
@@ -175,6 +175,15 @@ fn insert_event(c: &Connection, event: &OutboxEvent) -> rusqlite::Result<()> {
     )?;
     Ok(())
 }
+
+/// The scanner of tenant `$1` with hardware id `$2`: the paired one if there is one, else
+/// the one paired last.
+const DEVICE_BY_HARDWARE: &str = concat!(
+    "SELECT ",
+    device_cols!(),
+    " FROM devices WHERE tenant_id = $1 AND hardware_id = $2 \
+     ORDER BY CASE WHEN status = 'paired' THEN 0 ELSE 1 END, paired_at DESC LIMIT 1"
+);
 
 // The statements that look for pending challenges name `status = 'pending'` literally: only
 // then may SQLite search the partial indexes that hold pending challenges alone (migration 3).
@@ -449,12 +458,7 @@ impl Store for SqliteStore {
         Ok(self.db.read(|c| {
             fetch_optional(
                 c,
-                concat!(
-                    "SELECT ",
-                    device_cols!(),
-                    " FROM devices WHERE tenant_id = $1 AND hardware_id = $2 \
-                     ORDER BY CASE WHEN status = 'paired' THEN 0 ELSE 1 END, paired_at DESC LIMIT 1"
-                ),
+                DEVICE_BY_HARDWARE,
                 params![tenant.to_string(), hardware_id],
                 device_row,
             )
@@ -1162,31 +1166,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_pending_challenge_statements_search_the_pending_indexes() {
+    async fn the_hot_lookups_search_their_indexes() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("p.db").display());
         let store = SqliteStore::open(&url).await.unwrap();
-        let plans = store
-            .db
-            .read(|c| {
-                Ok([PENDING_OF_DEVICE, FAIL_PENDING_OF_DEVICE, EXPIRE_PENDING].map(|s| plan(c, s)))
-            })
-            .unwrap();
-        assert!(
-            plans[0].contains("USING INDEX challenges_device_pending (device_id=?)"),
-            "{}",
-            plans[0]
-        );
-        assert!(
-            plans[1].contains("USING INDEX challenges_device_pending (device_id=?)"),
-            "{}",
-            plans[1]
-        );
-        assert!(
-            plans[2].contains("USING INDEX challenges_pending_expiry"),
-            "{}",
-            plans[2]
-        );
+        let expected = [
+            (
+                DEVICE_BY_HARDWARE,
+                "USING INDEX devices_hardware (tenant_id=? AND hardware_id=?)",
+            ),
+            (
+                PENDING_OF_DEVICE,
+                "USING INDEX challenges_device_pending (device_id=?)",
+            ),
+            (
+                FAIL_PENDING_OF_DEVICE,
+                "USING INDEX challenges_device_pending (device_id=?)",
+            ),
+            (EXPIRE_PENDING, "USING INDEX challenges_pending_expiry"),
+        ];
+        for (sql, search) in expected {
+            let found = store.db.read(|c| Ok(plan(c, sql))).unwrap();
+            assert!(found.contains(search), "{sql}\n{found}");
+        }
     }
 
     #[tokio::test]

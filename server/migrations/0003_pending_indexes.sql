@@ -1,8 +1,0 @@
--- PalmLink schema, version 3. The indexes that find pending challenges hold only those:
--- a challenge leaves them when it finishes, so they stay as small as the open work and a
--- commit touches a page or two of each rather than one page per challenge.
-
-DROP INDEX challenges_device_pending;
-DROP INDEX challenges_status_expiry;
-CREATE INDEX challenges_device_pending ON challenges (device_id, created_at) WHERE status = 'pending';
-CREATE INDEX challenges_pending_expiry ON challenges (expires_at) WHERE status = 'pending';
