@@ -2,12 +2,15 @@
 //! directory, rate limits raised so none throttle the load, one tenant and an
 //! integrator token; and the small helpers both load generators use.
 
+use std::sync::Arc;
+
+use palmlink_domain::{Operators, SystemClock};
 use serde_json::{json, Value};
 
 /// A running service and what a load generator needs to call it.
 pub struct BenchService {
     /// The server; [`BenchService::stop`] stops it.
-    pub server: palmlink_server::RunningServer,
+    pub server: palmlink_api::RunningServer,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
     /// An access token of the tenant's client (every scope).
@@ -21,27 +24,28 @@ impl BenchService {
     /// tenant and a client, and fetches the client's token with `http`.
     pub async fn start(
         http: &reqwest::Client,
-        configure: impl FnOnce(&mut palmlink_server::Config),
+        configure: impl FnOnce(&mut palmlink_api::Config),
     ) -> anyhow::Result<BenchService> {
         let dir = tempfile::tempdir()?;
-        let mut config = palmlink_server::Config::new(dir.path());
+        let mut config = palmlink_api::Config::new(dir.path());
         config.listen = "127.0.0.1:0".parse()?;
         config.rate_limit_per_second = 1_000_000;
         config.rate_limit_burst = 1_000_000;
         config.public_rate_limit_per_second = 1_000_000;
         config.public_rate_limit_burst = 1_000_000;
         configure(&mut config);
-        let server = palmlink_server::start(config.clone()).await?;
+        let server = palmlink_api::start(config.clone()).await?;
         let base = format!("http://{}", server.addr());
 
-        let store = palmlink_server::open_store(&config).await?;
-        let tenant = palmlink_server::admin::create_tenant(store.as_ref(), "bench").await?;
-        let tenant_id = tenant["tenant_id"].as_str().unwrap_or_default().parse()?;
-        let client =
-            palmlink_server::admin::create_client(store.as_ref(), tenant_id, "bench", None).await?;
+        let operators = Operators::new(
+            palmlink_api::open_store(&config).await?,
+            Arc::new(SystemClock),
+        );
+        let tenant = operators.create_tenant("bench").await?;
+        let client = operators.create_client(tenant.id, "bench", None).await?;
         let token: Value = http
             .post(format!("{base}/v1/auth/token"))
-            .json(&json!({"grant_type": "client_credentials", "client_id": client["client_id"], "client_secret": client["client_secret"]}))
+            .json(&json!({"grant_type": "client_credentials", "client_id": client.client.id, "client_secret": client.secret}))
             .send()
             .await?
             .json()
@@ -60,7 +64,7 @@ impl BenchService {
 
     /// Stops the server and removes the data directory.
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.server.stop().await
+        Ok(self.server.stop().await?)
     }
 }
 

@@ -1,13 +1,17 @@
 //! The `palmlink` command line: `serve` and the operator commands. Every option can also be
-//! given as a `PALMLINK_*` environment variable.
+//! given as a `PALMLINK_*` environment variable. Operator commands print one JSON object.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use palmlink_api::Config;
+use palmlink_domain::{scope_text, DomainError, DomainResult, Operators, SystemClock};
+use palmlink_simulator::{demo, scanner};
+use palmlink_webhooks::{parse_duration, RetrySchedule};
+use serde_json::{json, Value};
 use uuid::Uuid;
-
-use crate::config::Config;
 
 /// PalmLink: open palm-biometric identity API.
 #[derive(Debug, Parser)]
@@ -49,10 +53,10 @@ pub enum Command {
     #[command(subcommand)]
     Client(ClientCommand),
     /// Runs a simulated scanner: pairs, long-polls challenges, answers with synthetic palms.
-    Scanner(crate::scanner::ScannerArgs),
+    Scanner(scanner::ScannerArgs),
     /// Runs the whole loop on loopback: service, scanner, webhook receiver, enrollments,
     /// verifications and an identification.
-    Demo(crate::demo::DemoArgs),
+    Demo(demo::DemoArgs),
 }
 
 /// Options of `serve`.
@@ -85,9 +89,9 @@ pub struct ServeArgs {
     pub public_rate_limit_burst: u32,
     /// Delays between webhook retries, e.g. `5s,5m,30m,2h,5h,10h,10h` (units ms, s, m, h, d).
     #[arg(long, env = "PALMLINK_WEBHOOK_RETRY_SCHEDULE")]
-    pub webhook_retry_schedule: Option<crate::webhooks::RetrySchedule>,
+    pub webhook_retry_schedule: Option<RetrySchedule>,
     /// Time a webhook receiver has to answer, e.g. `10s`.
-    #[arg(long, env = "PALMLINK_WEBHOOK_TIMEOUT", value_parser = crate::webhooks::schedule::parse_duration)]
+    #[arg(long, env = "PALMLINK_WEBHOOK_TIMEOUT", value_parser = parse_duration)]
     pub webhook_timeout: Option<std::time::Duration>,
 }
 
@@ -164,37 +168,79 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(timeout) = args.webhook_timeout {
                 config.webhooks.timeout = timeout;
             }
-            return crate::serve(config).await;
+            return Ok(palmlink_api::serve(config).await?);
         }
-        Command::Scanner(args) => return crate::scanner::run_cli(args).await,
-        Command::Demo(args) => return crate::demo::run_cli(args).await,
-        command => {
-            let store = crate::open_store(&config).await?;
-            let store = store.as_ref();
-            match command {
-                Command::Tenant(TenantCommand::Create { name }) => {
-                    crate::admin::create_tenant(store, &name).await?
-                }
-                Command::Client(ClientCommand::Create {
-                    tenant,
-                    name,
-                    scopes,
-                }) => crate::admin::create_client(store, tenant, &name, scopes.as_deref()).await?,
-                Command::Client(ClientCommand::Rotate { client }) => {
-                    crate::admin::rotate_client(store, client).await?
-                }
-                Command::Client(ClientCommand::RevokeOldSecret { client }) => {
-                    crate::admin::revoke_old_secret(store, client).await?
-                }
-                Command::Client(ClientCommand::Delete { client }) => {
-                    crate::admin::delete_client(store, client).await?
-                }
-                Command::Serve(_) | Command::Scanner(_) | Command::Demo(_) => {
-                    unreachable!("handled above")
-                }
-            }
-        }
+        Command::Scanner(args) => return scanner::run_cli(args).await,
+        Command::Demo(args) => return demo::run_cli(args).await,
+        Command::Tenant(command) => operate(&config, Operation::Tenant(command)).await?,
+        Command::Client(command) => operate(&config, Operation::Client(command)).await?,
     };
     println!("{output}");
     Ok(())
+}
+
+/// An operator command.
+enum Operation {
+    Tenant(TenantCommand),
+    Client(ClientCommand),
+}
+
+/// A domain error as the command line says it: with the fields that failed validation.
+fn explain(err: DomainError) -> anyhow::Error {
+    match err {
+        DomainError::Validation(fields) => anyhow::anyhow!(
+            "{}",
+            fields
+                .iter()
+                .map(|f| format!("{} {}", f.field, f.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => other.into(),
+    }
+}
+
+/// Runs an operator command on the configuration's storage; returns what it prints.
+async fn operate(config: &Config, operation: Operation) -> anyhow::Result<Value> {
+    let store = palmlink_api::open_store(config).await?;
+    let operators = Operators::new(store, Arc::new(SystemClock));
+    operation_output(&operators, operation)
+        .await
+        .map_err(explain)
+}
+
+async fn operation_output(operators: &Operators, operation: Operation) -> DomainResult<Value> {
+    Ok(match operation {
+        Operation::Tenant(TenantCommand::Create { name }) => {
+            let tenant = operators.create_tenant(&name).await?;
+            json!({"tenant_id": tenant.id, "name": tenant.name})
+        }
+        Operation::Client(ClientCommand::Create {
+            tenant,
+            name,
+            scopes,
+        }) => {
+            let made = operators
+                .create_client(tenant, &name, scopes.as_deref())
+                .await?;
+            json!({
+                "client_id": made.client.id,
+                "client_secret": made.secret,
+                "tenant_id": tenant,
+                "scopes": scope_text(&made.client.scopes),
+            })
+        }
+        Operation::Client(ClientCommand::Rotate { client }) => {
+            let secret = operators.rotate_client(client).await?;
+            json!({"client_id": client, "client_secret": secret})
+        }
+        Operation::Client(ClientCommand::RevokeOldSecret { client }) => {
+            operators.revoke_old_secret(client).await?;
+            json!({"client_id": client, "old_secret_revoked": true})
+        }
+        Operation::Client(ClientCommand::Delete { client }) => {
+            operators.delete_client(client).await?;
+            json!({"client_id": client, "deleted": true})
+        }
+    })
 }

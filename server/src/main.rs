@@ -1,4 +1,7 @@
-//! The `palmlink` binary: the service and its operator commands.
+//! The `palmlink` binary: the service, its operator commands, the simulated scanner and the
+//! demo. It only parses its command line and starts what it names.
+
+mod cli;
 
 use clap::Parser as _;
 
@@ -16,8 +19,8 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = palmlink_server::cli::Cli::parse();
-    match palmlink_server::cli::run(cli).await {
+    let cli = cli::Cli::parse();
+    match cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,5 +1,7 @@
-//! End-to-end tests of PalmLink over real HTTP on loopback sockets.
+//! End-to-end tests of PalmLink over real HTTP on loopback sockets: one test binary.
 //!
+//! - `support`: a node per test on a loopback port, an HTTP client, synthetic palm templates
+//!   and a scriptable webhook receiver with an independent Standard Webhooks verifier.
 //! - `tokens`: OAuth client credentials, JWT checks, scopes, rotation, client deletion.
 //! - `devices`: registration, pagination, pairing codes, revocation.
 //! - `scanner`: long polling, capture validation, double capture, cancellation, expiry.
@@ -8,8 +10,11 @@
 //! - `isolation`: a second tenant sees nothing of the first.
 //! - `http`: error shapes, body limit, idempotency keys, rate limits, request ids, ops.
 //! - `crash`: SIGKILL after acknowledged enrollments, restart, every one still verifies.
+//! - `webhooks`: subscriptions, signed deliveries, retries, and SIGKILL during a burst.
+//! - `demo`: `palmlink demo` and `palmlink scanner` as child processes.
 
 mod crash;
+mod demo;
 mod devices;
 mod http;
 mod isolation;
@@ -18,3 +23,4 @@ mod scanner;
 mod support;
 mod tokens;
 mod users;
+mod webhooks;

@@ -311,7 +311,7 @@ async fn expired_challenges_are_410() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(row.status, "expired");
+    assert_eq!(row.status, palmlink_store::ChallengeStatus::Expired);
     let r = h
         .capture(&s, &lazy, json!([capture("left", &palm(4))]))
         .await;

@@ -207,8 +207,9 @@ async fn missing_scope_is_403_and_deleted_client_is_401_at_once() {
     assert_eq!(r.body["code"], "insufficient_scope");
     assert_eq!(h.get("/v1/users", &t.token).await.status, 200);
 
-    let store = h.store().await;
-    palmlink_server::admin::delete_client(store.as_ref(), t.client_id.parse().unwrap())
+    let operators = h.operators().await;
+    operators
+        .delete_client(t.client_id.parse().unwrap())
         .await
         .unwrap();
     assert_eq!(h.get("/v1/users", &t.token).await.status, 401);
@@ -218,20 +219,15 @@ async fn missing_scope_is_403_and_deleted_client_is_401_at_once() {
 async fn rotation_keeps_old_secret_until_revoked() {
     let h = Harness::start().await;
     let t = h.tenant().await;
-    let store = h.store().await;
+    let operators = h.operators().await;
     let id = t.client_id.parse().unwrap();
-    let rotated = palmlink_server::admin::rotate_client(store.as_ref(), id)
-        .await
-        .unwrap();
-    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    let new_secret = operators.rotate_client(id).await.unwrap();
     assert_ne!(new_secret, t.secret);
     h.token(&t.client_id, &t.secret).await;
     h.token(&t.client_id, &new_secret).await;
     // Tokens issued before the rotation keep working.
     assert_eq!(h.get("/v1/devices", &t.token).await.status, 200);
-    palmlink_server::admin::revoke_old_secret(store.as_ref(), id)
-        .await
-        .unwrap();
+    operators.revoke_old_secret(id).await.unwrap();
     let old = h
         .call(
             Method::POST,

@@ -1,0 +1,45 @@
+//! Operations endpoints: liveness, readiness, metrics.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Alive.
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive")))]
+pub(crate) async fn healthz() -> Response {
+    Json(json!({"success": true, "status": "ok"})).into_response()
+}
+
+/// Storage answers and the galleries are loaded.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    match state.domain.store.ping().await {
+        Ok(()) => Json(
+            json!({"success": true, "status": "ready", "templates": state.domain.galleries.live_total()}),
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check failed");
+            ApiError::Unavailable("storage unavailable".to_owned()).into_response()
+        }
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus metrics")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(state.domain.galleries.live_total());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}

@@ -1,0 +1,452 @@
+//! Captures: the scanner's templates complete a challenge with an enrollment, a 1:1
+//! verification or a 1:N identification.
+//!
+//! An enrollment writes the template(s) durably into the tenant's gallery first, then
+//! commits the palms, the challenge's result and its event in one transaction; if that
+//! commit does not happen, the gallery rows are erased again (and start-up reconciliation
+//! erases any a crash left behind).
+
+mod results;
+mod template;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use palmlink_engine::{
+    Comparison, GalleryError, PalmSide, RecordIds, RowId, SearchFilter, SearchMode, SearchQuery,
+};
+use palmlink_store::{
+    Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, Device, EnrollmentCommit,
+    FailureReason, Palm, PalmType, Store, StoreError,
+};
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use results::{
+    EnrollmentComplete, IdentificationComplete, IdentifiedCandidate, SearchReport,
+    VerificationComplete,
+};
+pub use template::{CaptureItem, CaptureSubmission, TemplateBody};
+
+use crate::challenges::{ensure_pending, Challenges};
+use crate::clock::{rfc3339, Clock};
+use crate::events::{
+    outbox_event, OutboxBell, ENROLLMENT_COMPLETE, IDENTIFICATION_COMPLETE, VERIFICATION_COMPLETE,
+};
+use crate::galleries::Galleries;
+use crate::settings::{stored_settings, Settings};
+use crate::{DomainError, DomainResult};
+use template::{probes, Probe};
+
+/// The engine's palm side of a palm type.
+pub fn palm_side(palm: PalmType) -> PalmSide {
+    match palm {
+        PalmType::Left => PalmSide::Left,
+        PalmType::Right => PalmSide::Right,
+    }
+}
+
+/// The palm type of an engine palm side.
+pub fn palm_type(side: PalmSide) -> PalmType {
+    match side {
+        PalmSide::Left => PalmType::Left,
+        PalmSide::Right => PalmType::Right,
+    }
+}
+
+/// Completes challenges with the scanners' captures.
+pub struct Captures {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    galleries: Arc<Galleries>,
+    challenges: Arc<Challenges>,
+    settings: Arc<Settings>,
+    outbox: Arc<OutboxBell>,
+}
+
+impl Captures {
+    /// Captures on `store`, templates in `galleries`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        galleries: Arc<Galleries>,
+        challenges: Arc<Challenges>,
+        settings: Arc<Settings>,
+        outbox: Arc<OutboxBell>,
+    ) -> Captures {
+        Captures {
+            store,
+            clock,
+            galleries,
+            challenges,
+            settings,
+            outbox,
+        }
+    }
+
+    /// Completes one of `device`'s pending challenges with its captures; returns the
+    /// challenge as it now stands (completed with its result, or failed with a reason).
+    pub async fn submit(
+        &self,
+        device: &Device,
+        id: Uuid,
+        body: CaptureSubmission,
+    ) -> DomainResult<Challenge> {
+        let started = Instant::now();
+        let challenge = self.challenges.load_for_device(device, id).await?;
+        ensure_pending(&challenge)?;
+        let probes = probes(&challenge, &body)?;
+        let vendor = body.vendor.unwrap_or_else(|| "unknown".to_owned());
+        let completion = match challenge.kind {
+            ChallengeKind::Enroll => self.enroll(&challenge, probes, &vendor).await?,
+            ChallengeKind::Verify => self.verify(&challenge, probes, &vendor, started).await?,
+            ChallengeKind::Identify => self.identify(&challenge, probes, &vendor, started).await?,
+        };
+        Ok(match completion {
+            // What this request committed, as a read would return it.
+            Some(done) => {
+                self.outbox.ring();
+                Challenge {
+                    status: ChallengeStatus::Completed,
+                    result: Some(done.result),
+                    finished_at: Some(done.at),
+                    ..challenge
+                }
+            }
+            // A failure recorded with a reason: read back what is stored.
+            None => self.challenges.load_for_device(device, id).await?,
+        })
+    }
+
+    /// Commits the result of a verify or identify challenge with its event.
+    async fn complete(
+        &self,
+        c: &Challenge,
+        event_type: &str,
+        data: &impl Serialize,
+        now: i64,
+    ) -> DomainResult<Option<Completion>> {
+        let result = serde_json::to_value(data).map_err(DomainError::internal)?;
+        let event = outbox_event(c.tenant_id, event_type, &result, now);
+        if !self
+            .store
+            .complete_challenge(c.id, &result, &event, now)
+            .await?
+        {
+            return Err(self.lost_race(c).await);
+        }
+        Ok(Some(Completion { result, at: now }))
+    }
+
+    /// Why a challenge could not be completed after all (it changed meanwhile).
+    async fn lost_race(&self, c: &Challenge) -> DomainError {
+        match self.challenges.load(c.tenant_id, c.id).await {
+            Ok(now) => ensure_pending(&now).err().unwrap_or_else(|| {
+                DomainError::conflict("challenge_not_pending", "the challenge changed meanwhile")
+            }),
+            Err(e) => e,
+        }
+    }
+
+    /// Ends a challenge without a decision; the caller reads back what is stored.
+    async fn fail(&self, c: &Challenge, reason: FailureReason) -> DomainResult<Option<Completion>> {
+        self.challenges.fail(c, reason).await?;
+        Ok(None)
+    }
+
+    async fn erase_rows(&self, tenant: Uuid, rows: Vec<RowId>) {
+        let Ok(gallery) = self.galleries.get(tenant) else {
+            return;
+        };
+        let _ = run_blocking(move || {
+            for row in rows {
+                if let Err(e) = gallery.delete(row) {
+                    tracing::error!(error = %e, row = row.0, "could not erase an unacknowledged template");
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Stores the template(s) durably in the gallery, then commits palms, result and event.
+    async fn enroll(
+        &self,
+        c: &Challenge,
+        probes: Vec<Probe>,
+        vendor: &str,
+    ) -> DomainResult<Option<Completion>> {
+        let now = self.clock.now();
+        let external = c.external_user_id.clone().unwrap_or_default();
+        let user = self.store.ensure_user(c.tenant_id, &external, now).await?;
+        let gallery = self
+            .galleries
+            .get(c.tenant_id)
+            .map_err(DomainError::internal)?;
+        let items: Vec<(RecordIds, Probe)> = probes
+            .into_iter()
+            .map(|p| {
+                let ids = RecordIds {
+                    feature_id: Uuid::new_v4().as_u128(),
+                    user_key: user.id.as_u128(),
+                    palm: palm_side(p.palm),
+                };
+                (ids, p)
+            })
+            .collect();
+        let ids: Vec<(RecordIds, PalmType)> = items.iter().map(|(ids, p)| (*ids, p.palm)).collect();
+        let rows = run_blocking(move || {
+            let batch: Vec<(RecordIds, &palmlink_engine::Template)> =
+                items.iter().map(|(ids, p)| (*ids, &p.template)).collect();
+            gallery.insert_batch(&batch)
+        })
+        .await?
+        .map_err(DomainError::internal)?;
+        let palms: Vec<Palm> = ids
+            .iter()
+            .zip(&rows)
+            .map(|((rec, palm), row)| Palm {
+                feature_id: Uuid::from_u128(rec.feature_id),
+                tenant_id: c.tenant_id,
+                user_id: user.id,
+                palm_type: *palm,
+                row_id: row.0 as i64,
+                enrolled_at: now,
+                vendor: vendor.to_owned(),
+                challenge_id: c.id,
+            })
+            .collect();
+        let both = c.palm_type == ChallengePalm::Both;
+        let data = EnrollmentComplete {
+            user_id: user.id,
+            external_user_id: external,
+            feature_id: (!both)
+                .then(|| palms.first().map(|p| p.feature_id))
+                .flatten(),
+            feature_ids: both.then(|| {
+                palms
+                    .iter()
+                    .map(|p| (p.palm_type, p.feature_id))
+                    .collect::<BTreeMap<_, _>>()
+            }),
+            palm_type: c.palm_type,
+            hardware_id: c.hardware_id.clone(),
+            challenge_id: c.id,
+            enrolled_at: rfc3339(now),
+            vendor: vendor.to_owned(),
+            metadata: c.metadata.clone(),
+        };
+        let result = serde_json::to_value(&data).map_err(DomainError::internal)?;
+        let commit = EnrollmentCommit {
+            challenge_id: c.id,
+            palms,
+            event: outbox_event(c.tenant_id, ENROLLMENT_COMPLETE, &result, now),
+            result,
+        };
+        match self.store.complete_enrollment(&commit, now).await {
+            Ok(true) => Ok(Some(Completion {
+                result: commit.result,
+                at: now,
+            })),
+            Ok(false) => {
+                self.erase_rows(c.tenant_id, rows).await;
+                Err(self.lost_race(c).await)
+            }
+            Err(StoreError::Conflict(_)) => {
+                self.erase_rows(c.tenant_id, rows).await;
+                self.challenges
+                    .fail(c, FailureReason::AlreadyEnrolled)
+                    .await?;
+                Err(DomainError::conflict(
+                    "already_enrolled",
+                    "that palm is already enrolled for this user",
+                ))
+            }
+            Err(e) => {
+                self.erase_rows(c.tenant_id, rows).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// 1:1 against the user's own template(s); with several, the best comparison decides.
+    async fn verify(
+        &self,
+        c: &Challenge,
+        probes: Vec<Probe>,
+        vendor: &str,
+        started: Instant,
+    ) -> DomainResult<Option<Completion>> {
+        let external = c.external_user_id.clone().unwrap_or_default();
+        let (user, palms) = match self
+            .store
+            .get_user_with_palms(c.tenant_id, &external)
+            .await?
+        {
+            Some((user, palms)) => (Some(user), palms),
+            None => (None, Vec::new()),
+        };
+        let Some(probe) = probes.into_iter().next() else {
+            return Err(DomainError::field("captures", "one capture is required"));
+        };
+        // A named palm is compared with that palm's template; with `any`, with every template.
+        let targets: Vec<Palm> = palms
+            .into_iter()
+            .filter(|p| match c.palm_type {
+                ChallengePalm::Left => p.palm_type == PalmType::Left,
+                ChallengePalm::Right => p.palm_type == PalmType::Right,
+                ChallengePalm::Any | ChallengePalm::Both => true,
+            })
+            .collect();
+        let (Some(user), false) = (user, targets.is_empty()) else {
+            return self.fail(c, FailureReason::UserNotEnrolled).await;
+        };
+        let settings = self.settings.in_force(c.tenant_id).await?;
+        let gallery = self
+            .galleries
+            .get(c.tenant_id)
+            .map_err(DomainError::internal)?;
+        // A 1:1 comparison reads one mapped row and takes well under a microsecond: it runs
+        // inline rather than paying a hand-off to the blocking pool.
+        let mut results: Vec<(PalmType, Comparison)> = Vec::with_capacity(targets.len());
+        for p in &targets {
+            let Ok(row) = u64::try_from(p.row_id) else {
+                continue;
+            };
+            match gallery.compare(&probe.template, RowId(row), &settings) {
+                Ok(cmp) => results.push((p.palm_type, cmp)),
+                Err(GalleryError::Deleted(_) | GalleryError::UnknownRow(_)) => {
+                    tracing::error!(row, "ENROLLMENT WITHOUT TEMPLATE: skipped in verification");
+                }
+                Err(e) => return Err(DomainError::internal(e)),
+            }
+        }
+        let Some((palm, best)) = results.into_iter().max_by(|a, b| {
+            a.1.matched
+                .cmp(&b.1.matched)
+                .then(a.1.mean.total_cmp(&b.1.mean))
+        }) else {
+            return self.fail(c, FailureReason::TemplateMissing).await;
+        };
+        let now = self.clock.now();
+        let data = VerificationComplete {
+            challenge_id: c.id,
+            user_id: user.id,
+            external_user_id: external,
+            hardware_id: c.hardware_id.clone(),
+            palm_type: palm,
+            matched: best.matched,
+            result: if best.matched { "match" } else { "no_match" },
+            scores: scores(&best),
+            thresholds: settings
+                .thresholds()
+                .iter()
+                .map(|t| f64::from(*t))
+                .collect(),
+            match_policy: stored_settings(&settings).policy.as_str(),
+            latency_ms: started.elapsed().as_millis() as u64,
+            vendor: vendor.to_owned(),
+            verified_at: rfc3339(now),
+            metadata: c.metadata.clone(),
+        };
+        self.complete(c, VERIFICATION_COMPLETE, &data, now).await
+    }
+
+    /// 1:N over the tenant's gallery, restricted to the presented palm.
+    async fn identify(
+        &self,
+        c: &Challenge,
+        probes: Vec<Probe>,
+        vendor: &str,
+        started: Instant,
+    ) -> DomainResult<Option<Completion>> {
+        let Some(probe) = probes.into_iter().next() else {
+            return Err(DomainError::field("captures", "one capture is required"));
+        };
+        let settings = self.settings.in_force(c.tenant_id).await?;
+        let gallery = self
+            .galleries
+            .get(c.tenant_id)
+            .map_err(DomainError::internal)?;
+        let query = SearchQuery {
+            top_k: c.top_k.unwrap_or(5).clamp(1, 50) as usize,
+            settings,
+            filter: SearchFilter {
+                palm: Some(palm_side(probe.palm)),
+                user_key: None,
+            },
+            mode: SearchMode::Auto,
+        };
+        let template = probe.template;
+        let outcome = run_blocking(move || gallery.search(&template, &query))
+            .await?
+            .map_err(DomainError::internal)?;
+        let search_ms = started.elapsed().as_millis() as u64;
+        let user_ids: Vec<Uuid> = outcome
+            .candidates
+            .iter()
+            .map(|cand| Uuid::from_u128(cand.ids.user_key))
+            .collect();
+        let users: HashMap<Uuid, String> = self
+            .store
+            .get_users_by_ids(c.tenant_id, &user_ids)
+            .await?
+            .into_iter()
+            .map(|u| (u.id, u.external_user_id))
+            .collect();
+        let candidates: Vec<IdentifiedCandidate> = outcome
+            .candidates
+            .iter()
+            .filter_map(|cand| {
+                let user_id = Uuid::from_u128(cand.ids.user_key);
+                users.get(&user_id).map(|ext| IdentifiedCandidate {
+                    user_id,
+                    external_user_id: ext.clone(),
+                    palm_type: palm_type(cand.ids.palm),
+                    confidence: f64::from(cand.confidence),
+                    scores: scores(&cand.comparison),
+                    matched: cand.comparison.matched,
+                })
+            })
+            .collect();
+        let now = self.clock.now();
+        let data = IdentificationComplete {
+            challenge_id: c.id,
+            hardware_id: c.hardware_id.clone(),
+            palm_type: probe.palm,
+            matched: candidates.iter().any(|cand| cand.matched),
+            candidates,
+            search: SearchReport {
+                mode: if outcome.mode == SearchMode::Ann {
+                    "ann"
+                } else {
+                    "exact"
+                },
+                gallery_size: outcome.gallery_size,
+                latency_ms: search_ms,
+            },
+            vendor: vendor.to_owned(),
+            identified_at: rfc3339(now),
+            metadata: c.metadata.clone(),
+        };
+        self.complete(c, IDENTIFICATION_COMPLETE, &data, now).await
+    }
+}
+
+/// A challenge this request completed: the stored result and completion time.
+struct Completion {
+    result: serde_json::Value,
+    at: i64,
+}
+
+fn scores(c: &Comparison) -> Vec<f64> {
+    c.scores.iter().map(|s| f64::from(*s)).collect()
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> DomainResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(DomainError::internal)
+}

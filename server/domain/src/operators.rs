@@ -1,0 +1,118 @@
+//! What the operator does: tenants and their OAuth clients, with secrets shown once.
+
+use std::sync::Arc;
+
+use palmlink_store::{Client, Scope, Store, Tenant};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::secrets::{new_secret, sha256_hex, CLIENT_SECRET_PREFIX};
+use crate::tokens::parse_scopes;
+use crate::{DomainError, DomainResult};
+
+/// A client with the secret it was just given (shown only this once).
+#[derive(Clone, Debug)]
+pub struct ClientSecret {
+    /// The client.
+    pub client: Client,
+    /// The plain secret.
+    pub secret: String,
+}
+
+/// Tenants and OAuth clients.
+pub struct Operators {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Operators {
+    /// Operator actions on `store`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Operators {
+        Operators { store, clock }
+    }
+
+    /// Creates a tenant.
+    pub async fn create_tenant(&self, name: &str) -> DomainResult<Tenant> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(DomainError::field("name", "must be 1-255 characters"));
+        }
+        let tenant = Tenant {
+            id: Uuid::new_v4(),
+            name: name.to_owned(),
+            created_at: self.clock.now(),
+        };
+        self.store.create_tenant(&tenant).await?;
+        Ok(tenant)
+    }
+
+    /// Creates a client of a tenant with the given space-separated scopes (all when `None`).
+    pub async fn create_client(
+        &self,
+        tenant: Uuid,
+        name: &str,
+        scopes: Option<&str>,
+    ) -> DomainResult<ClientSecret> {
+        if self.store.get_tenant(tenant).await?.is_none() {
+            return Err(DomainError::NotFound("tenant"));
+        }
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 255 {
+            return Err(DomainError::field("name", "must be 1-255 characters"));
+        }
+        let scopes = match scopes {
+            Some(raw) => parse_scopes(raw).map_err(|e| DomainError::field("scopes", e))?,
+            None => Scope::ALL.to_vec(),
+        };
+        if scopes.is_empty() {
+            return Err(DomainError::field(
+                "scopes",
+                "a client needs at least one scope",
+            ));
+        }
+        let secret = new_secret(CLIENT_SECRET_PREFIX);
+        let client = Client {
+            id: Uuid::new_v4(),
+            tenant_id: tenant,
+            name: name.to_owned(),
+            scopes,
+            secret_hash: sha256_hex(secret.as_bytes()),
+            old_secret_hash: None,
+            created_at: self.clock.now(),
+        };
+        self.store.create_client(&client).await?;
+        Ok(ClientSecret { client, secret })
+    }
+
+    /// Issues a new secret; the previous one keeps working until revoked. Returns the new
+    /// secret.
+    pub async fn rotate_client(&self, client: Uuid) -> DomainResult<String> {
+        let secret = new_secret(CLIENT_SECRET_PREFIX);
+        if !self
+            .store
+            .rotate_client_secret(client, &sha256_hex(secret.as_bytes()))
+            .await?
+        {
+            return Err(DomainError::NotFound("client"));
+        }
+        Ok(secret)
+    }
+
+    /// Stops the previous secret from working.
+    pub async fn revoke_old_secret(&self, client: Uuid) -> DomainResult<()> {
+        if self.store.revoke_old_client_secret(client).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("client"))
+        }
+    }
+
+    /// Deletes a client; every token it was issued stops working at once.
+    pub async fn delete_client(&self, client: Uuid) -> DomainResult<()> {
+        if self.store.delete_client(client).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("client"))
+        }
+    }
+}

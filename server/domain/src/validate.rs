@@ -1,0 +1,148 @@
+//! Checks shared by the inputs: lengths, identifiers, metadata, pages.
+
+use serde_json::Value;
+
+use crate::{DomainError, DomainResult, FieldError};
+
+/// Adds an error when `value` is empty, blank, or longer than `max` characters.
+pub fn check_len(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) {
+    let n = value.chars().count();
+    if n == 0 || value.trim().is_empty() {
+        errors.push(FieldError::new(field, "must not be empty"));
+    } else if n > max {
+        errors.push(FieldError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+}
+
+/// Adds an error unless `value` is 1-128 characters of `[A-Za-z0-9_.:-]` (a hardware id).
+pub fn check_hardware_id(errors: &mut Vec<FieldError>, value: &str) {
+    let ok_chars = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'));
+    if value.is_empty() || value.len() > 128 || !ok_chars {
+        errors.push(FieldError::new(
+            "hardware_id",
+            "must be 1-128 characters of A-Z, a-z, 0-9, _ . : -",
+        ));
+    }
+}
+
+/// Adds an error unless `value` is absent, a JSON object or null.
+pub fn check_metadata(errors: &mut Vec<FieldError>, value: &Option<Value>) {
+    if let Some(v) = value {
+        if !(v.is_object() || v.is_null()) {
+            errors.push(FieldError::new("metadata", "must be an object or null"));
+        }
+    }
+}
+
+/// A page of a list: `offset` >= 0, `limit` 1..=100 (default 20).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Rows skipped.
+    pub offset: i64,
+    /// Rows returned at most.
+    pub limit: i64,
+}
+
+impl Default for Page {
+    fn default() -> Page {
+        Page {
+            offset: 0,
+            limit: 20,
+        }
+    }
+}
+
+impl Page {
+    /// The largest `limit`.
+    pub const MAX_LIMIT: i64 = 100;
+
+    /// Reads `offset` and `limit` as given in a query string (absent means the default);
+    /// 422 naming each that is out of bounds.
+    pub fn parse(offset: Option<&str>, limit: Option<&str>) -> DomainResult<Page> {
+        let mut errors = Vec::new();
+        let mut page = Page::default();
+        if let Some(raw) = offset {
+            match raw.parse::<i64>() {
+                Ok(v) if v >= 0 => page.offset = v,
+                _ => errors.push(FieldError::new("offset", "must be an integer >= 0")),
+            }
+        }
+        if let Some(raw) = limit {
+            match raw.parse::<i64>() {
+                Ok(v) if (1..=Page::MAX_LIMIT).contains(&v) => page.limit = v,
+                _ => errors.push(FieldError::new("limit", "must be an integer from 1 to 100")),
+            }
+        }
+        DomainError::check(errors)?;
+        Ok(page)
+    }
+}
+
+/// One page of a list and the number of rows in the whole list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Listing<T> {
+    /// The rows of the page.
+    pub rows: Vec<T>,
+    /// Rows in the whole list.
+    pub total: i64,
+    /// The page.
+    pub page: Page,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fields(err: DomainError) -> Vec<String> {
+        match err {
+            DomainError::Validation(errors) => errors.into_iter().map(|e| e.field).collect(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn page_bounds() {
+        assert_eq!(Page::parse(None, None).unwrap(), Page::default());
+        assert_eq!(
+            Page::parse(Some("5"), Some("100")).unwrap(),
+            Page {
+                offset: 5,
+                limit: 100
+            }
+        );
+        for (offset, limit) in [
+            (None, Some("0")),
+            (None, Some("101")),
+            (Some("-1"), None),
+            (None, Some("1.5")),
+            (Some("x"), None),
+        ] {
+            assert!(Page::parse(offset, limit).is_err(), "{offset:?} {limit:?}");
+        }
+        let both = Page::parse(Some("-2"), Some("0")).unwrap_err();
+        assert_eq!(fields(both), ["offset", "limit"]);
+    }
+
+    #[test]
+    fn lengths_identifiers_and_metadata() {
+        let mut errors = Vec::new();
+        check_len(&mut errors, "a", "", 5);
+        check_len(&mut errors, "b", "   ", 5);
+        check_len(&mut errors, "c", "123456", 5);
+        check_len(&mut errors, "d", "éééé", 4);
+        check_metadata(&mut errors, &Some(json!([1])));
+        check_metadata(&mut errors, &Some(json!(null)));
+        check_metadata(&mut errors, &Some(json!({"k": 1})));
+        check_hardware_id(&mut errors, "scanner-01:a.b_c");
+        check_hardware_id(&mut errors, "has space");
+        let names: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "metadata", "hardware_id"]);
+    }
+}

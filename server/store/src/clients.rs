@@ -1,0 +1,61 @@
+//! OAuth clients and their two secret slots.
+
+use uuid::Uuid;
+
+use crate::vocabulary::named_values;
+use crate::StoreResult;
+
+named_values! {
+    /// What a client's tokens may do.
+    pub enum Scope ("scope") {
+        /// Register, list and revoke scanners.
+        Devices = "devices",
+        /// Create enrollment challenges.
+        Enroll = "enroll",
+        /// Create verification challenges; read and change matching settings.
+        Verify = "verify",
+        /// Create identification challenges.
+        Identify = "identify",
+        /// List, read and erase enrolled users.
+        Users = "users",
+        /// Manage webhook subscriptions and their deliveries.
+        Webhooks = "webhooks",
+    }
+}
+
+/// An OAuth client of a tenant.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Client {
+    /// `client_id`.
+    pub id: Uuid,
+    /// Owning tenant.
+    pub tenant_id: Uuid,
+    /// Display name.
+    pub name: String,
+    /// Granted scopes.
+    pub scopes: Vec<Scope>,
+    /// Hex SHA-256 of the current secret.
+    pub secret_hash: String,
+    /// Hex SHA-256 of the previous secret while a rotation is in progress.
+    pub old_secret_hash: Option<String>,
+    /// Creation time.
+    pub created_at: i64,
+}
+
+/// Storage of OAuth clients.
+#[async_trait::async_trait]
+pub trait ClientStore: Send + Sync {
+    /// Stores a new client.
+    async fn create_client(&self, client: &Client) -> StoreResult<()>;
+    /// Looks a client up.
+    async fn get_client(&self, id: Uuid) -> StoreResult<Option<Client>>;
+    /// Moves the current secret to the old slot and sets a new one; false if unknown.
+    ///
+    /// Concurrency: one statement (`old = current, current = new`), so two rotations at
+    /// once leave the second's secret current and the first's old, never a lost secret.
+    async fn rotate_client_secret(&self, id: Uuid, new_hash: &str) -> StoreResult<bool>;
+    /// Forgets the old secret; false if unknown.
+    async fn revoke_old_client_secret(&self, id: Uuid) -> StoreResult<bool>;
+    /// Deletes a client; false if unknown.
+    async fn delete_client(&self, id: Uuid) -> StoreResult<bool>;
+}

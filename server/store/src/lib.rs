@@ -1,0 +1,91 @@
+//! Everything PalmLink keeps durably, behind one family of traits.
+//!
+//! Each aggregate has a trait of its own: [`TenantStore`], [`ClientStore`], [`DeviceStore`],
+//! [`UserStore`], [`ChallengeStore`], [`SettingsStore`], [`OutboxStore`],
+//! [`IdempotencyStore`] and [`WebhookStore`]. [`Store`] is all of them together, which is
+//! what the service holds (`Arc<dyn Store>`). A backend implements every trait; the
+//! conformance suite in `tests/` runs the same behaviour against each backend the build
+//! has.
+//!
+//! Every method documents what must hold when several writers run at once ("Concurrency"):
+//! what one backend gets for free (SQLite has a single writer) another must provide with
+//! row locks, unique constraints or conditional updates.
+//!
+//! State changes that fire an event write it into the outbox in the same transaction (see
+//! [`OutboxEvent`]): a crash never leaves a change without its event or an event without its
+//! change. Timestamps are microseconds since the Unix epoch.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), palmlink_store::StoreError> {
+//! use palmlink_store::{Tenant, TenantStore as _};
+//!
+//! let store = palmlink_store::open("sqlite:///var/lib/palmlink/palmlink.db").await?;
+//! let tenant = Tenant { id: uuid::Uuid::new_v4(), name: "Acme".into(), created_at: 0 };
+//! store.create_tenant(&tenant).await?;
+//! assert_eq!(store.get_tenant(tenant.id).await?.map(|t| t.name), Some("Acme".into()));
+//! # Ok(()) }
+//! ```
+
+mod challenges;
+mod clients;
+mod devices;
+mod error;
+mod idempotency;
+mod migrations;
+mod outbox;
+mod settings;
+mod sqlite;
+mod tenants;
+mod users;
+mod vocabulary;
+mod webhooks;
+
+use std::sync::Arc;
+
+pub use challenges::{
+    Challenge, ChallengeFilter, ChallengeKind, ChallengePalm, ChallengeStatus, ChallengeStore,
+    EnrollmentCommit, FailureReason,
+};
+pub use clients::{Client, ClientStore, Scope};
+pub use devices::{Device, DeviceStatus, DeviceStore, Pairing};
+pub use error::{StoreError, StoreResult};
+pub use idempotency::{IdempotencyStart, IdempotencyStore};
+pub use outbox::{OutboxEvent, OutboxStore};
+pub use settings::{MatchPolicy, MatchingSettings, SettingsStore};
+pub use sqlite::SqliteStore;
+pub use tenants::{Tenant, TenantStore};
+pub use users::{Palm, PalmType, User, UserStore};
+pub use vocabulary::UnknownValue;
+pub use webhooks::{
+    Attempt, Delivery, DeliveryNext, DeliveryStatus, Subscription, SubscriptionNext, WebhookStore,
+};
+
+/// Everything the service stores: one implementation per database.
+#[async_trait::async_trait]
+pub trait Store:
+    TenantStore
+    + ClientStore
+    + DeviceStore
+    + UserStore
+    + ChallengeStore
+    + SettingsStore
+    + OutboxStore
+    + IdempotencyStore
+    + WebhookStore
+    + Send
+    + Sync
+{
+    /// Checks that the database answers and accepts writes.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Opens the store a database URL names (`sqlite://PATH` or `sqlite:PATH`), creating the
+/// database if it is missing and applying every migration it lacks.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else {
+        let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+        Err(StoreError::UnsupportedUrl(scheme.to_owned()))
+    }
+}

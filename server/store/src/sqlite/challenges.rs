@@ -1,0 +1,259 @@
+//! [`ChallengeStore`] on SQLite.
+//!
+//! The statements that look for pending challenges name `status = 'pending'` literally:
+//! only then may SQLite search the partial indexes that hold pending challenges alone
+//! (migration 3).
+
+use rusqlite::{params, Connection, Row};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::outbox::insert_event;
+use super::sql::{execute, fetch_all, fetch_optional, json_column, parsed};
+use super::users::palm_cols;
+use super::SqliteStore;
+use crate::{
+    Challenge, ChallengeFilter, ChallengeStatus, ChallengeStore, EnrollmentCommit, FailureReason,
+    OutboxEvent, StoreResult,
+};
+
+/// The columns [`challenge_row`] reads.
+macro_rules! challenge_cols {
+    () => {
+        "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
+         status, metadata, result, failure_reason, created_at, expires_at, finished_at"
+    };
+}
+
+fn challenge_row(row: &Row<'_>) -> rusqlite::Result<Challenge> {
+    let reason: Option<String> = row.get("failure_reason")?;
+    Ok(Challenge {
+        id: parsed(row, "id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        kind: parsed(row, "kind")?,
+        device_id: parsed(row, "device_id")?,
+        hardware_id: row.get("hardware_id")?,
+        external_user_id: row.get("external_user_id")?,
+        palm_type: parsed(row, "palm_type")?,
+        top_k: row.get("top_k")?,
+        status: parsed(row, "status")?,
+        metadata: json_column(row, "metadata")?.unwrap_or(Value::Null),
+        result: json_column(row, "result")?,
+        failure_reason: match reason {
+            Some(_) => Some(parsed(row, "failure_reason")?),
+            None => None,
+        },
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+        finished_at: row.get("finished_at")?,
+    })
+}
+
+/// The pending, unexpired challenges of device `$1` at time `$2`, oldest first.
+pub(super) const PENDING_OF_DEVICE: &str = concat!(
+    "SELECT ",
+    challenge_cols!(),
+    " FROM challenges WHERE device_id = $1 AND status = 'pending' \
+     AND expires_at > $2 ORDER BY created_at, id"
+);
+
+/// Fails the pending challenges of device `$2` (revoked) at time `$1`.
+pub(super) const FAIL_PENDING_OF_DEVICE: &str =
+    "UPDATE challenges SET status = 'failed', failure_reason = 'device_revoked', \
+     finished_at = $1 WHERE device_id = $2 AND status = 'pending'";
+
+/// Expires the pending challenges whose time is up at `$1`.
+pub(super) const EXPIRE_PENDING: &str =
+    "UPDATE challenges SET status = 'expired', finished_at = expires_at \
+     WHERE status = 'pending' AND expires_at <= $1";
+
+/// Marks a pending, unexpired challenge completed with its result; false if it is not.
+fn complete_pending(c: &Connection, id: Uuid, result: &Value, now: i64) -> rusqlite::Result<bool> {
+    let done = execute(
+        c,
+        "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
+         WHERE id = $3 AND status = 'pending' AND expires_at > $2",
+        params![result.to_string(), now, id.to_string()],
+    )?;
+    Ok(done == 1)
+}
+
+#[async_trait::async_trait]
+impl ChallengeStore for SqliteStore {
+    async fn create_challenge(&self, ch: &Challenge) -> StoreResult<()> {
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    concat!(
+                        "INSERT INTO challenges (",
+                        challenge_cols!(),
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    ),
+                    params![
+                        ch.id.to_string(),
+                        ch.tenant_id.to_string(),
+                        ch.kind.as_str(),
+                        ch.device_id.to_string(),
+                        ch.hardware_id,
+                        ch.external_user_id,
+                        ch.palm_type.as_str(),
+                        ch.top_k,
+                        ch.status.as_str(),
+                        ch.metadata.to_string(),
+                        ch.result.as_ref().map(Value::to_string),
+                        ch.failure_reason.map(FailureReason::as_str),
+                        ch.created_at,
+                        ch.expires_at,
+                        ch.finished_at,
+                    ],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn get_challenge(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Challenge>> {
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                concat!(
+                    "SELECT ",
+                    challenge_cols!(),
+                    " FROM challenges WHERE tenant_id = $1 AND id = $2"
+                ),
+                [tenant.to_string(), id.to_string()],
+                challenge_row,
+            )
+        })?)
+    }
+
+    async fn list_challenges(
+        &self,
+        tenant: Uuid,
+        filter: &ChallengeFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<Challenge>, i64)> {
+        // Unused filters compare against NULL and drop out: `($2 IS NULL OR kind = $2)`.
+        macro_rules! cond {
+            () => {
+                "tenant_id = $1 AND ($2 IS NULL OR kind = $2) AND ($3 IS NULL OR status = $3)"
+            };
+        }
+        let kind = filter.kind.map(|k| k.as_str());
+        let status = filter.status.map(|s| s.as_str());
+        Ok(self.db.read(|c| {
+            let rows = fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    challenge_cols!(),
+                    " FROM challenges WHERE ",
+                    cond!(),
+                    " ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+                ),
+                params![tenant.to_string(), kind, status, limit, offset],
+                challenge_row,
+            )?;
+            let total = c
+                .prepare_cached(concat!("SELECT COUNT(*) FROM challenges WHERE ", cond!()))?
+                .query_row(params![tenant.to_string(), kind, status], |r| r.get(0))?;
+            Ok((rows, total))
+        })?)
+    }
+
+    async fn pending_for_device(&self, device_id: Uuid, now: i64) -> StoreResult<Vec<Challenge>> {
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                PENDING_OF_DEVICE,
+                params![device_id.to_string(), now],
+                challenge_row,
+            )
+        })?)
+    }
+
+    async fn complete_enrollment(&self, commit: &EnrollmentCommit, now: i64) -> StoreResult<bool> {
+        Ok(self
+            .db
+            .write(|c| {
+                if !complete_pending(c, commit.challenge_id, &commit.result, now)? {
+                    return Ok(false);
+                }
+                for p in &commit.palms {
+                    execute(
+                        c,
+                        concat!(
+                            "INSERT INTO palms (",
+                            palm_cols!(),
+                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                        ),
+                        params![
+                            p.feature_id.to_string(),
+                            p.tenant_id.to_string(),
+                            p.user_id.to_string(),
+                            p.palm_type.as_str(),
+                            p.row_id,
+                            p.enrolled_at,
+                            p.vendor,
+                            p.challenge_id.to_string(),
+                        ],
+                    )?;
+                }
+                insert_event(c, &commit.event)?;
+                Ok(true)
+            })
+            .await?)
+    }
+
+    async fn complete_challenge(
+        &self,
+        id: Uuid,
+        result: &Value,
+        event: &OutboxEvent,
+        now: i64,
+    ) -> StoreResult<bool> {
+        Ok(self
+            .db
+            .write(|c| {
+                if !complete_pending(c, id, result, now)? {
+                    return Ok(false);
+                }
+                insert_event(c, event)?;
+                Ok(true)
+            })
+            .await?)
+    }
+
+    async fn finish_challenge(
+        &self,
+        id: Uuid,
+        status: ChallengeStatus,
+        reason: Option<FailureReason>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE challenges SET status = $1, failure_reason = $2, finished_at = $3 \
+                     WHERE id = $4 AND status = 'pending'",
+                    params![
+                        status.as_str(),
+                        reason.map(FailureReason::as_str),
+                        now,
+                        id.to_string()
+                    ],
+                )
+            })
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn expire_challenges(&self, now: i64) -> StoreResult<u64> {
+        let done = self.db.write(|c| execute(c, EXPIRE_PENDING, [now])).await?;
+        Ok(done as u64)
+    }
+}

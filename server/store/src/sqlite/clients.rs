@@ -1,0 +1,115 @@
+//! [`ClientStore`] on SQLite. Scopes are kept as one space-separated column.
+
+use rusqlite::{params, Row};
+use uuid::Uuid;
+
+use super::sql::{conversion, execute, fetch_optional, parsed};
+use super::SqliteStore;
+use crate::{Client, ClientStore, Scope, StoreResult};
+
+fn client_row(row: &Row<'_>) -> rusqlite::Result<Client> {
+    let scopes: String = row.get("scopes")?;
+    let scopes = scopes
+        .split_whitespace()
+        .map(str::parse::<Scope>)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| conversion(row, "scopes", err))?;
+    Ok(Client {
+        id: parsed(row, "id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        name: row.get("name")?,
+        scopes,
+        secret_hash: row.get("secret_hash")?,
+        old_secret_hash: row.get("old_secret_hash")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+/// The column text of a scope list.
+fn scopes_text(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[async_trait::async_trait]
+impl ClientStore for SqliteStore {
+    async fn create_client(&self, cl: &Client) -> StoreResult<()> {
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "INSERT INTO oauth_clients (id, tenant_id, name, scopes, secret_hash, \
+                     old_secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    params![
+                        cl.id.to_string(),
+                        cl.tenant_id.to_string(),
+                        cl.name,
+                        scopes_text(&cl.scopes),
+                        cl.secret_hash,
+                        cl.old_secret_hash,
+                        cl.created_at,
+                    ],
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn get_client(&self, id: Uuid) -> StoreResult<Option<Client>> {
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                "SELECT id, tenant_id, name, scopes, secret_hash, old_secret_hash, created_at \
+                 FROM oauth_clients WHERE id = $1",
+                [id.to_string()],
+                client_row,
+            )
+        })?)
+    }
+
+    async fn rotate_client_secret(&self, id: Uuid, new_hash: &str) -> StoreResult<bool> {
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE oauth_clients SET old_secret_hash = secret_hash, secret_hash = $1 \
+                     WHERE id = $2",
+                    params![new_hash, id.to_string()],
+                )
+            })
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn revoke_old_client_secret(&self, id: Uuid) -> StoreResult<bool> {
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "UPDATE oauth_clients SET old_secret_hash = NULL WHERE id = $1",
+                    [id.to_string()],
+                )
+            })
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn delete_client(&self, id: Uuid) -> StoreResult<bool> {
+        let done = self
+            .db
+            .write(|c| {
+                execute(
+                    c,
+                    "DELETE FROM oauth_clients WHERE id = $1",
+                    [id.to_string()],
+                )
+            })
+            .await?;
+        Ok(done == 1)
+    }
+}

@@ -1,0 +1,220 @@
+//! [`UserStore`] on SQLite.
+
+use rusqlite::{params, Row};
+use uuid::Uuid;
+
+use super::sql::{execute, fetch_all, fetch_optional, parsed};
+use super::SqliteStore;
+use crate::{Palm, StoreError, StoreResult, User, UserStore};
+
+fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: parsed(row, "id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        external_user_id: row.get("external_user_id")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+/// The columns [`palm_row`] reads.
+macro_rules! palm_cols {
+    () => {
+        "feature_id, tenant_id, user_id, palm_type, row_id, enrolled_at, vendor, challenge_id"
+    };
+}
+pub(super) use palm_cols;
+
+pub(super) fn palm_row(row: &Row<'_>) -> rusqlite::Result<Palm> {
+    Ok(Palm {
+        feature_id: parsed(row, "feature_id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        user_id: parsed(row, "user_id")?,
+        palm_type: parsed(row, "palm_type")?,
+        row_id: row.get("row_id")?,
+        enrolled_at: row.get("enrolled_at")?,
+        vendor: row.get("vendor")?,
+        challenge_id: parsed(row, "challenge_id")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl UserStore for SqliteStore {
+    async fn ensure_user(
+        &self,
+        tenant: Uuid,
+        external_user_id: &str,
+        now: i64,
+    ) -> StoreResult<User> {
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "INSERT INTO users (id, tenant_id, external_user_id, created_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, external_user_id) DO NOTHING",
+                    params![
+                        Uuid::new_v4().to_string(),
+                        tenant.to_string(),
+                        external_user_id,
+                        now,
+                    ],
+                )
+            })
+            .await?;
+        self.get_user(tenant, external_user_id)
+            .await?
+            .ok_or_else(|| StoreError::Database("user vanished after insert".to_owned()))
+    }
+
+    async fn get_user(&self, tenant: Uuid, external_user_id: &str) -> StoreResult<Option<User>> {
+        Ok(self.db.read(|c| {
+            fetch_optional(
+                c,
+                "SELECT id, tenant_id, external_user_id, created_at FROM users \
+                 WHERE tenant_id = $1 AND external_user_id = $2",
+                params![tenant.to_string(), external_user_id],
+                user_row,
+            )
+        })?)
+    }
+
+    async fn get_user_with_palms(
+        &self,
+        tenant: Uuid,
+        external_user_id: &str,
+    ) -> StoreResult<Option<(User, Vec<Palm>)>> {
+        let rows = self.db.read(|c| {
+            fetch_all(
+                c,
+                "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.feature_id, \
+                 p.palm_type, p.row_id, p.enrolled_at, p.vendor, p.challenge_id \
+                 FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
+                 WHERE u.tenant_id = $1 AND u.external_user_id = $2 ORDER BY p.palm_type",
+                params![tenant.to_string(), external_user_id],
+                |row| {
+                    let user = user_row(row)?;
+                    let palm = match row.get::<_, Option<String>>("feature_id")? {
+                        None => None,
+                        Some(_) => Some(Palm {
+                            feature_id: parsed(row, "feature_id")?,
+                            tenant_id: user.tenant_id,
+                            user_id: user.id,
+                            palm_type: parsed(row, "palm_type")?,
+                            row_id: row.get("row_id")?,
+                            enrolled_at: row.get("enrolled_at")?,
+                            vendor: row.get("vendor")?,
+                            challenge_id: parsed(row, "challenge_id")?,
+                        }),
+                    };
+                    Ok((user, palm))
+                },
+            )
+        })?;
+        let mut rows = rows.into_iter();
+        let Some((user, first)) = rows.next() else {
+            return Ok(None);
+        };
+        let palms = first
+            .into_iter()
+            .chain(rows.filter_map(|(_, p)| p))
+            .collect();
+        Ok(Some((user, palms)))
+    }
+
+    async fn get_users_by_ids(&self, tenant: Uuid, ids: &[Uuid]) -> StoreResult<Vec<User>> {
+        Ok(self.db.read(|c| {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let user = fetch_optional(
+                    c,
+                    "SELECT id, tenant_id, external_user_id, created_at FROM users \
+                     WHERE tenant_id = $1 AND id = $2",
+                    [tenant.to_string(), id.to_string()],
+                    user_row,
+                )?;
+                out.extend(user);
+            }
+            Ok(out)
+        })?)
+    }
+
+    async fn list_users(
+        &self,
+        tenant: Uuid,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<User>, i64)> {
+        Ok(self.db.read(|c| {
+            let rows = fetch_all(
+                c,
+                "SELECT id, tenant_id, external_user_id, created_at FROM users u WHERE tenant_id = $1 \
+                 AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id) \
+                 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+                params![tenant.to_string(), limit, offset],
+                user_row,
+            )?;
+            let total = c
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM users u WHERE tenant_id = $1 \
+                     AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id)",
+                )?
+                .query_row([tenant.to_string()], |r| r.get(0))?;
+            Ok((rows, total))
+        })?)
+    }
+
+    async fn list_palms(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    palm_cols!(),
+                    " FROM palms WHERE tenant_id = $1 AND user_id = $2 ORDER BY palm_type"
+                ),
+                [tenant.to_string(), user_id.to_string()],
+                palm_row,
+            )
+        })?)
+    }
+
+    async fn all_palms(&self, tenant: Uuid) -> StoreResult<Vec<Palm>> {
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                concat!("SELECT ", palm_cols!(), " FROM palms WHERE tenant_id = $1"),
+                [tenant.to_string()],
+                palm_row,
+            )
+        })?)
+    }
+
+    async fn delete_user(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {
+        let keys = [tenant.to_string(), user_id.to_string()];
+        Ok(self
+            .db
+            .write(|c| {
+                let palms = fetch_all(
+                    c,
+                    concat!(
+                        "SELECT ",
+                        palm_cols!(),
+                        " FROM palms WHERE tenant_id = $1 AND user_id = $2"
+                    ),
+                    params![keys[0], keys[1]],
+                    palm_row,
+                )?;
+                execute(
+                    c,
+                    "DELETE FROM palms WHERE tenant_id = $1 AND user_id = $2",
+                    params![keys[0], keys[1]],
+                )?;
+                execute(
+                    c,
+                    "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
+                    params![keys[0], keys[1]],
+                )?;
+                Ok(palms)
+            })
+            .await?)
+    }
+}

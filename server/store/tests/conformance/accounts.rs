@@ -1,0 +1,52 @@
+//! Tenants and OAuth clients.
+
+use palmlink_store::{Client, Scope, Store};
+use uuid::Uuid;
+
+use crate::support::tenant;
+
+pub async fn tenants_are_listed_and_found(store: &dyn Store) {
+    let a = tenant(store, "a").await;
+    let b = tenant(store, "b").await;
+    let mut ids = store.list_tenant_ids().await.unwrap();
+    ids.sort();
+    let mut expected = vec![a, b];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert_eq!(store.get_tenant(a).await.unwrap().unwrap().name, "a");
+    assert!(store.get_tenant(Uuid::new_v4()).await.unwrap().is_none());
+}
+
+pub async fn client_secrets_rotate_through_two_slots(store: &dyn Store) {
+    let tenant = tenant(store, "t").await;
+    let client = Client {
+        id: Uuid::new_v4(),
+        tenant_id: tenant,
+        name: "c".into(),
+        scopes: vec![Scope::Devices, Scope::Verify],
+        secret_hash: "h1".into(),
+        old_secret_hash: None,
+        created_at: 1,
+    };
+    store.create_client(&client).await.unwrap();
+    assert_eq!(
+        store.get_client(client.id).await.unwrap(),
+        Some(client.clone())
+    );
+    assert!(store.rotate_client_secret(client.id, "h2").await.unwrap());
+    let c = store.get_client(client.id).await.unwrap().unwrap();
+    assert_eq!(
+        (c.secret_hash.as_str(), c.old_secret_hash.as_deref()),
+        ("h2", Some("h1"))
+    );
+    assert!(store.revoke_old_client_secret(client.id).await.unwrap());
+    let c = store.get_client(client.id).await.unwrap().unwrap();
+    assert_eq!(c.old_secret_hash, None);
+    assert!(!store
+        .rotate_client_secret(Uuid::new_v4(), "h")
+        .await
+        .unwrap());
+    assert!(store.delete_client(client.id).await.unwrap());
+    assert!(store.get_client(client.id).await.unwrap().is_none());
+    assert!(!store.delete_client(client.id).await.unwrap());
+}

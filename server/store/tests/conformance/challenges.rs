@@ -1,0 +1,157 @@
+//! Challenges: listing, completion, ends.
+
+use palmlink_store::{ChallengeFilter, ChallengeKind, ChallengeStatus, FailureReason, Store};
+use serde_json::json;
+
+use crate::support::{challenge, device, event, tenant};
+
+pub async fn lists_filter_and_count(store: &dyn Store) {
+    let tenant_a = tenant(store, "t").await;
+    let tenant_b = tenant(store, "u").await;
+    let scanner = device(tenant_a, "AAAAAAAAAA");
+    store.create_device(&scanner).await.unwrap();
+    let mut created = Vec::new();
+    for (i, kind) in [
+        ChallengeKind::Identify,
+        ChallengeKind::Verify,
+        ChallengeKind::Identify,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ch = palmlink_store::Challenge {
+            kind,
+            created_at: i as i64,
+            ..challenge(tenant_a, scanner.id, i64::MAX)
+        };
+        store.create_challenge(&ch).await.unwrap();
+        created.push(ch);
+    }
+    let filter = ChallengeFilter {
+        kind: Some(ChallengeKind::Identify),
+        status: Some(ChallengeStatus::Pending),
+    };
+    let (rows, total) = store
+        .list_challenges(tenant_a, &filter, 0, 10)
+        .await
+        .unwrap();
+    // Newest first.
+    let ids: Vec<_> = rows.iter().map(|c| c.id).collect();
+    assert_eq!((ids, total), (vec![created[2].id, created[0].id], 2));
+    let (page, total) = store
+        .list_challenges(tenant_a, &ChallengeFilter::default(), 1, 1)
+        .await
+        .unwrap();
+    assert_eq!((page[0].id, total), (created[1].id, 3));
+    let (none, total) = store
+        .list_challenges(tenant_b, &ChallengeFilter::default(), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!((none.len(), total), (0, 0));
+    assert_eq!(
+        store.get_challenge(tenant_a, created[0].id).await.unwrap(),
+        Some(created[0].clone())
+    );
+    assert!(store
+        .get_challenge(tenant_b, created[0].id)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn a_challenge_completes_once(store: &dyn Store) {
+    let tenant = tenant(store, "t").await;
+    let scanner = device(tenant, "AAAAAAAAAA");
+    store.create_device(&scanner).await.unwrap();
+    let live = challenge(tenant, scanner.id, i64::MAX);
+    store.create_challenge(&live).await.unwrap();
+    let result = json!({"matched": false});
+    assert!(store
+        .complete_challenge(live.id, &result, &event(tenant, 5), 60)
+        .await
+        .unwrap());
+    // A second capture loses, and its event is not written.
+    assert!(!store
+        .complete_challenge(live.id, &result, &event(tenant, 6), 61)
+        .await
+        .unwrap());
+    assert!(store
+        .get_event(&event(tenant, 6).event_id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!store
+        .finish_challenge(
+            live.id,
+            ChallengeStatus::Cancelled,
+            Some(FailureReason::UserCancelled),
+            62
+        )
+        .await
+        .unwrap());
+    let done = store.get_challenge(tenant, live.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.result, done.metadata, done.finished_at),
+        (
+            ChallengeStatus::Completed,
+            Some(result),
+            json!({"k": "v"}),
+            Some(60)
+        )
+    );
+    // A cancelled challenge can no longer complete.
+    let cancelled = challenge(tenant, scanner.id, i64::MAX);
+    store.create_challenge(&cancelled).await.unwrap();
+    assert!(store
+        .finish_challenge(
+            cancelled.id,
+            ChallengeStatus::Cancelled,
+            Some(FailureReason::Spoof),
+            70
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .complete_challenge(cancelled.id, &json!({}), &event(tenant, 7), 71)
+        .await
+        .unwrap());
+    let c = store
+        .get_challenge(tenant, cancelled.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.status, c.failure_reason),
+        (ChallengeStatus::Cancelled, Some(FailureReason::Spoof))
+    );
+}
+
+pub async fn expiry_ends_only_late_pending_challenges(store: &dyn Store) {
+    let tenant = tenant(store, "t").await;
+    let scanner = device(tenant, "AAAAAAAAAA");
+    store.create_device(&scanner).await.unwrap();
+    let live = challenge(tenant, scanner.id, i64::MAX);
+    let stale = challenge(tenant, scanner.id, 50);
+    store.create_challenge(&live).await.unwrap();
+    store.create_challenge(&stale).await.unwrap();
+    let pending = store.pending_for_device(scanner.id, 100).await.unwrap();
+    assert_eq!(pending.iter().map(|c| c.id).collect::<Vec<_>>(), [live.id]);
+    // A challenge past its time cannot complete, even before the sweeper runs.
+    assert!(!store
+        .complete_challenge(stale.id, &json!({}), &event(tenant, 1), 100)
+        .await
+        .unwrap());
+    assert_eq!(store.expire_challenges(100).await.unwrap(), 1);
+    assert_eq!(store.expire_challenges(100).await.unwrap(), 0);
+    let expired = store
+        .get_challenge(tenant, stale.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (expired.status, expired.finished_at),
+        (ChallengeStatus::Expired, Some(50))
+    );
+    let still = store.get_challenge(tenant, live.id).await.unwrap().unwrap();
+    assert_eq!(still.status, ChallengeStatus::Pending);
+}
