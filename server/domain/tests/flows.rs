@@ -1,0 +1,472 @@
+//! The domain's services end to end without any socket: a real store (SQLite in a
+//! temporary directory), real galleries, a clock moved by hand and the synthetic population
+//! of `palmlink-fixtures`.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palmlink_domain::{
+    Caller, CancelChallenge, CaptureItem, CaptureSubmission, Clock, Domain, DomainConfig,
+    DomainError, Galleries, GrantRequest, IdentifyChallenge, Page, PairDevice, Parts,
+    RegisterDevice, SigningKey, SubjectChallenge, TemplateBody, SECOND,
+};
+use palmlink_fixtures::{PalmSide, Population};
+use palmlink_store::{ChallengeFilter, ChallengeStatus, Device, FailureReason, PalmType, Scope};
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// A clock that stands still until moved.
+struct ManualClock(AtomicI64);
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+struct World {
+    domain: Domain,
+    clock: Arc<ManualClock>,
+    population: Population,
+    _stopping: watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("palmlink.db").display());
+    let store = palmlink_store::open(&url).await.unwrap();
+    let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000 * SECOND)));
+    let (stopping, stopping_rx) = watch::channel(false);
+    let parts = Parts {
+        store,
+        galleries: Arc::new(Galleries::new(dir.path().join("galleries"))),
+        clock: clock.clone(),
+        signing_key: SigningKey::load_or_create(dir.path()).unwrap(),
+        stopping: stopping_rx,
+    };
+    World {
+        domain: Domain::new(parts, &DomainConfig::default()),
+        clock,
+        population: Population::with_seed(42, 100),
+        _stopping: stopping,
+        _dir: dir,
+    }
+}
+
+impl World {
+    /// A tenant, a client with every scope, and the caller its token stands for.
+    async fn caller(&self) -> Caller {
+        let tenant = self.domain.operators.create_tenant("t").await.unwrap();
+        let client = self
+            .domain
+            .operators
+            .create_client(tenant.id, "app", None)
+            .await
+            .unwrap();
+        let grant = self
+            .domain
+            .tokens
+            .grant(GrantRequest {
+                grant_type: Some("client_credentials".into()),
+                client_id: Some(client.client.id.to_string()),
+                client_secret: Some(client.secret),
+                ..GrantRequest::default()
+            })
+            .await
+            .unwrap();
+        self.domain
+            .tokens
+            .authenticate(&grant.access_token)
+            .await
+            .unwrap()
+    }
+
+    /// A device of the caller's tenant, paired as `hardware_id`.
+    async fn scanner(&self, caller: &Caller, hardware_id: &str) -> Device {
+        let registered = self
+            .domain
+            .devices
+            .register(
+                caller,
+                RegisterDevice {
+                    device_name: "Front desk".into(),
+                    location: "Lobby".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let paired = self
+            .domain
+            .devices
+            .pair(PairDevice {
+                // Typed as a person would: lower case, with a separator.
+                pairing_code: format!(
+                    "{}-{}",
+                    &registered.pairing_code[..5].to_lowercase(),
+                    &registered.pairing_code[5..]
+                ),
+                hardware_id: hardware_id.into(),
+            })
+            .await
+            .unwrap();
+        self.domain
+            .devices
+            .authenticate_scanner(&paired.device_secret)
+            .await
+            .unwrap()
+    }
+
+    /// The captures of `identity`'s palm: its enrollment capture, or probe capture `take`.
+    fn captures(&self, identity: u64, palm: PalmSide, take: Option<u64>) -> CaptureSubmission {
+        let capture = match take {
+            None => self.population.enrollment(identity, palm),
+            Some(i) => self.population.capture(identity, palm, i),
+        };
+        CaptureSubmission {
+            vendor: Some("mock".into()),
+            captures: vec![CaptureItem {
+                palm_type: match palm {
+                    PalmSide::Left => PalmType::Left,
+                    PalmSide::Right => PalmType::Right,
+                },
+                template: TemplateBody {
+                    format: "f32".into(),
+                    blocks: Some(capture.to_blocks()),
+                    data: None,
+                },
+                quality: Some(f64::from(capture.quality)),
+                liveness: Some(0.99),
+            }],
+        }
+    }
+}
+
+fn subject(user: &str, hardware_id: &str, palm: Option<PalmType>) -> SubjectChallenge {
+    SubjectChallenge {
+        external_user_id: user.into(),
+        hardware_id: hardware_id.into(),
+        palm_type: palm,
+        metadata: Some(json!({"desk": 3})),
+    }
+}
+
+#[tokio::test]
+async fn an_enrolled_palm_verifies_its_owner_refuses_an_impostor_and_is_identified() {
+    let w = world().await;
+    let caller = w.caller().await;
+    let scanner = w.scanner(&caller, "hw-1").await;
+    let d = &w.domain;
+
+    let enroll = d
+        .challenges
+        .enroll(
+            &caller,
+            subject("alice", "hw-1", Some(PalmType::Right)),
+            false,
+        )
+        .await
+        .unwrap();
+    let pending = d.challenges.poll(&scanner, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [enroll.id]
+    );
+    let done = d
+        .captures
+        .submit(&scanner, enroll.id, w.captures(7, PalmSide::Right, None))
+        .await
+        .unwrap();
+    assert_eq!(done.status, ChallengeStatus::Completed);
+    let result = done.result.unwrap();
+    assert_eq!(result["external_user_id"], "alice");
+    assert_eq!(result["metadata"], json!({"desk": 3}));
+    // The same palm again for the same user is a conflict, before any capture.
+    let again = d
+        .challenges
+        .enroll(
+            &caller,
+            subject("alice", "hw-1", Some(PalmType::Right)),
+            false,
+        )
+        .await;
+    assert!(matches!(
+        again,
+        Err(DomainError::Conflict {
+            code: "already_enrolled",
+            ..
+        })
+    ));
+
+    let verify = d
+        .challenges
+        .verify(&caller, subject("alice", "hw-1", None))
+        .await
+        .unwrap();
+    let genuine = d
+        .captures
+        .submit(&scanner, verify.id, w.captures(7, PalmSide::Right, Some(0)))
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(
+        (&genuine["matched"], &genuine["result"]),
+        (&json!(true), &json!("match"))
+    );
+    assert_eq!(genuine["scores"].as_array().unwrap().len(), 10);
+
+    let verify = d
+        .challenges
+        .verify(&caller, subject("alice", "hw-1", None))
+        .await
+        .unwrap();
+    let impostor = d
+        .captures
+        .submit(
+            &scanner,
+            verify.id,
+            w.captures(60, PalmSide::Right, Some(0)),
+        )
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(impostor["matched"], false);
+
+    let identify = d
+        .challenges
+        .identify(
+            &caller,
+            IdentifyChallenge {
+                hardware_id: "hw-1".into(),
+                palm_type: None,
+                top_k: Some(3),
+                metadata: None,
+            },
+        )
+        .await
+        .unwrap();
+    let found = d
+        .captures
+        .submit(
+            &scanner,
+            identify.id,
+            w.captures(7, PalmSide::Right, Some(1)),
+        )
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    assert_eq!(found["matched"], true);
+    assert_eq!(found["candidates"][0]["external_user_id"], "alice");
+    assert_eq!(found["search"]["gallery_size"], 1);
+
+    // A completed challenge takes no second capture.
+    let twice = d
+        .captures
+        .submit(
+            &scanner,
+            identify.id,
+            w.captures(7, PalmSide::Right, Some(1)),
+        )
+        .await;
+    assert!(matches!(
+        twice,
+        Err(DomainError::Conflict {
+            code: "challenge_not_pending",
+            ..
+        })
+    ));
+
+    // Erased: the user is gone and a verification of them cannot be created.
+    d.users.erase(&caller, "alice").await.unwrap();
+    assert!(matches!(
+        d.users.get(&caller, "alice").await,
+        Err(DomainError::NotFound(_))
+    ));
+    let gone = d
+        .challenges
+        .verify(&caller, subject("alice", "hw-1", None))
+        .await;
+    assert!(matches!(gone, Err(DomainError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn captures_that_do_not_fit_their_challenge_name_the_field() {
+    let w = world().await;
+    let caller = w.caller().await;
+    let scanner = w.scanner(&caller, "hw-1").await;
+    let c = w
+        .domain
+        .challenges
+        .enroll(&caller, subject("bob", "hw-1", Some(PalmType::Left)), false)
+        .await
+        .unwrap();
+    let mut wrong_palm = w.captures(3, PalmSide::Right, None);
+    wrong_palm.captures[0].template.blocks.as_mut().unwrap()[4][7] = f32::NAN;
+    let err = w
+        .domain
+        .captures
+        .submit(&scanner, c.id, wrong_palm)
+        .await
+        .unwrap_err();
+    let DomainError::Validation(fields) = err else {
+        panic!("expected 422, got {err:?}");
+    };
+    let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(names, ["captures", "captures[0].template.blocks[4]"]);
+    // Nothing was stored: the challenge still waits.
+    let still = w.domain.challenges.get(&caller, c.id).await.unwrap();
+    assert_eq!(still.status, ChallengeStatus::Pending);
+}
+
+#[tokio::test]
+async fn challenges_end_by_cancellation_expiry_or_revocation() {
+    let w = world().await;
+    let caller = w.caller().await;
+    let scanner = w.scanner(&caller, "hw-1").await;
+    let d = &w.domain;
+    let identify = |top_k| IdentifyChallenge {
+        hardware_id: "hw-1".into(),
+        palm_type: Some(PalmType::Left),
+        top_k: Some(top_k),
+        metadata: None,
+    };
+
+    let cancelled = d.challenges.identify(&caller, identify(1)).await.unwrap();
+    let c = d
+        .challenges
+        .cancel(
+            &scanner,
+            cancelled.id,
+            CancelChallenge {
+                reason: FailureReason::Spoof,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.status, c.failure_reason),
+        (ChallengeStatus::Cancelled, Some(FailureReason::Spoof))
+    );
+    let refused = d
+        .challenges
+        .cancel(
+            &scanner,
+            cancelled.id,
+            CancelChallenge {
+                reason: FailureReason::Duplicate,
+            },
+        )
+        .await;
+    assert!(matches!(refused, Err(DomainError::Validation(_))));
+
+    let late = d.challenges.identify(&caller, identify(2)).await.unwrap();
+    w.clock.0.fetch_add(3601 * SECOND, Ordering::SeqCst);
+    let err = d
+        .captures
+        .submit(&scanner, late.id, w.captures(1, PalmSide::Left, Some(0)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DomainError::Gone {
+                code: "challenge_expired",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+
+    let revoked = d.challenges.identify(&caller, identify(3)).await.unwrap();
+    d.devices.revoke(&caller, scanner.id).await.unwrap();
+    let c = d.challenges.get(&caller, revoked.id).await.unwrap();
+    assert_eq!(
+        (c.status, c.failure_reason),
+        (ChallengeStatus::Failed, Some(FailureReason::DeviceRevoked))
+    );
+    let listing = d
+        .challenges
+        .list(
+            &caller,
+            ChallengeFilter {
+                kind: None,
+                status: Some(ChallengeStatus::Expired),
+            },
+            Page::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((listing.total, listing.rows[0].id), (1, late.id));
+    // The revoked scanner's credential no longer works.
+    assert!(d.challenges.identify(&caller, identify(4)).await.is_err());
+}
+
+#[tokio::test]
+async fn nothing_crosses_tenants_and_scopes_are_enforced() {
+    let w = world().await;
+    let alice_tenant = w.caller().await;
+    let other = w.caller().await;
+    w.scanner(&alice_tenant, "hw-1").await;
+    let c = w
+        .domain
+        .challenges
+        .identify(
+            &alice_tenant,
+            IdentifyChallenge {
+                hardware_id: "hw-1".into(),
+                palm_type: None,
+                top_k: None,
+                metadata: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        w.domain.challenges.get(&other, c.id).await,
+        Err(DomainError::NotFound(_))
+    ));
+    // The other tenant has no scanner called hw-1.
+    let theirs = w
+        .domain
+        .challenges
+        .identify(
+            &other,
+            IdentifyChallenge {
+                hardware_id: "hw-1".into(),
+                palm_type: None,
+                top_k: None,
+                metadata: None,
+            },
+        )
+        .await;
+    assert!(matches!(theirs, Err(DomainError::NotFound("hardware_id"))));
+    let devices = w
+        .domain
+        .devices
+        .list(&other, Page::default())
+        .await
+        .unwrap();
+    assert_eq!(devices.total, 0);
+    let narrow = Caller {
+        scopes: vec![Scope::Users],
+        ..other.clone()
+    };
+    let err = w
+        .domain
+        .devices
+        .list(&narrow, Page::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DomainError::MissingScope(Scope::Devices)));
+    assert!(w
+        .domain
+        .challenges
+        .get(&narrow, Uuid::new_v4())
+        .await
+        .is_err());
+}
