@@ -293,7 +293,7 @@ fn search_at_scale(c: &mut Criterion) {
     );
     say!(
         "memory per template: f32 rows {} B (mapped), quantised copy {} B (i8 values, scales, sketch, lead block)",
-        palmlink_engine::storage::format::row_stride(Layout::DEFAULT),
+        palmlink_engine::format::row_stride(Layout::DEFAULT),
         g.quantised_bytes() / n
     );
 

@@ -23,18 +23,22 @@
 //! ```
 
 pub mod calibration;
-pub mod error;
-mod prefetch;
-pub mod scoring;
-pub mod search;
-pub mod storage;
-pub mod template;
+mod error;
+mod gallery;
+mod ids;
+pub mod kernels;
+mod scoring;
+mod search;
+mod storage;
+mod template;
 
-pub use error::{GalleryError, SettingsError, TemplateError};
-pub use scoring::{block_scores, compare, Comparison, MatchPolicy, MatchSettings};
-pub use search::{
-    AnnParams, Candidate, IndexInfo, IndexOrigin, IndexPolicy, IndexState, SearchFilter,
-    SearchMode, SearchOutcome, SearchQuery, Strategy,
-};
-pub use storage::{Gallery, PalmSide, RecordIds, RowId, ScrubReport};
-pub use template::{Layout, Template};
+pub use error::GalleryError;
+pub use gallery::Gallery;
+pub use ids::{PalmSide, RecordIds, RowId};
+pub use scoring::{block_scores, compare, Comparison, MatchPolicy, MatchSettings, SettingsError};
+pub use search::graph::{AnnParams, IndexOrigin};
+pub use search::lifecycle::{IndexInfo, IndexPolicy, IndexState, FOLD_ROWS};
+pub use search::strategy::{Strategy, AUTO_ANN_MIN_ROWS};
+pub use search::{Candidate, SearchFilter, SearchMode, SearchOutcome, SearchQuery, MAX_TOP_K};
+pub use storage::{format, ScrubReport};
+pub use template::{Layout, Template, TemplateError};

@@ -14,7 +14,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::storage::{PalmSide, RecordIds};
+use crate::ids::{PalmSide, RecordIds};
 use crate::template::Layout;
 
 #[cfg(not(target_endian = "little"))]
@@ -198,6 +198,15 @@ impl Record {
         h.update(&bytes[..STATE_OFFSET]);
         h.update(&bytes[STATE_OFFSET + 4..52]);
         h.finalize()
+    }
+
+    /// The ids, if the record's checksum holds, it is the record of `row`,
+    /// and its palm code is valid.
+    pub fn intact_ids(&self, row: u64) -> Option<RecordIds> {
+        if self.record_crc != self.computed_crc() || self.row != row {
+            return None;
+        }
+        self.ids()
     }
 
     /// The ids, if the palm code is valid.
