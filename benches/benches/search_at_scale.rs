@@ -12,7 +12,7 @@
 //! * `PALMLINK_ANN_SKIP_INDEX=1`: scans only (no graph build), e.g. at 1M;
 //! * `PALMLINK_ANN_TRUTH=quantised`: compute the exact top-10 of the probes
 //!   with the quantised scan (the same result as the f32 scan, proved in
-//!   `quantized.rs`; half the time at 1M);
+//!   `quantised.rs`; half the time at 1M);
 //! * `PALMLINK_ANN_REUSE_INDEX=1`: no build; use the index saved by an
 //!   earlier run (loaded at open) to measure searches again;
 //! * `PALMLINK_ANN_EFC=<n>`: `efConstruction` of the graph build (default

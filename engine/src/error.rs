@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use crate::ids::RowId;
-use crate::template::Layout;
+use crate::template::{Layout, TemplateError};
 
 /// Failure of a gallery operation.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,24 @@ pub enum GalleryError {
     /// A search query is malformed (bad input).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The rows of a probe matrix do not hold one template of the gallery's
+    /// layout each (bad input).
+    #[error("probe matrix rows hold {actual} values, the gallery's templates {expected}")]
+    ProbeWidth {
+        /// Values in a template of the gallery's layout.
+        expected: usize,
+        /// Values in each row of the matrix.
+        actual: usize,
+    },
+    /// A row of a probe matrix is not a valid template (bad input).
+    #[error("probe {index}: {source}")]
+    InvalidProbe {
+        /// The row of the matrix.
+        index: usize,
+        /// Why it is not a template.
+        #[source]
+        source: TemplateError,
+    },
 }
 
 impl GalleryError {

@@ -6,7 +6,10 @@
 //!
 //! Neither the row store nor the search code knows this type: the store
 //! hands out snapshots, and searches receive a snapshot and the
-//! accelerators' data.
+//! accelerators' data. `batch.rs` adds the batch API: many probes at once,
+//! as an `ndarray` matrix.
+
+mod batch;
 
 use std::path::Path;
 use std::time::Duration;

@@ -76,6 +76,66 @@ pub(crate) fn search(snap: &Snapshot, probe: &Template, query: &SearchQuery) -> 
     finish(snap, probe, query, top)
 }
 
+/// Rows of one parallel task of the batched scan, scored a block at a time:
+/// the rows of a block stay in cache while every tile of probes passes over
+/// them.
+const BATCH_BLOCK_ROWS: u64 = 256;
+/// Probes scored together against one block of rows.
+const BATCH_TILE: usize = 16;
+
+/// The exact scan of `probes` at once, in one pass over the snapshot: the
+/// same candidates, in the same order, as [`search`] for each probe (the same
+/// kernel, scores and tie-break), while every row is read from memory once
+/// per task instead of once per probe.
+pub(crate) fn search_batch(
+    snap: &Snapshot,
+    probes: &[Template],
+    query: &SearchQuery,
+) -> Vec<Vec<Candidate>> {
+    let layout = snap.layout;
+    let scan = |rows: std::ops::Range<u64>| {
+        let kern = Kernel::best_for(layout.dim);
+        let mut scores = [0.0f32; Layout::MAX_BLOCKS];
+        let scores = &mut scores[..layout.blocks];
+        let mut tops: Vec<TopK> = probes.iter().map(|_| TopK::new(query.top_k)).collect();
+        let mut block = Vec::with_capacity(BATCH_BLOCK_ROWS as usize);
+        for start in rows.clone().step_by(BATCH_BLOCK_ROWS as usize) {
+            let end = (start + BATCH_BLOCK_ROWS).min(rows.end);
+            block.clear();
+            block.extend((start..end).filter(|&row| admissible(snap, query, row)));
+            for (tile, tops) in probes.chunks(BATCH_TILE).zip(tops.chunks_mut(BATCH_TILE)) {
+                for &row in &block {
+                    for (probe, top) in tile.iter().zip(tops.iter_mut()) {
+                        let mean = exact_mean(kern, snap, probe, row, scores);
+                        if mean >= top.floor() {
+                            top.push(Scored { score: mean, row });
+                        }
+                    }
+                }
+            }
+        }
+        tops
+    };
+    let merge =
+        |a: Vec<TopK>, b: Vec<TopK>| a.into_iter().zip(b).map(|(a, b)| a.merge(b)).collect();
+    let tops: Vec<TopK> = if snap.count < PARALLEL_THRESHOLD {
+        scan(0..snap.count)
+    } else {
+        (0..snap.count.div_ceil(CHUNK_ROWS))
+            .into_par_iter()
+            .map(|c| scan(c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(snap.count)))
+            .reduce(
+                || probes.iter().map(|_| TopK::new(query.top_k)).collect(),
+                merge,
+            )
+    };
+    probes
+        .iter()
+        .zip(tops)
+        .map(|(probe, top)| finish(snap, probe, query, top))
+        .collect()
+}
+
 /// Exact f32 mean of `row`, with the kernel the exact scan uses.
 #[inline]
 pub(crate) fn exact_mean(
