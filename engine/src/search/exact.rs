@@ -175,6 +175,43 @@ pub(crate) fn rescore(
     top
 }
 
+/// Runs `scan` over rows `0..rows`: on the calling thread below
+/// [`PARALLEL_THRESHOLD`] rows, else in chunks of `chunk` rows on the rayon
+/// pool, the chunks' results merged with `merge` (`empty` is the result of
+/// no rows).
+pub(crate) fn in_chunks<T: Send>(
+    rows: usize,
+    chunk: usize,
+    scan: impl Fn(std::ops::Range<usize>) -> T + Sync,
+    empty: impl Fn() -> T + Sync + Send,
+    merge: impl Fn(T, T) -> T + Sync + Send,
+) -> T {
+    if (rows as u64) < PARALLEL_THRESHOLD {
+        scan(0..rows)
+    } else {
+        (0..rows.div_ceil(chunk))
+            .into_par_iter()
+            .map(|c| scan(c * chunk..((c + 1) * chunk).min(rows)))
+            .reduce(empty, merge)
+    }
+}
+
+/// Turns the final top-k into candidates, after adding the rows of `snap`
+/// from `covered` on (rows an accelerator does not cover yet), scanned in
+/// f32.
+pub(crate) fn finish_past(
+    snap: &Snapshot,
+    probe: &Template,
+    query: &SearchQuery,
+    mut top: TopK,
+    covered: u64,
+) -> Vec<Candidate> {
+    if covered < snap.count {
+        top = top.merge(scan_range(snap, probe, query, covered..snap.count));
+    }
+    finish(snap, probe, query, top)
+}
+
 /// Turns the final top-k into candidates (re-scored, re-checked live).
 pub(crate) fn finish(
     snap: &Snapshot,

@@ -40,11 +40,11 @@ use super::compact::CompactCopy;
 use super::graph::build::{Builder, META_FILE};
 use super::graph::format::FLAT_FILE;
 use super::graph::{AnnParams, GraphIndex, IndexOrigin};
+#[cfg(doc)]
+use super::query::SearchMode;
 use super::strategy::AUTO_ANN_MIN_ROWS;
 use crate::error::GalleryError;
 use crate::storage::Snapshot;
-#[cfg(doc)]
-use crate::SearchMode;
 
 /// When the graph index is loaded or built.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,8 @@
 //!   block) the accelerated scans read;
 //! * `quantised.rs`, `passing.rs`, `sketch.rs`: the scans of the compact copy;
 //! * `graph/`: the graph index (build, on-disk format, search);
-//! * `strategy.rs`: which of them a query runs;
+//! * `strategy.rs`: which of them a query runs, and `outcome.rs` what it
+//!   reports;
 //! * `lifecycle.rs`: the accelerators, their background jobs and policy;
 //! * `query.rs`: what a search is asked, and which rows it may return;
 //! * `top_k.rs`: the bounded best-k collectors they share.
@@ -17,6 +18,7 @@ pub(crate) mod compact;
 pub(crate) mod exact;
 pub(crate) mod graph;
 pub(crate) mod lifecycle;
+mod outcome;
 pub(crate) mod passing;
 pub(crate) mod quantised;
 mod query;
@@ -27,20 +29,6 @@ mod test_support;
 mod top_k;
 
 pub use exact::Candidate;
+pub use outcome::SearchOutcome;
 pub use query::{SearchFilter, SearchMode, SearchQuery, MAX_TOP_K};
 pub use strategy::Strategy;
-
-/// The result of a search.
-#[derive(Clone, Debug)]
-pub struct SearchOutcome {
-    /// Candidates, best first; ties by row.
-    pub candidates: Vec<Candidate>,
-    /// How the search that ran reports itself ([`Strategy::mode`]): `Exact`
-    /// when it returned every row that passes the decision, up to `top_k`,
-    /// in exact order; `Ann` when it may have missed one.
-    pub mode: SearchMode,
-    /// The strategy that ran.
-    pub strategy: Strategy,
-    /// Live rows in the gallery when the search ran.
-    pub gallery_size: usize,
-}

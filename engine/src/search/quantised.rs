@@ -31,8 +31,6 @@
 //! bound; property and fixture tests in `engine/tests/search_at_scale.rs`
 //! check the result against the f32 scan.
 
-use rayon::prelude::*;
-
 use super::compact::CompactCopy;
 use super::exact::{self, Candidate};
 use super::query::{admissible, SearchQuery};
@@ -43,8 +41,6 @@ use crate::template::{Layout, Template};
 
 /// Rows per parallel task.
 const CHUNK_ROWS: usize = 8192;
-/// Below this many rows the scan runs on the calling thread.
-const PARALLEL_THRESHOLD: usize = 16_384;
 
 /// The probe prepared for the quantised scan.
 struct QuantProbe {
@@ -133,24 +129,9 @@ pub(crate) fn search(
         }
         ranked
     };
-    let ranked = if covered < PARALLEL_THRESHOLD {
-        scan(0..covered)
-    } else {
-        (0..covered.div_ceil(CHUNK_ROWS))
-            .into_par_iter()
-            .map(|c| scan(c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(covered)))
-            .reduce(|| Ranked::new(k), Ranked::merge)
-    };
-    let mut top = exact::rescore(snap, probe, k, ranked.finish());
-    if (covered as u64) < snap.count {
-        top = top.merge(exact::scan_range(
-            snap,
-            probe,
-            query,
-            covered as u64..snap.count,
-        ));
-    }
-    exact::finish(snap, probe, query, top)
+    let ranked = exact::in_chunks(covered, CHUNK_ROWS, scan, || Ranked::new(k), Ranked::merge);
+    let top = exact::rescore(snap, probe, k, ranked.finish());
+    exact::finish_past(snap, probe, query, top, covered as u64)
 }
 
 #[cfg(test)]

@@ -3,8 +3,6 @@
 //! guarantee and is measured by the benches as an alternative to the
 //! quantised scan.
 
-use rayon::prelude::*;
-
 use super::compact::{sketch_of, CompactCopy};
 use super::exact::{self, Candidate};
 use super::query::{admissible, SearchQuery};
@@ -15,8 +13,6 @@ use crate::template::Template;
 
 /// Rows per parallel task.
 const CHUNK_ROWS: usize = 8192;
-/// Below this many rows the scan runs on the calling thread.
-const PARALLEL_THRESHOLD: usize = 16_384;
 
 /// The `rescore_rows` rows nearest in Hamming distance (at least `top_k`),
 /// re-scored in f32. Rows of `snap` not yet in `store` are scanned in f32.
@@ -44,27 +40,12 @@ pub(crate) fn search(
         }
         top
     };
-    let near = if covered < PARALLEL_THRESHOLD {
-        scan(0..covered)
-    } else {
-        (0..covered.div_ceil(CHUNK_ROWS))
-            .into_par_iter()
-            .map(|c| scan(c * CHUNK_ROWS..((c + 1) * CHUNK_ROWS).min(covered)))
-            .reduce(|| TopK::new(keep), TopK::merge)
-    };
-    let mut top = exact::rescore(
+    let near = exact::in_chunks(covered, CHUNK_ROWS, scan, || TopK::new(keep), TopK::merge);
+    let top = exact::rescore(
         snap,
         probe,
         query.top_k,
         near.into_sorted().into_iter().map(|s| s.row),
     );
-    if (covered as u64) < snap.count {
-        top = top.merge(exact::scan_range(
-            snap,
-            probe,
-            query,
-            covered as u64..snap.count,
-        ));
-    }
-    exact::finish(snap, probe, query, top)
+    exact::finish_past(snap, probe, query, top, covered as u64)
 }

@@ -119,7 +119,7 @@ pub(crate) fn choose(
 mod tests {
     use super::*;
     use crate::scoring::{MatchPolicy, MatchSettings};
-    use crate::Layout;
+    use crate::template::Layout;
 
     #[test]
     fn auto_chooses_by_size_policy_and_filter() {

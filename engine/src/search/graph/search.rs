@@ -201,14 +201,6 @@ pub(crate) fn search(
     rows.extend(index.orphans.iter().copied().filter(|&r| admit.keep(r)));
     rows.sort_unstable();
     rows.dedup();
-    let mut top = exact::rescore(snap, probe, query.top_k, rows);
-    if index.rows < snap.count {
-        top = top.merge(exact::scan_range(
-            snap,
-            probe,
-            query,
-            index.rows..snap.count,
-        ));
-    }
-    exact::finish(snap, probe, query, top)
+    let top = exact::rescore(snap, probe, query.top_k, rows);
+    exact::finish_past(snap, probe, query, top, index.rows)
 }
