@@ -5,8 +5,8 @@
 //!
 //! # Concurrency
 //!
-//! Inserting while searching is safe: the quantised copy sits behind an
-//! `RwLock` (an insert appends to it under the write lock after the gallery
+//! Inserting while searching is safe: the compact copy sits behind an
+//! `RwLock` (an insert appends to it under the write lock after the row store
 //! commits, and a search that runs in between scans the not-yet-copied rows
 //! in f32); the graph a search walks is read-only, and a new one is swapped
 //! in whole.
@@ -28,7 +28,9 @@
 //! searches run on the old graph and tail meanwhile. Deletions are filtered
 //! at once; once more than [`IndexPolicy::rebuild_deleted_percent`] of the
 //! graph's points are deleted rows, the graph is rebuilt from the gallery in
-//! the background ([`Gallery::rebuild_index_if_needed`](crate::Gallery::rebuild_index_if_needed) does so on demand).
+//! the background
+//! ([`Gallery::rebuild_index_if_needed`](crate::Gallery::rebuild_index_if_needed)
+//! does so on demand).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -130,7 +132,9 @@ struct Status {
     refused: Option<String>,
 }
 
+/// The graph index's slot and state, shared with its background thread.
 struct GraphShared {
+    /// The gallery directory, where the index files live.
     dir: std::path::PathBuf,
     index: RwLock<Option<GraphIndex>>,
     status: Mutex<Status>,
