@@ -16,7 +16,7 @@ use std::path::Path;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use memmap2::Mmap;
 use palmlink_benches::{peerbench_gallery, synthetic_gallery, synthetic_templates};
-use palmlink_engine::storage::format::{HEADER_BYTES, VECTORS_FILE};
+use palmlink_engine::format::{HEADER_BYTES, VECTORS_FILE};
 use palmlink_engine::{Gallery, Layout, MatchSettings, SearchQuery, Strategy, Template};
 use rayon::prelude::*;
 use std::hint::black_box;

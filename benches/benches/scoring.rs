@@ -8,8 +8,8 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use palmlink_benches::synthetic_templates;
-use palmlink_engine::scoring::kernel::{block_dots_with, Kernel};
-use palmlink_engine::scoring::reference;
+use palmlink_engine::kernels::reference;
+use palmlink_engine::kernels::{block_dots_with, Kernel};
 use palmlink_engine::{compare, Layout, MatchSettings};
 use std::hint::black_box;
 

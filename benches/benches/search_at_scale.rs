@@ -12,7 +12,7 @@
 //! * `PALMLINK_ANN_SKIP_INDEX=1`: scans only (no graph build), e.g. at 1M;
 //! * `PALMLINK_ANN_TRUTH=quantised`: compute the exact top-10 of the probes
 //!   with the quantised scan (the same result as the f32 scan, proved in
-//!   `quantized.rs`; half the time at 1M);
+//!   `quantised.rs`; half the time at 1M);
 //! * `PALMLINK_ANN_REUSE_INDEX=1`: no build; use the index saved by an
 //!   earlier run (loaded at open) to measure searches again;
 //! * `PALMLINK_ANN_EFC=<n>`: `efConstruction` of the graph build (default
@@ -26,7 +26,9 @@
 //! and any passing row of the exact top-10 it failed to return; and the
 //! single-query latency percentiles (p50, p99, max) of the scans, each query
 //! timed alone. The graph is timed at the smallest `ef` whose misses stay
-//! within 0.1% of the mates exact search finds at rank 1.
+//! within 0.1% of the mates exact search finds at rank 1. The batch API
+//! (`Gallery::search_batch_with`, `Gallery::score_matrix`) is timed beside
+//! the loops of single calls it replaces.
 
 // criterion_group! generates public functions without docs.
 #![allow(missing_docs)]
@@ -37,6 +39,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ndarray::Array2;
 use palmlink_benches::{data_dir, ids, read_npy_f32, read_npy_i64, synthetic_templates};
 use palmlink_engine::{
     Candidate, Gallery, IndexPolicy, Layout, MatchSettings, RowId, SearchQuery, Strategy, Template,
@@ -62,6 +65,30 @@ fn manual() -> IndexPolicy {
         policy.params.ef_construction = efc;
     }
     policy
+}
+
+/// `probes` as the batch API's matrix, one template's values per row.
+fn matrix<'a>(probes: impl IntoIterator<Item = &'a Template>) -> Array2<f32> {
+    let values: Vec<f32> = probes
+        .into_iter()
+        .flat_map(|p| p.as_slice().iter().copied())
+        .collect();
+    let len = Layout::DEFAULT.len();
+    Array2::from_shape_vec((values.len() / len, len), values).expect("whole templates")
+}
+
+/// The candidates of every probe of `probes` by `strategy`, as one batch.
+fn batch_candidates(
+    g: &Gallery,
+    probes: &Array2<f32>,
+    q: &SearchQuery,
+    strategy: Strategy,
+) -> Vec<Vec<Candidate>> {
+    g.search_batch_with(probes.view(), q, strategy)
+        .expect("search")
+        .into_iter()
+        .map(|out| out.candidates)
+        .collect()
 }
 
 fn rss_anon_bytes() -> usize {
@@ -194,15 +221,8 @@ fn accuracy(
     strategy: Strategy,
 ) -> Accuracy {
     let q = SearchQuery::new(10, MatchSettings::default_for(Layout::DEFAULT));
-    let all: Vec<&Template> = genuine
-        .iter()
-        .map(|(t, _)| t)
-        .chain(impostors.iter())
-        .collect();
-    let found: Vec<Vec<Candidate>> = all
-        .par_iter()
-        .map(|p| g.search_with(p, &q, strategy).expect("search").candidates)
-        .collect();
+    let all = matrix(genuine.iter().map(|(t, _)| t).chain(impostors));
+    let found = batch_candidates(g, &all, &q, strategy);
     let (mut exact_found, mut missed, mut overlap) = (0, 0, 0);
     let (mut passing_found, mut passing_missed, mut passing_lost) = (0, 0, 0);
     for (i, (got, truth)) in found.iter().zip(exact).enumerate() {
@@ -293,7 +313,7 @@ fn search_at_scale(c: &mut Criterion) {
     );
     say!(
         "memory per template: f32 rows {} B (mapped), quantised copy {} B (i8 values, scales, sketch, lead block)",
-        palmlink_engine::storage::format::row_stride(Layout::DEFAULT),
+        palmlink_engine::format::row_stride(Layout::DEFAULT),
         g.quantised_bytes() / n
     );
 
@@ -306,12 +326,12 @@ fn search_at_scale(c: &mut Criterion) {
         } else {
             (Strategy::F32Scan, "f32 scan")
         };
-    let exact: Vec<Vec<Candidate>> = genuine
-        .iter()
-        .map(|(t, _)| t)
-        .chain(impostors.iter())
-        .map(|p| g.search_with(p, &q, truth).expect("search").candidates)
-        .collect();
+    let exact = batch_candidates(
+        &g,
+        &matrix(genuine.iter().map(|(t, _)| t).chain(&impostors)),
+        &q,
+        truth,
+    );
     say!(
         "exact top-10 of {} probes ({truth_label}): {:.1} s",
         exact.len(),
@@ -519,8 +539,60 @@ fn search_at_scale(c: &mut Criterion) {
             })
         });
     }
-    group.throughput(Throughput::Elements(1));
+    // The batch API beside the loops it replaces: the passing scan of 64
+    // probes as one batch; the f32 scan of 16 probes one at a time and as
+    // one pass over the gallery; 64 x 256 comparisons one at a time and as
+    // one score matrix.
+    let batch_matrix = matrix(batch);
+    group.bench_function("passing_scan_64_batch", |b| {
+        b.iter(|| {
+            g.search_batch_with(batch_matrix.view(), &q, Strategy::PassingScan)
+                .expect("search")
+                .len()
+        })
+    });
+    let few = &all[..16];
+    let few_matrix = matrix(few);
+    group.throughput(Throughput::Elements(few.len() as u64));
+    group.bench_function("f32_scan_16_one_at_a_time", |b| {
+        b.iter(|| {
+            few.iter()
+                .map(|p| {
+                    g.search_with(p, &q, Strategy::F32Scan)
+                        .expect("search")
+                        .candidates
+                        .len()
+                })
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("f32_scan_16_batch", |b| {
+        b.iter(|| {
+            g.search_batch_with(few_matrix.view(), &q, Strategy::F32Scan)
+                .expect("search")
+                .len()
+        })
+    });
     let settings = MatchSettings::default_for(Layout::DEFAULT);
+    let rows: Vec<RowId> = (0..256).map(|i| RowId(i * (n as u64 / 256))).collect();
+    group.throughput(Throughput::Elements((batch.len() * rows.len()) as u64));
+    group.bench_function("compare_64x256_one_at_a_time", |b| {
+        b.iter(|| {
+            batch
+                .iter()
+                .flat_map(|p| rows.iter().map(move |&r| (p, r)))
+                .map(|(p, r)| g.compare(p, r, &settings).expect("compare").mean)
+                .sum::<f32>()
+        })
+    });
+    group.bench_function("score_matrix_64x256", |b| {
+        b.iter(|| {
+            g.score_matrix(batch_matrix.view(), &rows)
+                .expect("scores")
+                .sum()
+        })
+    });
+    group.throughput(Throughput::Elements(1));
     let mut i = 0;
     group.bench_function("verify_1to1", |b| {
         b.iter(|| {

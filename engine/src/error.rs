@@ -1,91 +1,14 @@
-//! Typed errors of the engine.
+//! [`GalleryError`]: the failure of a gallery operation.
+//!
+//! Input that cannot be accepted has its error beside its type:
+//! [`TemplateError`](crate::TemplateError) in `template.rs`,
+//! [`SettingsError`](crate::SettingsError) in `scoring/`.
+//! A gallery error may name any of them; none of them names a gallery.
 
 use std::path::PathBuf;
 
-use crate::storage::RowId;
-use crate::template::Layout;
-
-/// A template that cannot be accepted. Every variant is bad input (a client error).
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum TemplateError {
-    /// The layout itself is out of bounds.
-    #[error("invalid layout {blocks} x {dim}")]
-    InvalidLayout {
-        /// Requested blocks.
-        blocks: usize,
-        /// Requested dimension.
-        dim: usize,
-    },
-    /// The number of blocks differs from the layout's.
-    #[error("expected {expected} blocks, got {actual}")]
-    WrongBlockCount {
-        /// Blocks in the layout.
-        expected: usize,
-        /// Blocks received.
-        actual: usize,
-    },
-    /// One block has the wrong number of values.
-    #[error("block {block} has {actual} values, expected {expected}")]
-    WrongBlockDim {
-        /// Index of the block.
-        block: usize,
-        /// Values per block in the layout.
-        expected: usize,
-        /// Values received.
-        actual: usize,
-    },
-    /// A flat value or byte buffer has the wrong length.
-    #[error("expected {expected} values or bytes, got {actual}")]
-    WrongLength {
-        /// Expected length.
-        expected: usize,
-        /// Received length.
-        actual: usize,
-    },
-    /// A value is NaN or infinite.
-    #[error("block {block} value {index} is not a finite number")]
-    NonFinite {
-        /// Index of the block.
-        block: usize,
-        /// Index of the value within the block.
-        index: usize,
-    },
-    /// A block is all zeros, so it has no direction to compare.
-    #[error("block {block} has zero norm")]
-    ZeroNormBlock {
-        /// Index of the block.
-        block: usize,
-    },
-}
-
-/// Matching settings that cannot be accepted. Every variant is bad input.
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum SettingsError {
-    /// There must be one threshold per block.
-    #[error("expected {expected} thresholds, got {actual}")]
-    WrongThresholdCount {
-        /// Blocks in the layout.
-        expected: usize,
-        /// Thresholds received.
-        actual: usize,
-    },
-    /// A threshold is not a finite number in [-1, 1].
-    #[error("threshold {block} is {value}, expected a number in [-1, 1]")]
-    ThresholdOutOfRange {
-        /// Index of the block.
-        block: usize,
-        /// The offending value.
-        value: f32,
-    },
-    /// `k` of the `k_of_n` policy must be between 1 and the number of blocks.
-    #[error("k = {k} is out of range 1..={blocks}")]
-    InvalidK {
-        /// Requested k.
-        k: usize,
-        /// Number of blocks.
-        blocks: usize,
-    },
-}
+use crate::ids::RowId;
+use crate::template::{Layout, TemplateError};
 
 /// Failure of a gallery operation.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +73,24 @@ pub enum GalleryError {
     /// A search query is malformed (bad input).
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// The rows of a probe matrix do not hold one template of the gallery's
+    /// layout each (bad input).
+    #[error("probe matrix rows hold {actual} values, the gallery's templates {expected}")]
+    ProbeWidth {
+        /// Values in a template of the gallery's layout.
+        expected: usize,
+        /// Values in each row of the matrix.
+        actual: usize,
+    },
+    /// A row of a probe matrix is not a valid template (bad input).
+    #[error("probe {index}: {source}")]
+    InvalidProbe {
+        /// The row of the matrix.
+        index: usize,
+        /// Why it is not a template.
+        #[source]
+        source: TemplateError,
+    },
 }
 
 impl GalleryError {

@@ -1,6 +1,58 @@
-//! Template layout and validated, block-normalised templates.
+//! Template layout, validated block-normalised templates, and
+//! [`TemplateError`]: why input is not one.
 
-use crate::error::TemplateError;
+/// A template that cannot be accepted. Every variant is bad input (a client error).
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum TemplateError {
+    /// The layout itself is out of bounds.
+    #[error("invalid layout {blocks} x {dim}")]
+    InvalidLayout {
+        /// Requested blocks.
+        blocks: usize,
+        /// Requested dimension.
+        dim: usize,
+    },
+    /// The number of blocks differs from the layout's.
+    #[error("expected {expected} blocks, got {actual}")]
+    WrongBlockCount {
+        /// Blocks in the layout.
+        expected: usize,
+        /// Blocks received.
+        actual: usize,
+    },
+    /// One block has the wrong number of values.
+    #[error("block {block} has {actual} values, expected {expected}")]
+    WrongBlockDim {
+        /// Index of the block.
+        block: usize,
+        /// Values per block in the layout.
+        expected: usize,
+        /// Values received.
+        actual: usize,
+    },
+    /// A flat value or byte buffer has the wrong length.
+    #[error("expected {expected} values or bytes, got {actual}")]
+    WrongLength {
+        /// Expected length.
+        expected: usize,
+        /// Received length.
+        actual: usize,
+    },
+    /// A value is NaN or infinite.
+    #[error("block {block} value {index} is not a finite number")]
+    NonFinite {
+        /// Index of the block.
+        block: usize,
+        /// Index of the value within the block.
+        index: usize,
+    },
+    /// A block is all zeros, so it has no direction to compare.
+    #[error("block {block} has zero norm")]
+    ZeroNormBlock {
+        /// Index of the block.
+        block: usize,
+    },
+}
 
 /// Shape of a template: `blocks` feature blocks of `dim` f32 values each.
 ///

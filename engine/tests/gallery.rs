@@ -7,8 +7,8 @@ use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
 
 use common::{ids, noisy, random_template, rng};
-use palmlink_engine::scoring::reference;
-use palmlink_engine::storage::format::{RECORDS_FILE, SLOT_B_OFFSET, VECTORS_FILE};
+use palmlink_engine::format::{RECORDS_FILE, SLOT_B_OFFSET, VECTORS_FILE};
+use palmlink_engine::kernels::reference;
 use palmlink_engine::{
     Gallery, GalleryError, Layout, MatchPolicy, MatchSettings, PalmSide, RowId, SearchFilter,
     SearchQuery, Template,

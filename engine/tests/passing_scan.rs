@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use palmlink_engine::search::MAX_TOP_K;
+use palmlink_engine::MAX_TOP_K;
 use palmlink_engine::{
     Candidate, Gallery, Layout, MatchPolicy, MatchSettings, PalmSide, SearchFilter, SearchMode,
     SearchQuery, Strategy, Template,
@@ -38,7 +38,8 @@ fn check(g: &Gallery, probe: &Template, q: &SearchQuery) -> Result<usize, TestCa
         prop_assert!(last.confidence < mean - 1e-4, "the ranking is too short");
     }
     let out = g.search_with(probe, q, Strategy::PassingScan).unwrap();
-    prop_assert_eq!(out.mode, SearchMode::Ann);
+    prop_assert_eq!(out.mode, SearchMode::Exact);
+    prop_assert_eq!(out.strategy, Strategy::PassingScan);
     let passing: Vec<&Candidate> = full
         .candidates
         .iter()
@@ -127,7 +128,8 @@ proptest! {
         for probe in &probes {
             check(&g, probe, &q)?;
             let out = g.search(probe, &q).unwrap();
-            prop_assert_eq!(out.mode, SearchMode::Ann);
+            prop_assert_eq!(out.mode, SearchMode::Exact);
+            prop_assert_eq!(out.strategy, Strategy::PassingScan);
             prop_assert!(out.candidates.iter().all(|c| !deleted.contains(&c.row.0)));
         }
     }
@@ -135,7 +137,8 @@ proptest! {
 
 /// On a gallery large enough for the parallel path, with the default
 /// settings: every passing template is returned, in exact order, and most
-/// genuine probes do pass; `SearchMode::Ann` runs the passing scan; a policy
+/// genuine probes do pass; `SearchMode::Ann` runs the passing scan, which
+/// reports itself as exact; a policy
 /// it cannot serve runs the quantised scan instead.
 #[test]
 fn passing_scan_keeps_every_passing_mate_at_scale() {
@@ -156,7 +159,8 @@ fn passing_scan_keeps_every_passing_mate_at_scale() {
         };
         let exact = g.search_with(&probe, &q, Strategy::F32Scan).unwrap();
         let out = g.search(&probe, &q).unwrap();
-        assert_eq!(out.mode, SearchMode::Ann);
+        assert_eq!(out.mode, SearchMode::Exact);
+        assert_eq!(out.strategy, Strategy::PassingScan);
         let want: Vec<&Candidate> = exact
             .candidates
             .iter()
@@ -193,6 +197,7 @@ fn passing_scan_keeps_every_passing_mate_at_scale() {
             MatchSettings::new(MatchSettings::DEFAULT_THRESHOLDS.to_vec(), policy).unwrap();
         let out = g.search_with(&probe, &q, Strategy::PassingScan).unwrap();
         assert_eq!(out.mode, SearchMode::Exact);
+        assert_eq!(out.strategy, Strategy::QuantisedScan);
         let exact = g.search_with(&probe, &q, Strategy::F32Scan).unwrap();
         assert_eq!(out.candidates, exact.candidates);
     }

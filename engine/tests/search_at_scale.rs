@@ -649,8 +649,9 @@ fn enrolls_while_identifying() {
 
 /// `Auto` runs exact below the policy's size and, above it, the passing scan
 /// (or the index, for a policy the passing scan cannot serve), and the outcome
-/// says which ran; `Ann` runs the passing scan without any index, and for
-/// other policies without an index runs exact and starts a build.
+/// says which ran (the passing scan reports itself as exact); `Ann` runs the
+/// passing scan without any index, and for other policies without an index
+/// runs exact and starts a build.
 #[test]
 fn auto_mode_reports_what_ran() {
     let dir = tempfile::tempdir().unwrap();
@@ -665,19 +666,34 @@ fn auto_mode_reports_what_ran() {
     let mut passing = query(3, Layout::DEFAULT);
     passing.mode = SearchMode::Ann;
     let out = g.search(&probe, &passing).unwrap();
-    assert_eq!(out.mode, SearchMode::Ann, "the passing scan needs no index");
+    assert_eq!(
+        (out.mode, out.strategy),
+        (SearchMode::Exact, Strategy::PassingScan),
+        "the passing scan needs no index and reports itself as exact"
+    );
     assert_eq!(out.candidates[0].row.0, 3);
     assert_eq!(g.index_info().state, palmlink_engine::IndexState::Absent);
     let mut q = graph_query(3);
     q.mode = SearchMode::Ann;
     let out = g.search(&probe, &q).unwrap();
-    assert_eq!(out.mode, SearchMode::Exact, "no index yet");
+    assert_eq!(
+        (out.mode, out.strategy),
+        (SearchMode::Exact, Strategy::QuantisedScan),
+        "no index yet"
+    );
     assert!(g.wait_for_index(Duration::from_secs(120)));
-    assert_eq!(g.search(&probe, &q).unwrap().mode, SearchMode::Ann);
+    let out = g.search(&probe, &q).unwrap();
+    assert_eq!(out.mode, SearchMode::Ann);
+    assert!(matches!(out.strategy, Strategy::Hnsw { .. }));
     q.mode = SearchMode::Auto;
     passing.mode = SearchMode::Auto;
-    assert_eq!(g.search(&probe, &q).unwrap().mode, SearchMode::Exact);
-    assert_eq!(g.search(&probe, &passing).unwrap().mode, SearchMode::Exact);
+    for query in [&q, &passing] {
+        let out = g.search(&probe, query).unwrap();
+        assert_eq!(
+            (out.mode, out.strategy),
+            (SearchMode::Exact, Strategy::QuantisedScan)
+        );
+    }
     let more: Vec<Template> = (0..200)
         .map(|_| identity(&mut rng, Layout::DEFAULT))
         .collect();
@@ -689,14 +705,23 @@ fn auto_mode_reports_what_ran() {
     g.insert_batch(&items).unwrap();
     let out = g.search(&probe, &q).unwrap();
     assert_eq!(out.mode, SearchMode::Ann);
+    assert!(matches!(out.strategy, Strategy::Hnsw { .. }));
     assert_eq!(out.candidates[0].row.0, 3);
     let out = g.search(&probe, &passing).unwrap();
-    assert_eq!(out.mode, SearchMode::Ann);
+    assert_eq!(
+        (out.mode, out.strategy),
+        (SearchMode::Exact, Strategy::PassingScan)
+    );
     assert_eq!(out.candidates[0].row.0, 3);
     q.filter.user_key = Some(ids(3).user_key);
     passing.filter.user_key = Some(ids(3).user_key);
-    assert_eq!(g.search(&probe, &q).unwrap().mode, SearchMode::Exact);
-    assert_eq!(g.search(&probe, &passing).unwrap().mode, SearchMode::Exact);
+    for query in [&q, &passing] {
+        let out = g.search(&probe, query).unwrap();
+        assert_eq!(
+            (out.mode, out.strategy),
+            (SearchMode::Exact, Strategy::QuantisedScan)
+        );
+    }
 }
 
 fn flip(path: &std::path::Path, at: usize) {

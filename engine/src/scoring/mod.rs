@@ -1,10 +1,35 @@
 //! 1:1 scoring: per-block cosine similarities and the match decision.
 
-pub mod kernel;
-pub mod reference;
-
-use crate::error::SettingsError;
 use crate::template::{Layout, Template};
+
+/// Matching settings that cannot be accepted. Every variant is bad input.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum SettingsError {
+    /// There must be one threshold per block.
+    #[error("expected {expected} thresholds, got {actual}")]
+    WrongThresholdCount {
+        /// Blocks in the layout.
+        expected: usize,
+        /// Thresholds received.
+        actual: usize,
+    },
+    /// A threshold is not a finite number in [-1, 1].
+    #[error("threshold {block} is {value}, expected a number in [-1, 1]")]
+    ThresholdOutOfRange {
+        /// Index of the block.
+        block: usize,
+        /// The offending value.
+        value: f32,
+    },
+    /// `k` of the `k_of_n` policy must be between 1 and the number of blocks.
+    #[error("k = {k} is out of range 1..={blocks}")]
+    InvalidK {
+        /// Requested k.
+        k: usize,
+        /// Number of blocks.
+        blocks: usize,
+    },
+}
 
 /// How the per-block scores of a comparison become a match decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,7 +165,7 @@ pub fn mean_score(block_scores: &[f32]) -> f32 {
 pub fn block_scores(probe: &Template, enrolled: &Template) -> Vec<f32> {
     assert_eq!(probe.layout(), enrolled.layout(), "layouts must match");
     let mut out = vec![0.0; probe.layout().blocks];
-    kernel::block_dots(
+    crate::kernels::block_dots(
         probe.as_slice(),
         enrolled.as_slice(),
         probe.layout().dim,

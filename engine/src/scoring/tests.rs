@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
-use super::kernel::{block_dots_with, Kernel};
 use super::*;
+use crate::kernels::{block_dots_with, reference, Kernel};
 
 fn layout_strategy() -> impl Strategy<Value = Layout> {
     prop_oneof![

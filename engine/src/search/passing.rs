@@ -14,14 +14,14 @@
 //! every row whose proven upper bound on that block's score is below the
 //! block's threshold, checks the few survivors on every block with the
 //! row-major i8 copy, and re-scores what is left in f32 with the kernel and
-//! tie-break of [`super::exact`], so the scores returned are the f32 scan's
+//! tie-break of the exact scan (`exact.rs`), so the scores returned are the f32 scan's
 //! floats. The scan is bound by memory bandwidth, so the bytes per row set
 //! its speed; the coarser codes only widen the bound (by about 0.15 on a
 //! typical block), which lets a few more impostors reach the second check.
 //!
 //! # The bound
 //!
-//! As in `quantized.rs`: a stored block `g` is `ĝ = s·q` with
+//! As in `quantised.rs`: a stored block `g` is `ĝ = s·q` with
 //! `s = max|g_i| / Q`, `q_i` in `-Q..=Q`, `|g_i - ĝ_i| <= s/2` (`Q` = 7 for
 //! the 4-bit lead block, [`LEAD_CODE_MAX`]; `Q` = 127 for the row-major i8
 //! copy); a probe block `p` is `p̂ = t·r` with `t = max|p_i| / R` and
@@ -81,15 +81,15 @@
 
 use rayon::prelude::*;
 
-use super::int_kernels::{
-    self, probe_max, LeadProbe, LeadTest, GROUP_ROWS, LEAD_CODE_MAX, LEAD_PROBE_MAX,
-};
-use super::quantized::{self, QuantStore, LEAD_BLOCK};
+use super::compact::{CompactCopy, LEAD_BLOCK};
+use super::exact::{self, Candidate};
+use super::query::{admissible, SearchQuery};
 use super::top_k::{Ranked, Scored, TopK};
-use super::{Candidate, SearchQuery};
-use crate::scoring::{kernel, MatchPolicy, MatchSettings};
-use crate::storage::gallery::Snapshot;
-use crate::storage::Gallery;
+use crate::kernels::{
+    self, probe_max, Kernel, LeadProbe, LeadTest, GROUP_ROWS, LEAD_CODE_MAX, LEAD_PROBE_MAX,
+};
+use crate::scoring::{MatchPolicy, MatchSettings};
+use crate::storage::Snapshot;
 use crate::template::{Layout, Template};
 
 /// Groups of 16 rows per parallel task (8192 rows).
@@ -182,9 +182,15 @@ impl PassingProbe {
 
     /// Prune 2 on one row of the row-major copy.
     #[inline]
-    fn check(&self, store: &QuantStore, row: usize, thresholds: &[f32], dots: &mut [i32]) -> Check {
+    fn check(
+        &self,
+        store: &CompactCopy,
+        row: usize,
+        thresholds: &[f32],
+        dots: &mut [i32],
+    ) -> Check {
         let layout = store.layout;
-        int_kernels::block_dots_i8_i16(store.values(row), &self.values, layout.dim, dots);
+        kernels::block_dots_i8_i16(store.values(row), &self.values, layout.dim, dots);
         let s = store.scales(row);
         let (mut may, mut sure, mut approx, mut err) = (true, true, 0.0f32, 0.0f32);
         for b in 0..layout.blocks {
@@ -247,9 +253,8 @@ impl Survivors {
 
 /// The passing scan (see the module docs). The caller checks [`serves`].
 pub(crate) fn search(
-    gallery: &Gallery,
     snap: &Snapshot,
-    store: &QuantStore,
+    store: &CompactCopy,
     probe: &Template,
     query: &SearchQuery,
 ) -> Vec<Candidate> {
@@ -267,7 +272,7 @@ pub(crate) fn search(
         let mut found = Survivors::new(k);
         let mut unchecked = Vec::new();
         let mut hits = Vec::new();
-        int_kernels::lead_scan(
+        kernels::lead_scan(
             lines,
             lead_scales,
             &pp.lead,
@@ -282,7 +287,7 @@ pub(crate) fn search(
             while mask != 0 {
                 let row = g * GROUP_ROWS + mask.trailing_zeros() as usize;
                 mask &= mask - 1;
-                if row >= covered || !quantized::admissible(gallery, snap, query, row as u64) {
+                if row >= covered || !admissible(snap, query, row as u64) {
                     continue;
                 }
                 if row >= checked {
@@ -314,12 +319,12 @@ pub(crate) fn search(
                 },
             )
     };
-    let kern = kernel::Kernel::best_for(layout.dim);
+    let kern = Kernel::best_for(layout.dim);
     let mut scores = [0.0f32; Layout::MAX_BLOCKS];
     let scores = &mut scores[..layout.blocks];
     let (mut passing, mut other) = (TopK::new(k), TopK::new(k));
     let mut decide = |row: u64, passing: &mut TopK, other: &mut TopK| {
-        let score = quantized::exact_mean(kern, snap, probe, row, scores);
+        let score = exact::exact_mean(kern, snap, probe, row, scores);
         let s = Scored { score, row };
         if query.settings.decide(scores) {
             passing.push(s);
@@ -331,7 +336,7 @@ pub(crate) fn search(
         decide(row, &mut passing, &mut other);
     }
     for row in covered as u64..snap.count {
-        if quantized::admissible(gallery, snap, query, row) {
+        if admissible(snap, query, row) {
             decide(row, &mut passing, &mut other);
         }
     }
@@ -349,15 +354,15 @@ pub(crate) fn search(
     {
         top.push(s);
     }
-    quantized::finish(snap, probe, query, top)
+    exact::finish(snap, probe, query, top)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::quantized::test_support::{insert_all, uniform};
     use super::*;
     use crate::scoring::block_scores;
-    use crate::storage::format::STATE_LIVE;
+    use crate::search::compact::lead_codes;
+    use crate::search::test_support::{insert_all, store as row_store, uniform};
 
     fn random_templates(layout: Layout, n: usize, seed: u64) -> Vec<Template> {
         let mut next = uniform(seed);
@@ -386,9 +391,9 @@ mod tests {
                 let v: Vec<f32> = g.as_slice().iter().map(|x| x * 1.0001 + 1e-4).collect();
                 Template::from_f32(layout, &v).unwrap()
             }));
-            let mut store = QuantStore::new(layout);
+            let mut store = CompactCopy::new(layout);
             let dir = tempfile::tempdir().unwrap();
-            let g = Gallery::create(dir.path(), layout).unwrap();
+            let g = row_store(dir.path(), layout);
             insert_all(&g, 0, &gallery, false);
             let snap = g.snapshot();
             store.catch_up(&snap);
@@ -403,7 +408,7 @@ mod tests {
                     let pp = PassingProbe::new(p, &settings);
                     let mut hits = Vec::new();
                     let groups = gallery.len().div_ceil(GROUP_ROWS);
-                    int_kernels::lead_scan(
+                    kernels::lead_scan(
                         lines,
                         lead_scales,
                         &pp.lead,
@@ -418,7 +423,7 @@ mod tests {
                     };
                     let mut dots = vec![0; layout.blocks];
                     for (row, t) in gallery.iter().enumerate() {
-                        assert_eq!(snap.state(row as u64), STATE_LIVE);
+                        assert!(snap.is_live(row as u64));
                         let exact = block_scores(p, t);
                         let passes = settings.decide(&exact);
                         // Prune 1 never drops a row whose lead block passes.
@@ -436,7 +441,7 @@ mod tests {
                         let mean = crate::scoring::mean_score(&exact);
                         assert!(c.lo <= mean && mean <= c.hi, "{c:?} {mean}");
                         // The per-block interval holds on every block.
-                        int_kernels::block_dots_i8_i16(
+                        kernels::block_dots_i8_i16(
                             store.values(row),
                             &pp.values,
                             layout.dim,
@@ -456,10 +461,7 @@ mod tests {
                         // The lead bound itself, evaluated as the kernel does.
                         let dim = layout.dim;
                         let mut lead_q = vec![0i8; dim];
-                        let s = quantized::lead_codes(
-                            &t.as_slice()[LEAD_BLOCK * dim..][..dim],
-                            &mut lead_q,
-                        );
+                        let s = lead_codes(&t.as_slice()[LEAD_BLOCK * dim..][..dim], &mut lead_q);
                         let (r, t, w) = quantise_block(
                             &p.as_slice()[LEAD_BLOCK * dim..][..dim],
                             LEAD_PROBE_MAX,
@@ -488,13 +490,13 @@ mod tests {
         let layout = Layout::DEFAULT;
         let gallery = random_templates(layout, 300, 0x5eed);
         let dir = tempfile::tempdir().unwrap();
-        let g = Gallery::create(dir.path(), layout).unwrap();
+        let g = row_store(dir.path(), layout);
         insert_all(&g, 0, &gallery, true);
         let snap = g.snapshot();
-        let lead = QuantStore::lead_only(&snap);
+        let lead = CompactCopy::lead_only(&snap);
         assert_eq!((lead.rows(), lead.lead_rows()), (0, 300));
-        let mut full = QuantStore::lead_only(&snap);
-        full.install(QuantStore::derive_row_major(&snap));
+        let mut full = CompactCopy::lead_only(&snap);
+        full.install(CompactCopy::derive_row_major(&snap));
         assert_eq!((full.rows(), full.lead_rows()), (300, 300));
         // Thresholds every near copy passes and strangers do not.
         let settings =
@@ -504,12 +506,12 @@ mod tests {
         for (i, t) in gallery.iter().enumerate().step_by(7) {
             let v: Vec<f32> = t.as_slice().iter().map(|x| x * 1.01 + 1e-3).collect();
             let probe = Template::from_f32(layout, &v).unwrap();
-            let want: Vec<Candidate> = super::super::exact::search(&g, &snap, &probe, &query)
+            let want: Vec<Candidate> = exact::search(&snap, &probe, &query)
                 .into_iter()
                 .filter(|c| c.comparison.matched)
                 .collect();
             for store in [&lead, &full] {
-                let got: Vec<Candidate> = search(&g, &snap, store, &probe, &query)
+                let got: Vec<Candidate> = search(&snap, store, &probe, &query)
                     .into_iter()
                     .filter(|c| c.comparison.matched)
                     .collect();

@@ -1,20 +1,25 @@
 //! On-disk layout of a gallery: two files in one directory.
 //!
-//! `vectors.bin`: a 4 KiB header page ([`VectorFileHeader`]) followed by one
+//! `vectors.bin`: a 4 KiB header page (`VectorFileHeader`) followed by one
 //! fixed-size row per template: the normalised f32 values, little-endian,
 //! each row padded to a multiple of 64 bytes so every row starts on a cache line.
 //!
-//! `records.bin`: a 4 KiB header page holding two [`HeaderSlot`]s (at byte 0
+//! `records.bin`: a 4 KiB header page holding two `HeaderSlot`s (at byte 0
 //! and byte 512, in different disk sectors) followed by one 64-byte
-//! [`Record`] per row. The slot with a valid checksum and the highest sequence
+//! `Record` per row. The slot with a valid checksum and the highest sequence
 //! number is current; it says how many rows are committed. Rows at or past
 //! that count are ignored, whatever they hold.
 //!
 //! All integers are little-endian (the crate only builds for little-endian targets).
+//!
+//! Public for tools and tests that read or damage gallery files: the file
+//! names, the header size, where the second commit slot sits, the size of a
+//! record and of a vector row, and the format version. The header and record
+//! types themselves stay inside the engine.
 
 use bytemuck::{Pod, Zeroable};
 
-use crate::storage::{PalmSide, RecordIds};
+use crate::ids::{PalmSide, RecordIds};
 use crate::template::Layout;
 
 #[cfg(not(target_endian = "little"))]
@@ -33,13 +38,13 @@ pub const RECORD_BYTES: usize = std::mem::size_of::<Record>();
 /// Current format version.
 pub const FORMAT_VERSION: u32 = 1;
 /// Magic number of `vectors.bin`.
-pub const VECTORS_MAGIC: [u8; 8] = *b"PLMVECS\0";
+pub(crate) const VECTORS_MAGIC: [u8; 8] = *b"PLMVECS\0";
 /// Magic number of a header slot in `records.bin`.
-pub const RECORDS_MAGIC: [u8; 8] = *b"PLMRECS\0";
+pub(crate) const RECORDS_MAGIC: [u8; 8] = *b"PLMRECS\0";
 /// State word of a live row ("LIVE").
-pub const STATE_LIVE: u32 = u32::from_le_bytes(*b"LIVE");
+pub(crate) const STATE_LIVE: u32 = u32::from_le_bytes(*b"LIVE");
 /// State word of a deleted row ("DEAD").
-pub const STATE_DEAD: u32 = u32::from_le_bytes(*b"DEAD");
+pub(crate) const STATE_DEAD: u32 = u32::from_le_bytes(*b"DEAD");
 
 /// Bytes per vector row for `layout`: its values rounded up to 64 bytes.
 pub fn row_stride(layout: Layout) -> usize {
@@ -49,7 +54,7 @@ pub fn row_stride(layout: Layout) -> usize {
 /// Header of `vectors.bin`; written once at creation.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
-pub struct VectorFileHeader {
+pub(crate) struct VectorFileHeader {
     /// [`VECTORS_MAGIC`].
     pub magic: [u8; 8],
     /// [`FORMAT_VERSION`].
@@ -91,7 +96,7 @@ impl VectorFileHeader {
 /// One of the two commit slots of `records.bin`.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
-pub struct HeaderSlot {
+pub(crate) struct HeaderSlot {
     /// [`RECORDS_MAGIC`].
     pub magic: [u8; 8],
     /// [`FORMAT_VERSION`].
@@ -147,7 +152,7 @@ impl HeaderSlot {
 /// The record of one row: its ids, state and checksums.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
-pub struct Record {
+pub(crate) struct Record {
     /// Feature id (UUID bits).
     pub feature_id: [u8; 16],
     /// User key (UUID bits).
@@ -168,7 +173,7 @@ pub struct Record {
 }
 
 /// Offset of `Record::state` within a record.
-pub const STATE_OFFSET: usize = 40;
+pub(crate) const STATE_OFFSET: usize = 40;
 const _: () = assert!(RECORD_BYTES == 64);
 const _: () = assert!(std::mem::size_of::<HeaderSlot>() == 64);
 const _: () = assert!(std::mem::size_of::<VectorFileHeader>() == 64);
@@ -200,6 +205,15 @@ impl Record {
         h.finalize()
     }
 
+    /// The ids, if the record's checksum holds, it is the record of `row`,
+    /// and its palm code is valid.
+    pub fn intact_ids(&self, row: u64) -> Option<RecordIds> {
+        if self.record_crc != self.computed_crc() || self.row != row {
+            return None;
+        }
+        self.ids()
+    }
+
     /// The ids, if the palm code is valid.
     pub fn ids(&self) -> Option<RecordIds> {
         Some(RecordIds {
@@ -211,7 +225,7 @@ impl Record {
 }
 
 /// On-disk code of a palm side.
-pub fn palm_code(palm: PalmSide) -> u32 {
+pub(crate) fn palm_code(palm: PalmSide) -> u32 {
     match palm {
         PalmSide::Left => 1,
         PalmSide::Right => 2,
@@ -219,7 +233,7 @@ pub fn palm_code(palm: PalmSide) -> u32 {
 }
 
 /// Palm side of an on-disk code.
-pub fn palm_from_code(code: u32) -> Option<PalmSide> {
+pub(crate) fn palm_from_code(code: u32) -> Option<PalmSide> {
     match code {
         1 => Some(PalmSide::Left),
         2 => Some(PalmSide::Right),

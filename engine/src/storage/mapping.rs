@@ -148,7 +148,7 @@ impl FrozenMapping {
         // gallery directory is held under an exclusive lock, so nothing writes
         // or truncates this inode while it is mapped: the bytes behind the
         // slice below never change. The test
-        // `search::flat_graph::tests::a_mapped_graph_survives_its_replacement`
+        // `search::graph::tests::a_mapped_graph_survives_its_replacement`
         // replaces a mapped file and reads the old mapping afterwards.
         let map = unsafe { Mmap::map(&file) }.map_err(|e| GalleryError::io(path, e))?;
         Ok(FrozenMapping { map })

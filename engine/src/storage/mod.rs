@@ -1,31 +1,18 @@
-//! The gallery store: one tenant's templates in memory-mapped files.
+//! The row store: one gallery's templates in memory-mapped files, their
+//! records and checksums, and the commit slots that say which rows exist.
+//!
+//! [`RowStore`] writes rows durably and hands out [`Snapshot`]s, the
+//! read-only view every reader scores from. It knows nothing of search:
+//! accelerators and strategies live above it and receive snapshots.
+//! `format.rs` is the on-disk layout, `mapping.rs` the only code that
+//! touches mapped memory.
 
 pub mod format;
-pub(crate) mod gallery;
-pub(crate) mod mapping;
+mod mapping;
+mod rows;
+mod snapshot;
 
-pub use gallery::{Gallery, ScrubReport};
-
-/// Which palm a template is of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PalmSide {
-    /// The left palm.
-    Left,
-    /// The right palm.
-    Right,
-}
-
-/// The ids stored with each row (`u128` holds a UUID's bits).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RecordIds {
-    /// The enrolled feature's id.
-    pub feature_id: u128,
-    /// The user the feature belongs to.
-    pub user_key: u128,
-    /// Which palm it is.
-    pub palm: PalmSide,
-}
-
-/// Position of a record in its gallery, stable for the gallery's life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RowId(pub u64);
+pub(crate) use mapping::FrozenMapping;
+pub(crate) use rows::RowStore;
+pub use rows::ScrubReport;
+pub(crate) use snapshot::Snapshot;

@@ -20,20 +20,3 @@ pub(crate) fn prefetch<T>(items: &[T]) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = items;
 }
-
-#[cfg(test)]
-mod tests {
-    use super::prefetch;
-
-    #[test]
-    fn prefetching_changes_nothing_and_accepts_any_slice() {
-        let rows: Vec<u32> = (0..1000).collect();
-        prefetch(&rows);
-        prefetch(&rows[999..]);
-        prefetch::<u32>(&[]);
-        let keys = vec![-3i8; 640];
-        prefetch(&keys[1..]);
-        assert_eq!(rows, (0..1000).collect::<Vec<u32>>());
-        assert!(keys.iter().all(|&k| k == -3));
-    }
-}

@@ -1,4 +1,5 @@
-//! [`Gallery`]: create, open, insert, delete, read and scrub a gallery.
+//! [`RowStore`]: create, open, insert, delete, read and scrub the rows of
+//! one gallery directory.
 //!
 //! # Durability
 //!
@@ -42,11 +43,9 @@ use super::format::{
     RECORD_BYTES, SLOT_B_OFFSET, STATE_DEAD, STATE_LIVE, STATE_OFFSET, VECTORS_FILE, VECTORS_MAGIC,
 };
 use super::mapping::Mapping;
-use super::{RecordIds, RowId};
+use super::snapshot::Snapshot;
 use crate::error::GalleryError;
-use crate::scoring::{self, kernel, Comparison, MatchSettings};
-use crate::search::accel::{Accel, IndexPolicy};
-use crate::search::{SearchOutcome, SearchQuery};
+use crate::ids::{RecordIds, RowId};
 use crate::template::{Layout, Template};
 
 /// Rows a new gallery has room for before it first grows.
@@ -54,90 +53,22 @@ const INITIAL_CAPACITY: u64 = 1024;
 /// Smallest growth step, in rows.
 const MIN_GROWTH: u64 = 4096;
 
-/// One tenant's templates in memory-mapped files under one directory.
+/// The rows of one gallery in memory-mapped files under one directory:
+/// vectors, records with their checksums, and the two commit slots.
 ///
-/// `Send + Sync`: share it as `Arc<Gallery>`. Writers are serialised inside;
-/// readers (search, compare, get) never wait for them. The directory is held
-/// under an exclusive lock while the gallery is open, so a second `open` of
-/// the same directory, in this process or another, fails with
+/// `Send + Sync`. Writers are serialised inside; readers take a
+/// [`Snapshot`] and never wait for them. The directory is held under an
+/// exclusive lock while the store is open, so a second `open` of the same
+/// directory, in this process or another, fails with
 /// [`GalleryError::Locked`].
-pub struct Gallery {
+pub(crate) struct RowStore {
     dir: PathBuf,
     layout: Layout,
     stride: usize,
     snapshot: ArcSwap<Snapshot>,
     writer: Mutex<Writer>,
     live: AtomicUsize,
-    damaged: HashSet<u64>,
-    accel: Accel,
-}
-
-/// What readers see: the mappings and the committed row count.
-pub(crate) struct Snapshot {
-    pub(crate) vectors: Arc<Mapping>,
-    pub(crate) records: Arc<Mapping>,
-    pub(crate) count: u64,
-    pub(crate) layout: Layout,
-    pub(crate) stride: usize,
-}
-
-impl Snapshot {
-    pub(crate) fn vector_offset(&self, row: u64) -> usize {
-        HEADER_BYTES + row as usize * self.stride
-    }
-
-    pub(crate) fn record_offset(row: u64) -> usize {
-        HEADER_BYTES + row as usize * RECORD_BYTES
-    }
-
-    /// The normalised values of `row` (committed rows only).
-    pub(crate) fn vector(&self, row: u64) -> &[f32] {
-        debug_assert!(row < self.count);
-        self.vectors
-            .f32s(self.vector_offset(row), self.layout.len())
-    }
-
-    /// The state word of `row`, read atomically.
-    pub(crate) fn state(&self, row: u64) -> u32 {
-        self.records
-            .state_word(Self::record_offset(row) + STATE_OFFSET)
-            .load(Ordering::Acquire)
-    }
-
-    /// Starts loading the record of `row` (its state word, ids and palm), for a
-    /// search about to ask whether it may return it. A record is one cache line
-    /// (64 bytes at a 64-byte offset), so the bytes before the state word name it
-    /// without a plain slice over the word writers store to.
-    #[inline]
-    pub(crate) fn prefetch_record(&self, row: u64) {
-        crate::prefetch::prefetch(self.records.bytes(Self::record_offset(row), STATE_OFFSET));
-    }
-
-    /// A copy of the record of `row`; the state word is read atomically.
-    pub(crate) fn record(&self, row: u64) -> Record {
-        let offset = Self::record_offset(row);
-        let mut bytes = [0u8; RECORD_BYTES];
-        bytes[..STATE_OFFSET].copy_from_slice(self.records.bytes(offset, STATE_OFFSET));
-        bytes[STATE_OFFSET + 4..].copy_from_slice(
-            self.records
-                .bytes(offset + STATE_OFFSET + 4, RECORD_BYTES - STATE_OFFSET - 4),
-        );
-        let mut record: Record = bytemuck::pod_read_unaligned(&bytes);
-        record.state = self.state(row);
-        record
-    }
-
-    /// The palm code of `row`.
-    pub(crate) fn palm_code(&self, row: u64) -> u32 {
-        let b = self.records.bytes(Self::record_offset(row) + 44, 4);
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-    }
-
-    /// The user key of `row`.
-    pub(crate) fn user_key(&self, row: u64) -> u128 {
-        let b = self.records.bytes(Self::record_offset(row) + 16, 16);
-        u128::from_le_bytes(b.try_into().expect("16 bytes"))
-    }
+    damaged: Arc<HashSet<u64>>,
 }
 
 struct Writer {
@@ -152,7 +83,7 @@ struct Writer {
     poisoned: bool,
 }
 
-/// The outcome of [`Gallery::scrub`].
+/// The outcome of [`Gallery::scrub`](crate::Gallery::scrub).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScrubReport {
     /// Live rows whose checksums were verified.
@@ -173,13 +104,13 @@ fn slot_offset(slot: usize) -> usize {
     }
 }
 
-impl Gallery {
+impl RowStore {
     /// Creates an empty gallery in `dir` (created if missing).
     ///
     /// `records.bin` is written under a temporary name and renamed into place
     /// last, so a crash during creation leaves no half-made gallery behind
-    /// (a later `create` or [`Gallery::open_or_create`] simply starts again).
-    pub fn create(dir: &Path, layout: Layout) -> Result<Gallery, GalleryError> {
+    /// (a later `create` simply starts again).
+    pub(crate) fn create(dir: &Path, layout: Layout) -> Result<RowStore, GalleryError> {
         let layout = Layout::new(layout.blocks, layout.dim)
             .map_err(|_| GalleryError::InvalidQuery(format!("invalid layout {layout:?}")))?;
         fs::create_dir_all(dir).map_err(io(dir))?;
@@ -227,32 +158,17 @@ impl Gallery {
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(io(dir))?;
-        Gallery::open(dir)
+        RowStore::open(dir)
     }
 
-    /// Opens the gallery in `dir` if there is one, else creates it with `layout`.
-    pub fn open_or_create(dir: &Path, layout: Layout) -> Result<Gallery, GalleryError> {
-        match Gallery::open(dir) {
-            Err(GalleryError::NotFound { .. }) => Gallery::create(dir, layout),
-            other => other,
-        }
-    }
-
-    /// Opens an existing gallery: maps its files, checks both headers and
+    /// Opens an existing store: maps its files, checks both headers and
     /// reads each row's 4-byte state word; vectors are not read.
     ///
     /// A damaged row does not fail the open: it is never returned by a search,
-    /// reading it is a [`GalleryError::Corrupt`] error, and [`Gallery::scrub`]
-    /// lists it (rows with an invalid state word are known at once, from
-    /// [`Gallery::damaged_rows`]).
-    pub fn open(dir: &Path) -> Result<Gallery, GalleryError> {
-        Gallery::open_with(dir, IndexPolicy::default())
-    }
-
-    /// As [`Gallery::open`], with a chosen policy for the graph index (see
-    /// [`IndexPolicy`]). The quantised copy of the vectors is derived here,
-    /// reading every vector once in parallel.
-    pub fn open_with(dir: &Path, policy: IndexPolicy) -> Result<Gallery, GalleryError> {
+    /// reading it is a [`GalleryError::Corrupt`] error, and
+    /// [`RowStore::scrub`] lists it (rows with an invalid state word are known
+    /// at once, from [`RowStore::damaged_rows`]).
+    pub(crate) fn open(dir: &Path) -> Result<RowStore, GalleryError> {
         let records_path = dir.join(RECORDS_FILE);
         let records_file = match File::options().read(true).write(true).open(&records_path) {
             Ok(f) => f,
@@ -371,16 +287,17 @@ impl Gallery {
 
         let vectors = Arc::new(Mapping::new(&vectors_file, &vectors_path)?);
         let records = Arc::new(Mapping::new(&records_file, &records_path)?);
-        let snapshot = Snapshot {
+        let mut snapshot = Snapshot {
             vectors: vectors.clone(),
             records: records.clone(),
             count: slot.count,
             layout,
             stride,
+            damaged: Arc::default(),
         };
         let (live, damaged) = check_records(&snapshot);
-        let snapshot = Arc::new(snapshot);
-        let accel = Accel::open(dir, snapshot.clone(), live, policy);
+        let damaged = Arc::new(damaged);
+        snapshot.damaged = damaged.clone();
         let writer = Writer {
             vectors_file,
             records_file,
@@ -392,40 +309,39 @@ impl Gallery {
             next_slot: 1 - current,
             poisoned: false,
         };
-        Ok(Gallery {
+        Ok(RowStore {
             dir: dir.to_path_buf(),
             layout,
             stride,
-            snapshot: ArcSwap::new(snapshot),
+            snapshot: ArcSwap::new(Arc::new(snapshot)),
             writer: Mutex::new(writer),
             live: AtomicUsize::new(live),
             damaged,
-            accel,
         })
     }
 
-    /// The gallery's directory.
-    pub fn dir(&self) -> &Path {
+    /// The store's directory.
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The layout every template in this gallery has.
-    pub fn layout(&self) -> Layout {
+    /// The layout every row has.
+    pub(crate) fn layout(&self) -> Layout {
         self.layout
     }
 
     /// Live (committed, not deleted, undamaged) rows.
-    pub fn live_count(&self) -> usize {
+    pub(crate) fn live_count(&self) -> usize {
         self.live.load(Ordering::Relaxed)
     }
 
     /// Committed rows, deleted ones included.
-    pub fn row_count(&self) -> u64 {
+    pub(crate) fn row_count(&self) -> u64 {
         self.snapshot.load().count
     }
 
     /// Rows whose state word was invalid when the gallery was opened.
-    pub fn damaged_rows(&self) -> Vec<RowId> {
+    pub(crate) fn damaged_rows(&self) -> Vec<RowId> {
         let mut rows: Vec<RowId> = self.damaged.iter().map(|&r| RowId(r)).collect();
         rows.sort();
         rows
@@ -435,11 +351,7 @@ impl Gallery {
         self.snapshot.load_full()
     }
 
-    pub(crate) fn accel(&self) -> &Accel {
-        &self.accel
-    }
-
-    pub(crate) fn is_damaged(&self, row: u64) -> bool {
+    fn is_damaged(&self, row: u64) -> bool {
         !self.damaged.is_empty() && self.damaged.contains(&row)
     }
 
@@ -456,7 +368,7 @@ impl Gallery {
         Ok(w)
     }
 
-    fn check_layout(&self, template: &Template) -> Result<(), GalleryError> {
+    pub(crate) fn check_layout(&self, template: &Template) -> Result<(), GalleryError> {
         if template.layout() != self.layout {
             return Err(GalleryError::LayoutMismatch {
                 expected: self.layout,
@@ -466,14 +378,9 @@ impl Gallery {
         Ok(())
     }
 
-    /// Inserts one template; durable when it returns.
-    pub fn insert(&self, ids: RecordIds, template: &Template) -> Result<RowId, GalleryError> {
-        Ok(self.insert_batch(&[(ids, template)])?[0])
-    }
-
     /// Inserts templates all-or-nothing with one flush and one commit; durable
     /// when it returns. Rows are returned in input order.
-    pub fn insert_batch(
+    pub(crate) fn insert_batch(
         &self,
         items: &[(RecordIds, &Template)],
     ) -> Result<Vec<RowId>, GalleryError> {
@@ -520,13 +427,12 @@ impl Gallery {
         w.count = end;
         self.live.fetch_add(items.len(), Ordering::Relaxed);
         self.publish(&w);
-        self.accel.on_insert(&self.snapshot());
         Ok((start..end).map(RowId).collect())
     }
 
     /// Tombstones `row` and erases its vector, durably. `Ok(false)` if it was
     /// already deleted.
-    pub fn delete(&self, row: RowId) -> Result<bool, GalleryError> {
+    pub(crate) fn delete(&self, row: RowId) -> Result<bool, GalleryError> {
         let mut w = self.lock_writer()?;
         if row.0 >= w.count {
             return Err(GalleryError::UnknownRow(row));
@@ -557,15 +463,13 @@ impl Gallery {
         if !self.is_damaged(row.0) {
             self.live.fetch_sub(1, Ordering::Relaxed);
         }
-        drop(w);
-        self.accel.on_delete(&self.snapshot(), row.0);
         Ok(true)
     }
 
     /// The record at `row` with its template, or `None` if it is deleted.
     ///
     /// Both checksums are verified: a damaged row is [`GalleryError::Corrupt`].
-    pub fn get(&self, row: RowId) -> Result<Option<(RecordIds, Template)>, GalleryError> {
+    pub(crate) fn get(&self, row: RowId) -> Result<Option<(RecordIds, Template)>, GalleryError> {
         let snap = self.snapshot();
         let Some(ids) = self.checked_live_row(&snap, row)? else {
             return Ok(None);
@@ -577,38 +481,9 @@ impl Gallery {
         Ok(Some((ids, template)))
     }
 
-    /// Scores `probe` against the template at `row` and decides under
-    /// `settings` (1:1). The row's checksums are verified first.
-    pub fn compare(
-        &self,
-        probe: &Template,
-        row: RowId,
-        settings: &MatchSettings,
-    ) -> Result<Comparison, GalleryError> {
-        self.check_layout(probe)?;
-        settings
-            .check_layout(self.layout)
-            .map_err(|e| GalleryError::InvalidQuery(e.to_string()))?;
-        let snap = self.snapshot();
-        if self.checked_live_row(&snap, row)?.is_none() {
-            return Err(GalleryError::Deleted(row));
-        }
-        let mut scores = vec![0.0; self.layout.blocks];
-        kernel::block_dots(
-            probe.as_slice(),
-            snap.vector(row.0),
-            self.layout.dim,
-            &mut scores,
-        );
-        if snap.state(row.0) != STATE_LIVE {
-            return Err(GalleryError::Deleted(row));
-        }
-        Ok(scoring::comparison_from_scores(scores, settings))
-    }
-
     /// Checks that `row` exists, and if it is live that both of its checksums
     /// hold; returns its ids, or `None` if it is deleted.
-    fn checked_live_row(
+    pub(crate) fn checked_live_row(
         &self,
         snap: &Snapshot,
         row: RowId,
@@ -628,7 +503,7 @@ impl Gallery {
             }
         }
         let bytes: &[u8] = bytemuck::cast_slice(snap.vector(row.0));
-        match record_ids(&record, row.0) {
+        match record.intact_ids(row.0) {
             Some(ids) if crc32fast::hash(bytes) == record.vector_crc => Ok(Some(ids)),
             Some(_) if snap.state(row.0) == STATE_DEAD => Ok(None),
             Some(_) => Err(GalleryError::corrupt(
@@ -643,17 +518,21 @@ impl Gallery {
     }
 
     /// Live rows with their ids, in row order (start-up reconciliation).
-    pub fn live_records(&self) -> Vec<(RowId, RecordIds)> {
+    pub(crate) fn live_records(&self) -> Vec<(RowId, RecordIds)> {
         let snap = self.snapshot();
         (0..snap.count)
             .filter(|&row| snap.state(row) == STATE_LIVE && !self.is_damaged(row))
-            .filter_map(|row| record_ids(&snap.record(row), row).map(|ids| (RowId(row), ids)))
+            .filter_map(|row| {
+                snap.record(row)
+                    .intact_ids(row)
+                    .map(|ids| (RowId(row), ids))
+            })
             .collect()
     }
 
     /// Verifies the checksums of every live row's record and vector (reads
     /// the whole gallery; a maintenance task, not part of opening).
-    pub fn scrub(&self) -> ScrubReport {
+    pub(crate) fn scrub(&self) -> ScrubReport {
         let snap = self.snapshot();
         let live: Vec<u64> = (0..snap.count)
             .into_par_iter()
@@ -668,18 +547,6 @@ impl Gallery {
             checked: live.len(),
             damaged,
         }
-    }
-
-    /// 1:N: the top-k live rows by mean block similarity, best first (ties by
-    /// row), each with its per-block scores and decision. The query's mode
-    /// picks the strategy (see [`crate::search::accel`]); `mode` in the outcome says
-    /// which ran.
-    pub fn search(
-        &self,
-        probe: &Template,
-        query: &SearchQuery,
-    ) -> Result<SearchOutcome, GalleryError> {
-        self.search_with(probe, query, self.strategy_for(query))
     }
 
     fn ensure_capacity(&self, w: &mut Writer, rows: u64) -> Result<(), GalleryError> {
@@ -711,22 +578,15 @@ impl Gallery {
             count: w.count,
             layout: self.layout,
             stride: self.stride,
+            damaged: self.damaged.clone(),
         }));
     }
-}
-
-/// The ids of a record if its checksum, row index and palm code hold.
-pub(crate) fn record_ids(record: &Record, row: u64) -> Option<RecordIds> {
-    if record.record_crc != record.computed_crc() || record.row != row {
-        return None;
-    }
-    record.ids()
 }
 
 /// Counts live rows and finds rows whose state word is neither live nor dead,
 /// reading only the state words (in parallel for large galleries). Record and
 /// vector checksums are verified where a row is read (`get`, `compare`, search
-/// candidates, `live_records`) and by [`Gallery::scrub`], so opening stays
+/// candidates, `live_records`) and by [`RowStore::scrub`], so opening stays
 /// proportional to a few bytes per row.
 fn check_records(snap: &Snapshot) -> (usize, HashSet<u64>) {
     let check = |(mut live, mut damaged): (usize, Vec<u64>), row: u64| {

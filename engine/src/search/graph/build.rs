@@ -1,74 +1,39 @@
-//! The approximate index: an HNSW graph over compact i8 keys, built by
-//! `hnsw_rs` and searched in a flat, memory-mapped form (`flat_graph.rs`).
+//! Building the graph index: `hnsw_rs` builds (or loads and extends) the
+//! HNSW graph over i8 keys, and [`flatten`] turns it into the flat search
+//! form; the builder's own files beside the gallery let a later extension
+//! start from it.
 //!
-//! # Keys and distance
+//! `hnsw_rs` builds the graph; its in-memory form keeps every
+//! point and neighbour link behind its own `Arc` and lock, searches with a
+//! hash set of visited points, and reloads from disk only by rebuilding that
+//! structure point by point. The flat copy keeps the same points, keys and
+//! edges in a few plain arrays, so a search walks contiguous `u32` lists with
+//! a visited bit set and a fused i8 kernel, and an open maps the file
+//! and checks it instead of parsing it.
 //!
-//! A row's key is its normalised blocks concatenated and rounded to i8 at a
-//! fixed scale ([`KEY_SCALE`]), so the key's inner product ranks like the mean
-//! block score. The distance is `len·127² - key·key'` (never negative, exact in
-//! integers, one fused AVX-512 kernel). The index only proposes: every
-//! proposed row is re-scored exactly in f32 and the exact scores decide.
-//! i8 keys hold the graph's copy of the data at 640 bytes a template instead
-//! of 2560, and need no `anndists` SIMD feature.
+//! Flattening also adds links back: `hnsw_rs` keeps a base-layer list to its
+//! nearest `2·M` points as links from later points arrive, so the far links
+//! that join one neighbourhood to the next are the first it drops, and a point
+//! linked to by few others is hard to reach. Each point gets up to
+//! [`REVERSE_LINKS`] more slots for the points that link to it without being
+//! linked back (see [`with_links_back`]).
 //!
-//! # Build, search, extension
-//!
-//! A [`Builder`] holds the `hnsw_rs` graph while it is built in parallel (or
-//! loaded and extended with rows added since); it is then flattened into an
-//! [`AnnIndex`] and dropped. Searches walk the flat copy: plain arrays of
-//! keys and `u32` links, a visited bit set, no locks or reference
-//! counts. Rows added after the flat copy was made are scanned exactly until
-//! the next extension folds them in (see `accel.rs` for when).
-//!
-//! # What it guarantees, and what it does not
-//!
-//! * Deleted rows are never returned: the graph search filters on the row's
-//!   state word, and the re-score re-checks it.
-//! * Rows inserted into the gallery after the graph was flattened are scanned
-//!   exactly: every search covers the rows past the graph's in f32.
-//! * Graph points that the search cannot reach from the entry point (an
-//!   `hnsw_rs` insertion can leave a point without in-edges) are found when
-//!   the graph is flattened, by a walk of the base layer from the top layer,
-//!   and are scanned exactly on every search ("orphans").
-//! * Otherwise a mate can be missed: the miss rate is measured in the tests
-//!   and benches against the exact scan.
-//!
-//! # Persistence
-//!
-//! `<gallery>/hnsw.flat` is the search form (see `flat_graph.rs`): mapped at
-//! open after its checksums, its records digest and its structure are
-//! checked, so an open costs one read of the file, not a rebuild of the
-//! graph. `<gallery>/hnsw.hnsw.graph` and `<gallery>/hnsw.hnsw.data` are
-//! the builder's graph, written by `hnsw_rs`; `<gallery>/hnsw.meta`
-//! (written last) records the rows covered, a digest of those rows' records
-//! (so a gallery that was replaced or rewritten is detected), the lengths
-//! and CRC-32s of both files, and its own CRC. They are only read to extend
-//! the graph, or to flatten it again when `hnsw.flat` is missing or damaged
-//! (as for a gallery saved before the flat form existed), and only when all
-//! of these hold; otherwise the graph is rebuilt from the gallery.
-//! `hnsw_rs` asserts or exits on malformed input, so the checks come first
-//! and the load itself runs under `catch_unwind`.
 
+use std::cmp::Reverse;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
 
 use bytemuck::{Pod, Zeroable};
-use hnsw_rs::prelude::{AnnT, Distance, Hnsw, HnswIo};
+use hnsw_rs::prelude::{AnnT, Hnsw, HnswIo};
 use rayon::prelude::*;
 
-pub(crate) use super::flat_graph::RowFilter;
-use super::flat_graph::{FlatGraph, GraphParts, NodeParts};
-use super::int_kernels;
+use super::format::{FlatGraph, FlatLists, NONE};
+use super::{key_of, rows_digest, AnnParams, Cancelled, GraphIndex, IndexOrigin, KeyDistance};
 use crate::error::GalleryError;
-use crate::storage::format::STATE_LIVE;
-use crate::storage::gallery::Snapshot;
+use crate::kernels;
+use crate::storage::Snapshot;
 
-/// Scale of the i8 keys: `key = round(value · KEY_SCALE)`, clamped to ±127.
-/// A normalised 64-value block has values of about ±0.125; clamping starts at
-/// 0.635 (five standard deviations), which only shifts a proposal.
-pub const KEY_SCALE: f32 = 200.0;
 /// Basename of the index files in the gallery directory.
 const BASENAME: &str = "hnsw";
 /// The metadata file.
@@ -79,135 +44,11 @@ const META_MAGIC: [u8; 8] = *b"PLMHNSW\0";
 const META_VERSION: u32 = 1;
 /// Rows inserted per `parallel_insert` call while building (a cancel point).
 const BUILD_BATCH: usize = 4096;
-
-/// Graph parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AnnParams {
-    /// Neighbours kept per point and layer (`M`, 4..=64).
-    pub max_connections: usize,
-    /// Candidates explored while inserting (`efConstruction`).
-    pub ef_construction: usize,
-    /// Candidates explored while searching (`ef`); the search proposes
-    /// `max(ef_search, top_k)` rows for re-scoring.
-    pub ef_search: usize,
-}
-
-impl Default for AnnParams {
-    /// `M = 16`, `efConstruction = 100`, `ef = 128`: with links back, the
-    /// smallest `ef` that missed no mate of 500 was 24 at 100k templates and
-    /// 64 at 1M (structured data; `BENCHMARKS.md`, runs 12 and 13), so 128
-    /// leaves room for galleries beyond 1M.
-    fn default() -> Self {
-        AnnParams {
-            max_connections: 16,
-            ef_construction: 100,
-            ef_search: 128,
-        }
-    }
-}
-
-impl AnnParams {
-    fn checked(self) -> AnnParams {
-        AnnParams {
-            // hnsw_rs exits the process above 256.
-            max_connections: self.max_connections.clamp(4, 64),
-            ef_construction: self.ef_construction.clamp(8, 4096),
-            ef_search: self.ef_search.clamp(1, 8192),
-        }
-    }
-}
-
-/// The distance of two keys: `len·127² - key·key'`, so larger inner products
-/// are nearer, and it is never negative.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct KeyDistance;
-
-impl Distance<i8> for KeyDistance {
-    fn eval(&self, va: &[i8], vb: &[i8]) -> f32 {
-        let max = va.len() as i64 * 127 * 127;
-        (max - int_kernels::dot_i8(va, vb)) as f32
-    }
-}
-
-/// The i8 key of a row's values.
-pub(crate) fn key_of(values: &[f32]) -> Vec<i8> {
-    values
-        .iter()
-        .map(|v| (v * KEY_SCALE).round().clamp(-127.0, 127.0) as i8)
-        .collect()
-}
+/// Base-layer slots added to each point for links back to the points that
+/// link to it.
+pub(crate) const REVERSE_LINKS: usize = 16;
 
 type Graph = Hnsw<'static, i8, KeyDistance>;
-
-/// How the current index came to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum IndexOrigin {
-    /// Built from the gallery in this process.
-    Built,
-    /// Loaded from the files beside the gallery.
-    Loaded,
-}
-
-/// The outcome of a build that was asked to stop.
-#[derive(Debug)]
-pub(crate) struct Cancelled;
-
-/// The index searches use: a flat graph and what it covers.
-pub(crate) struct AnnIndex {
-    flat: FlatGraph,
-    /// Rows `0..rows` were offered to the graph (dead rows are skipped);
-    /// later rows are scanned exactly.
-    pub(crate) rows: u64,
-    /// Points in the graph.
-    pub(crate) points: usize,
-    /// Graph points not reachable from the entry point: scanned exactly.
-    pub(crate) orphans: Vec<u64>,
-    pub(crate) origin: IndexOrigin,
-    /// Points whose row has been deleted (counted at load, then per delete).
-    pub(crate) deleted: AtomicUsize,
-}
-
-impl AnnIndex {
-    fn from_flat(flat: FlatGraph, snap: &Snapshot, origin: IndexOrigin) -> AnnIndex {
-        let deleted = flat
-            .point_rows()
-            .filter(|&r| r >= snap.count || snap.state(r) != STATE_LIVE)
-            .count();
-        AnnIndex {
-            deleted: AtomicUsize::new(deleted),
-            rows: flat.rows(),
-            points: flat.points(),
-            orphans: flat.orphan_rows(),
-            origin,
-            flat,
-        }
-    }
-
-    /// Loads the flat graph saved beside the gallery if it is intact and
-    /// matches `snap`; the reason it was refused otherwise. Never panics on
-    /// a damaged file.
-    pub(crate) fn load(dir: &Path, snap: &Snapshot) -> Result<AnnIndex, String> {
-        let flat = FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows))?;
-        Ok(AnnIndex::from_flat(flat, snap, IndexOrigin::Loaded))
-    }
-
-    /// Proposes up to `knn` rows for the probe's values, skipping rows that
-    /// `filter` does not keep.
-    pub(crate) fn propose(
-        &self,
-        values: &[f32],
-        knn: usize,
-        ef: usize,
-        filter: &dyn RowFilter,
-    ) -> Vec<u64> {
-        self.flat.propose(&key_of(values), knn, ef, filter)
-    }
-
-    /// Bytes of the flat graph (keys, links, rows), mapped from its file.
-    pub(crate) fn estimated_bytes(&self) -> usize {
-        self.flat.byte_len()
-    }
-}
 
 /// The `hnsw_rs` graph that builds the index, and extends it with rows added
 /// since, before it is flattened for searching.
@@ -227,9 +68,7 @@ impl Builder {
         params: AnnParams,
         cancel: &dyn Fn() -> bool,
     ) -> Result<Builder, Cancelled> {
-        let rows: Vec<u64> = (0..snap.count)
-            .filter(|&r| snap.state(r) == STATE_LIVE)
-            .collect();
+        let rows: Vec<u64> = (0..snap.count).filter(|&r| snap.is_live(r)).collect();
         Self::build_rows(snap, rows, params, cancel)
     }
 
@@ -289,7 +128,7 @@ impl Builder {
         cancel: &dyn Fn() -> bool,
     ) -> Result<(), Cancelled> {
         let rows: Vec<u64> = (self.rows..snap.count)
-            .filter(|&r| snap.state(r) == STATE_LIVE)
+            .filter(|&r| snap.is_live(r))
             .collect();
         for batch in rows.chunks(BUILD_BATCH) {
             if cancel() {
@@ -337,16 +176,16 @@ impl Builder {
         dir: &Path,
         snap: &Snapshot,
         origin: IndexOrigin,
-    ) -> Result<AnnIndex, GalleryError> {
-        let flat = FlatGraph::from_parts(self.parts(), self.rows, rows_digest(snap, self.rows))
+    ) -> Result<GraphIndex, GalleryError> {
+        let flat = flatten(self.parts(), self.rows, rows_digest(snap, self.rows))
             .map_err(|e| GalleryError::io(dir, std::io::Error::other(e.to_string())))?;
         let mapped = flat
             .save(dir)
             .ok()
-            .and_then(|()| AnnIndex::load(dir, snap).ok());
+            .and_then(|()| GraphIndex::load(dir, snap).ok());
         Ok(match mapped {
-            Some(index) => AnnIndex { origin, ..index },
-            None => AnnIndex::from_flat(flat, snap, origin),
+            Some(index) => GraphIndex { origin, ..index },
+            None => GraphIndex::from_flat(flat, snap, origin),
         })
     }
 
@@ -476,6 +315,183 @@ impl Builder {
     }
 }
 
+/// A graph as a node list: what [`flatten`] flattens.
+pub(crate) struct GraphParts {
+    /// Key length.
+    pub(crate) dim: usize,
+    /// Per point: its row, level, key and neighbour rows per layer
+    /// (`links[l]` for layers `0..=level`).
+    pub(crate) nodes: Vec<NodeParts>,
+    /// `M` and `efConstruction` of the build (recorded, not used to search).
+    pub(crate) max_connections: u32,
+    /// See `max_connections`.
+    pub(crate) ef_construction: u32,
+}
+
+/// One point of [`GraphParts`].
+pub(crate) struct NodeParts {
+    /// The gallery row.
+    pub(crate) row: u64,
+    /// Highest layer the point is on.
+    pub(crate) level: usize,
+    /// The i8 key.
+    pub(crate) key: Vec<i8>,
+    /// Neighbour rows on layers `0..=level` (may be shorter: missing layers
+    /// are empty).
+    pub(crate) links: Vec<Vec<u64>>,
+}
+
+/// Why a graph could not be flattened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FlattenError {
+    /// A key of another length than the first.
+    #[error("key of row {row} has {len} values, expected {dim}")]
+    KeyLength {
+        /// The row.
+        row: u64,
+        /// Its key length.
+        len: usize,
+        /// The first key's length.
+        dim: usize,
+    },
+    /// A row beyond what a `u32` point list holds.
+    #[error("row {0} is beyond the flat graph's range")]
+    RowRange(u64),
+    /// The same row twice.
+    #[error("row {0} is in the graph twice")]
+    DuplicateRow(u64),
+}
+
+pub(crate) fn flatten(
+    mut parts: GraphParts,
+    rows: u64,
+    digest: u32,
+) -> Result<FlatGraph, FlattenError> {
+    parts.nodes.sort_unstable_by_key(|n| n.row);
+    let dim = parts.dim;
+    let nodes = &parts.nodes;
+    for pair in nodes.windows(2) {
+        if pair[0].row == pair[1].row {
+            return Err(FlattenError::DuplicateRow(pair[0].row));
+        }
+    }
+    if let Some(last) = nodes.last() {
+        if last.row >= u64::from(NONE) {
+            return Err(FlattenError::RowRange(last.row));
+        }
+    }
+    for n in nodes {
+        if n.key.len() != dim {
+            return Err(FlattenError::KeyLength {
+                row: n.row,
+                len: n.key.len(),
+                dim,
+            });
+        }
+    }
+    let point_of = |row: u64| -> Option<u32> {
+        nodes
+            .binary_search_by_key(&row, |n| n.row)
+            .ok()
+            .map(|p| p as u32)
+    };
+    let links_on = |n: &NodeParts, layer: usize| -> Vec<u32> {
+        n.links
+            .get(layer)
+            .map(|l| l.iter().filter_map(|&r| point_of(r)).collect())
+            .unwrap_or_default()
+    };
+    let levels = nodes.iter().map(|n| n.level).max().unwrap_or(0);
+    let base: Vec<Vec<u32>> = nodes.iter().map(|n| links_on(n, 0)).collect();
+    let base = with_links_back(base, nodes);
+    let mut level_start = vec![0u64];
+    let mut upper_points = Vec::new();
+    let mut upper_lists: Vec<Vec<u32>> = Vec::new();
+    for layer in 1..=levels {
+        for (p, n) in nodes.iter().enumerate() {
+            if n.level >= layer {
+                upper_points.push(p as u32);
+                upper_lists.push(links_on(n, layer));
+            }
+        }
+        level_start.push(upper_points.len() as u64);
+    }
+    let entry = nodes
+        .iter()
+        .position(|n| n.level == levels)
+        .map_or(0, |p| p as u32);
+    let tops: Vec<u32> = (0..nodes.len() as u32)
+        .filter(|&p| nodes[p as usize].level == levels)
+        .collect();
+    let orphans = unreached(&base, &tops);
+    let rows_of_points = nodes.iter().map(|n| n.row as u32).collect();
+    let lists = FlatLists {
+        dim,
+        rows: rows_of_points,
+        keys: parts.nodes.into_iter().map(|n| n.key).collect(),
+        base,
+        level_start,
+        upper_points,
+        upper_links: upper_lists,
+        orphans,
+        entry,
+        max_connections: parts.max_connections,
+        ef_construction: parts.ef_construction,
+    };
+    Ok(FlatGraph::from_lists(lists, rows, digest))
+}
+
+/// `base` with up to [`REVERSE_LINKS`] links added to each point's list: to
+/// the points that link to it and are not linked back, those with the fewest
+/// links to them first (then the nearest), so the points hardest to reach gain
+/// the most. Every link `p → q` of the build then has `q → p` beside it unless
+/// `q` had more than that many links back to add.
+fn with_links_back(mut base: Vec<Vec<u32>>, nodes: &[NodeParts]) -> Vec<Vec<u32>> {
+    let mut links_to = vec![0u32; base.len()];
+    let mut back: Vec<Vec<u32>> = vec![Vec::new(); base.len()];
+    for (p, list) in base.iter().enumerate() {
+        for &q in list {
+            links_to[q as usize] += 1;
+            if q as usize != p {
+                back[q as usize].push(p as u32);
+            }
+        }
+    }
+    base.par_iter_mut()
+        .zip(back.into_par_iter())
+        .enumerate()
+        .for_each(|(q, (list, mut back))| {
+            back.retain(|p| !list.contains(p));
+            back.sort_unstable();
+            back.dedup();
+            if back.len() > REVERSE_LINKS {
+                let key = &nodes[q].key;
+                back.sort_by_cached_key(|&p| {
+                    let dot = kernels::dot_i8(key, &nodes[p as usize].key);
+                    (links_to[p as usize], Reverse(dot))
+                });
+                back.truncate(REVERSE_LINKS);
+            }
+            list.extend(back);
+        });
+    base
+}
+
+/// Points not reachable from `starts` over the base-layer lists `links`.
+fn unreached(links: &[Vec<u32>], starts: &[u32]) -> Vec<u32> {
+    let mut seen = vec![false; links.len()];
+    let mut stack: Vec<u32> = starts.to_vec();
+    while let Some(p) = stack.pop() {
+        if std::mem::replace(&mut seen[p as usize], true) {
+            continue;
+        }
+        stack.extend(links[p as usize].iter().filter(|&&q| !seen[q as usize]));
+    }
+    (0..links.len() as u32)
+        .filter(|&p| !seen[p as usize])
+        .collect()
+}
+
 /// The metadata file of a saved index.
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 #[repr(C)]
@@ -503,19 +519,6 @@ impl IndexMeta {
     }
 }
 
-/// CRC-32 of the records of rows `0..rows` (ids and vector checksums, which
-/// never change after commit): identifies the rows an index was built from.
-pub(crate) fn rows_digest(snap: &Snapshot, rows: u64) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    for row in 0..rows.min(snap.count) {
-        let r = snap.record(row);
-        h.update(&r.feature_id);
-        h.update(&r.vector_crc.to_le_bytes());
-        h.update(&r.record_crc.to_le_bytes());
-    }
-    h.finalize()
-}
-
 fn file_crc(path: &Path) -> Result<(u64, u32), GalleryError> {
     let mut f = fs::File::open(path).map_err(|e| GalleryError::io(path, e))?;
     let mut h = crc32fast::Hasher::new();
@@ -538,31 +541,4 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| GalleryError::io(path, e))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_distance_orders_by_inner_product() {
-        let a = key_of(&[0.5, 0.5, 0.5, 0.5]);
-        let near = key_of(&[0.5, 0.5, 0.5, 0.4]);
-        let far = key_of(&[-0.5, 0.5, -0.5, 0.5]);
-        assert!(KeyDistance.eval(&a, &near) < KeyDistance.eval(&a, &far));
-        assert!(KeyDistance.eval(&a, &far) >= 0.0);
-        assert_eq!(key_of(&[10.0, -10.0]), vec![127, -127]);
-    }
-
-    #[test]
-    fn params_are_clamped_to_what_hnsw_rs_accepts() {
-        let p = AnnParams {
-            max_connections: 1000,
-            ef_construction: 0,
-            ef_search: 0,
-        }
-        .checked();
-        assert_eq!(p.max_connections, 64);
-        assert!(p.ef_construction >= 8 && p.ef_search >= 1);
-    }
 }

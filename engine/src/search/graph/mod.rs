@@ -1,0 +1,198 @@
+//! The approximate index: an HNSW graph over compact i8 keys, built by
+//! `hnsw_rs` and searched in a flat, memory-mapped form (`format.rs`, searched by `search.rs`).
+//!
+//! # Keys and distance
+//!
+//! A row's key is its normalised blocks concatenated and rounded to i8 at a
+//! fixed scale ([`KEY_SCALE`]), so the key's inner product ranks like the mean
+//! block score. The distance is `len·127² - key·key'` (never negative, exact in
+//! integers, one fused AVX-512 kernel). The index only proposes: every
+//! proposed row is re-scored exactly in f32 and the exact scores decide.
+//! i8 keys hold the graph's copy of the data at 640 bytes a template instead
+//! of 2560, and need no `anndists` SIMD feature.
+//!
+//! # Build, search, extension
+//!
+//! A `Builder` (`build.rs`) holds the `hnsw_rs` graph while it is built in parallel (or
+//! loaded and extended with rows added since); it is then flattened into an
+//! [`GraphIndex`] and dropped. Searches walk the flat copy: plain arrays of
+//! keys and `u32` links, a visited bit set, no locks or reference
+//! counts. Rows added after the flat copy was made are scanned exactly until
+//! the next extension folds them in (see `lifecycle.rs` for when).
+//!
+//! # What it guarantees, and what it does not
+//!
+//! * Deleted rows are never returned: the graph search filters on the row's
+//!   state word, and the re-score re-checks it.
+//! * Rows inserted into the gallery after the graph was flattened are scanned
+//!   exactly: every search covers the rows past the graph's in f32.
+//! * Graph points that the search cannot reach from the entry point (an
+//!   `hnsw_rs` insertion can leave a point without in-edges) are found when
+//!   the graph is flattened, by a walk of the base layer from the top layer,
+//!   and are scanned exactly on every search ("orphans").
+//! * Otherwise a mate can be missed: the miss rate is measured in the tests
+//!   and benches against the exact scan.
+//!
+//! # Persistence
+//!
+//! `<gallery>/hnsw.flat` is the search form (see `format.rs`, searched by `search.rs`): mapped at
+//! open after its checksums, its records digest and its structure are
+//! checked, so an open costs one read of the file, not a rebuild of the
+//! graph. `<gallery>/hnsw.hnsw.graph` and `<gallery>/hnsw.hnsw.data` are
+//! the builder's graph, written by `hnsw_rs`; `<gallery>/hnsw.meta`
+//! (written last) records the rows covered, a digest of those rows' records
+//! (so a gallery that was replaced or rewritten is detected), the lengths
+//! and CRC-32s of both files, and its own CRC. They are only read to extend
+//! the graph, or to flatten it again when `hnsw.flat` is missing or damaged
+//! (as for a gallery saved before the flat form existed), and only when all
+//! of these hold; otherwise the graph is rebuilt from the gallery.
+//! `hnsw_rs` asserts or exits on malformed input, so the checks come first
+//! and the load itself runs under `catch_unwind`.
+
+pub(crate) mod build;
+pub(crate) mod format;
+pub(crate) mod search;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::AtomicUsize;
+
+use hnsw_rs::prelude::Distance;
+
+use crate::kernels;
+use crate::storage::Snapshot;
+use format::FlatGraph;
+
+/// Scale of the i8 keys: `key = round(value · KEY_SCALE)`, clamped to ±127.
+/// A normalised 64-value block has values of about ±0.125; clamping starts at
+/// 0.635 (five standard deviations), which only shifts a proposal.
+pub(crate) const KEY_SCALE: f32 = 200.0;
+
+/// Graph parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnnParams {
+    /// Neighbours kept per point and layer (`M`, 4..=64).
+    pub max_connections: usize,
+    /// Candidates explored while inserting (`efConstruction`).
+    pub ef_construction: usize,
+    /// Candidates explored while searching (`ef`); the search proposes
+    /// `max(ef_search, top_k)` rows for re-scoring.
+    pub ef_search: usize,
+}
+
+impl Default for AnnParams {
+    /// `M = 16`, `efConstruction = 100`, `ef = 128`: with links back, the
+    /// smallest `ef` that missed no mate of 500 was 24 at 100k templates and
+    /// 64 at 1M (structured data; `BENCHMARKS.md`, runs 12 and 13), so 128
+    /// leaves room for galleries beyond 1M.
+    fn default() -> Self {
+        AnnParams {
+            max_connections: 16,
+            ef_construction: 100,
+            ef_search: 128,
+        }
+    }
+}
+
+impl AnnParams {
+    pub(super) fn checked(self) -> AnnParams {
+        AnnParams {
+            // hnsw_rs exits the process above 256.
+            max_connections: self.max_connections.clamp(4, 64),
+            ef_construction: self.ef_construction.clamp(8, 4096),
+            ef_search: self.ef_search.clamp(1, 8192),
+        }
+    }
+}
+
+/// The distance of two keys: `len·127² - key·key'`, so larger inner products
+/// are nearer, and it is never negative.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KeyDistance;
+
+impl Distance<i8> for KeyDistance {
+    fn eval(&self, va: &[i8], vb: &[i8]) -> f32 {
+        let max = va.len() as i64 * 127 * 127;
+        (max - kernels::dot_i8(va, vb)) as f32
+    }
+}
+
+/// The i8 key of a row's values.
+pub(crate) fn key_of(values: &[f32]) -> Vec<i8> {
+    values
+        .iter()
+        .map(|v| (v * KEY_SCALE).round().clamp(-127.0, 127.0) as i8)
+        .collect()
+}
+
+/// How the current index came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexOrigin {
+    /// Built from the gallery in this process.
+    Built,
+    /// Loaded from the files beside the gallery.
+    Loaded,
+}
+
+/// The outcome of a build that was asked to stop.
+#[derive(Debug)]
+pub(crate) struct Cancelled;
+
+/// The index searches use: a flat graph and what it covers.
+pub(crate) struct GraphIndex {
+    pub(super) flat: FlatGraph,
+    /// Rows `0..rows` were offered to the graph (dead rows are skipped);
+    /// later rows are scanned exactly.
+    pub(crate) rows: u64,
+    /// Points in the graph.
+    pub(crate) points: usize,
+    /// Graph points not reachable from the entry point: scanned exactly.
+    pub(crate) orphans: Vec<u64>,
+    pub(crate) origin: IndexOrigin,
+    /// Points whose row has been deleted (counted at load, then per delete).
+    pub(crate) deleted: AtomicUsize,
+}
+
+impl GraphIndex {
+    pub(super) fn from_flat(flat: FlatGraph, snap: &Snapshot, origin: IndexOrigin) -> GraphIndex {
+        let deleted = flat
+            .point_rows()
+            .filter(|&r| r >= snap.count || !snap.is_live(r))
+            .count();
+        GraphIndex {
+            deleted: AtomicUsize::new(deleted),
+            rows: flat.rows(),
+            points: flat.points(),
+            orphans: flat.orphan_rows(),
+            origin,
+            flat,
+        }
+    }
+
+    /// Loads the flat graph saved beside the gallery if it is intact and
+    /// matches `snap`; the reason it was refused otherwise. Never panics on
+    /// a damaged file.
+    pub(crate) fn load(dir: &Path, snap: &Snapshot) -> Result<GraphIndex, String> {
+        let flat = FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows))?;
+        Ok(GraphIndex::from_flat(flat, snap, IndexOrigin::Loaded))
+    }
+
+    /// Bytes of the flat graph (keys, links, rows), mapped from its file.
+    pub(crate) fn estimated_bytes(&self) -> usize {
+        self.flat.byte_len()
+    }
+}
+
+/// CRC-32 of the records of rows `0..rows` (ids and vector checksums, which
+/// never change after commit): identifies the rows an index was built from.
+pub(crate) fn rows_digest(snap: &Snapshot, rows: u64) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    for row in 0..rows.min(snap.count) {
+        let r = snap.record(row);
+        h.update(&r.feature_id);
+        h.update(&r.vector_crc.to_le_bytes());
+        h.update(&r.record_crc.to_le_bytes());
+    }
+    h.finalize()
+}

@@ -1,0 +1,206 @@
+//! The graph search: a greedy descent through the upper layers of the flat
+//! graph and a best-first walk of its base layer, over contiguous `u32`
+//! lists with a visited bit set and the fused i8 kernel; then the gallery
+//! search around it, which adds the graph's orphans and the rows past the
+//! graph and re-scores every proposal exactly.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use super::format::{FlatGraph, NONE};
+use super::{key_of, GraphIndex};
+use crate::kernels::{self, prefetch};
+use crate::search::exact::{self, Candidate};
+use crate::search::query::{admissible, SearchQuery};
+use crate::storage::Snapshot;
+use crate::template::Template;
+
+thread_local! {
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { bits: Vec::new(), seen: Vec::new() }) };
+}
+
+/// Points seen by the current search: one bit per point (128 KiB for a
+/// million points, so the checks stay in the core's own cache), and the
+/// points marked, whose words the next search clears instead of clearing
+/// the whole set.
+struct Visited {
+    bits: Vec<u64>,
+    seen: Vec<u32>,
+}
+
+impl Visited {
+    /// Forgets the previous search's marks and makes room for `points`.
+    fn start(&mut self, points: usize) {
+        for &point in &self.seen {
+            self.bits[point as usize / 64] = 0;
+        }
+        self.seen.clear();
+        if self.bits.len() < points.div_ceil(64) {
+            self.bits.resize(points.div_ceil(64), 0);
+        }
+    }
+
+    /// True the first time `point` is seen in this search.
+    #[inline]
+    fn first_visit(&mut self, point: u32) -> bool {
+        let word = &mut self.bits[point as usize / 64];
+        let bit = 1u64 << (point % 64);
+        if *word & bit != 0 {
+            return false;
+        }
+        *word |= bit;
+        self.seen.push(point);
+        true
+    }
+}
+
+/// What a search asks about a gallery row: whether it may be returned, and a
+/// hint to start loading what that question reads before it is asked.
+pub(crate) trait RowFilter {
+    /// Whether `row` may be returned.
+    fn keep(&self, row: u64) -> bool;
+    /// Starts loading what [`RowFilter::keep`] reads for `row`.
+    fn prefetch(&self, _row: u64) {}
+}
+
+/// Plain closures as filters, for the tests of the walk; a search's filter
+/// is [`Admissible`].
+#[cfg(test)]
+impl<F: Fn(u64) -> bool> RowFilter for F {
+    fn keep(&self, row: u64) -> bool {
+        self(row)
+    }
+}
+
+/// Up to `knn` rows that `filter` keeps, nearest to `key` first, by a
+/// greedy descent through the upper layers and a best-first search of
+/// the base layer with `max(ef, knn)` candidates. Rows it does not keep
+/// are walked through but never returned.
+pub(crate) fn propose(
+    graph: &FlatGraph,
+    key: &[i8],
+    knn: usize,
+    ef: usize,
+    filter: &dyn RowFilter,
+) -> Vec<u64> {
+    let n = graph.points();
+    if n == 0 || knn == 0 || key.len() != graph.dim() {
+        return Vec::new();
+    }
+    let rows = graph.rows_of_points();
+    let keys = graph.keys();
+    let dim = key.len();
+    let distance = |p: u32| -> i64 {
+        let at = p as usize * dim;
+        -kernels::dot_i8(key, &keys[at..at + dim])
+    };
+    let mut point = graph.entry();
+    let mut best = distance(point);
+    let (starts, ups, links, degree) = graph.upper();
+    for layer in (1..starts.len()).rev() {
+        let (lo, hi) = (starts[layer - 1] as usize, starts[layer] as usize);
+        while let Ok(i) = ups[lo..hi].binary_search(&point) {
+            let at = (lo + i) * degree;
+            let mut moved = false;
+            for &next in links[at..at + degree].iter().take_while(|&&p| p != NONE) {
+                let d = distance(next);
+                if d < best {
+                    (best, point, moved) = (d, next, true);
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    let ef = ef.max(knn);
+    let (base, degree0) = graph.base();
+    let row = |p: u32| u64::from(rows[p as usize]);
+    VISITED.with_borrow_mut(|visited| {
+        visited.start(n);
+        let mut frontier: BinaryHeap<Reverse<(i64, u32)>> = BinaryHeap::with_capacity(ef * 4);
+        let mut found: BinaryHeap<(i64, u32)> = BinaryHeap::with_capacity(ef + 1);
+        // The unvisited points of the list being expanded: their keys are fetched
+        // together before any is compared, and keys already compared are not fetched.
+        let mut fresh: Vec<u32> = Vec::with_capacity(degree0);
+        visited.first_visit(point);
+        frontier.push(Reverse((best, point)));
+        if filter.keep(row(point)) {
+            found.push((best, point));
+        }
+        while let Some(Reverse((d, p))) = frontier.pop() {
+            if found.len() >= ef && found.peek().is_some_and(|&(worst, _)| d > worst) {
+                break;
+            }
+            let at = p as usize * degree0;
+            fresh.clear();
+            for &next in base[at..at + degree0].iter().take_while(|&&q| q != NONE) {
+                if visited.first_visit(next) {
+                    prefetch(&keys[next as usize * dim..(next as usize + 1) * dim]);
+                    prefetch(&rows[next as usize..=next as usize]);
+                    fresh.push(next);
+                }
+            }
+            for &next in &fresh {
+                filter.prefetch(row(next));
+            }
+            for &next in &fresh {
+                let dn = distance(next);
+                let worst = found.peek().map_or(i64::MAX, |&(w, _)| w);
+                if found.len() < ef || dn < worst {
+                    frontier.push(Reverse((dn, next)));
+                    if filter.keep(row(next)) {
+                        found.push((dn, next));
+                        if found.len() > ef {
+                            found.pop();
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = found.into_sorted_vec();
+        out.truncate(knn);
+        out.into_iter().map(|(_, p)| row(p)).collect()
+    })
+}
+
+/// The rows a graph search may return: committed in its snapshot, live, within the
+/// query's filter and undamaged.
+struct Admissible<'a> {
+    snap: &'a Snapshot,
+    query: &'a SearchQuery,
+}
+
+impl RowFilter for Admissible<'_> {
+    fn keep(&self, row: u64) -> bool {
+        row < self.snap.count && admissible(self.snap, self.query, row)
+    }
+
+    fn prefetch(&self, row: u64) {
+        if row < self.snap.count {
+            self.snap.prefetch_record(row);
+        }
+    }
+}
+
+/// The graph search of `index` for `probe`: the graph's proposals (with
+/// `ef` candidates explored), its orphans and the rows past the graph,
+/// re-scored exactly.
+pub(crate) fn search(
+    snap: &Snapshot,
+    index: &GraphIndex,
+    probe: &Template,
+    query: &SearchQuery,
+    ef: usize,
+) -> Vec<Candidate> {
+    let admit = Admissible { snap, query };
+    let knn = ef.max(query.top_k);
+    let mut rows = propose(&index.flat, &key_of(probe.as_slice()), knn, ef, &admit);
+    rows.extend(index.orphans.iter().copied().filter(|&r| admit.keep(r)));
+    rows.sort_unstable();
+    rows.dedup();
+    let top = exact::rescore(snap, probe, query.top_k, rows);
+    exact::finish_past(snap, probe, query, top, index.rows)
+}

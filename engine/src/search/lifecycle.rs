@@ -1,0 +1,538 @@
+//! The accelerators of one gallery and their life cycle: the compact copy
+//! (derived in the background after open, appended to on insert) and the
+//! graph index (loaded, built, extended and rebuilt by background jobs), and
+//! the policy that says when.
+//!
+//! # Concurrency
+//!
+//! Inserting while searching is safe: the compact copy sits behind an
+//! `RwLock` (an insert appends to it under the write lock after the row store
+//! commits, and a search that runs in between scans the not-yet-copied rows
+//! in f32); the graph a search walks is read-only, and a new one is swapped
+//! in whole.
+//!
+//! # Index life cycle
+//!
+//! At open, when index files exist or the gallery holds at least
+//! [`IndexPolicy::build_min_rows`] live rows, a background thread maps the
+//! saved flat graph (`hnsw.flat`) or, if it is missing, stale or damaged,
+//! flattens the saved builder graph again, or rebuilds the graph in parallel
+//! from the gallery, and saves it. Until it is ready, searches that would run
+//! the graph run the quantised scan and report [`SearchMode::Exact`]. The
+//! passing scan needs no index.
+//!
+//! Rows inserted after the graph was flattened are scanned exactly with every
+//! graph search (the "tail"). Once the tail holds
+//! [`IndexPolicy::fold_rows`] rows, a background thread loads the saved
+//! builder graph, inserts the tail, flattens and saves it, and swaps it in;
+//! searches run on the old graph and tail meanwhile. Deletions are filtered
+//! at once; once more than [`IndexPolicy::rebuild_deleted_percent`] of the
+//! graph's points are deleted rows, the graph is rebuilt from the gallery in
+//! the background
+//! ([`Gallery::rebuild_index_if_needed`](crate::Gallery::rebuild_index_if_needed)
+//! does so on demand).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::compact::CompactCopy;
+use super::graph::build::{Builder, META_FILE};
+use super::graph::format::FLAT_FILE;
+use super::graph::{AnnParams, GraphIndex, IndexOrigin};
+#[cfg(doc)]
+use super::query::SearchMode;
+use super::strategy::AUTO_ANN_MIN_ROWS;
+use crate::error::GalleryError;
+use crate::storage::Snapshot;
+
+/// When the graph index is loaded or built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexPolicy {
+    /// Load or build the index in the background at open.
+    pub at_open: bool,
+    /// Without saved index files, build at open only from this many live rows
+    /// (below it, [`SearchMode::Auto`] does not use the index; an
+    /// [`SearchMode::Ann`] search that runs the graph starts a build on demand).
+    pub build_min_rows: usize,
+    /// Graph parameters for builds.
+    pub params: AnnParams,
+    /// Live rows from which [`SearchMode::Auto`] uses the passing scan, or a
+    /// ready index for policies the passing scan cannot serve.
+    pub auto_ann_min_rows: usize,
+    /// Rows past the graph (scanned exactly with every graph search) from
+    /// which a background extension folds them into the graph.
+    pub fold_rows: usize,
+    /// Share of the graph's points, in percent, whose rows may be deleted
+    /// (walked through by searches, never returned) before the graph is
+    /// rebuilt from the gallery in the background.
+    pub rebuild_deleted_percent: u32,
+}
+
+/// Default [`IndexPolicy::fold_rows`]: scanning 4,096 rows exactly adds
+/// about 10 MB of f32 reads to a graph search (under a millisecond); folding
+/// them into a 1M graph costs a load of the builder graph and 4,096 inserts.
+pub const FOLD_ROWS: usize = 4096;
+
+impl Default for IndexPolicy {
+    /// At open, from [`AUTO_ANN_MIN_ROWS`] rows, default parameters.
+    fn default() -> Self {
+        IndexPolicy {
+            at_open: true,
+            build_min_rows: AUTO_ANN_MIN_ROWS,
+            params: AnnParams::default(),
+            auto_ann_min_rows: AUTO_ANN_MIN_ROWS,
+            fold_rows: FOLD_ROWS,
+            rebuild_deleted_percent: 20,
+        }
+    }
+}
+
+/// Where the graph index stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexState {
+    /// No index and none being built.
+    Absent,
+    /// Being loaded or built in the background.
+    Building,
+    /// Ready: ANN searches use it.
+    Ready,
+    /// The last build failed (the message says why); searches run exact.
+    Failed(String),
+}
+
+/// A report on the graph index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexInfo {
+    /// Where it stands.
+    pub state: IndexState,
+    /// How the current index came to be, if there is one.
+    pub origin: Option<IndexOrigin>,
+    /// Gallery rows the graph covers (later rows are scanned exactly).
+    pub rows: u64,
+    /// Points in the graph.
+    pub points: usize,
+    /// Points whose row has been deleted since (filtered out of results).
+    pub tombstones: usize,
+    /// Points unreachable by the graph search (scanned exactly).
+    pub orphans: usize,
+    /// Rows added since the graph was flattened: scanned exactly until the
+    /// next extension folds them in.
+    pub tail_rows: u64,
+    /// Bytes of the flat graph (mapped from its file).
+    pub estimated_bytes: usize,
+    /// Why saved index files were not used at the last open, if they were not.
+    pub refused: Option<String>,
+}
+
+struct Status {
+    state: IndexState,
+    refused: Option<String>,
+}
+
+/// The graph index's slot and state, shared with its background thread.
+struct GraphShared {
+    /// The gallery directory, where the index files live.
+    dir: std::path::PathBuf,
+    index: RwLock<Option<GraphIndex>>,
+    status: Mutex<Status>,
+    changed: Condvar,
+    cancel: AtomicBool,
+    params: Mutex<AnnParams>,
+    auto_ann_min_rows: usize,
+    fold_rows: u64,
+    rebuild_deleted_percent: u32,
+    /// Held while an index is made: one builder writes the files at a time.
+    making: Mutex<()>,
+}
+
+/// What a background index thread does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Job {
+    /// Map the saved flat graph; else flatten the saved builder graph; else
+    /// build from the gallery.
+    Open,
+    /// Build from the gallery.
+    Build,
+    /// Fold the tail into the saved builder graph (else build), flatten.
+    Extend,
+}
+
+/// The outcome of making an index.
+enum Made {
+    Index(Box<GraphIndex>),
+    Cancelled,
+    Failed(String),
+}
+
+impl GraphShared {
+    fn set_state(&self, state: IndexState) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.state = state;
+        self.changed.notify_all();
+    }
+
+    fn params(&self) -> AnnParams {
+        *self.params.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn refuse(&self, reason: String) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.refused = Some(match s.refused.take() {
+            Some(earlier) if !earlier.is_empty() => format!("{earlier}; {reason}"),
+            _ => reason,
+        });
+    }
+
+    fn has_index(&self) -> bool {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Runs `job` for `snap` and installs what it makes.
+    fn run(&self, snap: &Snapshot, job: Job) {
+        let mut job = job;
+        if job == Job::Open {
+            match GraphIndex::load(&self.dir, snap) {
+                Ok(index) => {
+                    let tail = snap.count - index.rows;
+                    self.install(index);
+                    if tail < self.fold_rows {
+                        return;
+                    }
+                    self.set_state(IndexState::Building);
+                    job = Job::Extend;
+                }
+                Err(reason) => self.refuse(reason),
+            }
+        }
+        let cancel = || self.cancel.load(Ordering::Relaxed);
+        let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.make(snap, job != Job::Build, &cancel)
+        }))
+        .unwrap_or_else(|_| Made::Failed("index build panicked".into()));
+        match made {
+            Made::Index(index) => self.install(*index),
+            Made::Cancelled | Made::Failed(_) if self.has_index() => {
+                self.set_state(IndexState::Ready)
+            }
+            Made::Cancelled => self.set_state(IndexState::Absent),
+            Made::Failed(why) => self.set_state(IndexState::Failed(why)),
+        }
+    }
+
+    /// An index of `snap`: the saved builder graph extended with the rows
+    /// added since (when `from_files` and it is usable), else a graph built
+    /// from the gallery; saved in both forms (a failed save leaves the index
+    /// usable, and the next open rebuilds).
+    fn make(&self, snap: &Snapshot, from_files: bool, cancel: &dyn Fn() -> bool) -> Made {
+        let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
+        let params = self.params();
+        let loaded = if from_files {
+            Builder::load(&self.dir, snap, params)
+                .map_err(|reason| self.refuse(reason))
+                .ok()
+        } else {
+            None
+        };
+        let (mut builder, origin) = match loaded {
+            Some(b) => (b, IndexOrigin::Loaded),
+            None => match Builder::build(snap, params, cancel) {
+                Ok(b) => (b, IndexOrigin::Built),
+                Err(_) => return Made::Cancelled,
+            },
+        };
+        if builder.extend(snap, cancel).is_err() {
+            return Made::Cancelled;
+        }
+        let _ = builder.save(&self.dir, snap);
+        match builder.flatten(&self.dir, snap, origin) {
+            Ok(index) => Made::Index(Box::new(index)),
+            Err(e) => Made::Failed(e.to_string()),
+        }
+    }
+
+    fn install(&self, index: GraphIndex) {
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = Some(index);
+        self.set_state(IndexState::Ready);
+    }
+}
+
+/// The accelerators of one gallery: what [`Gallery`](crate::Gallery) owns
+/// beside its row store.
+pub(crate) struct Accelerators {
+    compact: Arc<RwLock<CompactCopy>>,
+    deriving: Mutex<Option<JoinHandle<()>>>,
+    graph: Arc<GraphShared>,
+    builder: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Accelerators {
+    /// Derives the quantised copy of `snap` and, per `policy`, starts loading
+    /// or building the graph index in the background.
+    pub(crate) fn open(
+        dir: &Path,
+        snap: Arc<Snapshot>,
+        live: usize,
+        policy: IndexPolicy,
+    ) -> Accelerators {
+        let mut store = CompactCopy::new(snap.layout);
+        store.derived = snap.count == 0;
+        let compact = Arc::new(RwLock::new(store));
+        let deriving = if snap.count == 0 {
+            None
+        } else {
+            let (compact, snap) = (compact.clone(), snap.clone());
+            std::thread::Builder::new()
+                .name("palmlink-quantise".into())
+                .spawn(move || {
+                    // The lead block first: the passing scan needs only it.
+                    let lead = CompactCopy::lead_only(&snap);
+                    *compact.write().unwrap_or_else(|p| p.into_inner()) = lead;
+                    let part = CompactCopy::derive_row_major(&snap);
+                    compact
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .install(part);
+                })
+                .ok()
+        };
+        let accel = Accelerators {
+            compact,
+            deriving: Mutex::new(deriving),
+            graph: Arc::new(GraphShared {
+                dir: dir.to_path_buf(),
+                index: RwLock::new(None),
+                status: Mutex::new(Status {
+                    state: IndexState::Absent,
+                    refused: None,
+                }),
+                changed: Condvar::new(),
+                cancel: AtomicBool::new(false),
+                params: Mutex::new(policy.params),
+                auto_ann_min_rows: policy.auto_ann_min_rows,
+                fold_rows: policy.fold_rows as u64,
+                rebuild_deleted_percent: policy.rebuild_deleted_percent,
+                making: Mutex::new(()),
+            }),
+            builder: Mutex::new(None),
+        };
+        let saved = dir.join(FLAT_FILE).exists() || dir.join(META_FILE).exists();
+        if policy.at_open && (saved || live >= policy.build_min_rows) {
+            accel.start(snap, if saved { Job::Open } else { Job::Build });
+        }
+        accel
+    }
+
+    /// Starts `job` in the background unless an index thread is running.
+    fn start(&self, snap: Arc<Snapshot>, job: Job) {
+        let mut builder = self.builder.lock().unwrap_or_else(|p| p.into_inner());
+        if builder.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        if let Some(h) = builder.take() {
+            let _ = h.join();
+        }
+        self.graph.set_state(IndexState::Building);
+        let shared = self.graph.clone();
+        let spawned = std::thread::Builder::new()
+            .name("palmlink-index".into())
+            .spawn(move || shared.run(&snap, job));
+        match spawned {
+            Ok(h) => *builder = Some(h),
+            Err(e) => self
+                .graph
+                .set_state(IndexState::Failed(format!("cannot start a thread: {e}"))),
+        }
+    }
+
+    /// Brings the quantised copy up to date with a newly committed snapshot,
+    /// and starts folding the graph's tail into it once the tail is long.
+    pub(crate) fn on_insert(&self, snap: &Arc<Snapshot>) {
+        {
+            let mut store = self.compact.write().unwrap_or_else(|p| p.into_inner());
+            if store.derived {
+                store.catch_up(snap);
+            }
+        }
+        let tail = self
+            .graph
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|index| snap.count.saturating_sub(index.rows));
+        if tail.is_some_and(|t| t >= self.graph.fold_rows) {
+            self.start(snap.clone(), Job::Extend);
+        }
+    }
+
+    /// Counts a deleted row against the graph and starts a background
+    /// rebuild once deleted points exceed the policy's share.
+    pub(crate) fn on_delete(&self, snap: &Arc<Snapshot>, row: u64) {
+        let rebuild = {
+            let slot = self.graph.index.read().unwrap_or_else(|p| p.into_inner());
+            slot.as_ref().is_some_and(|index| {
+                if row >= index.rows {
+                    return false;
+                }
+                let deleted = index.deleted.fetch_add(1, Ordering::Relaxed) + 1;
+                deleted as u64 * 100
+                    > index.points as u64 * u64::from(self.graph.rebuild_deleted_percent)
+            })
+        };
+        if rebuild {
+            self.start(snap.clone(), Job::Build);
+        }
+    }
+
+    /// The compact copy, read-locked (an insert appends to it under the
+    /// write lock after the row store commits).
+    pub(crate) fn compact(&self) -> RwLockReadGuard<'_, CompactCopy> {
+        self.compact.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The graph index, if one is installed, read-locked (a new one is
+    /// swapped in whole under the write lock).
+    pub(crate) fn graph(&self) -> RwLockReadGuard<'_, Option<GraphIndex>> {
+        self.graph.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a build for a search that asked for the graph while there is
+    /// none, unless one is running or the last one failed.
+    pub(crate) fn build_on_demand(&self, snap: &Arc<Snapshot>) {
+        let absent = self
+            .graph
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .state
+            == IndexState::Absent;
+        if absent {
+            self.start(snap.clone(), Job::Build);
+        }
+    }
+
+    /// Starts building the index from the rows of `snap` in the background,
+    /// unless a build is running.
+    pub(crate) fn build_in_background(&self, snap: Arc<Snapshot>) {
+        self.start(snap, Job::Build);
+    }
+
+    /// Live rows from which `Auto` searches run an approximate strategy.
+    pub(crate) fn auto_ann_min_rows(&self) -> usize {
+        self.graph.auto_ann_min_rows
+    }
+
+    /// The graph parameters in force.
+    pub(crate) fn params(&self) -> AnnParams {
+        self.graph.params()
+    }
+
+    /// Sets the graph parameters: `ef_search` applies at once, the others to
+    /// the next build.
+    pub(crate) fn set_params(&self, params: AnnParams) {
+        *self.graph.params.lock().unwrap_or_else(|p| p.into_inner()) = params;
+    }
+
+    /// A report on the graph index against the rows of `snap`.
+    pub(crate) fn info(&self, snap: &Snapshot) -> IndexInfo {
+        let (state, refused) = {
+            let s = self.graph.status.lock().unwrap_or_else(|p| p.into_inner());
+            (s.state.clone(), s.refused.clone())
+        };
+        match self.graph().as_ref() {
+            None => IndexInfo {
+                state,
+                origin: None,
+                rows: 0,
+                points: 0,
+                tombstones: 0,
+                orphans: 0,
+                tail_rows: 0,
+                estimated_bytes: 0,
+                refused,
+            },
+            Some(ix) => {
+                let live = (0..ix.rows.min(snap.count))
+                    .filter(|&r| snap.is_live(r))
+                    .count();
+                IndexInfo {
+                    state,
+                    origin: Some(ix.origin),
+                    rows: ix.rows,
+                    points: ix.points,
+                    tombstones: ix.points.saturating_sub(live),
+                    orphans: ix.orphans.len(),
+                    tail_rows: snap.count.saturating_sub(ix.rows),
+                    estimated_bytes: ix.estimated_bytes(),
+                    refused,
+                }
+            }
+        }
+    }
+
+    /// Waits until no index build is running, at most `timeout`; true if an
+    /// index is then ready.
+    pub(crate) fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.graph.status.lock().unwrap_or_else(|p| p.into_inner());
+        while s.state == IndexState::Building {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            s = self
+                .graph
+                .changed
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        s.state == IndexState::Ready
+    }
+
+    /// Makes an index of `snap` on the calling thread (and the rayon pool)
+    /// and installs it: from the saved builder graph extended with the rows
+    /// added since when `from_files` and it is usable, else from the rows.
+    pub(crate) fn make_now(&self, snap: &Snapshot, from_files: bool) -> Result<(), GalleryError> {
+        let never = || false;
+        match self.graph.make(snap, from_files, &never) {
+            Made::Index(index) => {
+                self.graph.install(*index);
+                Ok(())
+            }
+            Made::Cancelled => Err(GalleryError::InvalidQuery("index build cancelled".into())),
+            Made::Failed(why) => Err(GalleryError::io(
+                &self.graph.dir,
+                std::io::Error::other(why),
+            )),
+        }
+    }
+}
+
+impl Drop for Accelerators {
+    fn drop(&mut self) {
+        self.graph.cancel.store(true, Ordering::Relaxed);
+        if let Some(h) = self
+            .deriving
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+        if let Some(h) = self
+            .builder
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+    }
+}
