@@ -2,10 +2,10 @@
 //!
 //! Each aggregate has a trait of its own: [`TenantStore`], [`ClientStore`], [`DeviceStore`],
 //! [`UserStore`], [`ChallengeStore`], [`SettingsStore`], [`OutboxStore`],
-//! [`IdempotencyStore`] and [`WebhookStore`]. [`Store`] is all of them together, which is
-//! what the service holds (`Arc<dyn Store>`). A backend implements every trait; the
-//! conformance suite in `tests/` runs the same behaviour against each backend the build
-//! has.
+//! [`IdempotencyStore`] and [`WebhookStore`]; [`Signals`] wakes waiters on every node.
+//! [`Store`] is all of them together, which is what the service holds (`Arc<dyn Store>`).
+//! A backend implements every trait; the conformance suite in `tests/` runs the same
+//! behaviour against each backend the build has.
 //!
 //! Every method documents what must hold when several writers run at once ("Concurrency"):
 //! what one backend gets for free (SQLite has a single writer) another must provide with
@@ -34,6 +34,7 @@ mod idempotency;
 mod migrations;
 mod outbox;
 mod settings;
+mod signals;
 mod sqlite;
 mod tenants;
 mod users;
@@ -52,6 +53,7 @@ pub use error::{StoreError, StoreResult};
 pub use idempotency::{IdempotencyStart, IdempotencyStore};
 pub use outbox::{OutboxEvent, OutboxStore};
 pub use settings::{MatchPolicy, MatchingSettings, SettingsStore};
+pub use signals::{Signal, Signals, SIGNAL_BUFFER, SIGNAL_MAX_BYTES};
 pub use sqlite::SqliteStore;
 pub use tenants::{Tenant, TenantStore};
 pub use users::{Palm, PalmType, User, UserStore};
@@ -72,6 +74,7 @@ pub trait Store:
     + OutboxStore
     + IdempotencyStore
     + WebhookStore
+    + Signals
     + Send
     + Sync
 {
