@@ -165,8 +165,8 @@ pub async fn a_leased_delivery_is_not_claimed_twice(store: &dyn Store) {
     assert_eq!(store.claim_due(1_000, 2_000, 10).await.unwrap().len(), 1);
     store.release_lease(d.id).await.unwrap();
     assert_eq!(store.claim_due(1_001, 3_000, 10).await.unwrap().len(), 1);
-    assert_eq!(store.release_leases().await.unwrap(), 1);
     // Nothing is due before its time.
+    store.release_lease(d.id).await.unwrap();
     assert!(store.claim_due(10, 3_000, 10).await.unwrap().is_empty());
 }
 
