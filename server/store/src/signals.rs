@@ -1,25 +1,4 @@
-//! Wake-ups across the nodes of one database: signals on named topics.
-//!
-//! A signal says "something you wait for may have happened: look again". It is a hint, never
-//! a record: a receiver reads the state it cares about from the store, and it still polls at
-//! its own pace, because a signal can be lost (a receiver that lags behind by more than
-//! [`SIGNAL_BUFFER`] signals, or, on PostgreSQL, one sent while the listening connection was
-//! being re-established). A lost signal therefore only delays.
-//!
-//! Who hears a signal:
-//! - on PostgreSQL, every subscriber of every store on the same database and schema, in every
-//!   process (`NOTIFY`, heard by one listening connection per store);
-//! - on SQLite, every subscriber of every store on the same database file in this process
-//!   (a broadcast channel: another process, such as an operator command, is not heard).
-//!
-//! ```no_run
-//! # async fn run(store: &dyn palmlink_store::Store) -> Result<(), palmlink_store::StoreError> {
-//! let mut signals = store.subscribe().await?;
-//! store.notify("challenges", "8f0c...").await?;
-//! let signal = signals.recv().await.expect("the store is open");
-//! assert_eq!(signal.topic, "challenges");
-//! # Ok(()) }
-//! ```
+//! Wake-ups across the nodes of one database: signals on named topics ([`Signals`]).
 
 use tokio::sync::broadcast;
 
@@ -42,10 +21,31 @@ pub struct Signal {
     pub payload: String,
 }
 
-/// Sending and awaiting signals (see the [module docs](self)).
+/// Sending and awaiting signals: wake-ups across the nodes of one database.
+///
+/// A signal says "something you wait for may have happened: look again". It is a hint, never
+/// a record: a receiver reads the state it cares about from the store, and it still polls at
+/// its own pace, because a signal can be lost (a receiver that lags behind by more than
+/// [`SIGNAL_BUFFER`] signals, or, on PostgreSQL, one sent while the listening connection was
+/// being re-established). A lost signal therefore only delays.
+///
+/// Who hears a signal:
+/// - on PostgreSQL, every subscriber of every store on the same database and schema, in every
+///   process (`NOTIFY`, heard by one listening connection per store);
+/// - on SQLite, every subscriber of every store on the same database file in this process
+///   (a broadcast channel: another process, such as an operator command, is not heard).
+///
+/// ```no_run
+/// # async fn run(store: &dyn palmlink_store::Store) -> Result<(), palmlink_store::StoreError> {
+/// let mut signals = store.subscribe().await?;
+/// store.notify("challenges", "8f0c...").await?;
+/// let signal = signals.recv().await.expect("the store is open");
+/// assert_eq!(signal.topic, "challenges");
+/// # Ok(()) }
+/// ```
 #[async_trait::async_trait]
 pub trait Signals: Send + Sync {
-    /// Sends a signal to every subscriber that can hear it (see the module docs), this
+    /// Sends a signal to every subscriber that can hear it (see above), this
     /// store's own included. `topic` must not be empty; topic and payload together must fit in
     /// [`SIGNAL_MAX_BYTES`].
     async fn notify(&self, topic: &str, payload: &str) -> StoreResult<()>;

@@ -193,7 +193,9 @@ pub trait WebhookStore: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<(Delivery, Subscription)>>;
     /// Drops every lease, at start-up of the only worker of a database: nothing is in
-    /// flight. Where several workers share a database, leases are left to expire instead.
+    /// flight; returns how many. Where several workers share a database (PostgreSQL), leases
+    /// may belong to live nodes: this releases nothing there and returns 0, and the leases
+    /// of a dead node expire instead.
     async fn release_leases(&self) -> StoreResult<u64>;
     /// Drops the lease of one delivery without an attempt.
     async fn release_lease(&self, id: Uuid) -> StoreResult<()>;

@@ -1,21 +1,9 @@
 //! What a `postgres://` URL asks for: the connection settings, the schema and TLS.
 //!
-//! The URL is libpq's (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]`, parsed by
-//! tokio-postgres), with these parameters read here:
+//! The URL and the parameters read here are described at [`PostgresStore::open`]. No error
+//! or log line repeats the URL: it may carry a password.
 //!
-//! - `schema=NAME`: every table lives in schema `NAME` (lower-case letters, digits and `_`,
-//!   not starting with a digit, at most 63 bytes), created if missing; the connections'
-//!   `search_path` is that schema alone. Several stores (or test runs) share one database
-//!   this way without meeting. `options=-c search_path=NAME` works too, for a schema that
-//!   exists already.
-//! - `sslmode`: `disable` or `prefer` (the default) connect without TLS; `require`,
-//!   `verify-ca` and `verify-full` connect with TLS only, and always verify the server's
-//!   certificate chain and host name against the system's trust store (rustls on aws-lc-rs,
-//!   the TLS stack of the rest of the service): a certificate that does not verify is refused
-//!   whichever of the three is named. Other TLS parameters (`sslrootcert`, `sslcert`, ...)
-//!   are not supported and refused.
-//!
-//! No error or log line repeats the URL: it may carry a password.
+//! [`PostgresStore::open`]: super::PostgresStore::open
 
 use std::time::Duration;
 

@@ -1,39 +1,6 @@
-//! The PostgreSQL backend: any number of nodes on one database (PostgreSQL 13 or later).
-//! One module per aggregate implements its trait.
-//!
-//! # Driver
-//!
-//! tokio-postgres with a deadpool-postgres pool. tokio-postgres is the maintained
-//! asynchronous driver of the rust-postgres project: it speaks the protocol on the tokio
-//! runtime the service runs on, caches prepared statements per connection, exposes
-//! `NOTIFY` messages for [signals](crate::Signals), and takes TLS as a plug-in, here
-//! tokio-postgres-rustls on rustls and aws-lc-rs, the TLS stack the service already has.
-//! sqlx would bring its own runtime layer, macros, a second TLS and a query builder for a
-//! backend whose SQL is plain text anyway.
-//!
-//! # Several nodes
-//!
-//! Nothing here relies on a process-local lock: what the SQLite backend gets from its single
-//! writer is written out with the database's own means, method by method:
-//!
-//! - conditional updates (`... WHERE status = 'pending'`): a second writer waits for the
-//!   first's row lock, then finds the condition false (challenges, pairing, revocation);
-//! - unique constraints, `ON CONFLICT` and the `Conflict` they raise (pairing codes and
-//!   hardware ids, users, palms, idempotency keys, deliveries, attempts);
-//! - `SELECT ... FOR UPDATE SKIP LOCKED` where work is taken (leasing deliveries, fanning
-//!   out the outbox), so two nodes never take the same item;
-//! - row locks taken first where a change reads before it writes (erasing a user).
-//!
-//! Leases are never released wholesale ([`WebhookStore::release_leases`] does nothing
-//! here): they belong to live nodes, and a dead node's leases expire.
-//!
-//! # Schema and migrations
-//!
-//! `migrations/postgres/` holds the same tables as SQLite's, column for column; the shared
-//! runner applies them, each in a transaction that first takes an advisory lock of the
-//! schema, so two nodes starting at once apply each migration once.
-//!
-//! [`WebhookStore::release_leases`]: crate::WebhookStore::release_leases
+//! The PostgreSQL backend: [`PostgresStore`]. One module per aggregate implements its
+//! trait; `connect` reads the URL, `signals` listens for `NOTIFY`, `sql` holds the statement
+//! helpers.
 
 mod challenges;
 mod clients;
@@ -87,7 +54,46 @@ const POOL_WAIT: Duration = Duration::from_secs(30);
 /// The first key of the advisory lock migrations take (the second is the schema's hash).
 const MIGRATION_LOCK: i32 = 0x706c_6d67;
 
-/// [`Store`] on a PostgreSQL database (see the [module docs](self)).
+/// [`Store`] on a PostgreSQL database (13 or later) that any number of nodes share.
+///
+/// # Driver
+///
+/// tokio-postgres with a deadpool-postgres pool. tokio-postgres is the maintained
+/// asynchronous driver of the rust-postgres project: it speaks the protocol on the tokio
+/// runtime the service runs on, caches prepared statements per connection, exposes
+/// `NOTIFY` messages for [signals](crate::Signals), and takes TLS as a plug-in, here
+/// tokio-postgres-rustls on rustls and aws-lc-rs, the TLS stack the service already has.
+/// sqlx would bring much more than this backend uses (compile-time query macros tied to one
+/// database, a query builder, the `Any` driver, its own TLS and runtime feature matrix, and
+/// many more crates to build) for SQL that is plain text here anyway.
+///
+/// # Several nodes
+///
+/// Nothing here relies on a process-local lock: what the SQLite backend gets from its single
+/// writer is written out with the database's own means, method by method:
+///
+/// - conditional updates (`... WHERE status = 'pending'`): a second writer waits for the
+///   first's row lock, then finds the condition false (challenges, pairing, revocation);
+/// - unique constraints, `ON CONFLICT` and the `Conflict` they raise (pairing codes and
+///   hardware ids, users, palms, idempotency keys, deliveries, attempts);
+/// - `SELECT ... FOR UPDATE SKIP LOCKED` where work is taken (leasing deliveries, fanning
+///   out the outbox), so two nodes never take the same item;
+/// - row locks taken first where a change reads before it writes (erasing a user).
+///
+/// Leases are never released wholesale ([`WebhookStore::release_leases`] does nothing
+/// here): they belong to live nodes, and a dead node's leases expire.
+///
+/// [Signals](crate::Signals) travel by `NOTIFY` on the channel `palmlink:SCHEMA`, heard by
+/// one listening connection per store (opened by the first subscription, opened again after
+/// a drop), so every node on the schema hears them.
+///
+/// # Schema and migrations
+///
+/// `migrations/postgres/` holds the same tables as SQLite's, column for column; the shared
+/// runner applies them, each in a transaction that first takes an advisory lock of the
+/// schema, so two nodes starting at once apply each migration once.
+///
+/// [`WebhookStore::release_leases`]: crate::WebhookStore::release_leases
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
@@ -104,11 +110,21 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Opens the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]` or
-    /// `postgresql://...`) and applies the migrations it lacks. Parameters beyond libpq's:
-    /// `schema=NAME` keeps every table in that schema (created if missing), and `sslmode`
-    /// is `disable`/`prefer` (no TLS) or `require`/`verify-ca`/`verify-full` (TLS, always
-    /// verified against the system's trust store); see `connect.rs` for the whole list.
-    /// No error repeats the URL.
+    /// `postgresql://...`, as libpq reads it) and applies the migrations it lacks. No error
+    /// repeats the URL: it may carry a password.
+    ///
+    /// Parameters read beyond libpq's own:
+    ///
+    /// - `schema=NAME`: every table lives in schema `NAME` (lower-case letters, digits and
+    ///   `_`, not starting with a digit, at most 63 bytes), created if missing; the
+    ///   connections' `search_path` is that schema alone. Several stores (or test runs) share
+    ///   one database this way without meeting. `options=-c search_path=NAME` works too, for
+    ///   a schema that exists already.
+    /// - `sslmode`: `disable` or `prefer` (the default) connect without TLS; `require`,
+    ///   `verify-ca` and `verify-full` connect with TLS only, and always verify the server's
+    ///   certificate chain and host name against the system's trust store (rustls on
+    ///   aws-lc-rs): a certificate that does not verify is refused whichever of the three is
+    ///   named. Other TLS parameters (`sslrootcert`, `sslcert`, ...) are refused.
     pub async fn open(url: &str) -> StoreResult<PostgresStore> {
         let target = connect::parse(url)?;
         let manager_config = ManagerConfig {

@@ -251,7 +251,7 @@ impl WebhookStore for SqliteStore {
                             Ok((r.get("id")?, keys, r.get("created_at")?))
                         },
                     )?;
-                    let mut taken = 0;
+                    let mut took = 0;
                     for (event_id, event_type, payload, occurred_at) in &events {
                         // Taken by this pass unless another took it since it was read.
                         let mine = execute(
@@ -263,7 +263,7 @@ impl WebhookStore for SqliteStore {
                         if mine == 0 {
                             continue;
                         }
-                        taken += 1;
+                        took += 1;
                         for (webhook_id, keys, created_at) in &wanted {
                             if !wants(*created_at, keys, event_type, *occurred_at) {
                                 continue;
@@ -288,7 +288,7 @@ impl WebhookStore for SqliteStore {
                             )?;
                         }
                     }
-                    Ok(taken)
+                    Ok(took)
                 })
                 .await?;
         }
