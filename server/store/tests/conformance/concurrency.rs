@@ -5,7 +5,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use palmlink_store::{
-    Delivery, DeliveryStatus, IdempotencyStart, Pairing, Store, StoreError, Subscription,
+    Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, Delivery, DeliveryStatus,
+    EnrollmentCommit, IdempotencyStart, Pairing, Palm, PalmType, Store, StoreError, Subscription,
 };
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -265,4 +266,70 @@ pub async fn signals_reach_every_store_of_the_database(a: Arc<dyn Store>, b: Arc
         );
     }
     assert!(a.notify("", "no topic").await.is_err());
+}
+
+pub async fn an_erasure_and_an_enrollment_at_once_leave_no_orphan(
+    a: Arc<dyn Store>,
+    b: Arc<dyn Store>,
+) {
+    let tenant = tenant(a.as_ref(), "t").await;
+    let scanner = device(tenant, "AAAAAAAAAA");
+    a.create_device(&scanner).await.unwrap();
+    for round in 0..RACERS {
+        let external = format!("person-{round}");
+        let enroll = Challenge {
+            kind: ChallengeKind::Enroll,
+            external_user_id: Some(external.clone()),
+            palm_type: ChallengePalm::Left,
+            top_k: None,
+            ..challenge(tenant, scanner.id, i64::MAX)
+        };
+        a.create_challenge(&enroll).await.unwrap();
+        let user = a.ensure_user(tenant, &external, 1).await.unwrap();
+        let commit = EnrollmentCommit {
+            challenge_id: enroll.id,
+            palms: vec![Palm {
+                feature_id: Uuid::new_v4(),
+                tenant_id: tenant,
+                user_id: user.id,
+                palm_type: PalmType::Left,
+                row_id: round as i64,
+                enrolled_at: 7,
+                vendor: "mock".into(),
+                challenge_id: enroll.id,
+            }],
+            result: json!({}),
+            event: event(tenant, round as i64),
+        };
+        let (enrolled, erased) = {
+            let (a, b) = (Arc::clone(&a), Arc::clone(&b));
+            let enrolling = tokio::spawn(async move { a.complete_enrollment(&commit, 7).await });
+            let erasing = tokio::spawn(async move { b.delete_user(tenant, user.id).await });
+            (enrolling.await.unwrap(), erasing.await.unwrap().unwrap())
+        };
+        let status = a
+            .get_challenge(tenant, enroll.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status;
+        match enrolled {
+            // The enrollment landed first: the erasure deleted its palm and returned it.
+            Ok(true) => {
+                assert_eq!(erased.len(), 1, "round {round}");
+                assert_eq!(status, ChallengeStatus::Completed);
+            }
+            // The erasure came first: the enrollment found no user and wrote nothing.
+            Err(_) => {
+                assert!(erased.is_empty(), "round {round}");
+                assert_eq!(status, ChallengeStatus::Pending);
+            }
+            Ok(false) => panic!("round {round}: the challenge was pending"),
+        }
+        assert!(
+            a.all_palms(tenant).await.unwrap().is_empty(),
+            "round {round}"
+        );
+        assert!(a.get_user(tenant, &external).await.unwrap().is_none());
+    }
 }

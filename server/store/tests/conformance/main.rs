@@ -113,6 +113,7 @@ suite! {
         concurrency::one_user_per_external_id,
         concurrency::workers_fan_each_event_out_once,
         concurrency::claimers_lease_disjoint_deliveries,
+        concurrency::an_erasure_and_an_enrollment_at_once_leave_no_orphan,
         concurrency::signals_reach_every_store_of_the_database,
     ],
 }
