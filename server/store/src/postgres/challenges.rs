@@ -11,8 +11,9 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::outbox::insert_event;
-use super::sql::parsed_opt;
-use super::sql::{execute, fetch_all, fetch_optional, fetch_value, get, json_column, parsed};
+use super::sql::{
+    execute, fetch_all, fetch_optional, fetch_page, get, json_column, parsed, parsed_opt,
+};
 use super::users::insert_palm;
 use super::PostgresStore;
 use crate::{
@@ -134,26 +135,23 @@ impl ChallengeStore for PostgresStore {
         let tenant = tenant.to_string();
         let kind = filter.kind.map(|k| k.as_str());
         let status = filter.status.map(|s| s.as_str());
-        let rows = fetch_all(
+        fetch_page(
             &c,
-            concat!(
-                "SELECT ",
-                challenge_cols!(),
-                " FROM challenges WHERE ",
-                cond!(),
-                " ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+            (
+                concat!(
+                    "SELECT ",
+                    challenge_cols!(),
+                    " FROM challenges WHERE ",
+                    cond!(),
+                    " ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+                ),
+                concat!("SELECT COUNT(*) FROM challenges WHERE ", cond!()),
             ),
             &[&tenant, &kind, &status, &limit, &offset],
+            3,
             challenge_row,
         )
-        .await?;
-        let total = fetch_value(
-            &c,
-            concat!("SELECT COUNT(*) FROM challenges WHERE ", cond!()),
-            &[&tenant, &kind, &status],
-        )
-        .await?;
-        Ok((rows, total))
+        .await
     }
 
     async fn pending_for_device(&self, device_id: Uuid, now: i64) -> StoreResult<Vec<Challenge>> {

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::challenges::FAIL_PENDING_OF_DEVICE;
 use super::outbox::insert_event;
-use super::sql::{execute, fetch_all, fetch_optional, fetch_value, get, parsed};
+use super::sql::{execute, fetch_optional, fetch_page, get, parsed};
 use super::PostgresStore;
 use crate::{Device, DeviceStatus, DeviceStore, OutboxEvent, Pairing, StoreResult};
 
@@ -84,25 +84,22 @@ impl DeviceStore for PostgresStore {
     ) -> StoreResult<(Vec<Device>, i64)> {
         let c = self.pool.get().await?;
         let tenant = tenant.to_string();
-        let rows = fetch_all(
+        fetch_page(
             &c,
-            concat!(
-                "SELECT ",
-                device_cols!(),
-                " FROM devices WHERE tenant_id = $1 ORDER BY created_at DESC, id \
-                 LIMIT $2 OFFSET $3"
+            (
+                concat!(
+                    "SELECT ",
+                    device_cols!(),
+                    " FROM devices WHERE tenant_id = $1 ORDER BY created_at DESC, id \
+                     LIMIT $2 OFFSET $3"
+                ),
+                "SELECT COUNT(*) FROM devices WHERE tenant_id = $1",
             ),
             &[&tenant, &limit, &offset],
+            1,
             device_row,
         )
-        .await?;
-        let total = fetch_value(
-            &c,
-            "SELECT COUNT(*) FROM devices WHERE tenant_id = $1",
-            &[&tenant],
-        )
-        .await?;
-        Ok((rows, total))
+        .await
     }
 
     async fn find_device_by_hardware(

@@ -91,6 +91,20 @@ where
     Ok(c.query_one(&statement, params).await?.try_get(0)?)
 }
 
+/// A page: the rows of `sql`, read by `map`, and the total that `count_sql` counts with the
+/// first `count_params` of `params` (the filters, without the limit and offset).
+pub(super) async fn fetch_page<T>(
+    c: &impl GenericClient,
+    (sql, count_sql): (&str, &str),
+    params: Params<'_>,
+    count_params: usize,
+    map: impl Fn(&Row) -> StoreResult<T>,
+) -> StoreResult<(Vec<T>, i64)> {
+    let rows = fetch_all(c, sql, params, map).await?;
+    let total = fetch_value(c, count_sql, &params[..count_params]).await?;
+    Ok((rows, total))
+}
+
 /// Runs one statement; returns the rows it changed.
 pub(super) async fn execute(
     c: &impl GenericClient,

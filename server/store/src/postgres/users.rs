@@ -4,8 +4,9 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::sql::{execute, fetch_all, fetch_optional, fetch_value, get, parsed};
+use super::sql::{execute, fetch_all, fetch_optional, fetch_page, get, parsed};
 use super::PostgresStore;
+use crate::users::user_with_palms;
 use crate::{Palm, StoreError, StoreResult, User, UserStore};
 
 fn user_row(row: &Row) -> StoreResult<User> {
@@ -140,15 +141,7 @@ impl UserStore for PostgresStore {
             },
         )
         .await?;
-        let mut rows = rows.into_iter();
-        let Some((user, first)) = rows.next() else {
-            return Ok(None);
-        };
-        let palms = first
-            .into_iter()
-            .chain(rows.filter_map(|(_, p)| p))
-            .collect();
-        Ok(Some((user, palms)))
+        Ok(user_with_palms(rows))
     }
 
     async fn get_users_by_ids(&self, tenant: Uuid, ids: &[Uuid]) -> StoreResult<Vec<User>> {
@@ -174,23 +167,20 @@ impl UserStore for PostgresStore {
     ) -> StoreResult<(Vec<User>, i64)> {
         let c = self.pool.get().await?;
         let tenant = tenant.to_string();
-        let rows = fetch_all(
+        fetch_page(
             &c,
-            "SELECT id, tenant_id, external_user_id, created_at FROM users u \
-             WHERE tenant_id = $1 AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id) \
-             ORDER BY created_at, id LIMIT $2 OFFSET $3",
+            (
+                "SELECT id, tenant_id, external_user_id, created_at FROM users u \
+                 WHERE tenant_id = $1 AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id) \
+                 ORDER BY created_at, id LIMIT $2 OFFSET $3",
+                "SELECT COUNT(*) FROM users u WHERE tenant_id = $1 \
+                 AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id)",
+            ),
             &[&tenant, &limit, &offset],
+            1,
             user_row,
         )
-        .await?;
-        let total = fetch_value(
-            &c,
-            "SELECT COUNT(*) FROM users u WHERE tenant_id = $1 \
-             AND EXISTS (SELECT 1 FROM palms p WHERE p.user_id = u.id)",
-            &[&tenant],
-        )
-        .await?;
-        Ok((rows, total))
+        .await
     }
 
     async fn list_palms(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {

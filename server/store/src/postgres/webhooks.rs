@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::sql::{execute, fetch_all, fetch_optional, fetch_value, get, json_column, parsed};
+use super::sql::{
+    execute, fetch_all, fetch_optional, fetch_page, fetch_value, get, json_column, parsed,
+};
 use super::PostgresStore;
 use crate::webhooks::{events_json, wants, webhook_conflict, AttemptOutcome};
 use crate::{
@@ -147,24 +149,21 @@ impl WebhookStore for PostgresStore {
     ) -> StoreResult<(Vec<Subscription>, i64)> {
         let c = self.pool.get().await?;
         let tenant = tenant.to_string();
-        let rows = fetch_all(
+        fetch_page(
             &c,
-            concat!(
-                "SELECT ",
-                hook_cols!(),
-                " FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+            (
+                concat!(
+                    "SELECT ",
+                    hook_cols!(),
+                    " FROM webhooks WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3"
+                ),
+                "SELECT COUNT(*) FROM webhooks WHERE tenant_id = $1",
             ),
             &[&tenant, &limit, &offset],
+            1,
             hook_row,
         )
-        .await?;
-        let total = fetch_value(
-            &c,
-            "SELECT COUNT(*) FROM webhooks WHERE tenant_id = $1",
-            &[&tenant],
-        )
-        .await?;
-        Ok((rows, total))
+        .await
     }
 
     async fn update_webhook(&self, hook: &Subscription) -> StoreResult<bool> {
@@ -520,25 +519,22 @@ impl WebhookStore for PostgresStore {
     ) -> StoreResult<(Vec<Delivery>, i64)> {
         let c = self.pool.get().await?;
         let webhook = webhook.to_string();
-        let rows = fetch_all(
+        fetch_page(
             &c,
-            concat!(
-                "SELECT ",
-                delivery_cols!(),
-                " FROM webhook_deliveries WHERE webhook_id = $1 \
-                 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+            (
+                concat!(
+                    "SELECT ",
+                    delivery_cols!(),
+                    " FROM webhook_deliveries WHERE webhook_id = $1 \
+                     ORDER BY created_at DESC, id LIMIT $2 OFFSET $3"
+                ),
+                "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1",
             ),
             &[&webhook, &limit, &offset],
+            1,
             delivery_row,
         )
-        .await?;
-        let total = fetch_value(
-            &c,
-            "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = $1",
-            &[&webhook],
-        )
-        .await?;
-        Ok((rows, total))
+        .await
     }
 
     async fn list_attempts(&self, deliveries: &[Uuid]) -> StoreResult<Vec<Attempt>> {

@@ -10,8 +10,7 @@ use super::devices::DEVICE_BY_HARDWARE;
 use super::*;
 use crate::{
     Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, ChallengeStore as _, Device,
-    DeviceStatus, DeviceStore as _, OutboxEvent, OutboxStore as _, Subscription, Tenant,
-    TenantStore as _, WebhookStore as _,
+    DeviceStatus, DeviceStore as _, OutboxEvent, Tenant, TenantStore as _,
 };
 
 /// The query plan SQLite chooses for `sql`, one line per step.
@@ -152,45 +151,4 @@ async fn a_database_of_version_2_keeps_its_pending_challenges_through_the_upgrad
         .await
         .unwrap()
         .is_empty());
-}
-
-#[tokio::test]
-async fn the_only_worker_of_a_database_releases_every_lease_at_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("l.db").display());
-    let store = SqliteStore::open(&url).await.unwrap();
-    let tenant = Uuid::new_v4();
-    let hook = Subscription {
-        id: Uuid::new_v4(),
-        tenant_id: tenant,
-        name: "a".into(),
-        events: vec!["device.paired".into()],
-        endpoint: "https://a.example/hook".into(),
-        api_key: None,
-        secret: "whsec_c2VjcmV0".into(),
-        old_secret: None,
-        old_secret_expires_at: None,
-        active: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: 0,
-        updated_at: 0,
-    };
-    store.create_webhook(&hook).await.unwrap();
-    for n in [10, 11] {
-        let event = OutboxEvent {
-            event_id: format!("evt_{n}"),
-            tenant_id: tenant,
-            event_type: "device.paired".into(),
-            payload: json!({}),
-            occurred_at: n,
-            dispatched_at: None,
-        };
-        store.append_event(&event).await.unwrap();
-    }
-    assert_eq!(store.fan_out(10, 20).await.unwrap(), 2);
-    assert_eq!(store.claim_due(30, 1_000, 10).await.unwrap().len(), 2);
-    assert!(store.claim_due(31, 1_000, 10).await.unwrap().is_empty());
-    assert_eq!(store.release_leases().await.unwrap(), 2);
-    assert_eq!(store.claim_due(32, 1_000, 10).await.unwrap().len(), 2);
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::support::{challenge, device, event, tenant};
+use crate::support::{challenge, device, event, hook, tenant};
 
 /// Tasks racing in each case.
 const RACERS: usize = 8;
@@ -39,25 +39,6 @@ where
     let mut out: Vec<(usize, T)> = set.join_all().await;
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, t)| t).collect()
-}
-
-fn hook(tenant: Uuid, name: &str) -> Subscription {
-    Subscription {
-        id: Uuid::new_v4(),
-        tenant_id: tenant,
-        name: name.into(),
-        events: vec!["device.paired".into()],
-        endpoint: format!("https://{name}.example/hook"),
-        api_key: None,
-        secret: "whsec_c2VjcmV0".into(),
-        old_secret: None,
-        old_secret_expires_at: None,
-        active: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: 0,
-        updated_at: 0,
-    }
 }
 
 pub async fn a_challenge_completes_once_among_many_captures(a: Arc<dyn Store>, b: Arc<dyn Store>) {
@@ -174,7 +155,10 @@ pub async fn one_user_per_external_id(a: Arc<dyn Store>, b: Arc<dyn Store>) {
 /// A tenant with two subscriptions and `events` undispatched events for them.
 async fn outbox(store: &dyn Store, events: i64) -> (Uuid, [Subscription; 2]) {
     let tenant = tenant(store, "t").await;
-    let hooks = [hook(tenant, "a"), hook(tenant, "b")];
+    let hooks = [
+        hook(tenant, "a", &["device.paired"], 0),
+        hook(tenant, "b", &["device.paired"], 0),
+    ];
     for h in &hooks {
         store.create_webhook(h).await.unwrap();
     }

@@ -22,15 +22,16 @@
 //!
 //! - `concurrency`: the "Concurrency" contracts with many tasks at once, and signals.
 //!
-//! What only one backend does is tested beside it: `postgres_only` here (migrations of
-//! nodes starting together, leases left to other nodes, the signal listener's reconnection),
-//! the SQLite backend's own tests in its module.
+//! What only one backend does is in `particular` (leases released at start on SQLite and
+//! left to other nodes on PostgreSQL, migrations of nodes starting together, signals per
+//! schema and after the listener reconnects, URLs); the SQLite backend's query plans and
+//! upgrades are tested in its module.
 
 mod accounts;
 mod challenges;
 mod concurrency;
 mod devices;
-mod postgres_only;
+mod particular;
 mod records;
 mod support;
 mod users;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use palmlink_store::{
     Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, Device, DeviceStatus, OutboxEvent,
-    Store, Tenant,
+    Store, Subscription, Tenant,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -191,5 +191,25 @@ pub fn challenge(tenant: Uuid, device: Uuid, expires_at: i64) -> Challenge {
         created_at: 1,
         expires_at,
         finished_at: None,
+    }
+}
+
+/// A subscription of `tenant` to `events`, named and reached after `name`.
+pub fn hook(tenant: Uuid, name: &str, events: &[&str], created_at: i64) -> Subscription {
+    Subscription {
+        id: Uuid::new_v4(),
+        tenant_id: tenant,
+        name: name.into(),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+        endpoint: format!("https://{name}.example/hook"),
+        api_key: None,
+        secret: "whsec_c2VjcmV0".into(),
+        old_secret: None,
+        old_secret_expires_at: None,
+        active: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at,
+        updated_at: created_at,
     }
 }

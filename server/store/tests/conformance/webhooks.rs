@@ -7,26 +7,7 @@ use palmlink_store::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::tenant;
-
-fn hook(tenant: Uuid, name: &str, events: &[&str], created_at: i64) -> Subscription {
-    Subscription {
-        id: Uuid::new_v4(),
-        tenant_id: tenant,
-        name: name.into(),
-        events: events.iter().map(|e| (*e).to_owned()).collect(),
-        endpoint: format!("https://{name}.example/hook"),
-        api_key: None,
-        secret: "whsec_c2VjcmV0".into(),
-        old_secret: None,
-        old_secret_expires_at: None,
-        active: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at,
-        updated_at: created_at,
-    }
-}
+use crate::support::{hook, tenant};
 
 fn outbox_event(tenant: Uuid, n: i64, event_type: &str) -> OutboxEvent {
     OutboxEvent {

@@ -1,15 +1,15 @@
-//! What the PostgreSQL backend does beyond the shared behaviour: several nodes starting at
-//! once, leases left to the nodes holding them, signals kept to their schema and heard again
-//! after the listening connection drops, URLs. Each test that needs a database passes with a
-//! line saying it was skipped when `PALMLINK_TEST_DATABASE_URL` is not set.
+//! What one backend does and the other does not. SQLite: the only worker of a database
+//! releases every lease at start. PostgreSQL: several nodes starting at once, leases left to
+//! the nodes holding them, signals kept to their schema and heard again after the listening
+//! connection drops, URLs. Each test that needs a PostgreSQL database passes with a line
+//! saying it was skipped when `PALMLINK_TEST_DATABASE_URL` is not set.
 
 use std::time::Duration;
 
-use palmlink_store::{Store, StoreError, Subscription};
+use palmlink_store::{Store, StoreError};
 use tokio::sync::broadcast::error::TryRecvError;
-use uuid::Uuid;
 
-use crate::support::{event, tenant, Postgres, Schema};
+use crate::support::{event, hook, tenant, Postgres, Schema, Sqlite};
 
 /// How long a signal may take to arrive.
 const SIGNAL_WAIT: Duration = Duration::from_secs(10);
@@ -39,33 +39,35 @@ async fn nodes_starting_together_apply_each_migration_once() {
     assert_eq!(versions, [1, 2, 3]);
 }
 
+/// A tenant with one subscription and one delivery due at 20, leased by `store` until 1000.
+async fn one_leased_delivery(store: &dyn Store) {
+    let tenant = tenant(store, "t").await;
+    store
+        .create_webhook(&hook(tenant, "a", &["device.paired"], 0))
+        .await
+        .unwrap();
+    store.append_event(&event(tenant, 10)).await.unwrap();
+    assert_eq!(store.fan_out(10, 20).await.unwrap(), 1);
+    assert_eq!(store.claim_due(30, 1_000, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_worker_of_an_sqlite_database_releases_every_lease_at_start() {
+    let backend = Sqlite::new().await;
+    let store = backend.store.as_ref();
+    one_leased_delivery(store).await;
+    assert!(store.claim_due(31, 1_000, 10).await.unwrap().is_empty());
+    assert_eq!(store.release_leases().await.unwrap(), 1);
+    assert_eq!(store.claim_due(32, 1_000, 10).await.unwrap().len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_of_other_nodes_are_left_to_expire() {
     let Some(backend) = Postgres::new().await else {
         return;
     };
     let (a, b) = (backend.store.clone(), backend.another().await);
-    let tenant = tenant(a.as_ref(), "t").await;
-    let hook = Subscription {
-        id: Uuid::new_v4(),
-        tenant_id: tenant,
-        name: "a".into(),
-        events: vec!["device.paired".into()],
-        endpoint: "https://a.example/hook".into(),
-        api_key: None,
-        secret: "whsec_c2VjcmV0".into(),
-        old_secret: None,
-        old_secret_expires_at: None,
-        active: true,
-        disabled_reason: None,
-        failing_since: None,
-        created_at: 0,
-        updated_at: 0,
-    };
-    a.create_webhook(&hook).await.unwrap();
-    a.append_event(&event(tenant, 10)).await.unwrap();
-    assert_eq!(a.fan_out(10, 20).await.unwrap(), 1);
-    assert_eq!(a.claim_due(30, 1_000, 10).await.unwrap().len(), 1);
+    one_leased_delivery(a.as_ref()).await;
     // Another node starting up releases nothing: the lease is a live node's.
     assert_eq!(b.release_leases().await.unwrap(), 0);
     assert!(b.claim_due(31, 1_000, 10).await.unwrap().is_empty());
