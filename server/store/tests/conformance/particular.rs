@@ -93,8 +93,8 @@ async fn signals_stay_in_their_schema() {
     assert!(matches!(heard.try_recv(), Err(TryRecvError::Empty)));
 }
 
-/// The process id of the connection listening for the signals of `schema`, once there is
-/// one other than `not`.
+/// The process id of the connection listening for the signals of `schema` (its `LISTEN`
+/// done), once there is one other than `not`.
 async fn listener_pid(schema: &Schema, not: Option<i32>) -> i32 {
     let client = schema.connect().await;
     let listen = format!("LISTEN \"palmlink:{}\"", schema.name);
@@ -102,7 +102,7 @@ async fn listener_pid(schema: &Schema, not: Option<i32>) -> i32 {
         let row = client
             .query_opt(
                 "SELECT pid FROM pg_stat_activity WHERE application_name = 'palmlink signals' \
-                 AND query = $1 AND pid IS DISTINCT FROM $2",
+                 AND query = $1 AND state = 'idle' AND pid IS DISTINCT FROM $2",
                 &[&listen, &not],
             )
             .await
