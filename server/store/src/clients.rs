@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::vocabulary::named_values;
+use crate::vocabulary::{named_values, UnknownValue};
 use crate::StoreResult;
 
 named_values! {
@@ -58,4 +58,18 @@ pub trait ClientStore: Send + Sync {
     async fn revoke_old_client_secret(&self, id: Uuid) -> StoreResult<bool>;
     /// Deletes a client; false if unknown.
     async fn delete_client(&self, id: Uuid) -> StoreResult<bool>;
+}
+
+/// A scope list as one column: names separated by spaces.
+pub(crate) fn scopes_text(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A scope list from its column ([`scopes_text`]).
+pub(crate) fn parse_scopes(text: &str) -> Result<Vec<Scope>, UnknownValue> {
+    text.split_whitespace().map(str::parse).collect()
 }

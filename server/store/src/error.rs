@@ -9,7 +9,7 @@ pub enum StoreError {
     Conflict(String),
     /// The database URL names no backend this build has (only its scheme is kept: a URL may
     /// carry a password).
-    #[error("unsupported database URL scheme `{0}`: use sqlite://PATH")]
+    #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
     /// Any other database failure (I/O, a full disk, a write that was not made durable).
     #[error("database error: {0}")]

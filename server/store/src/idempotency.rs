@@ -50,3 +50,23 @@ pub trait IdempotencyStore: Send + Sync {
     /// Drops expired records; returns how many.
     async fn purge_idempotency(&self, now: i64) -> StoreResult<u64>;
 }
+
+/// What a request under a key that is taken meets: the stored record's request hash, status
+/// and body against the request's hash.
+pub(crate) fn taken_key_outcome(
+    stored_hash: &str,
+    request_hash: &str,
+    status: Option<i64>,
+    body: Option<String>,
+) -> IdempotencyStart {
+    if stored_hash != request_hash {
+        return IdempotencyStart::Mismatch;
+    }
+    match (status, body) {
+        (Some(status), Some(body)) => IdempotencyStart::Replay {
+            status: u16::try_from(status).unwrap_or(200),
+            body,
+        },
+        _ => IdempotencyStart::InProgress,
+    }
+}

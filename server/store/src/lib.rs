@@ -2,10 +2,11 @@
 //!
 //! Each aggregate has a trait of its own: [`TenantStore`], [`ClientStore`], [`DeviceStore`],
 //! [`UserStore`], [`ChallengeStore`], [`SettingsStore`], [`OutboxStore`],
-//! [`IdempotencyStore`] and [`WebhookStore`]. [`Store`] is all of them together, which is
-//! what the service holds (`Arc<dyn Store>`). A backend implements every trait; the
-//! conformance suite in `tests/` runs the same behaviour against each backend the build
-//! has.
+//! [`IdempotencyStore`] and [`WebhookStore`]; [`Signals`] wakes waiters on every node.
+//! [`Store`] is all of them together, which is what the service holds (`Arc<dyn Store>`).
+//! Two backends implement every trait: [`SqliteStore`] (one database file, one process
+//! writing) and [`PostgresStore`] (any number of nodes on one database); the conformance
+//! suite in `tests/` runs the same behaviour against both.
 //!
 //! Every method documents what must hold when several writers run at once ("Concurrency"):
 //! what one backend gets for free (SQLite has a single writer) another must provide with
@@ -33,7 +34,9 @@ mod error;
 mod idempotency;
 mod migrations;
 mod outbox;
+mod postgres;
 mod settings;
+mod signals;
 mod sqlite;
 mod tenants;
 mod users;
@@ -51,7 +54,9 @@ pub use devices::{Device, DeviceStatus, DeviceStore, Pairing};
 pub use error::{StoreError, StoreResult};
 pub use idempotency::{IdempotencyStart, IdempotencyStore};
 pub use outbox::{OutboxEvent, OutboxStore};
+pub use postgres::PostgresStore;
 pub use settings::{MatchPolicy, MatchingSettings, SettingsStore};
+pub use signals::{Signal, Signals, SIGNAL_BUFFER, SIGNAL_MAX_BYTES};
 pub use sqlite::SqliteStore;
 pub use tenants::{Tenant, TenantStore};
 pub use users::{Palm, PalmType, User, UserStore};
@@ -72,6 +77,7 @@ pub trait Store:
     + OutboxStore
     + IdempotencyStore
     + WebhookStore
+    + Signals
     + Send
     + Sync
 {
@@ -79,11 +85,15 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// Opens the store a database URL names (`sqlite://PATH` or `sqlite:PATH`), creating the
-/// database if it is missing and applying every migration it lacks.
+/// Opens the store a database URL names, applying every migration the database lacks:
+/// `sqlite://PATH` or `sqlite:PATH` (the file is created if missing), or
+/// `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]` (`postgresql://` too; see
+/// [`PostgresStore::open`] for the parameters, among them `schema`).
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
     } else {
         let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
         Err(StoreError::UnsupportedUrl(scheme.to_owned()))

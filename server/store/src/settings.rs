@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::StoreResult;
+use crate::{StoreError, StoreResult};
 
 /// How per-block scores become a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,4 +53,39 @@ pub trait SettingsStore: Send + Sync {
     async fn get_settings(&self, tenant: Uuid) -> StoreResult<Option<MatchingSettings>>;
     /// Replaces the tenant's matching settings (last writer wins).
     async fn put_settings(&self, tenant: Uuid, settings: &MatchingSettings) -> StoreResult<()>;
+}
+
+/// Settings as a tenant's row keeps them: thresholds as JSON text, the policy's name and its
+/// `k` (for `k_of_n`).
+pub(crate) fn settings_columns(
+    s: &MatchingSettings,
+) -> StoreResult<(String, &'static str, Option<i64>)> {
+    let thresholds = serde_json::to_string(&s.thresholds)
+        .map_err(|err| StoreError::Database(err.to_string()))?;
+    Ok((thresholds, s.policy.as_str(), s.policy.k().map(i64::from)))
+}
+
+/// Settings from a tenant's row ([`settings_columns`]); `None` when not set.
+pub(crate) fn settings_from_columns(
+    thresholds: Option<String>,
+    policy: Option<String>,
+    k: Option<i64>,
+) -> StoreResult<Option<MatchingSettings>> {
+    let (Some(thresholds), Some(policy)) = (thresholds, policy) else {
+        return Ok(None);
+    };
+    let corrupt = |what: &str| StoreError::Database(format!("stored settings: {what}"));
+    let policy = match (policy.as_str(), k) {
+        ("all_thresholds", _) => MatchPolicy::AllThresholds,
+        ("mean", _) => MatchPolicy::Mean,
+        ("k_of_n", Some(k)) => MatchPolicy::KOfN {
+            k: u32::try_from(k).map_err(|_| corrupt("k out of range"))?,
+        },
+        _ => return Err(corrupt("unknown match policy")),
+    };
+    Ok(Some(MatchingSettings {
+        thresholds: serde_json::from_str(&thresholds)
+            .map_err(|_| corrupt("thresholds are not a list of numbers"))?,
+        policy,
+    }))
 }

@@ -89,3 +89,15 @@ pub trait UserStore: Send + Sync {
     /// its palm is deleted and returned) or after (and finds a new user).
     async fn delete_user(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>>;
 }
+
+/// A user and their palms from the rows of a join of users with their palms (one row per
+/// palm, or one row without a palm): `None` when there is no row.
+pub(crate) fn user_with_palms(rows: Vec<(User, Option<Palm>)>) -> Option<(User, Vec<Palm>)> {
+    let mut rows = rows.into_iter();
+    let (user, first) = rows.next()?;
+    let palms = first
+        .into_iter()
+        .chain(rows.filter_map(|(_, p)| p))
+        .collect();
+    Some((user, palms))
+}

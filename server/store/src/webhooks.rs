@@ -7,7 +7,7 @@
 use uuid::Uuid;
 
 use crate::vocabulary::named_values;
-use crate::StoreResult;
+use crate::{StoreError, StoreResult};
 
 /// A webhook subscription of a tenant.
 #[derive(Clone, Debug, PartialEq)]
@@ -193,7 +193,9 @@ pub trait WebhookStore: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<(Delivery, Subscription)>>;
     /// Drops every lease, at start-up of the only worker of a database: nothing is in
-    /// flight. Where several workers share a database, leases are left to expire instead.
+    /// flight; returns how many. Where several workers share a database (PostgreSQL), leases
+    /// may belong to live nodes: this releases nothing there and returns 0, and the leases
+    /// of a dead node expire instead.
     async fn release_leases(&self) -> StoreResult<u64>;
     /// Drops the lease of one delivery without an attempt.
     async fn release_lease(&self, id: Uuid) -> StoreResult<()>;
@@ -232,4 +234,60 @@ pub trait WebhookStore: Send + Sync {
         since: Option<i64>,
         now: i64,
     ) -> StoreResult<u64>;
+}
+
+/// Whether a subscription (created at `created_at`, wanting `keys`) receives an event of
+/// `event_type` that occurred at `occurred_at`: it receives the events it wants that occur
+/// once it exists.
+pub(crate) fn wants(created_at: i64, keys: &[String], event_type: &str, occurred_at: i64) -> bool {
+    created_at <= occurred_at && keys.iter().any(|k| k == event_type)
+}
+
+/// The event keys of a subscription as stored (a JSON list).
+pub(crate) fn events_json(events: &[String]) -> StoreResult<String> {
+    serde_json::to_string(events).map_err(|err| StoreError::Database(err.to_string()))
+}
+
+/// A uniqueness conflict of a subscription restated as the field it duplicates (the backend's
+/// message names the rule broken: its columns or constraint).
+pub(crate) fn webhook_conflict(err: StoreError) -> StoreError {
+    match err {
+        StoreError::Conflict(msg) if msg.contains("endpoint") => {
+            StoreError::Conflict("a webhook with this endpoint already exists".to_owned())
+        }
+        StoreError::Conflict(msg) if msg.contains("name") => {
+            StoreError::Conflict("a webhook with this name already exists".to_owned())
+        }
+        other => other,
+    }
+}
+
+/// What an attempt leaves on its delivery.
+pub(crate) struct AttemptOutcome {
+    /// The delivery's status after it.
+    pub status: DeliveryStatus,
+    /// When the next attempt is due (the attempt's end when there is none).
+    pub next_attempt_at: i64,
+    /// When it was acknowledged, if it was.
+    pub delivered_at: Option<i64>,
+    /// When the attempt ended.
+    pub ended_at: i64,
+}
+
+impl AttemptOutcome {
+    /// The outcome of attempt `a` followed by `next`.
+    pub(crate) fn of(a: &Attempt, next: &DeliveryNext) -> AttemptOutcome {
+        let ended_at = a.attempted_at + a.latency_ms * 1000;
+        let (status, next_attempt_at, delivered_at) = match next {
+            DeliveryNext::Succeeded => (DeliveryStatus::Succeeded, ended_at, Some(ended_at)),
+            DeliveryNext::RetryAt(at) => (DeliveryStatus::Pending, *at, None),
+            DeliveryNext::Failed => (DeliveryStatus::Failed, ended_at, None),
+        };
+        AttemptOutcome {
+            status,
+            next_attempt_at,
+            delivered_at,
+            ended_at,
+        }
+    }
 }

@@ -5,15 +5,12 @@ use uuid::Uuid;
 
 use super::sql::{conversion, execute, fetch_optional, parsed};
 use super::SqliteStore;
-use crate::{Client, ClientStore, Scope, StoreResult};
+use crate::clients::{parse_scopes, scopes_text};
+use crate::{Client, ClientStore, StoreResult};
 
 fn client_row(row: &Row<'_>) -> rusqlite::Result<Client> {
     let scopes: String = row.get("scopes")?;
-    let scopes = scopes
-        .split_whitespace()
-        .map(str::parse::<Scope>)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| conversion(row, "scopes", err))?;
+    let scopes = parse_scopes(&scopes).map_err(|err| conversion(row, "scopes", err))?;
     Ok(Client {
         id: parsed(row, "id")?,
         tenant_id: parsed(row, "tenant_id")?,
@@ -23,15 +20,6 @@ fn client_row(row: &Row<'_>) -> rusqlite::Result<Client> {
         old_secret_hash: row.get("old_secret_hash")?,
         created_at: row.get("created_at")?,
     })
-}
-
-/// The column text of a scope list.
-fn scopes_text(scopes: &[Scope]) -> String {
-    scopes
-        .iter()
-        .map(|s| s.as_str())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 #[async_trait::async_trait]

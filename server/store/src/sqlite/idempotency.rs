@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::sql::execute;
 use super::SqliteStore;
+use crate::idempotency::taken_key_outcome;
 use crate::{IdempotencyStart, IdempotencyStore, StoreResult};
 
 #[async_trait::async_trait]
@@ -49,17 +50,7 @@ impl IdempotencyStore for SqliteStore {
                             row.get::<_, Option<String>>("response_body")?,
                         ))
                     })?;
-                Ok(if hash != request_hash {
-                    IdempotencyStart::Mismatch
-                } else {
-                    match (status, body) {
-                        (Some(status), Some(body)) => IdempotencyStart::Replay {
-                            status: u16::try_from(status).unwrap_or(200),
-                            body,
-                        },
-                        _ => IdempotencyStart::InProgress,
-                    }
-                })
+                Ok(taken_key_outcome(&hash, request_hash, status, body))
             })
             .await?)
     }

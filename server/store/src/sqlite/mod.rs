@@ -19,6 +19,7 @@ use std::sync::Arc;
 use rusqlite::params;
 
 use crate::migrations::{self, Migration, Migrator};
+use crate::signals::{self, Signal, Signals};
 use crate::{Store, StoreError, StoreResult};
 use db::{DbError, SqliteDb};
 use sql::{execute, fetch_all, fetch_optional};
@@ -117,6 +118,23 @@ impl Store for SqliteStore {
         self.db.writable()?;
         self.db.read(|c| c.query_row("SELECT 1", [], |_| Ok(())))?;
         Ok(())
+    }
+}
+
+/// Signals on SQLite reach the stores of this process on the same file (see [`Signals`]).
+#[async_trait::async_trait]
+impl Signals for SqliteStore {
+    async fn notify(&self, topic: &str, payload: &str) -> StoreResult<()> {
+        signals::check(topic, payload)?;
+        self.db.signals().deliver(Signal {
+            topic: topic.to_owned(),
+            payload: payload.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn subscribe(&self) -> StoreResult<tokio::sync::broadcast::Receiver<Signal>> {
+        Ok(self.db.signals().subscribe())
     }
 }
 

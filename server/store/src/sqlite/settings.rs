@@ -5,7 +5,8 @@ use uuid::Uuid;
 
 use super::sql::{execute, fetch_optional};
 use super::SqliteStore;
-use crate::{MatchPolicy, MatchingSettings, SettingsStore, StoreError, StoreResult};
+use crate::settings::{settings_columns, settings_from_columns};
+use crate::{MatchingSettings, SettingsStore, StoreResult};
 
 #[async_trait::async_trait]
 impl SettingsStore for SqliteStore {
@@ -17,47 +18,28 @@ impl SettingsStore for SqliteStore {
                 [tenant.to_string()],
                 |row| {
                     Ok((
-                        row.get::<_, Option<String>>("match_thresholds")?,
-                        row.get::<_, Option<String>>("match_policy")?,
-                        row.get::<_, Option<i64>>("match_k")?,
+                        row.get("match_thresholds")?,
+                        row.get("match_policy")?,
+                        row.get("match_k")?,
                     ))
                 },
             )
         })?;
-        let Some((Some(thresholds), Some(policy), k)) = row else {
-            return Ok(None);
-        };
-        let corrupt = |what: &str| StoreError::Database(format!("stored settings: {what}"));
-        let policy = match (policy.as_str(), k) {
-            ("all_thresholds", _) => MatchPolicy::AllThresholds,
-            ("mean", _) => MatchPolicy::Mean,
-            ("k_of_n", Some(k)) => MatchPolicy::KOfN {
-                k: u32::try_from(k).map_err(|_| corrupt("k out of range"))?,
-            },
-            _ => return Err(corrupt("unknown match policy")),
-        };
-        Ok(Some(MatchingSettings {
-            thresholds: serde_json::from_str(&thresholds)
-                .map_err(|_| corrupt("thresholds are not a list of numbers"))?,
-            policy,
-        }))
+        match row {
+            Some((thresholds, policy, k)) => settings_from_columns(thresholds, policy, k),
+            None => Ok(None),
+        }
     }
 
     async fn put_settings(&self, tenant: Uuid, s: &MatchingSettings) -> StoreResult<()> {
-        let thresholds = serde_json::to_string(&s.thresholds)
-            .map_err(|err| StoreError::Database(err.to_string()))?;
+        let (thresholds, policy, k) = settings_columns(s)?;
         self.db
             .write(|c| {
                 execute(
                     c,
                     "UPDATE tenants SET match_thresholds = $1, match_policy = $2, match_k = $3 \
                      WHERE id = $4",
-                    params![
-                        thresholds,
-                        s.policy.as_str(),
-                        s.policy.k().map(i64::from),
-                        tenant.to_string()
-                    ],
+                    params![thresholds, policy, k, tenant.to_string()],
                 )
             })
             .await?;

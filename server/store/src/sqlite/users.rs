@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::sql::{execute, fetch_all, fetch_optional, parsed};
 use super::SqliteStore;
+use crate::users::user_with_palms;
 use crate::{Palm, StoreError, StoreResult, User, UserStore};
 
 fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
@@ -109,15 +110,7 @@ impl UserStore for SqliteStore {
                 },
             )
         })?;
-        let mut rows = rows.into_iter();
-        let Some((user, first)) = rows.next() else {
-            return Ok(None);
-        };
-        let palms = first
-            .into_iter()
-            .chain(rows.filter_map(|(_, p)| p))
-            .collect();
-        Ok(Some((user, palms)))
+        Ok(user_with_palms(rows))
     }
 
     async fn get_users_by_ids(&self, tenant: Uuid, ids: &[Uuid]) -> StoreResult<Vec<User>> {

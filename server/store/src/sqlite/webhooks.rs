@@ -6,26 +6,15 @@ use uuid::Uuid;
 use super::db::DbError;
 use super::sql::{execute, fetch_all, fetch_optional, json_column, parsed};
 use super::SqliteStore;
+use crate::webhooks::{events_json, wants, webhook_conflict, AttemptOutcome};
 use crate::{
     Attempt, Delivery, DeliveryNext, DeliveryStatus, StoreError, StoreResult, Subscription,
     SubscriptionNext, WebhookStore,
 };
 
-fn db(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(err.to_string())
-}
-
 /// Turns a unique violation into a message naming the duplicated field.
 fn conflict(err: DbError) -> StoreError {
-    match StoreError::from(err) {
-        StoreError::Conflict(msg) if msg.contains("endpoint") => {
-            StoreError::Conflict("a webhook with this endpoint already exists".to_owned())
-        }
-        StoreError::Conflict(msg) if msg.contains("name") => {
-            StoreError::Conflict("a webhook with this name already exists".to_owned())
-        }
-        other => other,
-    }
+    webhook_conflict(StoreError::from(err))
 }
 
 /// The columns [`hook_row`] reads.
@@ -82,10 +71,6 @@ fn delivery_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         updated_at: row.get("updated_at")?,
         delivered_at: row.get("delivered_at")?,
     })
-}
-
-fn events_json(events: &[String]) -> StoreResult<String> {
-    serde_json::to_string(events).map_err(db)
 }
 
 /// Deliveries of a subscription that are due (pending, past their time, not leased), oldest
@@ -253,7 +238,8 @@ impl WebhookStore for SqliteStore {
             if events.is_empty() {
                 continue;
             }
-            self.db
+            taken += self
+                .db
                 .write(|c| {
                     let wanted: Vec<(String, Vec<String>, i64)> = fetch_all(
                         c,
@@ -265,10 +251,21 @@ impl WebhookStore for SqliteStore {
                             Ok((r.get("id")?, keys, r.get("created_at")?))
                         },
                     )?;
+                    let mut took = 0;
                     for (event_id, event_type, payload, occurred_at) in &events {
-                        // A webhook receives the events that occur once it exists.
+                        // Taken by this pass unless another took it since it was read.
+                        let mine = execute(
+                            c,
+                            "UPDATE outbox_events SET dispatched_at = $1 \
+                             WHERE event_id = $2 AND dispatched_at IS NULL",
+                            params![now, event_id],
+                        )?;
+                        if mine == 0 {
+                            continue;
+                        }
+                        took += 1;
                         for (webhook_id, keys, created_at) in &wanted {
-                            if created_at > occurred_at || !keys.contains(event_type) {
+                            if !wants(*created_at, keys, event_type, *occurred_at) {
                                 continue;
                             }
                             execute(
@@ -290,17 +287,10 @@ impl WebhookStore for SqliteStore {
                                 ],
                             )?;
                         }
-                        execute(
-                            c,
-                            "UPDATE outbox_events SET dispatched_at = $1 \
-                             WHERE event_id = $2 AND dispatched_at IS NULL",
-                            params![now, event_id],
-                        )?;
                     }
-                    Ok(())
+                    Ok(took)
                 })
                 .await?;
-            taken += events.len();
         }
         Ok(taken)
     }
@@ -438,12 +428,8 @@ impl WebhookStore for SqliteStore {
         next: &DeliveryNext,
         hook: &SubscriptionNext,
     ) -> StoreResult<()> {
-        let now = a.attempted_at + a.latency_ms * 1000;
-        let (state, next_at, delivered_at) = match next {
-            DeliveryNext::Succeeded => (DeliveryStatus::Succeeded.as_str(), now, Some(now)),
-            DeliveryNext::RetryAt(at) => (DeliveryStatus::Pending.as_str(), *at, None),
-            DeliveryNext::Failed => (DeliveryStatus::Failed.as_str(), now, None),
-        };
+        let outcome = AttemptOutcome::of(a, next);
+        let now = outcome.ended_at;
         let delivery_id = a.delivery_id.to_string();
         self.db
             .write(|c| {
@@ -471,13 +457,13 @@ impl WebhookStore for SqliteStore {
                      lease_until = NULL, last_status_code = $4, last_error = $5, updated_at = $6, \
                      delivered_at = COALESCE($7, delivered_at) WHERE id = $8",
                     params![
-                        state,
+                        outcome.status.as_str(),
                         a.attempt,
-                        next_at,
+                        outcome.next_attempt_at,
                         a.status_code,
                         a.error,
                         now,
-                        delivered_at,
+                        outcome.delivered_at,
                         delivery_id,
                     ],
                 )?;

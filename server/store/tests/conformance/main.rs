@@ -1,9 +1,14 @@
 //! The behaviour every backend of the store shares, run against each backend the build has.
 //!
-//! Each case is an `async fn(&dyn Store)` in a module per aggregate; [`suite!`] runs every
-//! case against every backend, each on a fresh database:
+//! Each case is an `async fn` in a module per aggregate; [`suite!`] runs every case against
+//! every backend, each on a fresh database:
 //!
 //! - `sqlite`: a database file in a temporary directory.
+//! - `postgres`: a schema of its own (dropped at the end) in the database that
+//!   `PALMLINK_TEST_DATABASE_URL` names (`postgres://USER@HOST:PORT/DB`); each test passes
+//!   with a line saying it was skipped when the variable is not set.
+//!
+//! Cases of one store (`async fn(&dyn Store)`):
 //!
 //! - `accounts`: tenants and OAuth clients with their two secret slots.
 //! - `devices`: one-time pairing, hardware ids, credentials, revocation.
@@ -11,10 +16,22 @@
 //! - `users`: users, palms and enrollment commits, erasure.
 //! - `records`: the outbox, idempotency keys and matching settings.
 //! - `webhooks`: subscriptions, fan-out once, leases, attempts, requeue.
+//!
+//! Cases of two stores on one database (`async fn(Arc<dyn Store>, Arc<dyn Store>)`; on
+//! PostgreSQL two pools, as two nodes have):
+//!
+//! - `concurrency`: the "Concurrency" contracts with many tasks at once, and signals.
+//!
+//! What only one backend does is in `particular` (leases released at start on SQLite and
+//! left to other nodes on PostgreSQL, migrations of nodes starting together, signals per
+//! schema and after the listener reconnects, URLs); the SQLite backend's query plans and
+//! upgrades are tested in its module.
 
 mod accounts;
 mod challenges;
+mod concurrency;
 mod devices;
+mod particular;
 mod records;
 mod support;
 mod users;
@@ -22,7 +39,10 @@ mod webhooks;
 
 /// One test per case and backend.
 macro_rules! suite {
-    ($($module:ident :: $case:ident),* $(,)?) => {
+    (
+        one: [$($module:ident :: $case:ident),* $(,)?],
+        two: [$($module2:ident :: $case2:ident),* $(,)?] $(,)?
+    ) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -31,28 +51,70 @@ macro_rules! suite {
                     crate::$module::$case(backend.store.as_ref()).await;
                 }
             )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case2() {
+                    let backend = crate::support::Sqlite::new().await;
+                    let other = backend.another().await;
+                    crate::$module2::$case2(backend.store.clone(), other).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(backend) = crate::support::Postgres::new().await else {
+                        return;
+                    };
+                    crate::$module::$case(backend.store.as_ref()).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case2() {
+                    let Some(backend) = crate::support::Postgres::new().await else {
+                        return;
+                    };
+                    let other = backend.another().await;
+                    crate::$module2::$case2(backend.store.clone(), other).await;
+                }
+            )*
         }
     };
 }
 
-suite![
-    accounts::tenants_are_listed_and_found,
-    accounts::client_secrets_rotate_through_two_slots,
-    devices::pairing_is_one_time_and_hardware_ids_unique,
-    devices::revocation_ends_the_credential_and_fails_pending_challenges,
-    challenges::lists_filter_and_count,
-    challenges::a_challenge_completes_once,
-    challenges::expiry_ends_only_late_pending_challenges,
-    users::users_are_ensured_once_per_tenant,
-    users::an_enrollment_commits_palms_result_and_event_together,
-    users::a_palm_is_enrolled_once_per_user,
-    users::erasure_deletes_the_user_and_returns_its_palms,
-    records::the_outbox_keeps_events_in_order,
-    records::idempotency_keys_replay_refuse_and_expire,
-    records::settings_are_per_tenant,
-    webhooks::subscriptions_are_unique_per_tenant,
-    webhooks::fan_out_delivers_each_event_once_to_whoever_wanted_it,
-    webhooks::a_leased_delivery_is_not_claimed_twice,
-    webhooks::an_attempt_recorded_twice_counts_once,
-    webhooks::failed_deliveries_are_requeued,
-];
+suite! {
+    one: [
+        accounts::tenants_are_listed_and_found,
+        accounts::client_secrets_rotate_through_two_slots,
+        devices::pairing_is_one_time_and_hardware_ids_unique,
+        devices::revocation_ends_the_credential_and_fails_pending_challenges,
+        challenges::lists_filter_and_count,
+        challenges::a_challenge_completes_once,
+        challenges::expiry_ends_only_late_pending_challenges,
+        users::users_are_ensured_once_per_tenant,
+        users::an_enrollment_commits_palms_result_and_event_together,
+        users::a_palm_is_enrolled_once_per_user,
+        users::erasure_deletes_the_user_and_returns_its_palms,
+        records::the_outbox_keeps_events_in_order,
+        records::idempotency_keys_replay_refuse_and_expire,
+        records::settings_are_per_tenant,
+        webhooks::subscriptions_are_unique_per_tenant,
+        webhooks::fan_out_delivers_each_event_once_to_whoever_wanted_it,
+        webhooks::a_leased_delivery_is_not_claimed_twice,
+        webhooks::an_attempt_recorded_twice_counts_once,
+        webhooks::failed_deliveries_are_requeued,
+    ],
+    two: [
+        concurrency::a_challenge_completes_once_among_many_captures,
+        concurrency::one_hardware_id_pairs_one_device,
+        concurrency::one_idempotency_key_starts_one_request,
+        concurrency::one_user_per_external_id,
+        concurrency::workers_fan_each_event_out_once,
+        concurrency::claimers_lease_disjoint_deliveries,
+        concurrency::an_erasure_and_an_enrollment_at_once_leave_no_orphan,
+        concurrency::signals_reach_every_store_of_the_database,
+    ],
+}

@@ -4,14 +4,18 @@ use std::sync::Arc;
 
 use palmlink_store::{
     Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, Device, DeviceStatus, OutboxEvent,
-    Store, Tenant,
+    Store, Subscription, Tenant,
 };
 use serde_json::json;
 use uuid::Uuid;
 
+/// The variable naming the PostgreSQL database the `postgres` tests use.
+pub const DATABASE_URL_VAR: &str = "PALMLINK_TEST_DATABASE_URL";
+
 /// The SQLite backend on a database file of its own.
 pub struct Sqlite {
     pub store: Arc<dyn Store>,
+    url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -22,7 +26,113 @@ impl Sqlite {
         let store = palmlink_store::open(&url).await.unwrap();
         // Opening again applies no migration twice.
         palmlink_store::open(&url).await.unwrap();
-        Sqlite { store, _dir: dir }
+        Sqlite {
+            store,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Another store on the same database (in this process, SQLite's stores of one file
+    /// share its writer).
+    pub async fn another(&self) -> Arc<dyn Store> {
+        palmlink_store::open(&self.url).await.unwrap()
+    }
+}
+
+/// A schema of its own in the database [`DATABASE_URL_VAR`] names, dropped with this value
+/// (the stores on it create it when they open).
+pub struct Schema {
+    /// The database's URL, without the schema.
+    pub base: String,
+    /// The schema's name.
+    pub name: String,
+}
+
+impl Schema {
+    /// `None` (and a line saying so) when [`DATABASE_URL_VAR`] is not set.
+    pub fn new() -> Option<Schema> {
+        let Ok(base) = std::env::var(DATABASE_URL_VAR) else {
+            println!("skipped: {DATABASE_URL_VAR} is not set");
+            return None;
+        };
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        Some(Schema { base, name })
+    }
+
+    /// The URL of the schema (`schema=` added to the database's).
+    pub fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}schema={}", self.base, self.name)
+    }
+
+    /// A store on the schema.
+    pub async fn open(&self) -> Arc<dyn Store> {
+        palmlink_store::open(&self.url()).await.unwrap()
+    }
+
+    /// A plain connection to the database, outside any store, with the schema first in its
+    /// search path.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let client = connect(&self.base).await;
+        client
+            .batch_execute(&format!("SET search_path TO {}", self.name))
+            .await
+            .unwrap();
+        client
+    }
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        let (base, name) = (self.base.clone(), self.name.clone());
+        // Drop has no runtime to wait on: a thread of its own drops the schema.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                connect(&base)
+                    .await
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop schema {}", self.name);
+        }
+    }
+}
+
+/// The PostgreSQL backend on a [`Schema`] of its own.
+pub struct Postgres {
+    pub store: Arc<dyn Store>,
+    pub schema: Schema,
+}
+
+impl Postgres {
+    /// `None` (and a line saying so) when [`DATABASE_URL_VAR`] is not set.
+    pub async fn new() -> Option<Postgres> {
+        let schema = Schema::new()?;
+        let store = schema.open().await;
+        // Opening again applies no migration twice.
+        schema.open().await;
+        Some(Postgres { store, schema })
+    }
+
+    /// Another store (another pool of connections, as another node has) on the same schema.
+    pub async fn another(&self) -> Arc<dyn Store> {
+        self.schema.open().await
     }
 }
 
@@ -81,5 +191,25 @@ pub fn challenge(tenant: Uuid, device: Uuid, expires_at: i64) -> Challenge {
         created_at: 1,
         expires_at,
         finished_at: None,
+    }
+}
+
+/// A subscription of `tenant` to `events`, named and reached after `name`.
+pub fn hook(tenant: Uuid, name: &str, events: &[&str], created_at: i64) -> Subscription {
+    Subscription {
+        id: Uuid::new_v4(),
+        tenant_id: tenant,
+        name: name.into(),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+        endpoint: format!("https://{name}.example/hook"),
+        api_key: None,
+        secret: "whsec_c2VjcmV0".into(),
+        old_secret: None,
+        old_secret_expires_at: None,
+        active: true,
+        disabled_reason: None,
+        failing_since: None,
+        created_at,
+        updated_at: created_at,
     }
 }

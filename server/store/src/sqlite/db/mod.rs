@@ -62,7 +62,8 @@
 //! go, sleeps asynchronously and tries again, for up to [`BUSY_TIMEOUT`].
 //!
 //! One database file has one `SqliteDb` per process (a registry keyed by the file's path), so
-//! the service's store and the webhook store share the writer.
+//! the service's store and the webhook store share the writer, and the signals of the file
+//! (one broadcast channel, see [`crate::Signals`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -74,6 +75,8 @@ use std::time::Duration;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::watch;
+
+use crate::signals::SignalHub;
 
 /// How long a write waits for another process's write lock (operator commands).
 pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,6 +172,7 @@ pub(crate) struct SqliteDb {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: Arc<Shared>,
+    signals: SignalHub,
 }
 
 impl SqliteDb {
@@ -209,6 +213,7 @@ impl SqliteDb {
                 shared
             },
             path: key.clone(),
+            signals: SignalHub::new(),
         });
         open.retain(|_, weak| weak.strong_count() > 0);
         open.insert(key, Arc::downgrade(&db));
@@ -229,6 +234,11 @@ impl SqliteDb {
         let out = f(&conn);
         lock(&self.readers).push(conn);
         Ok(out?)
+    }
+
+    /// The signals of this database file in this process.
+    pub(crate) fn signals(&self) -> &SignalHub {
+        &self.signals
     }
 
     /// Fails once a WAL sync has failed (the writer then refuses every write).

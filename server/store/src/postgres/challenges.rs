@@ -1,0 +1,238 @@
+//! [`ChallengeStore`] on PostgreSQL.
+//!
+//! Every end of a challenge is an update conditional on `status = 'pending'` (named
+//! literally, so the partial indexes of pending challenges serve it): of two ends at once,
+//! the second waits for the first's row lock, finds the challenge no longer pending and
+//! changes nothing.
+
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::outbox::insert_event;
+use super::sql::{
+    execute, fetch_all, fetch_optional, fetch_page, get, json_column, parsed, parsed_opt,
+};
+use super::users::insert_palm;
+use super::PostgresStore;
+use crate::{
+    Challenge, ChallengeFilter, ChallengeStatus, ChallengeStore, EnrollmentCommit, FailureReason,
+    OutboxEvent, StoreResult,
+};
+
+/// The columns [`challenge_row`] reads.
+macro_rules! challenge_cols {
+    () => {
+        "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
+         status, metadata, result, failure_reason, created_at, expires_at, finished_at"
+    };
+}
+
+fn challenge_row(row: &Row) -> StoreResult<Challenge> {
+    Ok(Challenge {
+        id: parsed(row, "id")?,
+        tenant_id: parsed(row, "tenant_id")?,
+        kind: parsed(row, "kind")?,
+        device_id: parsed(row, "device_id")?,
+        hardware_id: get(row, "hardware_id")?,
+        external_user_id: get(row, "external_user_id")?,
+        palm_type: parsed(row, "palm_type")?,
+        top_k: get(row, "top_k")?,
+        status: parsed(row, "status")?,
+        metadata: json_column(row, "metadata")?.unwrap_or(Value::Null),
+        result: json_column(row, "result")?,
+        failure_reason: parsed_opt(row, "failure_reason")?,
+        created_at: get(row, "created_at")?,
+        expires_at: get(row, "expires_at")?,
+        finished_at: get(row, "finished_at")?,
+    })
+}
+
+/// Fails the pending challenges of device `$2` (revoked) at time `$1`.
+pub(super) const FAIL_PENDING_OF_DEVICE: &str =
+    "UPDATE challenges SET status = 'failed', failure_reason = 'device_revoked', \
+     finished_at = $1 WHERE device_id = $2 AND status = 'pending'";
+
+/// Marks a pending, unexpired challenge completed with its result; false if it is not.
+async fn complete_pending(
+    c: &impl GenericClient,
+    id: Uuid,
+    result: &Value,
+    now: i64,
+) -> StoreResult<bool> {
+    let done = execute(
+        c,
+        "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
+         WHERE id = $3 AND status = 'pending' AND expires_at > $2",
+        &[&result.to_string(), &now, &id.to_string()],
+    )
+    .await?;
+    Ok(done == 1)
+}
+
+#[async_trait::async_trait]
+impl ChallengeStore for PostgresStore {
+    async fn create_challenge(&self, ch: &Challenge) -> StoreResult<()> {
+        execute(
+            &self.pool.get().await?,
+            concat!(
+                "INSERT INTO challenges (",
+                challenge_cols!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            ),
+            &[
+                &ch.id.to_string(),
+                &ch.tenant_id.to_string(),
+                &ch.kind.as_str(),
+                &ch.device_id.to_string(),
+                &ch.hardware_id,
+                &ch.external_user_id,
+                &ch.palm_type.as_str(),
+                &ch.top_k,
+                &ch.status.as_str(),
+                &ch.metadata.to_string(),
+                &ch.result.as_ref().map(Value::to_string),
+                &ch.failure_reason.map(FailureReason::as_str),
+                &ch.created_at,
+                &ch.expires_at,
+                &ch.finished_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn get_challenge(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Challenge>> {
+        fetch_optional(
+            &self.pool.get().await?,
+            concat!(
+                "SELECT ",
+                challenge_cols!(),
+                " FROM challenges WHERE tenant_id = $1 AND id = $2"
+            ),
+            &[&tenant.to_string(), &id.to_string()],
+            challenge_row,
+        )
+        .await
+    }
+
+    async fn list_challenges(
+        &self,
+        tenant: Uuid,
+        filter: &ChallengeFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<Challenge>, i64)> {
+        // Unused filters compare against NULL and drop out.
+        macro_rules! cond {
+            () => {
+                "tenant_id = $1 AND ($2::text IS NULL OR kind = $2) \
+                 AND ($3::text IS NULL OR status = $3)"
+            };
+        }
+        let c = self.pool.get().await?;
+        let tenant = tenant.to_string();
+        let kind = filter.kind.map(|k| k.as_str());
+        let status = filter.status.map(|s| s.as_str());
+        fetch_page(
+            &c,
+            (
+                concat!(
+                    "SELECT ",
+                    challenge_cols!(),
+                    " FROM challenges WHERE ",
+                    cond!(),
+                    " ORDER BY created_at DESC, id LIMIT $4 OFFSET $5"
+                ),
+                concat!("SELECT COUNT(*) FROM challenges WHERE ", cond!()),
+            ),
+            &[&tenant, &kind, &status, &limit, &offset],
+            3,
+            challenge_row,
+        )
+        .await
+    }
+
+    async fn pending_for_device(&self, device_id: Uuid, now: i64) -> StoreResult<Vec<Challenge>> {
+        fetch_all(
+            &self.pool.get().await?,
+            concat!(
+                "SELECT ",
+                challenge_cols!(),
+                " FROM challenges WHERE device_id = $1 AND status = 'pending' \
+                 AND expires_at > $2 ORDER BY created_at, id"
+            ),
+            &[&device_id.to_string(), &now],
+            challenge_row,
+        )
+        .await
+    }
+
+    async fn complete_enrollment(&self, commit: &EnrollmentCommit, now: i64) -> StoreResult<bool> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        if !complete_pending(&tx, commit.challenge_id, &commit.result, now).await? {
+            return Ok(false);
+        }
+        // A palm the user has already (or gets meanwhile, from another enrollment) fails
+        // the unique `(user_id, palm_type)`: the whole transaction is rolled back.
+        for palm in &commit.palms {
+            insert_palm(&tx, palm).await?;
+        }
+        insert_event(&tx, &commit.event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn complete_challenge(
+        &self,
+        id: Uuid,
+        result: &Value,
+        event: &OutboxEvent,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        if !complete_pending(&tx, id, result, now).await? {
+            return Ok(false);
+        }
+        insert_event(&tx, event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_challenge(
+        &self,
+        id: Uuid,
+        status: ChallengeStatus,
+        reason: Option<FailureReason>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let done = execute(
+            &self.pool.get().await?,
+            "UPDATE challenges SET status = $1, failure_reason = $2, finished_at = $3 \
+             WHERE id = $4 AND status = 'pending'",
+            &[
+                &status.as_str(),
+                &reason.map(FailureReason::as_str),
+                &now,
+                &id.to_string(),
+            ],
+        )
+        .await?;
+        Ok(done == 1)
+    }
+
+    async fn expire_challenges(&self, now: i64) -> StoreResult<u64> {
+        // Every node's sweeper may run this at once: a challenge another has expired (or
+        // completed) meanwhile is waited for and then no longer matches.
+        execute(
+            &self.pool.get().await?,
+            "UPDATE challenges SET status = 'expired', finished_at = expires_at \
+             WHERE status = 'pending' AND expires_at <= $1",
+            &[&now],
+        )
+        .await
+    }
+}
