@@ -70,6 +70,22 @@ pub enum GalleryError {
     /// The row was deleted.
     #[error("row {} is deleted", .0.0)]
     Deleted(RowId),
+    /// A log sequence older than the one the gallery has applied (the
+    /// operation was not applied: the log entry is already reflected).
+    #[error("log sequence {offered} is older than the applied sequence {applied}")]
+    StaleSequence {
+        /// The last sequence the gallery applied.
+        applied: u64,
+        /// The sequence offered.
+        offered: u64,
+    },
+    /// A commit landed during each of two reads of a gallery that was read
+    /// without its lock (try again).
+    #[error("the gallery at {path} changed while it was read")]
+    Busy {
+        /// The gallery directory.
+        path: std::path::PathBuf,
+    },
     /// A search query is malformed (bad input).
     #[error("invalid query: {0}")]
     InvalidQuery(String),

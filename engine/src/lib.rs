@@ -26,6 +26,14 @@
 //!   scoring uses, so a candidate's figures are always those of
 //!   [`Gallery::compare`].
 //!
+//! A gallery can be a replica of an ordered template log: a logged insert or
+//! erasure commits the log sequence it applies with its rows
+//! ([`Gallery::insert_batch_logged`], [`Gallery::delete_logged`],
+//! [`Gallery::advance_sequence`], [`Gallery::applied_sequence`]), and
+//! [`Gallery::inspect`] reads a gallery's last commit without its lock. An
+//! erasure leaves no copy of the template in any file of the gallery or in
+//! its memory.
+//!
 //! Underneath, [`kernels`] holds every SIMD and integer kernel with its
 //! plain reference, and [`calibration`] the accuracy measures (FMR, FNMR,
 //! DET, EER) and threshold calibration over score samples.
@@ -77,5 +85,5 @@ pub use search::{Candidate, SearchFilter, SearchMode, SearchOutcome, SearchQuery
 /// The on-disk layout of a gallery: file names and sizes, for tools and
 /// tests that read gallery files.
 pub use storage::format;
-pub use storage::ScrubReport;
+pub use storage::{GalleryInspection, ScrubReport};
 pub use template::{Layout, Template, TemplateError};

@@ -10,6 +10,8 @@
 //! as an `ndarray` matrix.
 
 mod batch;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,7 +24,7 @@ use crate::search::graph::AnnParams;
 use crate::search::lifecycle::{Accelerators, IndexInfo, IndexPolicy};
 use crate::search::strategy::{self, Strategy};
 use crate::search::{exact, graph, passing, quantised, sketch, SearchOutcome, SearchQuery};
-use crate::storage::{RowStore, ScrubReport};
+use crate::storage::{GalleryInspection, RowStore, ScrubReport};
 use crate::template::{Layout, Template};
 
 /// One tenant's templates in memory-mapped files under one directory, with
@@ -48,7 +50,7 @@ impl Gallery {
     /// (a later `create` or [`Gallery::open_or_create`] simply starts again).
     pub fn create(dir: &Path, layout: Layout) -> Result<Gallery, GalleryError> {
         let rows = RowStore::create(dir, layout)?;
-        Ok(Gallery::over(rows, IndexPolicy::default()))
+        Gallery::over(rows, IndexPolicy::default())
     }
 
     /// Opens the gallery in `dir` if there is one, else creates it with `layout`.
@@ -74,12 +76,31 @@ impl Gallery {
     /// [`IndexPolicy`]). The quantised copy of the vectors is derived here,
     /// reading every vector once in parallel.
     pub fn open_with(dir: &Path, policy: IndexPolicy) -> Result<Gallery, GalleryError> {
-        Ok(Gallery::over(RowStore::open(dir)?, policy))
+        Gallery::over(RowStore::open(dir)?, policy)
     }
 
-    fn over(rows: RowStore, policy: IndexPolicy) -> Gallery {
+    /// The gallery over an opened row store: what a save a crash
+    /// interrupted left behind is removed, and an erasure a crash interrupted
+    /// after its commit is finished in the index files (the row store
+    /// finished its own part when it opened); then the accelerators start.
+    fn over(rows: RowStore, policy: IndexPolicy) -> Result<Gallery, GalleryError> {
+        graph::remove_leftovers(rows.dir())?;
+        let interrupted = rows.interrupted_erasure();
+        if !interrupted.is_empty() {
+            graph::erase_in_files(rows.dir(), &interrupted)?;
+            rows.finish_interrupted_erasure()?;
+        }
         let accel = Accelerators::open(rows.dir(), rows.snapshot(), rows.live_count(), policy);
-        Gallery { accel, rows }
+        Ok(Gallery { accel, rows })
+    }
+
+    /// Reads the gallery in `dir` as of its last commit without opening it
+    /// or taking its lock, so another process (the running service) may hold
+    /// it meanwhile: the applied log sequence, the live rows with their ids,
+    /// and the layout. A commit that lands while it reads makes it read once
+    /// more; one during that read too is [`GalleryError::Busy`].
+    pub fn inspect(dir: &Path) -> Result<GalleryInspection, GalleryError> {
+        crate::storage::inspect(dir)
     }
 
     /// The gallery's directory.
@@ -107,6 +128,21 @@ impl Gallery {
         self.rows.damaged_rows()
     }
 
+    /// The last sequence of the template log applied to this gallery, as of
+    /// its last commit (0 if none ever was). Committed with the rows it
+    /// concerns: a crash never leaves a sequence ahead of its rows, nor rows
+    /// ahead of their sequence.
+    pub fn applied_sequence(&self) -> u64 {
+        self.rows.applied_sequence()
+    }
+
+    /// The live row of a feature, if any (from an index in memory, built at
+    /// open). Plain inserts may put one feature in several rows; this names
+    /// the latest.
+    pub fn row_of(&self, feature_id: u128) -> Option<RowId> {
+        self.rows.row_of(feature_id)
+    }
+
     /// Inserts one template; durable when it returns.
     pub fn insert(&self, ids: RecordIds, template: &Template) -> Result<RowId, GalleryError> {
         Ok(self.insert_batch(&[(ids, template)])?[0])
@@ -118,21 +154,77 @@ impl Gallery {
         &self,
         items: &[(RecordIds, &Template)],
     ) -> Result<Vec<RowId>, GalleryError> {
-        let rows = self.rows.insert_batch(items)?;
+        let rows = self.rows.insert_batch(items, None)?;
         if !rows.is_empty() {
             self.accel.on_insert(&self.rows.snapshot());
         }
         Ok(rows)
     }
 
-    /// Tombstones `row` and erases its vector, durably. `Ok(false)` if it was
+    /// Applies an insert of the template log: as
+    /// [`insert_batch`](Gallery::insert_batch) (durable, all-or-nothing, one
+    /// flush), and the commit that makes the rows live also records
+    /// `sequence` as applied.
+    ///
+    /// Idempotent by feature id: an item whose `feature_id` is live already
+    /// (or earlier in the same batch) is not inserted again, and its existing
+    /// row is returned in its place, so applying an entry again changes
+    /// nothing. `sequence` may equal the applied sequence (the entry applied
+    /// last, applied again) but not be older:
+    /// [`GalleryError::StaleSequence`], with nothing written.
+    pub fn insert_batch_logged(
+        &self,
+        items: &[(RecordIds, &Template)],
+        sequence: u64,
+    ) -> Result<Vec<RowId>, GalleryError> {
+        let before = self.rows.row_count();
+        let rows = self.rows.insert_batch(items, Some(sequence))?;
+        if self.rows.row_count() > before {
+            self.accel.on_insert(&self.rows.snapshot());
+        }
+        Ok(rows)
+    }
+
+    /// Deletes `row` and erases every copy of its template, durably (see
+    /// [`delete_logged`](Gallery::delete_logged)). `Ok(false)` if it was
     /// already deleted.
     pub fn delete(&self, row: RowId) -> Result<bool, GalleryError> {
-        let deleted = self.rows.delete(row)?;
-        if deleted {
-            self.accel.on_delete(&self.rows.snapshot(), row.0);
-        }
-        Ok(deleted)
+        Ok(self.erase(&[row], None)? == 1)
+    }
+
+    /// Applies an erasure of the template log: deletes `rows` and records
+    /// `sequence` as applied, in one commit; rows already deleted are
+    /// skipped. Returns how many rows were erased.
+    ///
+    /// When it returns, no copy of an erased template remains under the
+    /// gallery directory or in the gallery's memory: the f32 row is
+    /// overwritten with zeros, and so are its quantised copy, its 4-bit lead
+    /// block and its sketch in memory, and its key in the graph index, in
+    /// memory, in the flat graph's file and in the builder's data file (each
+    /// file written in place and synced). A crash after the commit leaves the
+    /// rows deleted with `sequence` applied, and the next open finishes the
+    /// erasure before anything reads them; a crash before it leaves them live
+    /// with the previous sequence.
+    ///
+    /// An unknown row fails the call before anything is written; so does a
+    /// `sequence` older than the applied one ([`GalleryError::StaleSequence`]).
+    pub fn delete_logged(&self, rows: &[RowId], sequence: u64) -> Result<usize, GalleryError> {
+        self.erase(rows, Some(sequence))
+    }
+
+    /// Records `sequence` as applied with no row change (a log entry that
+    /// concerns nothing in this gallery): one commit. Nothing is written when
+    /// it is the applied sequence already; an older one is
+    /// [`GalleryError::StaleSequence`].
+    pub fn advance_sequence(&self, sequence: u64) -> Result<(), GalleryError> {
+        self.rows.advance_sequence(sequence)
+    }
+
+    fn erase(&self, rows: &[RowId], sequence: Option<u64>) -> Result<usize, GalleryError> {
+        let erased = self.rows.delete(rows, sequence, |doomed| {
+            self.accel.erase(&self.rows.snapshot(), doomed)
+        })?;
+        Ok(erased.len())
     }
 
     /// The record at `row` with its template, or `None` if it is deleted.

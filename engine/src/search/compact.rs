@@ -218,6 +218,22 @@ impl CompactCopy {
         self.derived = true;
     }
 
+    /// The i8 values, scales and sketch of `row` and its lead-block codes and
+    /// scale, as bytes (for the tests of erasure).
+    #[cfg(test)]
+    pub(crate) fn row_bytes(&self, row: usize) -> Vec<u8> {
+        let mut out: Vec<u8> = bytemuck::cast_slice(self.values(row)).to_vec();
+        out.extend_from_slice(bytemuck::cast_slice(self.scales(row)));
+        out.extend_from_slice(bytemuck::cast_slice(self.sketch(row)));
+        let per = kernels::lead_lines(self.layout.dim);
+        let (g, lane) = (row / GROUP_ROWS, row % GROUP_ROWS);
+        for line in &self.lead[g * per..(g + 1) * per] {
+            out.extend_from_slice(&line.0[4 * lane..4 * lane + 4]);
+        }
+        out.extend_from_slice(&self.lead_scales[g * GROUP_ROWS + lane].to_le_bytes());
+        out
+    }
+
     /// Appends the lead block of row `lead_rows()` of `snap`.
     fn push_lead(&mut self, snap: &Snapshot) {
         let dim = self.layout.dim;
@@ -234,6 +250,37 @@ impl CompactCopy {
         self.lead_scales[g * GROUP_ROWS + lane] = lead_codes(lead, &mut codes);
         kernels::lead_put(&mut self.lead[g * per..(g + 1) * per], lane, &codes);
         self.lead_rows += 1;
+    }
+
+    /// Erases every copy of `row`: its i8 values, scales and sketch become
+    /// zero, its lead-block codes code 0 and its lead scale zero (a row with a
+    /// zero scale never survives the passing scan's pruning).
+    pub(crate) fn erase(&mut self, row: usize) {
+        if row < self.rows {
+            let (len, blocks, words) = (self.layout.len(), self.layout.blocks, self.words);
+            self.values[row * len..(row + 1) * len].fill(0);
+            self.scales[row * blocks..(row + 1) * blocks].fill(0.0);
+            self.sketches[row * words..(row + 1) * words].fill(0);
+        }
+        if row < self.lead_rows {
+            let per = kernels::lead_lines(self.layout.dim);
+            let (g, lane) = (row / GROUP_ROWS, row % GROUP_ROWS);
+            let zeros = vec![0i8; self.layout.dim];
+            kernels::lead_put(&mut self.lead[g * per..(g + 1) * per], lane, &zeros);
+            self.lead_scales[g * GROUP_ROWS + lane] = 0.0;
+        }
+    }
+
+    /// Erases the rows of `snap` that are deleted (see [`CompactCopy::erase`]):
+    /// run when a part derived in the background is installed, since a row
+    /// erased while it was being derived may have been read before.
+    pub(crate) fn erase_deleted(&mut self, snap: &Snapshot) {
+        let covered = self.lead_rows.max(self.rows).min(snap.count as usize);
+        for row in 0..covered {
+            if snap.is_dead(row as u64) {
+                self.erase(row);
+            }
+        }
     }
 
     /// A copy of the one row `values` (row-major part only).

@@ -39,7 +39,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::compact::CompactCopy;
-use super::graph::build::{Builder, META_FILE};
+use super::graph::build::{self, Builder, META_FILE};
 use super::graph::format::FLAT_FILE;
 use super::graph::{AnnParams, GraphIndex, IndexOrigin};
 #[cfg(doc)]
@@ -146,6 +146,12 @@ struct GraphShared {
     rebuild_deleted_percent: u32,
     /// Held while an index is made: one builder writes the files at a time.
     making: Mutex<()>,
+    /// Held while rows are erased from the installed index, and while a new
+    /// index is checked for deleted rows and installed, so that no erasure
+    /// falls between the two.
+    erasing: Mutex<()>,
+    /// Held while the builder's files are replaced or erased in.
+    files: Mutex<()>,
 }
 
 /// What a background index thread does.
@@ -200,7 +206,10 @@ impl GraphShared {
             match GraphIndex::load(&self.dir, snap) {
                 Ok(index) => {
                     let tail = snap.count - index.rows;
-                    self.install(index);
+                    if let Err(e) = self.install(snap, index) {
+                        self.set_state(IndexState::Failed(e.to_string()));
+                        return;
+                    }
                     if tail < self.fold_rows {
                         return;
                     }
@@ -215,8 +224,15 @@ impl GraphShared {
             self.make(snap, job != Job::Build, &cancel)
         }))
         .unwrap_or_else(|_| Made::Failed("index build panicked".into()));
+        let made = match made {
+            Made::Index(index) => match self.install(snap, *index) {
+                Ok(()) => return,
+                Err(e) => Made::Failed(e.to_string()),
+            },
+            other => other,
+        };
         match made {
-            Made::Index(index) => self.install(*index),
+            Made::Index(_) => unreachable!("installed above"),
             Made::Cancelled | Made::Failed(_) if self.has_index() => {
                 self.set_state(IndexState::Ready)
             }
@@ -249,16 +265,47 @@ impl GraphShared {
         if builder.extend(snap, cancel).is_err() {
             return Made::Cancelled;
         }
-        let _ = builder.save(&self.dir, snap);
+        {
+            let _files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = builder.save(&self.dir, snap);
+        }
         match builder.flatten(&self.dir, snap, origin) {
             Ok(index) => Made::Index(Box::new(index)),
             Err(e) => Made::Failed(e.to_string()),
         }
     }
 
-    fn install(&self, index: GraphIndex) {
+    /// Installs `index`, after erasing from it (memory and files) the rows
+    /// deleted since the rows it was made from were read.
+    fn install(&self, snap: &Snapshot, mut index: GraphIndex) -> Result<(), GalleryError> {
+        let _erasing = self.erasing.lock().unwrap_or_else(|p| p.into_inner());
+        let dead = index.erase_deleted(snap)?;
+        if !dead.is_empty() {
+            let _files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+            build::erase_in_builder_files(&self.dir, &dead)?;
+        }
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = Some(index);
         self.set_state(IndexState::Ready);
+        Ok(())
+    }
+
+    /// Erases `rows` (deleted rows) from the installed index, in memory and
+    /// in its file, and from the builder's files. Returns whether the deleted
+    /// points now exceed the policy's share of the graph's.
+    fn erase(&self, rows: &[u64]) -> Result<bool, GalleryError> {
+        let _erasing = self.erasing.lock().unwrap_or_else(|p| p.into_inner());
+        let rebuild = match self
+            .index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            Some(index) => index.erase(rows, self.rebuild_deleted_percent)?,
+            None => false,
+        };
+        let _files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        build::erase_in_builder_files(&self.dir, rows)?;
+        Ok(rebuild)
     }
 }
 
@@ -291,13 +338,20 @@ impl Accelerators {
                 .name("palmlink-quantise".into())
                 .spawn(move || {
                     // The lead block first: the passing scan needs only it.
+                    // A row erased while a part was derived may have been read
+                    // before: each part is installed, then the deleted rows
+                    // erased from it, under one write lock (an erasure marks
+                    // its rows deleted before it takes that lock).
                     let lead = CompactCopy::lead_only(&snap);
-                    *compact.write().unwrap_or_else(|p| p.into_inner()) = lead;
+                    {
+                        let mut store = compact.write().unwrap_or_else(|p| p.into_inner());
+                        *store = lead;
+                        store.erase_deleted(&snap);
+                    }
                     let part = CompactCopy::derive_row_major(&snap);
-                    compact
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .install(part);
+                    let mut store = compact.write().unwrap_or_else(|p| p.into_inner());
+                    store.install(part);
+                    store.erase_deleted(&snap);
                 })
                 .ok()
         };
@@ -318,6 +372,8 @@ impl Accelerators {
                 fold_rows: policy.fold_rows as u64,
                 rebuild_deleted_percent: policy.rebuild_deleted_percent,
                 making: Mutex::new(()),
+                erasing: Mutex::new(()),
+                files: Mutex::new(()),
             }),
             builder: Mutex::new(None),
         };
@@ -371,23 +427,21 @@ impl Accelerators {
         }
     }
 
-    /// Counts a deleted row against the graph and starts a background
-    /// rebuild once deleted points exceed the policy's share.
-    pub(crate) fn on_delete(&self, snap: &Arc<Snapshot>, row: u64) {
-        let rebuild = {
-            let slot = self.graph.index.read().unwrap_or_else(|p| p.into_inner());
-            slot.as_ref().is_some_and(|index| {
-                if row >= index.rows {
-                    return false;
-                }
-                let deleted = index.deleted.fetch_add(1, Ordering::Relaxed) + 1;
-                deleted as u64 * 100
-                    > index.points as u64 * u64::from(self.graph.rebuild_deleted_percent)
-            })
-        };
-        if rebuild {
+    /// Erases `rows` (deleted rows: the row store has tombstoned them and
+    /// zeroed their vectors) from every accelerator: the compact copy, the
+    /// graph in memory and its file, the builder's files. Starts a background
+    /// rebuild once deleted points exceed the policy's share of the graph.
+    pub(crate) fn erase(&self, snap: &Arc<Snapshot>, rows: &[u64]) -> Result<(), GalleryError> {
+        {
+            let mut store = self.compact.write().unwrap_or_else(|p| p.into_inner());
+            for &row in rows {
+                store.erase(row as usize);
+            }
+        }
+        if self.graph.erase(rows)? {
             self.start(snap.clone(), Job::Build);
         }
+        Ok(())
     }
 
     /// The compact copy, read-locked (an insert appends to it under the
@@ -502,10 +556,7 @@ impl Accelerators {
     pub(crate) fn make_now(&self, snap: &Snapshot, from_files: bool) -> Result<(), GalleryError> {
         let never = || false;
         match self.graph.make(snap, from_files, &never) {
-            Made::Index(index) => {
-                self.graph.install(*index);
-                Ok(())
-            }
+            Made::Index(index) => self.graph.install(snap, *index),
             Made::Cancelled => Err(GalleryError::InvalidQuery("index build cancelled".into())),
             Made::Failed(why) => Err(GalleryError::io(
                 &self.graph.dir,

@@ -25,7 +25,7 @@ mod query;
 pub(crate) mod sketch;
 pub(crate) mod strategy;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod top_k;
 
 pub use exact::Candidate;

@@ -44,5 +44,5 @@ pub(crate) fn insert_all(
             (ids, t)
         })
         .collect();
-    rows.insert_batch(&items).unwrap();
+    rows.insert_batch(&items, None).unwrap();
 }

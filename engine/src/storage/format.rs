@@ -6,9 +6,19 @@
 //!
 //! `records.bin`: a 4 KiB header page holding two `HeaderSlot`s (at byte 0
 //! and byte 512, in different disk sectors) followed by one 64-byte
-//! `Record` per row. The slot with a valid checksum and the highest sequence
-//! number is current; it says how many rows are committed. Rows at or past
-//! that count are ignored, whatever they hold.
+//! `Record` per row. The slot with a valid checksum and the highest commit
+//! number is current; it says how many rows are committed and the last
+//! sequence of the template log applied to them. Rows at or past that count
+//! are ignored, whatever they hold.
+//!
+//! `erasing.bin` (absent, or empty, when no erasure is under way): the rows an
+//! erasure deletes and the commit that deletes them, written and synced
+//! before that commit, so that an erasure a crash interrupts after its commit
+//! is finished at the next open (`ErasureIntent`).
+//!
+//! Version 2 added the applied log sequence to the commit slot (in bytes that
+//! were reserved and zero in version 1). A version 1 gallery opens with
+//! applied sequence 0 and is written as version 2 from its next commit on.
 //!
 //! All integers are little-endian (the crate only builds for little-endian targets).
 //!
@@ -35,8 +45,15 @@ pub const HEADER_BYTES: usize = 4096;
 pub const SLOT_B_OFFSET: usize = 512;
 /// Size of one record.
 pub const RECORD_BYTES: usize = std::mem::size_of::<Record>();
+/// File name of the pending erasure, if any (see the module docs).
+pub const ERASURE_FILE: &str = "erasing.bin";
 /// Current format version.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest format version a gallery may have and still be opened (and then
+/// upgraded at its next commit).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// Magic number of `erasing.bin`.
+pub(crate) const ERASURE_MAGIC: [u8; 8] = *b"PLMERAS\0";
 /// Magic number of `vectors.bin`.
 pub(crate) const VECTORS_MAGIC: [u8; 8] = *b"PLMVECS\0";
 /// Magic number of a header slot in `records.bin`.
@@ -111,8 +128,11 @@ pub(crate) struct HeaderSlot {
     pub seq: u64,
     /// Committed rows.
     pub count: u64,
+    /// The last sequence of the template log applied by the rows this slot
+    /// commits (zero in version 1, where these bytes were reserved).
+    pub applied: u64,
     /// Reserved, zero.
-    pub reserved: [u8; 16],
+    pub reserved: [u8; 8],
     /// CRC-32 of the bytes before it.
     pub crc: u32,
     /// Reserved, zero.
@@ -120,8 +140,9 @@ pub(crate) struct HeaderSlot {
 }
 
 impl HeaderSlot {
-    /// A slot committing `count` rows as sequence `seq`, with its checksum.
-    pub fn new(layout: Layout, seq: u64, count: u64) -> Self {
+    /// A slot committing `count` rows as commit `seq`, with `applied` the
+    /// last log sequence they apply, and its checksum.
+    pub fn new(layout: Layout, seq: u64, count: u64, applied: u64) -> Self {
         let mut s = HeaderSlot {
             magic: RECORDS_MAGIC,
             version: FORMAT_VERSION,
@@ -130,7 +151,8 @@ impl HeaderSlot {
             pad: 0,
             seq,
             count,
-            reserved: [0; 16],
+            applied,
+            reserved: [0; 8],
             crc: 0,
             pad2: 0,
         };
@@ -170,6 +192,78 @@ pub(crate) struct Record {
     pub record_crc: u32,
     /// Reserved, zero.
     pub reserved: [u8; 8],
+}
+
+/// Whether a file of format `version` can be opened.
+pub(crate) fn readable_version(version: u32) -> bool {
+    (OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version)
+}
+
+/// The head of `erasing.bin`, followed by `count` little-endian `u64` rows.
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+#[repr(C)]
+pub(crate) struct ErasureIntent {
+    /// [`ERASURE_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`FORMAT_VERSION`].
+    pub version: u32,
+    /// Reserved, zero.
+    pub pad: u32,
+    /// The commit (`HeaderSlot::seq`) that deletes the rows: the erasure
+    /// happened if and only if the current slot's commit is at least this.
+    pub commit: u64,
+    /// Rows listed after the head.
+    pub count: u64,
+    /// CRC-32 of the head before this field and of the rows.
+    pub crc: u32,
+    /// Reserved, zero.
+    pub pad2: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<ErasureIntent>() == 40);
+
+impl ErasureIntent {
+    /// The bytes of an intent to delete `rows` in commit `commit`.
+    pub fn encode(commit: u64, rows: &[u64]) -> Vec<u8> {
+        let mut head = ErasureIntent {
+            magic: ERASURE_MAGIC,
+            version: FORMAT_VERSION,
+            pad: 0,
+            commit,
+            count: rows.len() as u64,
+            crc: 0,
+            pad2: 0,
+        };
+        let body: &[u8] = bytemuck::cast_slice(rows);
+        head.crc = Self::crc_of(&head, body);
+        let mut out = bytemuck::bytes_of(&head).to_vec();
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn crc_of(head: &ErasureIntent, body: &[u8]) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bytemuck::bytes_of(head)[..32]);
+        h.update(body);
+        h.finalize()
+    }
+
+    /// The commit and rows of an intact intent; `None` for an empty, torn or
+    /// foreign file (an intent whose commit never happened, or none at all).
+    pub fn decode(bytes: &[u8]) -> Option<(u64, Vec<u64>)> {
+        let head_len = std::mem::size_of::<ErasureIntent>();
+        let head: ErasureIntent = bytemuck::pod_read_unaligned(bytes.get(..head_len)?);
+        let len = usize::try_from(head.count).ok()?.checked_mul(8)?;
+        let body = bytes.get(head_len..head_len.checked_add(len)?)?;
+        if head.magic != ERASURE_MAGIC || head.crc != Self::crc_of(&head, body) {
+            return None;
+        }
+        let rows = body
+            .chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .collect();
+        Some((head.commit, rows))
+    }
 }
 
 /// Offset of `Record::state` within a record.

@@ -25,17 +25,19 @@
 //! All offsets are bounds-checked against the mapping's length before any
 //! pointer arithmetic; alignment is checked where a typed view is made.
 //!
-//! A [`FrozenMapping`] is a read-only mapping of a file that is complete
-//! before it is mapped and never changes after (the graph index's search
-//! file): such files are written under a temporary name, synced and renamed
-//! into place, so a newer version is a new inode and a mapped one is never
-//! written, truncated or reused while the mapping lives.
+//! A [`GraphMapping`] is a writable mapping of a file that is complete
+//! before it is mapped (the graph index's search file): such files are
+//! written under a temporary name, synced and renamed into place, so a newer
+//! version is a new inode. Afterwards the file is written only through its
+//! one mapping, by its holder through `&mut self` (the erasure of a deleted
+//! row's key, in place), so every read of it is a plain shared borrow that
+//! no write can overlap.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU32;
 
-use memmap2::{Mmap, MmapOptions, MmapRaw};
+use memmap2::{MmapMut, MmapOptions, MmapRaw};
 
 use crate::error::GalleryError;
 
@@ -134,29 +136,64 @@ impl Mapping {
     }
 }
 
-/// A read-only mapping of a whole file that is never written once complete.
-pub(crate) struct FrozenMapping {
-    map: Mmap,
+/// A writable mapping of a whole file that only its holder writes, through
+/// `&mut self` (see the module docs).
+pub(crate) struct GraphMapping {
+    map: MmapMut,
+    path: PathBuf,
 }
 
-impl FrozenMapping {
-    /// Maps all of the file at `path` read-only (it must be non-empty).
-    pub(crate) fn open(path: &Path) -> Result<FrozenMapping, GalleryError> {
-        let file = File::open(path).map_err(|e| GalleryError::io(path, e))?;
+impl GraphMapping {
+    /// Maps all of the file at `path` for reading and writing (it must be
+    /// non-empty).
+    pub(crate) fn open(path: &Path) -> Result<GraphMapping, GalleryError> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| GalleryError::io(path, e))?;
         // SAFETY: the files mapped here are written once under a temporary
-        // name, synced and renamed into place (see the module docs), and the
-        // gallery directory is held under an exclusive lock, so nothing writes
-        // or truncates this inode while it is mapped: the bytes behind the
-        // slice below never change. The test
-        // `search::graph::tests::a_mapped_graph_survives_its_replacement`
-        // replaces a mapped file and reads the old mapping afterwards.
-        let map = unsafe { Mmap::map(&file) }.map_err(|e| GalleryError::io(path, e))?;
-        Ok(FrozenMapping { map })
+        // name, synced and renamed into place (see the module docs); after
+        // that only this mapping writes them, through `&mut self`, and the
+        // gallery directory is held under an exclusive lock, so no other
+        // handle of ours writes or truncates this inode while it is mapped
+        // (`Gallery::inspect`, which takes no lock, never reads it). Every
+        // borrow of the bytes is therefore either the only one (`&mut`) or
+        // shared with reads alone. The tests
+        // `search::graph::tests::a_mapped_graph_survives_its_replacement` and
+        // `search::graph::tests::erasure_reaches_the_mapped_file` replace a
+        // mapped file, and write through a mapping and read the file.
+        let map =
+            unsafe { MmapOptions::new().map_mut(&file) }.map_err(|e| GalleryError::io(path, e))?;
+        Ok(GraphMapping {
+            map,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The mapped bytes (page-aligned).
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.map
+    }
+
+    /// The mapped bytes, to write.
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.map
+    }
+
+    /// Writes the range `offset..offset + len` back to the file and waits for
+    /// the device (msync MS_SYNC). Panics if the range is outside the file.
+    pub(crate) fn flush(&self, offset: usize, len: usize) -> Result<(), GalleryError> {
+        assert!(
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.map.len()),
+            "flush of {offset}+{len} outside mapping of {} bytes",
+            self.map.len()
+        );
+        self.map
+            .flush_range(offset, len)
+            .map_err(|e| GalleryError::io(&self.path, e))
     }
 }
 

@@ -1,5 +1,6 @@
-//! [`RowStore`]: create, open, insert, delete, read and scrub the rows of
-//! one gallery directory.
+//! [`RowStore`]: insert, delete, read and scrub the rows of one gallery
+//! directory, and record the template log's sequence with them (creating
+//! and opening are in `open.rs`).
 //!
 //! # Durability
 //!
@@ -12,44 +13,55 @@
 //! 2. Insert: the new rows (vectors, then records with state `LIVE` and their
 //!    checksums) are written past the committed count and flushed
 //!    (`msync(MS_SYNC)`). Only then is the commit written: the *other* header
-//!    slot gets `seq + 1` and the new count, and is flushed. A crash before the
-//!    slot reaches the device leaves the old slot current and the new rows
-//!    beyond the count, ignored; a torn slot fails its checksum and the old
-//!    slot stays current. A batch shares one row flush and one commit (group
-//!    commit), and is all-or-nothing.
-//! 3. Delete: the row's state word becomes `DEAD` (one aligned atomic store)
-//!    and is flushed; then its vector is overwritten with zeros and flushed
-//!    (erasure). A crash after the first flush leaves the row deleted; a
-//!    crash before it leaves it live, and the delete was never acknowledged.
+//!    slot gets the next commit number, the new count and the log sequence
+//!    applied, and is flushed. A crash before the slot reaches the device
+//!    leaves the old slot current and the new rows beyond the count, ignored;
+//!    a torn slot fails its checksum and the old slot stays current. A batch
+//!    shares one row flush and one commit (group commit), and is
+//!    all-or-nothing.
+//! 3. Delete (erasure): the rows to delete and the number of the commit that
+//!    will delete them are written to `erasing.bin` and synced; then that
+//!    commit is written (the count unchanged, the log sequence applied) and
+//!    flushed; only then are the rows' state words set to `DEAD` and flushed,
+//!    their vectors overwritten with zeros and flushed, and every copy the
+//!    accelerators hold erased; last, `erasing.bin` is emptied. A crash before
+//!    the commit leaves the rows live and the old sequence (the intent names
+//!    a commit that never happened and is forgotten at open); a crash after it
+//!    leaves them deleted with the new sequence, and the open finishes the
+//!    erasure from the intent before anything reads the rows.
+//! 4. A log sequence with no row change is one commit of the slot alone.
+//!
+//! So the log sequence in the current slot always names exactly the rows
+//! committed with it: never a sequence ahead of its rows, never rows ahead of
+//! their sequence.
 //!
 //! Readers never take the writer's lock: they load the current [`Snapshot`]
 //! (mappings plus committed count) from an `ArcSwap`, so a writer growing and
 //! remapping the files only ever swaps in a new snapshot; old mappings stay
 //! valid while any reader holds them.
 
-use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::ErrorKind;
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use arc_swap::ArcSwap;
 use rayon::prelude::*;
 
+use super::features::FeatureIndex;
 use super::format::{
-    self, HeaderSlot, Record, VectorFileHeader, FORMAT_VERSION, HEADER_BYTES, RECORDS_FILE,
-    RECORD_BYTES, SLOT_B_OFFSET, STATE_DEAD, STATE_LIVE, STATE_OFFSET, VECTORS_FILE, VECTORS_MAGIC,
+    ErasureIntent, HeaderSlot, Record, VectorFileHeader, ERASURE_FILE, HEADER_BYTES, RECORDS_FILE,
+    RECORD_BYTES, SLOT_B_OFFSET, STATE_DEAD, STATE_LIVE, STATE_OFFSET, VECTORS_FILE,
 };
 use super::mapping::Mapping;
+use super::open::{clear_erasure, erase_rows};
 use super::snapshot::Snapshot;
 use crate::error::GalleryError;
 use crate::ids::{RecordIds, RowId};
 use crate::template::{Layout, Template};
 
-/// Rows a new gallery has room for before it first grows.
-const INITIAL_CAPACITY: u64 = 1024;
 /// Smallest growth step, in rows.
 const MIN_GROWTH: u64 = 4096;
 
@@ -62,25 +74,39 @@ const MIN_GROWTH: u64 = 4096;
 /// directory, in this process or another, fails with
 /// [`GalleryError::Locked`].
 pub(crate) struct RowStore {
-    dir: PathBuf,
-    layout: Layout,
-    stride: usize,
-    snapshot: ArcSwap<Snapshot>,
-    writer: Mutex<Writer>,
-    live: AtomicUsize,
-    damaged: Arc<HashSet<u64>>,
+    pub(super) dir: PathBuf,
+    pub(super) layout: Layout,
+    pub(super) stride: usize,
+    pub(super) snapshot: ArcSwap<Snapshot>,
+    pub(super) writer: Mutex<Writer>,
+    pub(super) live: AtomicUsize,
+    pub(super) damaged: Arc<HashSet<u64>>,
+    /// The live row of each feature id.
+    pub(super) features: RwLock<FeatureIndex>,
+    /// Rows of an erasure a crash interrupted after its commit: the row store
+    /// finished its part at open; the accelerators' part remains (see
+    /// [`RowStore::interrupted_erasure`]).
+    pub(super) interrupted: Mutex<Vec<u64>>,
 }
 
-struct Writer {
-    vectors_file: File,
-    records_file: File,
-    vectors: Arc<Mapping>,
-    records: Arc<Mapping>,
-    capacity: u64,
-    count: u64,
-    seq: u64,
-    next_slot: usize,
-    poisoned: bool,
+pub(super) struct Writer {
+    pub(super) vectors_file: File,
+    pub(super) records_file: File,
+    /// `erasing.bin`: the intent of the erasure under way, if any.
+    pub(super) erasing: File,
+    pub(super) vectors: Arc<Mapping>,
+    pub(super) records: Arc<Mapping>,
+    pub(super) capacity: u64,
+    pub(super) count: u64,
+    /// The current slot's commit number.
+    pub(super) seq: u64,
+    /// The log sequence the current slot records.
+    pub(super) applied: u64,
+    pub(super) next_slot: usize,
+    pub(super) poisoned: bool,
+    /// `vectors.bin` still has the header of the previous format version:
+    /// rewritten before the next commit.
+    pub(super) upgrade: bool,
 }
 
 /// The outcome of [`Gallery::scrub`](crate::Gallery::scrub).
@@ -92,11 +118,11 @@ pub struct ScrubReport {
     pub damaged: Vec<RowId>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
     move |e| GalleryError::io(path, e)
 }
 
-fn slot_offset(slot: usize) -> usize {
+pub(super) fn slot_offset(slot: usize) -> usize {
     if slot == 0 {
         0
     } else {
@@ -105,221 +131,6 @@ fn slot_offset(slot: usize) -> usize {
 }
 
 impl RowStore {
-    /// Creates an empty gallery in `dir` (created if missing).
-    ///
-    /// `records.bin` is written under a temporary name and renamed into place
-    /// last, so a crash during creation leaves no half-made gallery behind
-    /// (a later `create` simply starts again).
-    pub(crate) fn create(dir: &Path, layout: Layout) -> Result<RowStore, GalleryError> {
-        let layout = Layout::new(layout.blocks, layout.dim)
-            .map_err(|_| GalleryError::InvalidQuery(format!("invalid layout {layout:?}")))?;
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let records_path = dir.join(RECORDS_FILE);
-        if records_path.exists() {
-            return Err(GalleryError::AlreadyExists {
-                path: dir.to_path_buf(),
-            });
-        }
-        let stride = format::row_stride(layout) as u64;
-
-        let vectors_path = dir.join(VECTORS_FILE);
-        let vectors = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&vectors_path)
-            .map_err(io(&vectors_path))?;
-        vectors
-            .set_len(HEADER_BYTES as u64 + INITIAL_CAPACITY * stride)
-            .map_err(io(&vectors_path))?;
-        vectors
-            .write_all_at(bytemuck::bytes_of(&VectorFileHeader::new(layout)), 0)
-            .map_err(io(&vectors_path))?;
-        vectors.sync_all().map_err(io(&vectors_path))?;
-
-        let tmp_path = dir.join(format!("{RECORDS_FILE}.tmp"));
-        let records = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp_path)
-            .map_err(io(&tmp_path))?;
-        records
-            .set_len(HEADER_BYTES as u64 + INITIAL_CAPACITY * RECORD_BYTES as u64)
-            .map_err(io(&tmp_path))?;
-        records
-            .write_all_at(bytemuck::bytes_of(&HeaderSlot::new(layout, 1, 0)), 0)
-            .map_err(io(&tmp_path))?;
-        records.sync_all().map_err(io(&tmp_path))?;
-        drop(records);
-        fs::rename(&tmp_path, &records_path).map_err(io(&records_path))?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
-        RowStore::open(dir)
-    }
-
-    /// Opens an existing store: maps its files, checks both headers and
-    /// reads each row's 4-byte state word; vectors are not read.
-    ///
-    /// A damaged row does not fail the open: it is never returned by a search,
-    /// reading it is a [`GalleryError::Corrupt`] error, and
-    /// [`RowStore::scrub`] lists it (rows with an invalid state word are known
-    /// at once, from [`RowStore::damaged_rows`]).
-    pub(crate) fn open(dir: &Path) -> Result<RowStore, GalleryError> {
-        let records_path = dir.join(RECORDS_FILE);
-        let records_file = match File::options().read(true).write(true).open(&records_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(GalleryError::NotFound {
-                    path: dir.to_path_buf(),
-                })
-            }
-            Err(e) => return Err(GalleryError::io(&records_path, e)),
-        };
-        match records_file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(GalleryError::Locked {
-                    path: dir.to_path_buf(),
-                })
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(GalleryError::io(&records_path, e)),
-        }
-        let vectors_path = dir.join(VECTORS_FILE);
-        let vectors_file = match File::options().read(true).write(true).open(&vectors_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(GalleryError::corrupt(&vectors_path, "file is missing"))
-            }
-            Err(e) => return Err(GalleryError::io(&vectors_path, e)),
-        };
-
-        let vectors_len = vectors_file.metadata().map_err(io(&vectors_path))?.len();
-        let records_len = records_file.metadata().map_err(io(&records_path))?.len();
-        if vectors_len < HEADER_BYTES as u64 {
-            return Err(GalleryError::corrupt(&vectors_path, "truncated header"));
-        }
-        if records_len < HEADER_BYTES as u64 {
-            return Err(GalleryError::corrupt(&records_path, "truncated header"));
-        }
-
-        let mut raw = [0u8; 64];
-        vectors_file
-            .read_exact_at(&mut raw, 0)
-            .map_err(io(&vectors_path))?;
-        let header: VectorFileHeader = bytemuck::pod_read_unaligned(&raw);
-        if header.magic != VECTORS_MAGIC {
-            return Err(GalleryError::corrupt(&vectors_path, "bad magic number"));
-        }
-        if header.crc != header.computed_crc() {
-            return Err(GalleryError::corrupt(
-                &vectors_path,
-                "header checksum mismatch",
-            ));
-        }
-        if header.version != FORMAT_VERSION {
-            return Err(GalleryError::UnsupportedVersion {
-                path: vectors_path,
-                found: header.version,
-            });
-        }
-        let layout = Layout::new(header.blocks as usize, header.dim as usize)
-            .map_err(|_| GalleryError::corrupt(&vectors_path, "invalid layout in header"))?;
-        let stride = format::row_stride(layout);
-        if header.row_stride as usize != stride {
-            return Err(GalleryError::corrupt(
-                &vectors_path,
-                "row stride disagrees with layout",
-            ));
-        }
-
-        let mut slots = Vec::with_capacity(2);
-        for slot in 0..2 {
-            records_file
-                .read_exact_at(&mut raw, slot_offset(slot) as u64)
-                .map_err(io(&records_path))?;
-            let s: HeaderSlot = bytemuck::pod_read_unaligned(&raw);
-            if s.is_intact() {
-                slots.push((slot, s));
-            }
-        }
-        let Some(&(current, slot)) = slots.iter().max_by_key(|(_, s)| s.seq) else {
-            return Err(GalleryError::corrupt(
-                &records_path,
-                "no intact header slot",
-            ));
-        };
-        if slot.version != FORMAT_VERSION {
-            return Err(GalleryError::UnsupportedVersion {
-                path: records_path,
-                found: slot.version,
-            });
-        }
-        if (slot.blocks as usize, slot.dim as usize) != (layout.blocks, layout.dim) {
-            return Err(GalleryError::corrupt(
-                &records_path,
-                "layout differs from vectors.bin",
-            ));
-        }
-        let vector_rows = (vectors_len - HEADER_BYTES as u64) / stride as u64;
-        let record_rows = (records_len - HEADER_BYTES as u64) / RECORD_BYTES as u64;
-        if slot.count > vector_rows {
-            return Err(GalleryError::corrupt(
-                &vectors_path,
-                format!(
-                    "truncated: {} rows committed, room for {vector_rows}",
-                    slot.count
-                ),
-            ));
-        }
-        if slot.count > record_rows {
-            return Err(GalleryError::corrupt(
-                &records_path,
-                format!(
-                    "truncated: {} rows committed, room for {record_rows}",
-                    slot.count
-                ),
-            ));
-        }
-
-        let vectors = Arc::new(Mapping::new(&vectors_file, &vectors_path)?);
-        let records = Arc::new(Mapping::new(&records_file, &records_path)?);
-        let mut snapshot = Snapshot {
-            vectors: vectors.clone(),
-            records: records.clone(),
-            count: slot.count,
-            layout,
-            stride,
-            damaged: Arc::default(),
-        };
-        let (live, damaged) = check_records(&snapshot);
-        let damaged = Arc::new(damaged);
-        snapshot.damaged = damaged.clone();
-        let writer = Writer {
-            vectors_file,
-            records_file,
-            vectors,
-            records,
-            capacity: vector_rows.min(record_rows),
-            count: slot.count,
-            seq: slot.seq,
-            next_slot: 1 - current,
-            poisoned: false,
-        };
-        Ok(RowStore {
-            dir: dir.to_path_buf(),
-            layout,
-            stride,
-            snapshot: ArcSwap::new(Arc::new(snapshot)),
-            writer: Mutex::new(writer),
-            live: AtomicUsize::new(live),
-            damaged,
-        })
-    }
-
     /// The store's directory.
     pub(crate) fn dir(&self) -> &Path {
         &self.dir
@@ -378,26 +189,132 @@ impl RowStore {
         Ok(())
     }
 
+    /// The last log sequence applied, as of the last commit.
+    pub(crate) fn applied_sequence(&self) -> u64 {
+        self.snapshot.load().applied
+    }
+
+    /// The live row of `feature`, if any (the latest, if plain inserts put it
+    /// in several rows).
+    pub(crate) fn row_of(&self, feature: u128) -> Option<RowId> {
+        self.features
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(feature)
+            .map(RowId)
+    }
+
+    /// Refuses a log sequence older than the one applied.
+    fn check_sequence(w: &Writer, sequence: Option<u64>) -> Result<u64, GalleryError> {
+        match sequence {
+            Some(offered) if offered < w.applied => Err(GalleryError::StaleSequence {
+                applied: w.applied,
+                offered,
+            }),
+            Some(offered) => Ok(offered),
+            None => Ok(w.applied),
+        }
+    }
+
+    /// Writes and flushes the next commit slot: `count` rows, log sequence
+    /// `applied`. Poisons the writer if a flush fails.
+    fn commit(&self, w: &mut Writer, count: u64, applied: u64) -> Result<(), GalleryError> {
+        let slot_off = slot_offset(w.next_slot);
+        let slot = HeaderSlot::new(self.layout, w.seq + 1, count, applied);
+        let committed = (|| {
+            if w.upgrade {
+                // A gallery of the previous version: its vectors header says
+                // so until this first commit of the current version.
+                let header = VectorFileHeader::new(self.layout);
+                w.vectors.write(0, bytemuck::bytes_of(&header));
+                w.vectors
+                    .flush(0, std::mem::size_of::<VectorFileHeader>())?;
+            }
+            w.records.write(slot_off, bytemuck::bytes_of(&slot));
+            w.records.flush(slot_off, std::mem::size_of::<HeaderSlot>())
+        })();
+        if let Err(e) = committed {
+            w.poisoned = true;
+            return Err(e);
+        }
+        w.upgrade = false;
+        w.seq += 1;
+        w.next_slot ^= 1;
+        w.count = count;
+        w.applied = applied;
+        Ok(())
+    }
+
+    /// Records log sequence `sequence` with no row change (a commit of the
+    /// slot alone; nothing is written when it is the one applied already).
+    pub(crate) fn advance_sequence(&self, sequence: u64) -> Result<(), GalleryError> {
+        let mut w = self.lock_writer()?;
+        let applied = Self::check_sequence(&w, Some(sequence))?;
+        if applied > w.applied {
+            let count = w.count;
+            self.commit(&mut w, count, applied)?;
+            self.publish(&w);
+        }
+        Ok(())
+    }
+
     /// Inserts templates all-or-nothing with one flush and one commit; durable
     /// when it returns. Rows are returned in input order.
+    ///
+    /// With a log `sequence`, the commit also records it, and the insert is
+    /// idempotent by feature id: an item whose feature is live already (or
+    /// earlier in the same batch) is not inserted again, and its row is
+    /// returned in its place; a sequence older than the applied one is
+    /// [`GalleryError::StaleSequence`].
     pub(crate) fn insert_batch(
         &self,
         items: &[(RecordIds, &Template)],
+        sequence: Option<u64>,
     ) -> Result<Vec<RowId>, GalleryError> {
         for (_, template) in items {
             self.check_layout(template)?;
         }
-        if items.is_empty() {
+        if items.is_empty() && sequence.is_none() {
             return Ok(Vec::new());
         }
         let mut w = self.lock_writer()?;
+        let applied = Self::check_sequence(&w, sequence)?;
         let start = w.count;
-        let end = start + items.len() as u64;
+        // Where each item goes, and which items are written.
+        let mut rows = Vec::with_capacity(items.len());
+        let mut fresh: Vec<usize> = Vec::with_capacity(items.len());
+        {
+            let features = self.features.read().unwrap_or_else(|p| p.into_inner());
+            let mut in_batch: HashMap<u128, u64> = HashMap::new();
+            for (i, (ids, _)) in items.iter().enumerate() {
+                if sequence.is_some() {
+                    let known = features
+                        .get(ids.feature_id)
+                        .or_else(|| in_batch.get(&ids.feature_id).copied());
+                    if let Some(row) = known {
+                        rows.push(RowId(row));
+                        continue;
+                    }
+                    in_batch.insert(ids.feature_id, start + fresh.len() as u64);
+                }
+                rows.push(RowId(start + fresh.len() as u64));
+                fresh.push(i);
+            }
+        }
+        if fresh.is_empty() {
+            if applied > w.applied {
+                self.commit(&mut w, start, applied)?;
+                self.publish(&w);
+            }
+            return Ok(rows);
+        }
+        let end = start + fresh.len() as u64;
         self.ensure_capacity(&mut w, end)?;
 
         let byte_len = self.layout.byte_len();
-        for (i, (ids, template)) in items.iter().enumerate() {
-            let row = start + i as u64;
+        for (n, &i) in fresh.iter().enumerate() {
+            let (ids, template) = &items[i];
+            let row = start + n as u64;
             let bytes: &[u8] = bytemuck::cast_slice(template.as_slice());
             debug_assert_eq!(bytes.len(), byte_len);
             w.vectors
@@ -406,64 +323,131 @@ impl RowStore {
             w.records
                 .write(Snapshot::record_offset(row), bytemuck::bytes_of(&record));
         }
-        let slot_off = slot_offset(w.next_slot);
-        let slot = HeaderSlot::new(self.layout, w.seq + 1, end);
-        let committed = (|| {
-            w.vectors.flush(
+        let flushed = w
+            .vectors
+            .flush(
                 HEADER_BYTES + start as usize * self.stride,
-                items.len() * self.stride,
-            )?;
-            w.records
-                .flush(Snapshot::record_offset(start), items.len() * RECORD_BYTES)?;
-            w.records.write(slot_off, bytemuck::bytes_of(&slot));
-            w.records.flush(slot_off, std::mem::size_of::<HeaderSlot>())
-        })();
-        if let Err(e) = committed {
-            w.poisoned = true;
-            return Err(e);
-        }
-        w.seq += 1;
-        w.next_slot ^= 1;
-        w.count = end;
-        self.live.fetch_add(items.len(), Ordering::Relaxed);
-        self.publish(&w);
-        Ok((start..end).map(RowId).collect())
-    }
-
-    /// Tombstones `row` and erases its vector, durably. `Ok(false)` if it was
-    /// already deleted.
-    pub(crate) fn delete(&self, row: RowId) -> Result<bool, GalleryError> {
-        let mut w = self.lock_writer()?;
-        if row.0 >= w.count {
-            return Err(GalleryError::UnknownRow(row));
-        }
-        let (records, vectors) = (w.records.clone(), w.vectors.clone());
-        let state_offset = Snapshot::record_offset(row.0) + STATE_OFFSET;
-        let word = records.state_word(state_offset);
-        match word.load(Ordering::Acquire) {
-            STATE_DEAD => return Ok(false),
-            STATE_LIVE => {}
-            other => {
-                return Err(GalleryError::corrupt(
-                    self.dir.join(RECORDS_FILE),
-                    format!("row {} has invalid state word {other:#x}", row.0),
-                ))
-            }
-        }
-        word.store(STATE_DEAD, Ordering::Release);
-        let vector_offset = HEADER_BYTES + row.0 as usize * self.stride;
-        let flushed = records.flush(state_offset, 4).and_then(|()| {
-            vectors.erase(vector_offset, self.stride);
-            vectors.flush(vector_offset, self.stride)
-        });
+                fresh.len() * self.stride,
+            )
+            .and_then(|()| {
+                w.records
+                    .flush(Snapshot::record_offset(start), fresh.len() * RECORD_BYTES)
+            });
         if let Err(e) = flushed {
             w.poisoned = true;
             return Err(e);
         }
-        if !self.is_damaged(row.0) {
-            self.live.fetch_sub(1, Ordering::Relaxed);
+        self.commit(&mut w, end, applied)?;
+        self.live.fetch_add(fresh.len(), Ordering::Relaxed);
+        self.publish(&w);
+        let mut features = self.features.write().unwrap_or_else(|p| p.into_inner());
+        for (n, &i) in fresh.iter().enumerate() {
+            features.insert(items[i].0.feature_id, start + n as u64);
         }
-        Ok(true)
+        Ok(rows)
+    }
+
+    /// Deletes `rows` durably and erases them: tombstoned, vectors zeroed, and
+    /// `accelerators` called with the rows to erase every other copy (see the
+    /// module docs for the order). With a log `sequence`, the commit records
+    /// it (a sequence older than the applied one is
+    /// [`GalleryError::StaleSequence`]). Rows already deleted are skipped; an
+    /// unknown row or an invalid state word fails the call before anything
+    /// is written. Returns the rows erased, in increasing order.
+    ///
+    /// A failure after the commit poisons the writer: the erasure is then
+    /// finished by the next open.
+    pub(crate) fn delete(
+        &self,
+        rows: &[RowId],
+        sequence: Option<u64>,
+        accelerators: impl FnOnce(&[u64]) -> Result<(), GalleryError>,
+    ) -> Result<Vec<u64>, GalleryError> {
+        let mut w = self.lock_writer()?;
+        let applied = Self::check_sequence(&w, sequence)?;
+        let mut doomed = Vec::with_capacity(rows.len());
+        for &row in rows {
+            if row.0 >= w.count {
+                return Err(GalleryError::UnknownRow(row));
+            }
+            let state_offset = Snapshot::record_offset(row.0) + STATE_OFFSET;
+            match w.records.state_word(state_offset).load(Ordering::Acquire) {
+                STATE_DEAD => {}
+                STATE_LIVE => doomed.push(row.0),
+                other => {
+                    return Err(GalleryError::corrupt(
+                        self.dir.join(RECORDS_FILE),
+                        format!("row {} has invalid state word {other:#x}", row.0),
+                    ))
+                }
+            }
+        }
+        doomed.sort_unstable();
+        doomed.dedup();
+        let count = w.count;
+        if doomed.is_empty() {
+            if applied > w.applied {
+                self.commit(&mut w, count, applied)?;
+                self.publish(&w);
+            }
+            return Ok(doomed);
+        }
+        let intent = ErasureIntent::encode(w.seq + 1, &doomed);
+        let path = self.dir.join(ERASURE_FILE);
+        let recorded = w
+            .erasing
+            .write_all_at(&intent, 0)
+            .and_then(|()| w.erasing.set_len(intent.len() as u64))
+            .and_then(|()| w.erasing.sync_all())
+            .map_err(io(&path));
+        if let Err(e) = recorded {
+            // The intent may be torn: no commit may reuse its number before
+            // an open has looked at it.
+            w.poisoned = true;
+            return Err(e);
+        }
+        self.commit(&mut w, count, applied)?;
+        let (records, vectors) = (w.records.clone(), w.vectors.clone());
+        let erased = erase_rows(&records, &vectors, self.stride, &doomed)
+            .and_then(|()| accelerators(&doomed))
+            .and_then(|()| clear_erasure(&self.dir, &w.erasing));
+        if let Err(e) = erased {
+            w.poisoned = true;
+            return Err(e);
+        }
+        let snap = self.snapshot.load();
+        let mut features = self.features.write().unwrap_or_else(|p| p.into_inner());
+        for &row in &doomed {
+            if let Some(ids) = snap.record(row).ids() {
+                features.remove(ids.feature_id, row);
+            }
+        }
+        drop(features);
+        let undamaged = doomed.iter().filter(|&&r| !self.is_damaged(r)).count();
+        self.live.fetch_sub(undamaged, Ordering::Relaxed);
+        self.publish(&w);
+        Ok(doomed)
+    }
+
+    /// The rows of an erasure a crash interrupted after its commit, whose
+    /// accelerator part the gallery finishes at open before calling
+    /// [`RowStore::finish_interrupted_erasure`].
+    pub(crate) fn interrupted_erasure(&self) -> Vec<u64> {
+        self.interrupted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Forgets the interrupted erasure once every copy is erased.
+    pub(crate) fn finish_interrupted_erasure(&self) -> Result<(), GalleryError> {
+        let w = self.lock_writer()?;
+        let mut rows = self.interrupted.lock().unwrap_or_else(|p| p.into_inner());
+        if !rows.is_empty() {
+            clear_erasure(&self.dir, &w.erasing)?;
+            rows.clear();
+        }
+        Ok(())
     }
 
     /// The record at `row` with its template, or `None` if it is deleted.
@@ -576,39 +560,10 @@ impl RowStore {
             vectors: w.vectors.clone(),
             records: w.records.clone(),
             count: w.count,
+            applied: w.applied,
             layout: self.layout,
             stride: self.stride,
             damaged: self.damaged.clone(),
         }));
     }
-}
-
-/// Counts live rows and finds rows whose state word is neither live nor dead,
-/// reading only the state words (in parallel for large galleries). Record and
-/// vector checksums are verified where a row is read (`get`, `compare`, search
-/// candidates, `live_records`) and by [`RowStore::scrub`], so opening stays
-/// proportional to a few bytes per row.
-fn check_records(snap: &Snapshot) -> (usize, HashSet<u64>) {
-    let check = |(mut live, mut damaged): (usize, Vec<u64>), row: u64| {
-        match snap.state(row) {
-            STATE_LIVE => live += 1,
-            STATE_DEAD => {}
-            _ => damaged.push(row),
-        }
-        (live, damaged)
-    };
-    let merge = |(a, mut da): (usize, Vec<u64>), (b, db): (usize, Vec<u64>)| {
-        da.extend(db);
-        (a + b, da)
-    };
-    let (live, damaged) = if snap.count < 262_144 {
-        (0..snap.count).fold((0, Vec::new()), check)
-    } else {
-        const CHUNK: u64 = 65_536;
-        (0..snap.count.div_ceil(CHUNK))
-            .into_par_iter()
-            .map(|c| (c * CHUNK..((c + 1) * CHUNK).min(snap.count)).fold((0, Vec::new()), check))
-            .reduce(|| (0, Vec::new()), merge)
-    };
-    (live, damaged.into_iter().collect())
 }

@@ -20,6 +20,8 @@ pub(crate) struct Snapshot {
     pub(super) records: Arc<Mapping>,
     /// Rows committed: rows `0..count` may be read.
     pub(crate) count: u64,
+    /// The last log sequence applied by the committed rows.
+    pub(crate) applied: u64,
     /// The layout of every row.
     pub(crate) layout: Layout,
     pub(super) stride: usize,
@@ -34,7 +36,7 @@ impl Snapshot {
     }
 
     /// Where the record of `row` starts in `records.bin`.
-    pub(super) fn record_offset(row: u64) -> usize {
+    pub(crate) fn record_offset(row: u64) -> usize {
         HEADER_BYTES + row as usize * RECORD_BYTES
     }
 
@@ -91,6 +93,12 @@ impl Snapshot {
     #[inline]
     pub(crate) fn is_live(&self, row: u64) -> bool {
         self.state(row) == STATE_LIVE
+    }
+
+    /// Whether the state word of `row` (a committed row) says deleted.
+    #[inline]
+    pub(crate) fn is_dead(&self, row: u64) -> bool {
+        self.state(row) == super::format::STATE_DEAD
     }
 
     /// Whether the state word of `row` was invalid when the store was opened.

@@ -11,6 +11,9 @@
 //! a visited bit set and a fused i8 kernel, and an open maps the file
 //! and checks it instead of parsing it.
 //!
+//! The builder's files hold every key again (`hnsw.hnsw.data`); erasing a
+//! row overwrites its key there in place too ([`erase_in_builder_files`]).
+//!
 //! Flattening also adds links back: `hnsw_rs` keeps a base-layer list to its
 //! nearest `2·M` points as links from later points arrive, so the far links
 //! that join one neighbourhood to the next are the first it drops, and a point
@@ -20,8 +23,10 @@
 //!
 
 use std::cmp::Reverse;
+use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytemuck::{Pod, Zeroable};
@@ -40,6 +45,12 @@ const BASENAME: &str = "hnsw";
 pub(crate) const META_FILE: &str = "hnsw.meta";
 const GRAPH_FILE: &str = "hnsw.hnsw.graph";
 const DATA_FILE: &str = "hnsw.hnsw.data";
+/// Where the builder's files are written before they are renamed into place.
+pub(crate) const TMP_DIR: &str = "hnsw.tmp";
+/// Where the metadata is written before it is renamed into place.
+pub(crate) const META_TMP: &str = "hnsw.meta.tmp";
+/// What `hnsw_rs` writes first in its data file, and before each point's key.
+const DATA_MAGIC: u32 = 0xa67f_0000;
 const META_MAGIC: [u8; 8] = *b"PLMHNSW\0";
 const META_VERSION: u32 = 1;
 /// Rows inserted per `parallel_insert` call while building (a cancel point).
@@ -192,7 +203,7 @@ impl Builder {
     /// Writes the graph beside the gallery (temporary files, renamed into
     /// place, the metadata last), so a later extension starts from it.
     pub(crate) fn save(&self, dir: &Path, snap: &Snapshot) -> Result<(), GalleryError> {
-        let tmp = dir.join("hnsw.tmp");
+        let tmp = dir.join(TMP_DIR);
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp).map_err(|e| GalleryError::io(&tmp, e))?;
         let written = self
@@ -541,4 +552,113 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| GalleryError::io(path, e))
+}
+
+/// Overwrites with zeros the keys of `rows` in the builder's data file
+/// (`hnsw_rs` writes each point there as its magic number, its row, the
+/// key's length and the key), syncs it, and records the file's new length and
+/// CRC in the metadata, so the builder's files stay usable. The file is read
+/// whole. A data file that cannot be parsed is overwritten with zeros and the
+/// metadata removed (the next extension then rebuilds). A crash between the
+/// two writes leaves a data file that fails its metadata's checksum: the
+/// next extension rebuilds.
+pub(crate) fn erase_in_builder_files(dir: &Path, rows: &[u64]) -> Result<(), GalleryError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let path = dir.join(DATA_FILE);
+    let file = match fs::File::options().read(true).write(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(GalleryError::io(&path, e)),
+    };
+    let io = |e| GalleryError::io(&path, e);
+    let len = file.metadata().map_err(io)?.len();
+    let wanted: HashSet<u64> = rows.iter().copied().collect();
+    let mut head = [0u8; 12];
+    let dim = match file.read_exact_at(&mut head, 0) {
+        Ok(()) if u32::from_ne_bytes(head[..4].try_into().expect("4")) == DATA_MAGIC => {
+            u64::from_ne_bytes(head[4..].try_into().expect("8"))
+        }
+        _ => return zero_builder_files(dir, &file, len),
+    };
+    let record = 20 + dim;
+    if dim == 0 || dim > 1 << 20 || (len - 12) % record != 0 {
+        return zero_builder_files(dir, &file, len);
+    }
+    let per_read = (4 << 20) / record;
+    let mut buf = vec![0u8; (per_read * record) as usize];
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head);
+    let mut changed = false;
+    let mut at = 12u64;
+    while at < len {
+        let n = (per_read * record).min(len - at) as usize;
+        let chunk = &mut buf[..n];
+        file.read_exact_at(chunk, at).map_err(io)?;
+        let mut dirty = false;
+        for point in chunk.chunks_exact_mut(record as usize) {
+            let magic = u32::from_ne_bytes(point[..4].try_into().expect("4"));
+            let row = u64::from_ne_bytes(point[4..12].try_into().expect("8"));
+            let key_len = u64::from_ne_bytes(point[12..20].try_into().expect("8"));
+            if magic != DATA_MAGIC || key_len != dim {
+                return zero_builder_files(dir, &file, len);
+            }
+            let key = &mut point[20..];
+            if wanted.contains(&row) && key.iter().any(|&b| b != 0) {
+                key.fill(0);
+                dirty = true;
+            }
+        }
+        if dirty {
+            file.write_all_at(chunk, at).map_err(io)?;
+            changed = true;
+        }
+        crc.update(chunk);
+        at += n as u64;
+    }
+    if !changed {
+        return Ok(());
+    }
+    file.sync_all().map_err(io)?;
+    let meta_path = dir.join(META_FILE);
+    let Ok(raw) = fs::read(&meta_path) else {
+        return Ok(());
+    };
+    if raw.len() != std::mem::size_of::<IndexMeta>() {
+        return Ok(());
+    }
+    let mut meta: IndexMeta = bytemuck::pod_read_unaligned(&raw);
+    if meta.magic != META_MAGIC || meta.crc != meta.computed_crc() {
+        return Ok(());
+    }
+    meta.data_len = len;
+    meta.data_crc = crc.finalize();
+    meta.crc = meta.computed_crc();
+    let tmp = dir.join(META_TMP);
+    write_synced(&tmp, bytemuck::bytes_of(&meta))?;
+    fs::rename(&tmp, &meta_path).map_err(|e| GalleryError::io(&meta_path, e))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| GalleryError::io(dir, e))
+}
+
+/// Overwrites a data file that cannot be parsed with zeros and removes the
+/// builder's metadata, so that nothing reads the builder's files again.
+fn zero_builder_files(dir: &Path, file: &fs::File, len: u64) -> Result<(), GalleryError> {
+    let path = dir.join(DATA_FILE);
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < len {
+        let n = (zeros.len() as u64).min(len - at) as usize;
+        file.write_all_at(&zeros[..n], at)
+            .map_err(|e| GalleryError::io(&path, e))?;
+        at += n as u64;
+    }
+    file.sync_all().map_err(|e| GalleryError::io(&path, e))?;
+    match fs::remove_file(dir.join(META_FILE)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(GalleryError::io(dir.join(META_FILE), e)),
+    }
 }

@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | row of each point (increasing) | `u32` | `points` |
 //! | key of each point | `i8` | `points · dim` |
+//! | CRC-32 of each point's key | `u32` | `points` |
 //! | base-layer neighbours | `u32` | `points · degree0` |
 //! | start of each upper layer in the two arrays below | `u64` | `levels + 1` |
 //! | points present on each upper layer (increasing within a layer) | `u32` | `upper` |
@@ -21,6 +22,18 @@
 //! Neighbour lists are padded with [`NONE`]. A file is only used when both
 //! CRCs hold, its digest matches the gallery, and every index in it is in
 //! range (checked once at open), so a search never reads out of bounds.
+//!
+//! # Erasure
+//!
+//! The body CRC covers every section but the keys and their CRCs: each key
+//! has its own, so that the key of a deleted row can be erased in place (its
+//! bytes and its CRC overwritten with zeros, then flushed) without rewriting
+//! anything else. A key of all zeros is an erased key, and only a deleted row
+//! may have one; any other key must match its CRC. The search walks an erased
+//! point like any other (its links still lead on) and never returns it, since
+//! its row is deleted. Loading a file erases the key of every row deleted
+//! since the file was written (an erasure the file missed, for instance one
+//! that happened while the graph was being built).
 
 use std::fs;
 use std::path::Path;
@@ -28,14 +41,18 @@ use std::path::Path;
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::GalleryError;
-use crate::storage::FrozenMapping;
+use crate::storage::GraphMapping;
 
 /// Name of the file in the gallery directory.
 pub(crate) const FLAT_FILE: &str = "hnsw.flat";
+/// Where the file is written before it is renamed into place.
+pub(crate) const FLAT_TMP: &str = "hnsw.flat.tmp";
 const MAGIC: [u8; 8] = *b"PLMFLAT\0";
-/// Version 2: base lists carry links back (see `build.rs`); a version 1
-/// file is refused, and the graph is flattened again from the saved build.
-pub(super) const VERSION: u32 = 2;
+/// Version 3: each key has its own CRC, outside the body CRC, so that keys
+/// can be erased in place (version 2: base lists carry links back, see
+/// `build.rs`). A file of an earlier version is refused, and the graph is
+/// flattened again from the saved build.
+pub(super) const VERSION: u32 = 3;
 /// Padding of a neighbour list.
 pub(crate) const NONE: u32 = u32::MAX;
 const ALIGN: usize = 64;
@@ -77,7 +94,8 @@ impl Header {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Sections {
     pub(super) rows: (usize, usize),
-    keys: (usize, usize),
+    pub(super) keys: (usize, usize),
+    key_crcs: (usize, usize),
     pub(super) base: (usize, usize),
     level_start: (usize, usize),
     upper_points: (usize, usize),
@@ -99,6 +117,7 @@ impl Sections {
         };
         let rows = next(n.checked_mul(4)?)?;
         let keys = next(n.checked_mul(h.dim as usize)?)?;
+        let key_crcs = next(n.checked_mul(4)?)?;
         let base = next(n.checked_mul(h.degree0 as usize)?.checked_mul(4)?)?;
         let level_start = next((h.levels as usize).checked_add(1)?.checked_mul(8)?)?;
         let upper_points = next(upper.checked_mul(4)?)?;
@@ -107,6 +126,7 @@ impl Sections {
         Some(Sections {
             rows,
             keys,
+            key_crcs,
             base,
             level_start,
             upper_points,
@@ -115,6 +135,15 @@ impl Sections {
             end: at,
         })
     }
+
+    /// The CRC of the body of `bytes` (the whole file): every section but the
+    /// keys and their CRCs.
+    pub(super) fn body_crc(&self, bytes: &[u8]) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bytes[HEADER_LEN..self.keys.0]);
+        h.update(&bytes[self.key_crcs.0 + self.key_crcs.1..self.end]);
+        h.finalize()
+    }
 }
 
 /// Where the bytes of a graph live.
@@ -122,7 +151,7 @@ pub(super) enum Bytes {
     /// Built in this process (8-byte aligned).
     Owned(Vec<u64>),
     /// Mapped from the saved file (page-aligned).
-    Mapped(FrozenMapping),
+    Mapped(GraphMapping),
 }
 
 impl Bytes {
@@ -130,6 +159,21 @@ impl Bytes {
         match self {
             Bytes::Owned(words) => bytemuck::cast_slice(words),
             Bytes::Mapped(map) => map.bytes(),
+        }
+    }
+
+    fn get_mut(&mut self) -> &mut [u8] {
+        match self {
+            Bytes::Owned(words) => bytemuck::cast_slice_mut(words),
+            Bytes::Mapped(map) => map.bytes_mut(),
+        }
+    }
+
+    /// Makes the bytes at `offset..offset + len` durable (mapped bytes only).
+    fn flush(&self, offset: usize, len: usize) -> Result<(), GalleryError> {
+        match self {
+            Bytes::Owned(_) => Ok(()),
+            Bytes::Mapped(map) => map.flush(offset, len),
         }
     }
 }
@@ -166,6 +210,9 @@ pub(crate) struct FlatGraph {
     pub(super) bytes: Bytes,
     pub(super) header: Header,
     pub(super) sections: Sections,
+    /// Rows whose keys the load found and erased (deleted since the file was
+    /// written): their copies in the builder's files remain to be erased.
+    pub(super) erased_at_load: Vec<u64>,
 }
 
 impl FlatGraph {
@@ -211,6 +258,9 @@ impl FlatGraph {
             for (p, key) in lists.keys.iter().enumerate() {
                 let k = sections.keys.0 + p * dim;
                 bytes[k..k + dim].copy_from_slice(bytemuck::cast_slice(key));
+                let crc = crc32fast::hash(bytemuck::cast_slice(key));
+                let c = sections.key_crcs.0 + p * 4;
+                bytes[c..c + 4].copy_from_slice(&crc.to_le_bytes());
             }
             for (p, list) in lists.base.iter().enumerate() {
                 let mut list = list.clone();
@@ -227,7 +277,7 @@ impl FlatGraph {
                 put_u32s(bytes, sections.upper_links, i * degree, &list);
             }
             put_u32s(bytes, sections.orphans, 0, &lists.orphans);
-            header.body_crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+            header.body_crc = sections.body_crc(bytes);
             header.crc = header.computed_crc();
             bytes[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
         }
@@ -235,61 +285,189 @@ impl FlatGraph {
             bytes: Bytes::Owned(words),
             header,
             sections,
+            erased_at_load: Vec::new(),
         }
     }
 
     /// Maps and checks the saved file in `dir`: it must be intact, cover at
-    /// most `count` rows and carry `digest_of(rows)` for the rows it covers.
-    /// The reason it is refused otherwise.
+    /// most `count` rows, carry `digest_of(rows)` for the rows it covers, and
+    /// hold an intact key for every row `is_dead` does not call deleted. The
+    /// keys of deleted rows are erased in the file if they are not already.
+    /// The reason it is refused otherwise; a refused file is overwritten
+    /// with zeros (it is about to be replaced, and may hold keys of deleted
+    /// rows).
     pub(crate) fn load(
         dir: &Path,
         count: u64,
         digest_of: &dyn Fn(u64) -> u32,
+        is_dead: &(dyn Fn(u64) -> bool + Sync),
     ) -> Result<FlatGraph, String> {
         let path = dir.join(FLAT_FILE);
         if !path.exists() {
             return Err(format!("{FLAT_FILE} is missing"));
         }
-        let map = FrozenMapping::open(&path).map_err(|e| e.to_string())?;
+        let map = GraphMapping::open(&path).map_err(|e| e.to_string())?;
+        let mut graph = FlatGraph::check(map, count, Some(digest_of)).map_err(|(map, why)| {
+            zero_fill(map);
+            why
+        })?;
+        if let Err(why) = graph.check_keys(is_dead) {
+            if let Bytes::Mapped(map) = graph.bytes {
+                zero_fill(map);
+            }
+            return Err(why);
+        }
+        Ok(graph)
+    }
+
+    /// The graph in `map` if its header, body and structure are intact and
+    /// it matches the gallery (at most `count` rows, and `digest_of` its
+    /// rows' digest, if given); the mapping back and the reason otherwise.
+    #[allow(clippy::result_large_err)]
+    fn check(
+        map: GraphMapping,
+        count: u64,
+        digest_of: Option<&dyn Fn(u64) -> u32>,
+    ) -> Result<FlatGraph, (GraphMapping, String)> {
         let bytes = map.bytes();
         if bytes.len() < HEADER_LEN {
-            return Err(format!("{FLAT_FILE} is too short"));
+            return Err((map, format!("{FLAT_FILE} is too short")));
         }
         let header: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
         if header.magic != MAGIC || header.crc != header.computed_crc() {
-            return Err(format!("{FLAT_FILE} header is damaged"));
+            return Err((map, format!("{FLAT_FILE} header is damaged")));
         }
         if header.version != VERSION {
-            return Err(format!("{FLAT_FILE} version {}", header.version));
+            return Err((map, format!("{FLAT_FILE} version {}", header.version)));
         }
-        let sections =
-            Sections::of(&header).ok_or_else(|| format!("{FLAT_FILE} header is inconsistent"))?;
+        let Some(sections) = Sections::of(&header) else {
+            return Err((map, format!("{FLAT_FILE} header is inconsistent")));
+        };
         if sections.end != bytes.len() {
-            return Err(format!(
+            let why = format!(
                 "{FLAT_FILE} holds {} bytes, its header says {}",
                 bytes.len(),
                 sections.end
-            ));
+            );
+            return Err((map, why));
         }
-        if crc32fast::hash(&bytes[HEADER_LEN..]) != header.body_crc {
-            return Err(format!("{FLAT_FILE} fails its checksum"));
+        if sections.body_crc(bytes) != header.body_crc {
+            return Err((map, format!("{FLAT_FILE} fails its checksum")));
         }
         if header.rows > count {
-            return Err(format!(
-                "index covers {} rows, the gallery has {count}",
-                header.rows
-            ));
+            let why = format!("index covers {} rows, the gallery has {count}", header.rows);
+            return Err((map, why));
         }
-        if digest_of(header.rows) != header.digest {
-            return Err("index was built from other records".into());
+        if digest_of.is_some_and(|digest_of| digest_of(header.rows) != header.digest) {
+            return Err((map, "index was built from other records".into()));
         }
         let graph = FlatGraph {
             bytes: Bytes::Mapped(map),
             header,
             sections,
+            erased_at_load: Vec::new(),
         };
-        graph.check_structure()?;
+        if let Err(why) = graph.check_structure() {
+            let Bytes::Mapped(map) = graph.bytes else {
+                unreachable!("mapped above")
+            };
+            return Err((map, why));
+        }
         Ok(graph)
+    }
+
+    /// Checks every key against its CRC, and erases the keys of the rows
+    /// `is_dead` calls deleted that are not erased yet. An erased key of a
+    /// live row, or a key that fails its CRC, is damage.
+    fn check_keys(&mut self, is_dead: &(dyn Fn(u64) -> bool + Sync)) -> Result<(), String> {
+        use rayon::prelude::*;
+        const CHUNK: usize = 8192;
+        let n = self.points();
+        let dim = self.dim();
+        let rows = self.rows_of_points();
+        let keys = self.keys();
+        let crcs = self.u32s(self.sections.key_crcs);
+        let found: Result<Vec<Vec<u64>>, String> = (0..n.div_ceil(CHUNK))
+            .into_par_iter()
+            .map(|c| {
+                let mut missed = Vec::new();
+                for p in c * CHUNK..((c + 1) * CHUNK).min(n) {
+                    let key = &keys[p * dim..(p + 1) * dim];
+                    let row = u64::from(rows[p]);
+                    let erased = key.iter().all(|&v| v == 0);
+                    match (erased, is_dead(row)) {
+                        (true, true) => {}
+                        (true, false) => {
+                            return Err(format!("{FLAT_FILE}: the key of live row {row} is erased"))
+                        }
+                        (false, dead) => {
+                            if crc32fast::hash(bytemuck::cast_slice(key)) != crcs[p] {
+                                return Err(format!(
+                                    "{FLAT_FILE}: the key of row {row} is damaged"
+                                ));
+                            }
+                            if dead {
+                                missed.push(row);
+                            }
+                        }
+                    }
+                }
+                Ok(missed)
+            })
+            .collect();
+        let missed: Vec<u64> = found?.into_iter().flatten().collect();
+        self.erase_rows(&missed).map_err(|e| e.to_string())?;
+        self.erased_at_load = missed;
+        Ok(())
+    }
+
+    /// Erases the keys of those of `rows` that are points of the graph and
+    /// not erased yet (bytes and CRC overwritten with zeros), and makes that
+    /// durable when the graph is mapped from its file. Returns how many keys
+    /// it erased.
+    pub(crate) fn erase_rows(&mut self, rows: &[u64]) -> Result<usize, GalleryError> {
+        let dim = self.dim();
+        let (keys_at, crcs_at) = (self.sections.keys.0, self.sections.key_crcs.0);
+        let points: Vec<usize> = {
+            let of = self.rows_of_points();
+            let keys = self.keys();
+            rows.iter()
+                .filter_map(|&row| u32::try_from(row).ok())
+                .filter_map(|row| of.binary_search(&row).ok())
+                .filter(|&p| keys[p * dim..(p + 1) * dim].iter().any(|&v| v != 0))
+                .collect()
+        };
+        let bytes = self.bytes.get_mut();
+        for &p in &points {
+            bytes[keys_at + p * dim..keys_at + (p + 1) * dim].fill(0);
+            bytes[crcs_at + p * 4..crcs_at + (p + 1) * 4].fill(0);
+        }
+        if let (Some(&first), Some(&last)) = (points.iter().min(), points.iter().max()) {
+            let keys = (keys_at + first * dim, (last - first + 1) * dim);
+            let crcs = (crcs_at + first * 4, (last - first + 1) * 4);
+            self.bytes.flush(keys.0, keys.1)?;
+            self.bytes.flush(crcs.0, crcs.1)?;
+        }
+        Ok(points.len())
+    }
+
+    /// Erases the keys of `rows` in the file saved in `dir`, if there is one
+    /// (used at open, to finish an erasure a crash interrupted, before the
+    /// file is loaded). A file that cannot be read as a graph of this version
+    /// is overwritten with zeros: it would be refused at load anyway.
+    pub(crate) fn erase_in_file(dir: &Path, rows: &[u64]) -> Result<(), GalleryError> {
+        let path = dir.join(FLAT_FILE);
+        if !path.is_file() || std::fs::metadata(&path).map_or(0, |m| m.len()) == 0 {
+            return Ok(());
+        }
+        let map = GraphMapping::open(&path)?;
+        match FlatGraph::check(map, u64::MAX, None) {
+            Ok(mut graph) => graph.erase_rows(rows).map(|_| ()),
+            Err((map, _)) => {
+                zero_fill(map);
+                Ok(())
+            }
+        }
     }
 
     /// Every point, link and row in range; rows increasing; layer starts
@@ -338,7 +516,7 @@ impl FlatGraph {
     /// place, the directory synced).
     pub(crate) fn save(&self, dir: &Path) -> Result<(), GalleryError> {
         use std::io::Write;
-        let tmp = dir.join(format!("{FLAT_FILE}.tmp"));
+        let tmp = dir.join(FLAT_TMP);
         let bytes = &self.bytes.get()[..self.sections.end];
         let mut f = fs::File::create(&tmp).map_err(|e| GalleryError::io(&tmp, e))?;
         f.write_all(bytes)
@@ -389,6 +567,28 @@ impl FlatGraph {
             .collect()
     }
 
+    /// The key of the point of `row`, if `row` is a point (for the tests of
+    /// erasure).
+    #[cfg(test)]
+    pub(crate) fn key_of_row(&self, row: u64) -> Option<&[i8]> {
+        let p = self
+            .rows_of_points()
+            .binary_search(&u32::try_from(row).ok()?)
+            .ok()?;
+        Some(&self.keys()[p * self.dim()..(p + 1) * self.dim()])
+    }
+
+    /// Whether `row` is a point whose key is not erased.
+    pub(crate) fn key_is_set(&self, row: u64) -> bool {
+        let Ok(row) = u32::try_from(row) else {
+            return false;
+        };
+        let dim = self.dim();
+        self.rows_of_points()
+            .binary_search(&row)
+            .is_ok_and(|p| self.keys()[p * dim..(p + 1) * dim].iter().any(|&v| v != 0))
+    }
+
     /// Key length.
     pub(super) fn dim(&self) -> usize {
         self.header.dim as usize
@@ -425,4 +625,12 @@ impl FlatGraph {
             self.header.degree as usize,
         )
     }
+}
+
+/// Overwrites the whole of a refused file with zeros and makes that durable
+/// (best effort: the file is about to be replaced).
+fn zero_fill(mut map: GraphMapping) {
+    let len = map.bytes().len();
+    map.bytes_mut().fill(0);
+    let _ = map.flush(0, len);
 }

@@ -24,6 +24,8 @@
 //!
 //! * Deleted rows are never returned: the graph search filters on the row's
 //!   state word, and the re-score re-checks it.
+//! * A deleted row's key is erased, in memory and in every file (see
+//!   `format.rs`, "Erasure", and `build.rs` for the builder's files).
 //! * Rows inserted into the gallery after the graph was flattened are scanned
 //!   exactly: every search covers the rows past the graph's in f32.
 //! * Graph points that the search cannot reach from the entry point (an
@@ -56,10 +58,11 @@ pub(crate) mod search;
 mod tests;
 
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hnsw_rs::prelude::Distance;
 
+use crate::error::GalleryError;
 use crate::kernels;
 use crate::storage::Snapshot;
 use format::FlatGraph;
@@ -158,7 +161,7 @@ impl GraphIndex {
     pub(super) fn from_flat(flat: FlatGraph, snap: &Snapshot, origin: IndexOrigin) -> GraphIndex {
         let deleted = flat
             .point_rows()
-            .filter(|&r| r >= snap.count || !snap.is_live(r))
+            .filter(|&r| r >= snap.count || snap.is_dead(r))
             .count();
         GraphIndex {
             deleted: AtomicUsize::new(deleted),
@@ -171,16 +174,87 @@ impl GraphIndex {
     }
 
     /// Loads the flat graph saved beside the gallery if it is intact and
-    /// matches `snap`; the reason it was refused otherwise. Never panics on
-    /// a damaged file.
+    /// matches `snap` (the keys of rows deleted since it was saved are erased
+    /// in it); the reason it was refused otherwise. Never panics on a damaged
+    /// file.
     pub(crate) fn load(dir: &Path, snap: &Snapshot) -> Result<GraphIndex, String> {
-        let flat = FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows))?;
+        let is_dead = |row: u64| row < snap.count && snap.is_dead(row);
+        let flat = FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows), &is_dead)?;
         Ok(GraphIndex::from_flat(flat, snap, IndexOrigin::Loaded))
+    }
+
+    /// Erases the keys of `rows` (deleted rows) from the graph, in memory and
+    /// in its file, and counts the points erased as deleted. Returns whether
+    /// the deleted points now exceed `rebuild_percent` of the graph's.
+    pub(crate) fn erase(
+        &mut self,
+        rows: &[u64],
+        rebuild_percent: u32,
+    ) -> Result<bool, GalleryError> {
+        let erased = self.flat.erase_rows(rows)?;
+        let deleted = self.deleted.fetch_add(erased, Ordering::Relaxed) + erased;
+        Ok(erased > 0 && deleted as u64 * 100 > self.points as u64 * u64::from(rebuild_percent))
+    }
+
+    /// Erases the keys of the points whose rows `snap` says are deleted and
+    /// counts them again: a graph made while rows were erased may hold keys
+    /// read before their erasure. Returns the rows whose keys this or the
+    /// load erased (their copies in the builder's files may remain).
+    pub(crate) fn erase_deleted(&mut self, snap: &Snapshot) -> Result<Vec<u64>, GalleryError> {
+        let dead: Vec<u64> = self
+            .flat
+            .point_rows()
+            .filter(|&r| r >= snap.count || snap.is_dead(r))
+            .collect();
+        self.deleted.store(dead.len(), Ordering::Relaxed);
+        let fresh: Vec<u64> = dead
+            .into_iter()
+            .filter(|&r| self.flat.key_is_set(r))
+            .collect();
+        self.flat.erase_rows(&fresh)?;
+        let mut erased = std::mem::take(&mut self.flat.erased_at_load);
+        erased.extend(fresh);
+        erased.sort_unstable();
+        erased.dedup();
+        Ok(erased)
+    }
+
+    /// The key of the point of `row`, if `row` is a point (for the tests of
+    /// erasure).
+    #[cfg(test)]
+    pub(crate) fn key_of_row(&self, row: u64) -> Option<Vec<i8>> {
+        self.flat.key_of_row(row).map(<[i8]>::to_vec)
     }
 
     /// Bytes of the flat graph (keys, links, rows), mapped from its file.
     pub(crate) fn estimated_bytes(&self) -> usize {
         self.flat.byte_len()
+    }
+}
+
+/// Erases the keys of `rows` in the index files saved in `dir` (the flat
+/// graph and the builder's files), before any of them is loaded: what the
+/// accelerators do to finish an erasure a crash interrupted.
+pub(crate) fn erase_in_files(dir: &Path, rows: &[u64]) -> Result<(), GalleryError> {
+    FlatGraph::erase_in_file(dir, rows)?;
+    build::erase_in_builder_files(dir, rows)
+}
+
+/// Removes what a save a crash interrupted left behind (files written under
+/// a temporary name, never renamed into place): they may hold keys that no
+/// erasure would reach.
+pub(crate) fn remove_leftovers(dir: &Path) -> Result<(), GalleryError> {
+    for name in [format::FLAT_TMP, build::META_TMP] {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(GalleryError::io(dir.join(name), e)),
+        }
+    }
+    match std::fs::remove_dir_all(dir.join(build::TMP_DIR)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(GalleryError::io(dir.join(build::TMP_DIR), e)),
     }
 }
 

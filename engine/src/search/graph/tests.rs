@@ -88,6 +88,12 @@ fn star(chained: bool) -> GraphParts {
     small_graph(nodes)
 }
 
+/// Loads the graph saved in `dir` for a gallery of `count` rows whose digest
+/// is `digest`, none of them deleted.
+fn load(dir: &Path, count: u64, digest: u32) -> Result<FlatGraph, String> {
+    FlatGraph::load(dir, count, &|_| digest, &|_| false)
+}
+
 fn base_list(g: &FlatGraph, point: usize) -> Vec<u32> {
     let degree0 = g.header.degree0 as usize;
     let list = &g.u32s(g.sections.base)[point * degree0..(point + 1) * degree0];
@@ -165,7 +171,7 @@ fn save_altered(dir: &Path, g: &FlatGraph, alter: impl FnOnce(&mut Header, &mut 
     let mut bytes = g.bytes.get()[..g.sections.end].to_vec();
     let mut header: Header = bytemuck::pod_read_unaligned(&bytes[..HEADER_LEN]);
     alter(&mut header, &mut bytes[HEADER_LEN..]);
-    header.body_crc = crc32fast::hash(&bytes[HEADER_LEN..]);
+    header.body_crc = g.sections.body_crc(&bytes);
     header.crc = header.computed_crc();
     bytes[..HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
     fs::write(dir.join(FLAT_FILE), &bytes).unwrap();
@@ -176,7 +182,7 @@ fn a_file_of_the_previous_version_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let g = flatten(ring(8), 80, 7).unwrap();
     save_altered(dir.path(), &g, |header, _| header.version = VERSION - 1);
-    let refused = FlatGraph::load(dir.path(), 80, &|_| 7).err().unwrap();
+    let refused = load(dir.path(), 80, 7).err().unwrap();
     assert_eq!(refused, format!("{FLAT_FILE} version {}", VERSION - 1));
 }
 
@@ -185,33 +191,27 @@ fn saved_graph_loads_and_damage_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let g = flatten(ring(8), 80, 7).unwrap();
     g.save(dir.path()).unwrap();
-    let loaded = FlatGraph::load(dir.path(), 80, &|_| 7).unwrap();
+    let loaded = load(dir.path(), 80, 7).unwrap();
     let probe = [3, 0, -3, 1];
     assert_eq!(
         propose(&loaded, &probe, 4, 8, &|_: u64| true),
         propose(&g, &probe, 4, 8, &|_: u64| true)
     );
     assert!(
-        FlatGraph::load(dir.path(), 79, &|_| 7).is_err(),
+        load(dir.path(), 79, 7).is_err(),
         "more rows than the gallery"
     );
-    assert!(
-        FlatGraph::load(dir.path(), 80, &|_| 8).is_err(),
-        "other records"
-    );
+    assert!(load(dir.path(), 80, 8).is_err(), "other records");
     let path = dir.path().join(FLAT_FILE);
     let good = fs::read(&path).unwrap();
     for at in [3, 60, 130, good.len() - 1] {
         let mut bad = good.clone();
         bad[at] ^= 0x10;
         fs::write(&path, &bad).unwrap();
-        assert!(
-            FlatGraph::load(dir.path(), 80, &|_| 7).is_err(),
-            "byte {at}"
-        );
+        assert!(load(dir.path(), 80, 7).is_err(), "byte {at}");
     }
     fs::write(&path, &good[..good.len() - 4]).unwrap();
-    assert!(FlatGraph::load(dir.path(), 80, &|_| 7).is_err());
+    assert!(load(dir.path(), 80, 7).is_err());
 }
 
 /// A file whose checksums hold but whose links point past the graph is
@@ -224,7 +224,7 @@ fn out_of_range_links_are_refused() {
     save_altered(dir.path(), &g, |_, body| {
         body[at..at + 4].copy_from_slice(&1000u32.to_le_bytes())
     });
-    let err = FlatGraph::load(dir.path(), 80, &|_| 7).err().unwrap();
+    let err = load(dir.path(), 80, 7).err().unwrap();
     assert!(err.contains("links"), "{err}");
 }
 
@@ -234,14 +234,14 @@ fn out_of_range_links_are_refused() {
 fn a_mapped_graph_survives_its_replacement() {
     let dir = tempfile::tempdir().unwrap();
     flatten(ring(8), 80, 7).unwrap().save(dir.path()).unwrap();
-    let old = FlatGraph::load(dir.path(), 80, &|_| 7).unwrap();
+    let old = load(dir.path(), 80, 7).unwrap();
     let probe = [5, 1, -5, 2];
     let before = propose(&old, &probe, 5, 8, &|_: u64| true);
     let crc = crc32fast::hash(old.bytes.get());
     flatten(ring(6), 60, 9).unwrap().save(dir.path()).unwrap();
     assert_eq!(crc32fast::hash(old.bytes.get()), crc);
     assert_eq!(propose(&old, &probe, 5, 8, &|_: u64| true), before);
-    assert_eq!(FlatGraph::load(dir.path(), 80, &|_| 9).unwrap().points(), 6);
+    assert_eq!(load(dir.path(), 80, 9).unwrap().points(), 6);
 }
 
 #[test]
@@ -325,4 +325,59 @@ fn orphans_are_scanned_exactly() {
         let hit = search(&snap, &built, &templates[o as usize], &query, 8);
         assert_eq!(hit[0].row.0, o);
     }
+}
+
+/// Erasing a key through the mapping reaches the file: another read of the
+/// file sees the zeros, the next load accepts the erased key for a deleted
+/// row and refuses it for a live one, and the rest of the graph is intact.
+#[test]
+fn erasure_reaches_the_mapped_file() {
+    let dir = tempfile::tempdir().unwrap();
+    flatten(ring(8), 80, 7).unwrap().save(dir.path()).unwrap();
+    let mut g = load(dir.path(), 80, 7).unwrap();
+    let before = propose(&g, &[6, 1, -6, 2], 3, 8, &|r: u64| r != 30);
+    assert_eq!(
+        g.erase_rows(&[30, 31, 1000]).unwrap(),
+        1,
+        "row 30 alone is a point"
+    );
+    assert_eq!(g.erase_rows(&[30]).unwrap(), 0, "already erased");
+    assert!(!g.key_is_set(30) && g.key_is_set(40));
+    let file = fs::read(dir.path().join(FLAT_FILE)).unwrap();
+    let at = g.sections.keys.0 + 3 * 4;
+    assert_eq!(&file[at..at + 4], &[0, 0, 0, 0]);
+    assert_eq!(&file[at + 4..at + 8], &[4, 1, -4i8 as u8, 2]);
+    // The walk goes through the erased point; it is never returned.
+    assert_eq!(propose(&g, &[6, 1, -6, 2], 3, 8, &|r: u64| r != 30), before);
+    drop(g);
+    let dead = |r: u64| r == 30;
+    assert!(FlatGraph::load(dir.path(), 80, &|_| 7, &dead).is_ok());
+    let err = load(dir.path(), 80, 7).err().unwrap();
+    assert!(err.contains("live row 30"), "{err}");
+}
+
+/// A deleted row's key is erased in the file when it is loaded, if an
+/// erasure missed it; a key that fails its checksum is refused.
+#[test]
+fn a_load_erases_the_keys_of_deleted_rows_and_refuses_damaged_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = flatten(ring(8), 80, 7).unwrap();
+    g.save(dir.path()).unwrap();
+    let dead = |r: u64| r == 50;
+    let loaded = FlatGraph::load(dir.path(), 80, &|_| 7, &dead).unwrap();
+    assert!(!loaded.key_is_set(50));
+    assert_eq!(loaded.erased_at_load, vec![50]);
+    drop(loaded);
+    let file = fs::read(dir.path().join(FLAT_FILE)).unwrap();
+    let at = g.sections.keys.0 + 5 * 4;
+    assert_eq!(&file[at..at + 4], &[0, 0, 0, 0]);
+    // A flipped key byte of a live row: refused, and the file zero-filled.
+    g.save(dir.path()).unwrap();
+    let path = dir.path().join(FLAT_FILE);
+    let mut bad = fs::read(&path).unwrap();
+    bad[g.sections.keys.0 + 2 * 4 + 1] ^= 1;
+    fs::write(&path, bad).unwrap();
+    let err = load(dir.path(), 80, 7).err().unwrap();
+    assert!(err.contains("row 20 is damaged"), "{err}");
+    assert!(fs::read(&path).unwrap().iter().all(|&b| b == 0));
 }
