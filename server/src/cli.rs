@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use palmlink_api::Config;
-use palmlink_domain::{scope_text, DomainError, DomainResult, Operators, SystemClock};
+use palmlink_domain::{
+    remove_gallery, scope_text, DomainError, DomainResult, Operators, SystemClock,
+};
 use palmlink_simulator::{demo, scanner};
 use palmlink_webhooks::{parse_duration, RetrySchedule};
 use serde_json::{json, Value};
@@ -39,6 +41,10 @@ pub struct StorageArgs {
     /// Database URL (default: the embedded SQLite database in the data directory).
     #[arg(long, env = "PALMLINK_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+    /// The master key file that seals templates (default: DATA_DIR/master.key, created at
+    /// first start). Nodes that share a database share its content.
+    #[arg(long, env = "PALMLINK_MASTER_KEY_FILE", global = true)]
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Commands.
@@ -52,6 +58,9 @@ pub enum Command {
     /// Manages OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Checks or rebuilds this node's galleries against the database.
+    #[command(subcommand)]
+    Gallery(GalleryCommand),
     /// Runs a simulated scanner: pairs, long-polls challenges, answers with synthetic palms.
     Scanner(scanner::ScannerArgs),
     /// Runs the whole loop on loopback: service, scanner, webhook receiver, enrollments,
@@ -93,6 +102,10 @@ pub struct ServeArgs {
     /// Time a webhook receiver has to answer, e.g. `10s`.
     #[arg(long, env = "PALMLINK_WEBHOOK_TIMEOUT", value_parser = parse_duration)]
     pub webhook_timeout: Option<std::time::Duration>,
+    /// Live templates from which a tenant's gallery builds and uses a graph index (default:
+    /// the engine's choice).
+    #[arg(long, env = "PALMLINK_GRAPH_MIN_ROWS")]
+    pub graph_min_rows: Option<usize>,
 }
 
 /// `tenant ...`.
@@ -103,6 +116,31 @@ pub enum TenantCommand {
         /// Display name.
         #[arg(long)]
         name: String,
+    },
+    /// Deletes a tenant: its data key first (crypto-shredding), then its rows and this
+    /// node's galleries of it (other nodes remove theirs when they find it gone).
+    Delete {
+        /// The tenant.
+        #[arg(long)]
+        tenant: Uuid,
+    },
+}
+
+/// `gallery ...`.
+#[derive(Debug, Subcommand)]
+pub enum GalleryCommand {
+    /// Compares each tenant's gallery with the database; prints one JSON object per tenant
+    /// and exits 1 if any differ. Works while the node runs.
+    Check {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<Uuid>,
+    },
+    /// Builds each tenant's gallery afresh from the database (with the node stopped).
+    Rebuild {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<Uuid>,
     },
 }
 
@@ -146,6 +184,7 @@ impl StorageArgs {
     pub fn config(&self) -> Config {
         let mut config = Config::new(self.data_dir.clone());
         config.database_url = self.database_url.clone();
+        config.master_key_file = self.master_key_file.clone();
         config
     }
 }
@@ -168,12 +207,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(timeout) = args.webhook_timeout {
                 config.webhooks.timeout = timeout;
             }
+            if let Some(rows) = args.graph_min_rows {
+                config.index_policy.build_min_rows = rows;
+                config.index_policy.auto_ann_min_rows = rows;
+            }
             return Ok(palmlink_api::serve(config).await?);
         }
         Command::Scanner(args) => return scanner::run_cli(args).await,
         Command::Demo(args) => return demo::run_cli(args).await,
         Command::Tenant(command) => operate(&config, Operation::Tenant(command)).await?,
         Command::Client(command) => operate(&config, Operation::Client(command)).await?,
+        Command::Gallery(command) => return galleries(&config, command).await,
     };
     println!("{output}");
     Ok(())
@@ -204,16 +248,25 @@ fn explain(err: DomainError) -> anyhow::Error {
 async fn operate(config: &Config, operation: Operation) -> anyhow::Result<Value> {
     let store = palmlink_api::open_store(config).await?;
     let operators = Operators::new(store, Arc::new(SystemClock));
-    operation_output(&operators, operation)
+    operation_output(&operators, config.data_dir.join("galleries"), operation)
         .await
         .map_err(explain)
 }
 
-async fn operation_output(operators: &Operators, operation: Operation) -> DomainResult<Value> {
+async fn operation_output(
+    operators: &Operators,
+    galleries_dir: PathBuf,
+    operation: Operation,
+) -> DomainResult<Value> {
     Ok(match operation {
         Operation::Tenant(TenantCommand::Create { name }) => {
             let tenant = operators.create_tenant(&name).await?;
             json!({"tenant_id": tenant.id, "name": tenant.name})
+        }
+        Operation::Tenant(TenantCommand::Delete { tenant }) => {
+            operators.delete_tenant(tenant).await?;
+            remove_gallery(&galleries_dir, tenant)?;
+            json!({"tenant_id": tenant, "deleted": true})
         }
         Operation::Client(ClientCommand::Create {
             tenant,
@@ -243,4 +296,49 @@ async fn operation_output(operators: &Operators, operation: Operation) -> Domain
             json!({"client_id": client, "deleted": true})
         }
     })
+}
+
+/// `gallery check` and `gallery rebuild`: one JSON object per tenant on stdout.
+async fn galleries(config: &Config, command: GalleryCommand) -> anyhow::Result<()> {
+    let (domain, _stopping) = palmlink_api::open_domain(config).await?;
+    let only = match &command {
+        GalleryCommand::Check { tenant } | GalleryCommand::Rebuild { tenant } => *tenant,
+    };
+    let tenants = match only {
+        Some(tenant) => vec![tenant],
+        None => domain.store.list_tenant_ids().await?,
+    };
+    let mut all_agree = true;
+    for tenant in tenants {
+        let check = match command {
+            GalleryCommand::Check { .. } => domain.galleries.check(tenant).await,
+            GalleryCommand::Rebuild { .. } => {
+                // Taking the gallery first fails while a node serves it.
+                domain
+                    .galleries
+                    .get(tenant)
+                    .map_err(DomainError::internal)?;
+                domain.galleries.rebuild(tenant).await?;
+                domain.galleries.check(tenant).await
+            }
+        }
+        .map_err(explain)?;
+        all_agree &= check.agrees();
+        println!(
+            "{}",
+            json!({
+                "tenant_id": check.tenant_id,
+                "database_templates": check.database_templates,
+                "gallery_templates": check.gallery_templates,
+                "missing": check.missing.len(),
+                "extra": check.extra.len(),
+                "last_sequence": check.last_sequence,
+                "log_head": check.log_head,
+            })
+        );
+    }
+    if !all_agree {
+        anyhow::bail!("a gallery differs from the database");
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use palmlink_domain::DomainConfig;
+use palmlink_engine::IndexPolicy;
 use palmlink_webhooks::WebhookSettings;
 
 /// Everything a node needs to know; built from the command line or by tests.
@@ -14,6 +15,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database URL; `None` means the embedded SQLite database in `data_dir`.
     pub database_url: Option<String>,
+    /// The master key file; `None` means `data_dir/master.key`.
+    pub master_key_file: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
     /// Whether webhook endpoints may use plain http and private addresses.
@@ -37,8 +40,12 @@ pub struct Config {
     pub public_rate_limit_burst: u32,
     /// How often the sweeper expires stale challenges and idempotency records.
     pub sweep_interval: Duration,
+    /// How often the galleries look for template log entries other nodes wrote.
+    pub follow_interval: Duration,
     /// Webhook delivery: retry schedule, timeout, concurrency.
     pub webhooks: WebhookSettings,
+    /// When the galleries build and use their graph indexes.
+    pub index_policy: IndexPolicy,
 }
 
 impl Config {
@@ -48,6 +55,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             database_url: None,
+            master_key_file: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allow_http_webhooks: false,
             issuer: domain.issuer,
@@ -59,7 +67,9 @@ impl Config {
             public_rate_limit_per_second: 20,
             public_rate_limit_burst: 100,
             sweep_interval: Duration::from_secs(15),
+            follow_interval: Duration::from_secs(2),
             webhooks: WebhookSettings::default(),
+            index_policy: domain.index_policy,
         }
     }
 
@@ -71,6 +81,13 @@ impl Config {
         }
     }
 
+    /// The master key file in force: the configured one or `data_dir/master.key`.
+    pub fn effective_master_key_file(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| palmlink_domain::default_master_key_path(&self.data_dir))
+    }
+
     /// The domain's part of the settings.
     pub fn domain(&self) -> DomainConfig {
         DomainConfig {
@@ -79,6 +96,7 @@ impl Config {
             challenge_ttl: self.challenge_ttl,
             pairing_code_ttl: self.pairing_code_ttl,
             allow_private_webhooks: self.allow_http_webhooks,
+            index_policy: self.index_policy,
         }
     }
 }

@@ -1,10 +1,11 @@
-//! A node: the store, the key, the galleries and the services, the router on a socket, and
-//! the background tasks (the sweeper and the webhook delivery worker).
+//! A node: the store, the keys, the galleries and the services, the router on a socket, and
+//! the background tasks (the galleries following the database, the sweeper, the webhook
+//! delivery worker).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use palmlink_domain::{reconcile, run_sweeper, Domain, Galleries, Parts, SigningKey, SystemClock};
+use palmlink_domain::{run_sweeper, unlock, Domain, Parts, SigningKey, SystemClock};
 use palmlink_store::Store;
 use palmlink_webhooks::DeliveryWorker;
 use tokio::net::TcpListener;
@@ -23,12 +24,12 @@ pub enum StartError {
     /// The database.
     #[error("{0}")]
     Store(#[from] palmlink_store::StoreError),
-    /// The token signing key.
-    #[error("{0}")]
-    Key(#[from] palmlink_domain::KeyError),
-    /// Bringing the galleries into agreement with the database.
+    /// The token signing key, or the galleries.
     #[error("{0}")]
     Domain(#[from] palmlink_domain::DomainError),
+    /// The master key that seals templates.
+    #[error("{0}")]
+    Vault(#[from] palmlink_domain::VaultError),
     /// The webhook delivery client.
     #[error("webhook delivery: {0}")]
     Webhooks(String),
@@ -40,21 +41,35 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
     Ok(palmlink_store::open(&config.effective_database_url()).await?)
 }
 
-/// The domain's services over the configuration's storage and key material, and the sender
-/// that tells them the node is stopping.
+/// The domain's services over the configuration's storage and key material (the master
+/// key is checked against the database before anything else), and the sender that tells
+/// them the node is stopping. The galleries are not brought up to date here: see
+/// [`start`].
 pub async fn open_domain(
     config: &Config,
 ) -> Result<(Arc<Domain>, watch::Sender<bool>), StartError> {
     let store = open_store(config).await?;
-    let signing_key = SigningKey::load_or_create(&config.data_dir)?;
-    let galleries = Arc::new(Galleries::new(config.data_dir.join("galleries")));
-    reconcile(store.as_ref(), &galleries).await?;
+    let clock = Arc::new(SystemClock);
+    let master_key = unlock(
+        &config.effective_master_key_file(),
+        store.as_ref(),
+        clock.as_ref(),
+    )
+    .await?;
+    let signing_key = SigningKey::shared(
+        store.as_ref(),
+        &master_key,
+        clock.as_ref(),
+        &config.data_dir,
+    )
+    .await?;
     let (stopping, stopping_rx) = watch::channel(false);
     let domain = Domain::new(
         Parts {
             store,
-            galleries,
-            clock: Arc::new(SystemClock),
+            galleries_dir: config.data_dir.join("galleries"),
+            master_key,
+            clock,
             signing_key,
             stopping: stopping_rx,
         },
@@ -71,6 +86,8 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
     webhook_worker: JoinHandle<()>,
+    replicator: JoinHandle<()>,
+    signals: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -85,12 +102,15 @@ impl RunningServer {
         let _ = self.shutdown.send(());
         self.sweeper.abort();
         self.webhook_worker.abort();
+        self.replicator.abort();
+        self.signals.abort();
         self.task.await.map_err(std::io::Error::other)?
     }
 }
 
-/// Opens storage, reconciles galleries with the database, binds `config.listen` and serves
-/// in the background.
+/// Opens storage and key material, binds `config.listen` and serves in the background.
+/// The galleries catch up with the database meanwhile (`/readyz` answers 503 until they
+/// have; a decision that needs a gallery catches it up first), then follow it.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let (domain, stopping) = open_domain(&config).await?;
     let worker = DeliveryWorker::new(
@@ -109,6 +129,16 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.sweep_interval,
     ));
     let webhook_worker = worker.spawn();
+    // Signals from the other nodes wake this one's waiters; polling stays beside them.
+    let signals = tokio::spawn(domain.wakeups.clone().listen(domain.galleries.clone()));
+    let galleries = domain.galleries.clone();
+    let follow_interval = config.follow_interval;
+    let replicator = tokio::spawn(async move {
+        if let Err(e) = galleries.start_up().await {
+            tracing::error!(error = %e, "the galleries could not catch up with the database");
+        }
+        galleries.follow(follow_interval).await;
+    });
     let (shutdown, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         axum::serve(
@@ -127,6 +157,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         task,
         sweeper,
         webhook_worker,
+        replicator,
+        signals,
     })
 }
 

@@ -17,6 +17,7 @@ use crate::clock::{Clock, SECOND};
 use crate::hub::DeviceHub;
 use crate::tokens::Caller;
 use crate::validate::{check_len, check_metadata, Listing, Page};
+use crate::wakeups::Wakeups;
 use crate::{DomainError, DomainResult, FieldError};
 
 /// Longest long poll.
@@ -137,6 +138,7 @@ pub struct Challenges {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     hub: Arc<DeviceHub>,
+    wakeups: Arc<Wakeups>,
     challenge_ttl_secs: i64,
     stopping: watch::Receiver<bool>,
 }
@@ -157,6 +159,7 @@ impl Challenges {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         hub: Arc<DeviceHub>,
+        wakeups: Arc<Wakeups>,
         challenge_ttl_secs: i64,
         stopping: watch::Receiver<bool>,
     ) -> Challenges {
@@ -164,6 +167,7 @@ impl Challenges {
             store,
             clock,
             hub,
+            wakeups,
             challenge_ttl_secs,
             stopping,
         }
@@ -301,6 +305,11 @@ impl Challenges {
         new: NewChallenge,
     ) -> DomainResult<Challenge> {
         let now = self.clock.now();
+        // Every enrollment and erasure acknowledged before now is at or below this head.
+        let log_position = match new.kind {
+            ChallengeKind::Enroll => 0,
+            ChallengeKind::Verify | ChallengeKind::Identify => self.store.log_head(tenant).await?,
+        };
         let challenge = Challenge {
             // Time-ordered: new challenges land at the end of the id index.
             id: Uuid::now_v7(),
@@ -318,9 +327,10 @@ impl Challenges {
             created_at: now,
             expires_at: now + self.challenge_ttl_secs * SECOND,
             finished_at: None,
+            log_position,
         };
         self.store.create_challenge(&challenge).await?;
-        self.hub.notify(device.id);
+        self.wakeups.device_changed(device.id);
         Ok(challenge)
     }
 

@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::clock::{rfc3339, Clock, SECOND};
-use crate::events::{outbox_event, OutboxBell, DEVICE_PAIRED};
-use crate::hub::DeviceHub;
+use crate::events::{outbox_event, DEVICE_PAIRED};
 use crate::secrets::{
     new_pairing_code, new_secret, normalize_pairing_code, sha256_hex, DEVICE_SECRET_PREFIX,
 };
 use crate::tokens::Caller;
 use crate::validate::{check_hardware_id, check_len, Listing, Page};
+use crate::wakeups::Wakeups;
 use crate::{DomainError, DomainResult, FieldError};
 
 /// Validity of a scanner credential: 90 days.
@@ -103,8 +103,7 @@ pub struct PairedDevice {
 pub struct Devices {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    hub: Arc<DeviceHub>,
-    outbox: Arc<OutboxBell>,
+    wakeups: Arc<Wakeups>,
     pairing_code_ttl_secs: i64,
 }
 
@@ -113,15 +112,13 @@ impl Devices {
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        hub: Arc<DeviceHub>,
-        outbox: Arc<OutboxBell>,
+        wakeups: Arc<Wakeups>,
         pairing_code_ttl_secs: i64,
     ) -> Devices {
         Devices {
             store,
             clock,
-            hub,
-            outbox,
+            wakeups,
             pairing_code_ttl_secs,
         }
     }
@@ -263,7 +260,7 @@ impl Devices {
             Err(StoreError::Conflict(_)) => return Err(in_use()),
             Err(e) => return Err(e.into()),
         }
-        self.outbox.ring();
+        self.wakeups.events_written();
         Ok(PairedDevice {
             paired,
             device_secret: secret,
@@ -278,7 +275,7 @@ impl Devices {
             self.store
                 .revoke_device(caller.tenant_id, device_id, self.clock.now())
                 .await?;
-            self.hub.notify(device_id);
+            self.wakeups.device_changed(device_id);
         }
         self.get(caller, device_id).await
     }

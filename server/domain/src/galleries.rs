@@ -1,50 +1,155 @@
-//! The engine galleries, one per tenant under `<data>/galleries/<tenant_uuid>/`, and their
-//! start-up reconciliation with the database.
+//! The tenants' engine galleries, one per tenant under `<data>/galleries/<tenant_uuid>/`, as
+//! replicas of the database: each follows its tenant's template log and records, with its
+//! rows, the last sequence it applied.
+//!
+//! - A write that changes templates (an enrollment, an erasure) commits to the database
+//!   first, then applies its own entries here at once when the gallery is exactly one
+//!   step behind; otherwise it catches up from the log.
+//! - [`Galleries::catch_up`] applies a tenant's log from the gallery's sequence on: inserts
+//!   in batches (the sealed templates read and opened here), erasures as they come. Applying
+//!   is idempotent, so a crash anywhere only repeats work.
+//! - A gallery with nothing applied while the log has entries (a new node, a directory
+//!   deleted by hand) is rebuilt from the templates the database holds instead.
+//! - A decision waits, boundedly, until the gallery has applied everything acknowledged
+//!   before its challenge was created ([`Galleries::ensure`]).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use palmlink_engine::{Gallery, GalleryError, IndexPolicy, Layout, RecordIds, RowId, Template};
+use palmlink_store::{LogEntry, LogOp, Store, StoredTemplate};
 use uuid::Uuid;
 
-use palmlink_engine::{Gallery, GalleryError, Layout};
-use palmlink_store::Store;
+use crate::capture::palm_side;
+use crate::vault::Vault;
+use crate::{DomainError, DomainResult};
 
-use crate::DomainResult;
+/// Log entries read per step of a catch-up.
+const LOG_BATCH: i64 = 4096;
+/// Templates read per page of a rebuild.
+const REBUILD_PAGE: i64 = 4096;
 
-/// Lazily opened galleries keyed by tenant.
+/// One template to add to a gallery.
+pub(crate) struct NewRow {
+    /// Its ids.
+    pub ids: RecordIds,
+    /// The template.
+    pub template: Template,
+}
+
+/// How a gallery compares with the database (`palmlink gallery check`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GalleryCheck {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// Templates the database holds.
+    pub database_templates: usize,
+    /// Live rows of the gallery.
+    pub gallery_templates: usize,
+    /// Features in the database and not in the gallery.
+    pub missing: Vec<Uuid>,
+    /// Features in the gallery and not in the database.
+    pub extra: Vec<Uuid>,
+    /// The last log sequence the gallery applied.
+    pub last_sequence: u64,
+    /// The tenant's log head.
+    pub log_head: u64,
+}
+
+impl GalleryCheck {
+    /// Whether the gallery holds exactly the database's templates.
+    pub fn agrees(&self) -> bool {
+        self.missing.is_empty() && self.extra.is_empty()
+    }
+}
+
+/// The galleries of every tenant on this node.
 pub struct Galleries {
     root: PathBuf,
+    policy: IndexPolicy,
+    store: Arc<dyn Store>,
+    vault: Arc<Vault>,
     open: Mutex<HashMap<Uuid, Arc<Gallery>>>,
+    /// One writer at a time per tenant: applying the log, a write's own entries, a rebuild.
+    writers: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sealed templates that did not open (altered, or moved): reported, skipped.
+    unreadable: Mutex<HashSet<Uuid>>,
+    /// Set once [`Galleries::start_up`] has brought every gallery up to date.
+    ready: AtomicBool,
+}
+
+fn engine(err: GalleryError) -> DomainError {
+    DomainError::internal(err)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Galleries {
-    /// Galleries under `root` (`<data>/galleries`).
-    pub fn new(root: PathBuf) -> Galleries {
+    /// Galleries under `root` (`<data>/galleries`) with graph indexes as `policy` says,
+    /// following the logs of `store`, with templates opened by `vault`.
+    pub fn new(
+        root: PathBuf,
+        policy: IndexPolicy,
+        store: Arc<dyn Store>,
+        vault: Arc<Vault>,
+    ) -> Galleries {
         Galleries {
             root,
+            policy,
+            store,
+            vault,
             open: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
+            unreadable: Mutex::new(HashSet::new()),
+            ready: AtomicBool::new(false),
         }
+    }
+
+    /// Whether every gallery has caught up with the database since this node started.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    fn dir(&self, tenant: Uuid) -> PathBuf {
+        self.root.join(tenant.to_string())
     }
 
     /// The tenant's gallery, opened or created on first use.
     pub fn get(&self, tenant: Uuid) -> Result<Arc<Gallery>, GalleryError> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = lock(&self.open);
         if let Some(g) = open.get(&tenant) {
             return Ok(g.clone());
         }
-        let gallery = Arc::new(Gallery::open_or_create(
-            &self.root.join(tenant.to_string()),
-            Layout::DEFAULT,
-        )?);
+        let dir = self.dir(tenant);
+        let gallery = match Gallery::open_with(&dir, self.policy) {
+            Err(GalleryError::NotFound { .. }) => {
+                drop(Gallery::create(&dir, Layout::DEFAULT)?);
+                Gallery::open_with(&dir, self.policy)?
+            }
+            other => other?,
+        };
+        let gallery = Arc::new(gallery);
         open.insert(tenant, gallery.clone());
         Ok(gallery)
     }
 
+    fn writer(&self, tenant: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.writers).entry(tenant).or_default().clone()
+    }
+
     /// Live templates over the loaded galleries.
     pub fn live_total(&self) -> usize {
-        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        open.values().map(|g| g.live_count()).sum()
+        lock(&self.open).values().map(|g| g.live_count()).sum()
+    }
+
+    /// Features whose sealed template did not open since this node started.
+    pub fn unreadable(&self) -> Vec<Uuid> {
+        lock(&self.unreadable).iter().copied().collect()
     }
 
     /// Tenants that have a gallery directory on disk.
@@ -57,65 +162,431 @@ impl Galleries {
             .filter_map(|e| e.file_name().to_str().and_then(|n| Uuid::parse_str(n).ok()))
             .collect()
     }
-}
 
-/// Brings galleries and database into agreement before serving: gallery rows without a
-/// database row (a crash between the two writes of an enrollment) are deleted; database rows
-/// whose template is missing are reported at error level.
-pub async fn reconcile(store: &dyn Store, galleries: &Galleries) -> DomainResult<()> {
-    let mut tenants: HashSet<Uuid> = store.list_tenant_ids().await?.into_iter().collect();
-    tenants.extend(galleries.tenants_on_disk());
-    for tenant in tenants {
-        let palms = store.all_palms(tenant).await?;
-        if palms.is_empty() && !galleries.root.join(tenant.to_string()).exists() {
-            continue;
-        }
-        let gallery = galleries
-            .get(tenant)
-            .map_err(crate::DomainError::internal)?;
-        let known: HashMap<u64, u128> = palms
-            .iter()
-            .filter_map(|p| {
-                u64::try_from(p.row_id)
-                    .ok()
-                    .map(|r| (r, p.feature_id.as_u128()))
+    /// Adds the rows a write has just committed as log entries `head - n + 1 ..= head`
+    /// (`n` rows). When the gallery has applied everything before them, they are written as
+    /// they are; otherwise the gallery catches up from the log, which holds them too.
+    pub(crate) async fn apply_inserts(
+        &self,
+        tenant: Uuid,
+        rows: Vec<NewRow>,
+        head: u64,
+    ) -> DomainResult<()> {
+        let writer = self.writer(tenant);
+        let _one = writer.lock().await;
+        let gallery = self.get(tenant).map_err(engine)?;
+        if gallery.applied_sequence() + rows.len() as u64 == head {
+            return run_blocking(move || {
+                let batch: Vec<(RecordIds, &Template)> =
+                    rows.iter().map(|r| (r.ids, &r.template)).collect();
+                gallery.insert_batch_logged(&batch, head).map(drop)
             })
-            .collect();
-        let damaged = gallery.damaged_rows();
-        if !damaged.is_empty() {
-            tracing::error!(%tenant, rows = ?damaged, "gallery rows failed their checks when the gallery was opened");
+            .await?
+            .map_err(engine);
         }
-        let live = gallery.live_records();
-        let mut orphans = 0usize;
-        for (row, ids) in &live {
-            if known.get(&row.0) != Some(&ids.feature_id) {
-                gallery.delete(*row).map_err(crate::DomainError::internal)?;
-                orphans += 1;
+        self.catch_up_locked(tenant).await.map(drop)
+    }
+
+    /// Erases the rows of `features`, committed as the last `features.len()` entries of the
+    /// log up to `head`; as [`Galleries::apply_inserts`] otherwise.
+    pub(crate) async fn apply_erasures(
+        &self,
+        tenant: Uuid,
+        features: Vec<Uuid>,
+        head: u64,
+    ) -> DomainResult<()> {
+        let writer = self.writer(tenant);
+        let _one = writer.lock().await;
+        let gallery = self.get(tenant).map_err(engine)?;
+        if gallery.applied_sequence() + features.len() as u64 == head {
+            return run_blocking(move || {
+                let rows: Vec<RowId> = features
+                    .iter()
+                    .filter_map(|f| gallery.row_of(f.as_u128()))
+                    .collect();
+                gallery.delete_logged(&rows, head).map(drop)
+            })
+            .await?
+            .map_err(engine);
+        }
+        self.catch_up_locked(tenant).await.map(drop)
+    }
+
+    /// Applies the tenant's log up to its head; returns the sequence applied.
+    pub async fn catch_up(&self, tenant: Uuid) -> DomainResult<u64> {
+        let writer = self.writer(tenant);
+        let _one = writer.lock().await;
+        self.catch_up_locked(tenant).await
+    }
+
+    /// Catches up the tenant's gallery if this node has it open (a node opens a gallery
+    /// when it first needs it, and catches it up then).
+    pub async fn catch_up_if_open(&self, tenant: Uuid) -> DomainResult<()> {
+        if lock(&self.open).contains_key(&tenant) {
+            self.catch_up(tenant).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits, at most `wait`, until the tenant's gallery has applied the log up to
+    /// `position`; 503 when it cannot.
+    pub async fn ensure(&self, tenant: Uuid, position: u64, wait: Duration) -> DomainResult<()> {
+        let gallery = self.get(tenant).map_err(engine)?;
+        if gallery.applied_sequence() >= position {
+            return Ok(());
+        }
+        match tokio::time::timeout(wait, self.catch_up(tenant)).await {
+            Ok(Ok(applied)) if applied >= position => Ok(()),
+            Ok(Err(e)) => Err(e),
+            _ => Err(DomainError::Unavailable(
+                "this node's gallery has not caught up with the enrollments and erasures \
+                 acknowledged before the challenge; try again"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    async fn catch_up_locked(&self, tenant: Uuid) -> DomainResult<u64> {
+        let gallery = self.get(tenant).map_err(engine)?;
+        let head = self.store.log_head(tenant).await?;
+        if gallery.applied_sequence() == 0 && head > 0 && gallery.live_count() == 0 {
+            return self.rebuild_locked(tenant).await;
+        }
+        loop {
+            let applied = gallery.applied_sequence();
+            let entries = self.store.log_after(tenant, applied, LOG_BATCH).await?;
+            let Some(last) = entries.last().map(|e| e.sequence) else {
+                return Ok(applied);
+            };
+            self.apply(tenant, &gallery, &entries).await?;
+            debug_assert_eq!(gallery.applied_sequence(), last);
+        }
+    }
+
+    /// Applies `entries` (in order, following the gallery's sequence): runs of inserts in
+    /// one batch each, erasures one by one.
+    async fn apply(
+        &self,
+        tenant: Uuid,
+        gallery: &Arc<Gallery>,
+        entries: &[LogEntry],
+    ) -> DomainResult<()> {
+        let mut start = 0;
+        while start < entries.len() {
+            let op = entries[start].op;
+            let end = entries[start..]
+                .iter()
+                .position(|e| e.op != op)
+                .map_or(entries.len(), |n| start + n);
+            let run = &entries[start..end];
+            let sequence = run[run.len() - 1].sequence;
+            match op {
+                LogOp::Insert => {
+                    let features: Vec<Uuid> = run.iter().map(|e| e.feature_id).collect();
+                    let stored = self.store.sealed_templates(tenant, &features).await?;
+                    let rows = self.open_rows(tenant, stored).await?;
+                    let g = gallery.clone();
+                    run_blocking(move || {
+                        let batch: Vec<(RecordIds, &Template)> =
+                            rows.iter().map(|r| (r.ids, &r.template)).collect();
+                        g.insert_batch_logged(&batch, sequence).map(drop)
+                    })
+                    .await?
+                    .map_err(engine)?;
+                }
+                LogOp::Erase => {
+                    let g = gallery.clone();
+                    let run: Vec<(Uuid, u64)> =
+                        run.iter().map(|e| (e.feature_id, e.sequence)).collect();
+                    run_blocking(move || {
+                        for (feature, sequence) in run {
+                            match g.row_of(feature.as_u128()) {
+                                Some(row) => g.delete_logged(&[row], sequence).map(drop)?,
+                                None => g.advance_sequence(sequence)?,
+                            }
+                        }
+                        Ok::<(), GalleryError>(())
+                    })
+                    .await?
+                    .map_err(engine)?;
+                }
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Opens sealed templates into rows; one that does not open is reported and left out.
+    async fn open_rows(
+        &self,
+        tenant: Uuid,
+        stored: Vec<StoredTemplate>,
+    ) -> DomainResult<Vec<NewRow>> {
+        let mut rows = Vec::with_capacity(stored.len());
+        for t in stored {
+            let p = &t.palm;
+            match self
+                .vault
+                .open_template(tenant, p.user_id, p.feature_id, &t.sealed)
+                .await?
+            {
+                Ok(template) => rows.push(NewRow {
+                    ids: RecordIds {
+                        feature_id: p.feature_id.as_u128(),
+                        user_key: p.user_id.as_u128(),
+                        palm: palm_side(p.palm_type),
+                    },
+                    template,
+                }),
+                Err(e) => {
+                    tracing::error!(%tenant, feature_id = %e.feature_id, "a sealed template does not open: left out of the gallery");
+                    lock(&self.unreadable).insert(e.feature_id);
+                }
             }
         }
-        if orphans > 0 {
-            tracing::warn!(%tenant, orphans, "deleted gallery rows that no enrollment references");
+        Ok(rows)
+    }
+
+    /// Builds the tenant's gallery afresh from the templates the database holds, in a
+    /// directory beside it, and puts it in place; then applies what the log added
+    /// meanwhile. Returns the sequence applied.
+    pub async fn rebuild(&self, tenant: Uuid) -> DomainResult<u64> {
+        let writer = self.writer(tenant);
+        let _one = writer.lock().await;
+        self.rebuild_locked(tenant).await
+    }
+
+    async fn rebuild_locked(&self, tenant: Uuid) -> DomainResult<u64> {
+        // The head first: every template committed up to it is in the pages read after,
+        // and whatever comes later is in the log after it (applying it twice is harmless).
+        let head = self.store.log_head(tenant).await?;
+        let fresh_dir = self
+            .root
+            .join(format!(".{tenant}.rebuild-{}", Uuid::new_v4().simple()));
+        let fresh = Arc::new(Gallery::create(&fresh_dir, Layout::DEFAULT).map_err(engine)?);
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .templates_page(tenant, after, REBUILD_PAGE)
+                .await?;
+            let Some(last) = page.last().map(|t| t.palm.feature_id) else {
+                break;
+            };
+            after = Some(last);
+            let rows = self.open_rows(tenant, page).await?;
+            let g = fresh.clone();
+            run_blocking(move || {
+                let batch: Vec<(RecordIds, &Template)> =
+                    rows.iter().map(|r| (r.ids, &r.template)).collect();
+                g.insert_batch_logged(&batch, head).map(drop)
+            })
+            .await?
+            .map_err(engine)?;
         }
-        let live_rows: HashMap<u64, u128> =
-            live.iter().map(|(r, ids)| (r.0, ids.feature_id)).collect();
-        for p in &palms {
-            let ok = u64::try_from(p.row_id)
-                .ok()
-                .and_then(|r| live_rows.get(&r))
-                .is_some_and(|f| *f == p.feature_id.as_u128());
-            if !ok {
-                tracing::error!(
-                    %tenant,
-                    feature_id = %p.feature_id,
-                    user_id = %p.user_id,
-                    row = p.row_id,
-                    "ENROLLMENT WITHOUT TEMPLATE: the database references a gallery row that is missing"
-                );
+        fresh.advance_sequence(head).map_err(engine)?;
+        drop(fresh);
+        self.replace(tenant, &fresh_dir)?;
+        self.catch_up_inner_after_rebuild(tenant).await
+    }
+
+    /// Catches up a gallery that was just rebuilt (no second rebuild).
+    async fn catch_up_inner_after_rebuild(&self, tenant: Uuid) -> DomainResult<u64> {
+        let gallery = self.get(tenant).map_err(engine)?;
+        loop {
+            let applied = gallery.applied_sequence();
+            let entries = self.store.log_after(tenant, applied, LOG_BATCH).await?;
+            if entries.is_empty() {
+                return Ok(applied);
+            }
+            self.apply(tenant, &gallery, &entries).await?;
+        }
+    }
+
+    /// Puts the gallery built in `fresh_dir` in the tenant's place. Searches still running
+    /// on the old one finish on its mappings.
+    fn replace(&self, tenant: Uuid, fresh_dir: &Path) -> DomainResult<()> {
+        let dir = self.dir(tenant);
+        let io = |e: std::io::Error| DomainError::internal(format!("replacing a gallery: {e}"));
+        let mut open = lock(&self.open);
+        let old = open.remove(&tenant);
+        let trash = self
+            .root
+            .join(format!(".{tenant}.old-{}", Uuid::new_v4().simple()));
+        if dir.exists() {
+            std::fs::rename(&dir, &trash).map_err(io)?;
+        }
+        std::fs::rename(fresh_dir, &dir).map_err(io)?;
+        drop(old);
+        if trash.exists() {
+            std::fs::remove_dir_all(&trash).map_err(io)?;
+        }
+        let gallery = Arc::new(Gallery::open_with(&dir, self.policy).map_err(engine)?);
+        open.insert(tenant, gallery);
+        Ok(())
+    }
+
+    /// Closes and removes a tenant's gallery (the tenant was deleted).
+    pub fn drop_tenant(&self, tenant: Uuid) -> DomainResult<()> {
+        lock(&self.open).remove(&tenant);
+        remove_gallery(&self.root, tenant)
+    }
+
+    /// Compares a tenant's gallery with the database, reading the gallery's files without
+    /// its lock (the node serving it may be running).
+    pub async fn check(&self, tenant: Uuid) -> DomainResult<GalleryCheck> {
+        let head = self.store.log_head(tenant).await?;
+        let in_db: HashSet<Uuid> = self
+            .store
+            .all_palms(tenant)
+            .await?
+            .into_iter()
+            .map(|p| p.feature_id)
+            .collect();
+        let dir = self.dir(tenant);
+        let (live, last_sequence) = if dir.exists() {
+            let seen = Gallery::inspect(&dir).map_err(engine)?;
+            let live: HashSet<Uuid> = seen
+                .live
+                .iter()
+                .map(|(_, ids)| Uuid::from_u128(ids.feature_id))
+                .collect();
+            (live, seen.applied_sequence)
+        } else {
+            (HashSet::new(), 0)
+        };
+        let mut missing: Vec<Uuid> = in_db.difference(&live).copied().collect();
+        let mut extra: Vec<Uuid> = live.difference(&in_db).copied().collect();
+        missing.sort();
+        extra.sort();
+        Ok(GalleryCheck {
+            tenant_id: tenant,
+            database_templates: in_db.len(),
+            gallery_templates: live.len(),
+            missing,
+            extra,
+            last_sequence,
+            log_head: head,
+        })
+    }
+
+    /// Brings every gallery of this node into agreement with the database before the node
+    /// serves: moves the templates of palms written before templates lived in the database
+    /// into it (from this node's galleries), applies every tenant's log, and removes the
+    /// galleries of tenants that no longer exist.
+    pub async fn start_up(&self) -> DomainResult<()> {
+        let tenants: HashSet<Uuid> = self.store.list_tenant_ids().await?.into_iter().collect();
+        for gone in self.tenants_on_disk() {
+            if !tenants.contains(&gone) {
+                tracing::warn!(tenant = %gone, "removing the gallery of a deleted tenant");
+                self.drop_tenant(gone)?;
+            }
+        }
+        for tenant in tenants {
+            self.seal_legacy(tenant).await?;
+            let applied = self.catch_up(tenant).await?;
+            tracing::debug!(%tenant, applied, "gallery caught up");
+        }
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Follows the database for as long as the node runs: every `interval`, each open
+    /// gallery whose tenant's log has moved on catches up (what other nodes wrote), and the
+    /// galleries of tenants deleted meanwhile are removed.
+    pub async fn follow(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if let Err(e) = self.follow_once().await {
+                tracing::warn!(error = %e, "following the template log failed; trying again");
             }
         }
     }
-    Ok(())
+
+    async fn follow_once(&self) -> DomainResult<()> {
+        let tenants: HashSet<Uuid> = self.store.list_tenant_ids().await?.into_iter().collect();
+        let open: Vec<(Uuid, u64)> = lock(&self.open)
+            .iter()
+            .map(|(t, g)| (*t, g.applied_sequence()))
+            .collect();
+        for (tenant, applied) in open {
+            if !tenants.contains(&tenant) {
+                tracing::warn!(%tenant, "the tenant was deleted: removing its gallery");
+                self.drop_tenant(tenant)?;
+            } else if self.store.log_head(tenant).await? > applied {
+                self.catch_up(tenant).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals into the database the templates of palms enrolled before templates lived
+    /// there, read from this node's gallery (where they were enrolled), and erases gallery
+    /// rows no palm refers to (a crash of those versions between the two writes).
+    async fn seal_legacy(&self, tenant: Uuid) -> DomainResult<()> {
+        let waiting = self.store.unsealed_palms(tenant).await?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let gallery = self.get(tenant).map_err(engine)?;
+        let mut sealed = Vec::with_capacity(waiting.len());
+        for w in &waiting {
+            let p = &w.palm;
+            let found = w
+                .row
+                .and_then(|r| u64::try_from(r).ok())
+                .and_then(|r| gallery.get(RowId(r)).ok().flatten())
+                .filter(|(ids, _)| ids.feature_id == p.feature_id.as_u128());
+            match found {
+                Some((_, template)) => sealed.push((
+                    p.feature_id,
+                    self.vault
+                        .seal_template(tenant, p.user_id, p.feature_id, &template)
+                        .await?,
+                )),
+                None => tracing::error!(
+                    %tenant, feature_id = %p.feature_id,
+                    "ENROLLMENT WITHOUT TEMPLATE: neither the database nor this node's gallery holds it"
+                ),
+            }
+        }
+        let known: HashSet<u128> = self
+            .store
+            .all_palms(tenant)
+            .await?
+            .iter()
+            .map(|p| p.feature_id.as_u128())
+            .collect();
+        for (row, ids) in gallery.live_records() {
+            if !known.contains(&ids.feature_id) {
+                gallery.delete(row).map_err(engine)?;
+                tracing::warn!(%tenant, row = row.0, "erased a gallery row no enrollment refers to");
+            }
+        }
+        let moved = sealed.len();
+        self.store
+            .seal_palms(tenant, &sealed, chrono::Utc::now().timestamp_micros())
+            .await?;
+        tracing::info!(%tenant, moved, "templates moved into the database, sealed");
+        Ok(())
+    }
 }
 
-#[cfg(test)]
-mod tests;
+/// Removes a tenant's gallery directory under `root` (`<data>/galleries`), if there is one.
+pub fn remove_gallery(root: &Path, tenant: Uuid) -> DomainResult<()> {
+    match std::fs::remove_dir_all(root.join(tenant.to_string())) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(DomainError::internal(format!("removing a gallery: {e}"))),
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> DomainResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(DomainError::internal)
+}

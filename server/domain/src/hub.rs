@@ -19,6 +19,14 @@ impl DeviceHub {
         map.entry(device).or_default().clone()
     }
 
+    /// Wakes every request waiting on any device.
+    pub fn notify_all(&self) {
+        let map = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
+        for n in map.values() {
+            n.notify_waiters();
+        }
+    }
+
     /// Wakes every request waiting on this device.
     pub fn notify(&self, device: Uuid) {
         let map = self.waiters.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,5 +1,5 @@
-//! The token signing key: Ed25519, generated at first start and kept in the data directory
-//! (`keys/signing-ed25519.pk8`, mode 0600), published as a JWKS.
+//! The token signing key: Ed25519, kept in the database wrapped by the master key so every
+//! node signs and verifies with it, published as a JWKS.
 
 use std::path::{Path, PathBuf};
 
@@ -12,28 +12,6 @@ use serde_json::{json, Value};
 
 use crate::secrets::sha256_hex;
 
-/// Why key material could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The key file could not be read or written.
-    #[error("key file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        source: std::io::Error,
-    },
-    /// The file does not hold a usable key.
-    #[error("key file {path} does not hold a valid key")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The system could not generate a key.
-    #[error("cannot generate a key")]
-    Generate,
-}
-
 /// The key that signs access tokens, with its public half.
 pub struct SigningKey {
     pub(crate) kid: String,
@@ -43,24 +21,35 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// Loads the key from `data_dir`, generating and saving it first if there is none.
-    pub fn load_or_create(data_dir: &Path) -> Result<SigningKey, KeyError> {
+    /// The key every node shares: kept in the database, wrapped by the master key. The
+    /// first node to start makes it, from the key file a data directory of an earlier
+    /// version holds (so the tokens it issued stay valid), or afresh.
+    pub async fn shared(
+        store: &dyn palmlink_store::Store,
+        master: &crate::MasterKey,
+        clock: &dyn crate::Clock,
+        data_dir: &Path,
+    ) -> crate::DomainResult<SigningKey> {
         let path = key_path(data_dir);
-        let io = |source| KeyError::Io {
-            path: path.clone(),
-            source,
-        };
-        let der = match std::fs::read(&path) {
-            Ok(der) => der,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                create(&path).map_err(|e| match e {
-                    CreateError::Io(source) => io(source),
-                    CreateError::Generate => KeyError::Generate,
-                })?
-            }
-            Err(e) => return Err(io(e)),
-        };
-        SigningKey::from_pkcs8(&der).ok_or(KeyError::Invalid { path })
+        let pkcs8 = master
+            .signing_key_pkcs8(store, clock, || match std::fs::read(&path) {
+                Ok(der) => Ok(zeroize::Zeroizing::new(der)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let doc =
+                        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| {
+                            crate::DomainError::internal("cannot generate a signing key")
+                        })?;
+                    Ok(zeroize::Zeroizing::new(doc.as_ref().to_vec()))
+                }
+                Err(e) => Err(crate::DomainError::internal(format!(
+                    "reading {}: {e}",
+                    path.display()
+                ))),
+            })
+            .await?;
+        SigningKey::from_pkcs8(&pkcs8).ok_or_else(|| {
+            crate::DomainError::internal("the stored signing key is not a valid key")
+        })
     }
 
     fn from_pkcs8(der: &[u8]) -> Option<SigningKey> {
@@ -90,50 +79,8 @@ impl SigningKey {
     }
 }
 
-/// Where the signing key lives in a data directory.
+/// Where a data directory of an earlier version keeps its signing key (imported into the
+/// database by the first node that starts on it).
 pub fn key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("signing-ed25519.pk8")
-}
-
-enum CreateError {
-    Io(std::io::Error),
-    Generate,
-}
-
-impl From<std::io::Error> for CreateError {
-    fn from(e: std::io::Error) -> CreateError {
-        CreateError::Io(e)
-    }
-}
-
-fn create(path: &Path) -> Result<Vec<u8>, CreateError> {
-    use std::io::Write as _;
-    let doc =
-        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).map_err(|_| CreateError::Generate)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(".signing-ed25519.pk8.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&tmp)?;
-    file.write_all(doc.as_ref())?;
-    file.sync_all()?;
-    drop(file);
-    // Another process may have created the key meanwhile: keep whichever landed first.
-    match std::fs::hard_link(&tmp, path) {
-        Ok(()) => {
-            std::fs::remove_file(&tmp)?;
-            Ok(doc.as_ref().to_vec())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::remove_file(&tmp)?;
-            Ok(std::fs::read(path)?)
-        }
-        Err(e) => Err(CreateError::Io(e)),
-    }
 }

@@ -45,6 +45,8 @@ mod sweeper;
 mod tokens;
 mod users;
 mod validate;
+mod vault;
+mod wakeups;
 mod webhooks;
 
 use std::sync::Arc;
@@ -71,10 +73,10 @@ pub use events::{
     DEVICE_PAIRED, ENROLLMENT_COMPLETE, EVENT_TYPES, IDENTIFICATION_COMPLETE, TEST_EVENT,
     VERIFICATION_COMPLETE,
 };
-pub use galleries::{reconcile, Galleries};
+pub use galleries::{remove_gallery, Galleries, GalleryCheck};
 pub use hub::DeviceHub;
 pub use idempotency::{Begun, Idempotency, KEY_TTL_SECS};
-pub use keys::{key_path, KeyError, SigningKey};
+pub use keys::{key_path, SigningKey};
 pub use operators::{ClientSecret, Operators};
 pub use secrets::{
     constant_time_eq, new_pairing_code, new_secret, new_signing_secret, normalize_pairing_code,
@@ -88,6 +90,8 @@ pub use tokens::{
 };
 pub use users::{EnrolledUser, Users};
 pub use validate::{Listing, Page};
+pub use vault::{default_master_key_path, unlock, MasterKey, Unreadable, Vault, VaultError};
+pub use wakeups::Wakeups;
 pub use webhooks::endpoints::{check_endpoint, check_literal_host, is_global};
 pub use webhooks::{
     parse_delivery_id, DeliveryLog, NewWebhook, Recovered, Recovery, SecretRotation,
@@ -107,6 +111,8 @@ pub struct DomainConfig {
     pub pairing_code_ttl: Duration,
     /// Whether webhook endpoints may use plain http and non-global addresses.
     pub allow_private_webhooks: bool,
+    /// When the galleries build and use their graph indexes.
+    pub index_policy: palmlink_engine::IndexPolicy,
 }
 
 impl Default for DomainConfig {
@@ -119,6 +125,7 @@ impl Default for DomainConfig {
             challenge_ttl: Duration::from_secs(3600),
             pairing_code_ttl: Duration::from_secs(1800),
             allow_private_webhooks: false,
+            index_policy: palmlink_engine::IndexPolicy::default(),
         }
     }
 }
@@ -127,8 +134,10 @@ impl Default for DomainConfig {
 pub struct Parts {
     /// Durable state.
     pub store: Arc<dyn Store>,
-    /// The tenants' galleries.
-    pub galleries: Arc<Galleries>,
+    /// Where this node keeps its galleries (`<data>/galleries`).
+    pub galleries_dir: std::path::PathBuf,
+    /// The master key, checked against the store.
+    pub master_key: MasterKey,
     /// Where time is read.
     pub clock: Arc<dyn Clock>,
     /// The key that signs access tokens.
@@ -159,8 +168,12 @@ pub struct Domain {
     pub idempotency: Idempotency,
     /// The tenants' galleries.
     pub galleries: Arc<Galleries>,
+    /// Seals and opens templates.
+    pub vault: Arc<Vault>,
     /// Rings when events were written.
     pub outbox: Arc<OutboxBell>,
+    /// Wakes the waiters of this node and signals the other nodes.
+    pub wakeups: Arc<Wakeups>,
     /// The store the services share.
     pub store: Arc<dyn Store>,
     /// The clock the services share.
@@ -172,18 +185,28 @@ impl Domain {
     pub fn new(parts: Parts, config: &DomainConfig) -> Domain {
         let Parts {
             store,
-            galleries,
+            galleries_dir,
+            master_key,
             clock,
             signing_key,
             stopping,
         } = parts;
+        let vault = Arc::new(Vault::new(master_key, store.clone(), clock.clone()));
+        let galleries = Arc::new(Galleries::new(
+            galleries_dir,
+            config.index_policy,
+            store.clone(),
+            vault.clone(),
+        ));
         let hub = Arc::new(DeviceHub::default());
         let outbox = Arc::new(OutboxBell::default());
+        let wakeups = Arc::new(Wakeups::new(store.clone(), hub.clone(), outbox.clone()));
         let secs = |d: Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
         let challenges = Arc::new(Challenges::new(
             store.clone(),
             clock.clone(),
-            hub.clone(),
+            hub,
+            wakeups.clone(),
             secs(config.challenge_ttl),
             stopping,
         ));
@@ -200,30 +223,37 @@ impl Domain {
             devices: Devices::new(
                 store.clone(),
                 clock.clone(),
-                hub,
-                outbox.clone(),
+                wakeups.clone(),
                 secs(config.pairing_code_ttl),
             ),
             captures: Captures::new(
                 store.clone(),
                 clock.clone(),
                 galleries.clone(),
+                vault.clone(),
                 challenges.clone(),
                 settings.clone(),
-                outbox.clone(),
+                wakeups.clone(),
             ),
             challenges,
-            users: Users::new(store.clone(), galleries.clone()),
+            users: Users::new(
+                store.clone(),
+                clock.clone(),
+                galleries.clone(),
+                wakeups.clone(),
+            ),
             settings,
             webhooks: Webhooks::new(
                 store.clone(),
                 clock.clone(),
-                outbox.clone(),
+                wakeups.clone(),
                 config.allow_private_webhooks,
             ),
             idempotency: Idempotency::new(store.clone(), clock.clone()),
             galleries,
+            vault,
             outbox,
+            wakeups,
             store,
             clock,
         }

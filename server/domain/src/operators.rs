@@ -107,6 +107,17 @@ impl Operators {
         }
     }
 
+    /// Deletes a tenant: its data key first (its sealed templates, backups included, can no
+    /// longer be opened), then its rows. Its galleries are the nodes' to remove (they do
+    /// when they find the tenant gone).
+    pub async fn delete_tenant(&self, tenant: Uuid) -> DomainResult<()> {
+        if self.store.delete_tenant(tenant).await? {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("tenant"))
+        }
+    }
+
     /// Deletes a client; every token it was issued stops working at once.
     pub async fn delete_client(&self, client: Uuid) -> DomainResult<()> {
         if self.store.delete_client(client).await? {

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use palmlink_engine::RowId;
 use palmlink_store::{Palm, Scope, Store, User};
 
+use crate::clock::Clock;
 use crate::galleries::Galleries;
 use crate::tokens::Caller;
 use crate::validate::{Listing, Page};
+use crate::wakeups::Wakeups;
 use crate::{DomainError, DomainResult};
 
 /// A user with their enrolled palms.
@@ -22,13 +23,25 @@ pub struct EnrolledUser {
 /// Enrolled users of the tenants.
 pub struct Users {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     galleries: Arc<Galleries>,
+    wakeups: Arc<Wakeups>,
 }
 
 impl Users {
     /// Users on `store`, templates in `galleries`.
-    pub fn new(store: Arc<dyn Store>, galleries: Arc<Galleries>) -> Users {
-        Users { store, galleries }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        galleries: Arc<Galleries>,
+        wakeups: Arc<Wakeups>,
+    ) -> Users {
+        Users {
+            store,
+            clock,
+            galleries,
+            wakeups,
+        }
     }
 
     /// A page of the users holding at least one palm, oldest first.
@@ -59,8 +72,10 @@ impl Users {
         }
     }
 
-    /// Erases a user: the database rows first, then the templates (a crash in between
-    /// leaves gallery rows that start-up reconciliation erases).
+    /// Erases a user: their palms and sealed templates leave the database in one
+    /// transaction with an erase entry per palm in the template log; then this node's
+    /// gallery erases the rows, leaving no copy of the templates (other nodes follow the
+    /// log).
     pub async fn erase(&self, caller: &Caller, external_user_id: &str) -> DomainResult<()> {
         caller.require(Scope::Users)?;
         let user = self
@@ -68,27 +83,24 @@ impl Users {
             .get_user(caller.tenant_id, external_user_id)
             .await?
             .ok_or(DomainError::NotFound("user"))?;
-        let palms = self.store.delete_user(caller.tenant_id, user.id).await?;
-        if palms.is_empty() {
+        let erasure = self
+            .store
+            .delete_user(caller.tenant_id, user.id, self.clock.now())
+            .await?;
+        if erasure.palms.is_empty() {
             return Err(DomainError::NotFound("user"));
         }
-        let gallery = self
+        let features = erasure.palms.iter().map(|p| p.feature_id).collect();
+        // Durable in the database: a failure here is repaired by the next catch-up, which
+        // erases the rows as the log says.
+        if let Err(e) = self
             .galleries
-            .get(caller.tenant_id)
-            .map_err(DomainError::internal)?;
-        let rows: Vec<RowId> = palms
-            .iter()
-            .filter_map(|p| u64::try_from(p.row_id).ok().map(RowId))
-            .collect();
-        tokio::task::spawn_blocking(move || {
-            for row in rows {
-                if let Err(e) = gallery.delete(row) {
-                    tracing::error!(error = %e, row = row.0, "could not erase a template from the gallery");
-                }
-            }
-        })
-        .await
-        .map_err(DomainError::internal)?;
+            .apply_erasures(caller.tenant_id, features, erasure.log_head)
+            .await
+        {
+            tracing::error!(tenant = %caller.tenant_id, error = %e, "an erasure is committed but this node's gallery did not apply it yet");
+        }
+        self.wakeups.templates_changed(caller.tenant_id);
         Ok(())
     }
 }

@@ -2,147 +2,19 @@
 //! temporary directory), real galleries, a clock moved by hand and the synthetic population
 //! of `palmlink-fixtures`.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+mod support;
+
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use palmlink_domain::{
-    Caller, CancelChallenge, CaptureItem, CaptureSubmission, Clock, Domain, DomainConfig,
-    DomainError, Galleries, GrantRequest, IdentifyChallenge, Page, PairDevice, Parts,
-    RegisterDevice, SigningKey, SubjectChallenge, TemplateBody, SECOND,
+    Caller, CancelChallenge, DomainError, IdentifyChallenge, Page, SubjectChallenge, SECOND,
 };
-use palmlink_fixtures::{PalmSide, Population};
-use palmlink_store::{ChallengeFilter, ChallengeStatus, Device, FailureReason, PalmType, Scope};
+use palmlink_fixtures::PalmSide;
+use palmlink_store::{ChallengeFilter, ChallengeStatus, FailureReason, PalmType, Scope};
 use serde_json::json;
-use tokio::sync::watch;
+use support::world;
 use uuid::Uuid;
-
-/// A clock that stands still until moved.
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-struct World {
-    domain: Domain,
-    clock: Arc<ManualClock>,
-    population: Population,
-    _stopping: watch::Sender<bool>,
-    _dir: tempfile::TempDir,
-}
-
-async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("palmlink.db").display());
-    let store = palmlink_store::open(&url).await.unwrap();
-    let clock = Arc::new(ManualClock(AtomicI64::new(1_800_000_000 * SECOND)));
-    let (stopping, stopping_rx) = watch::channel(false);
-    let parts = Parts {
-        store,
-        galleries: Arc::new(Galleries::new(dir.path().join("galleries"))),
-        clock: clock.clone(),
-        signing_key: SigningKey::load_or_create(dir.path()).unwrap(),
-        stopping: stopping_rx,
-    };
-    World {
-        domain: Domain::new(parts, &DomainConfig::default()),
-        clock,
-        population: Population::with_seed(42, 100),
-        _stopping: stopping,
-        _dir: dir,
-    }
-}
-
-impl World {
-    /// A tenant, a client with every scope, and the caller its token stands for.
-    async fn caller(&self) -> Caller {
-        let tenant = self.domain.operators.create_tenant("t").await.unwrap();
-        let client = self
-            .domain
-            .operators
-            .create_client(tenant.id, "app", None)
-            .await
-            .unwrap();
-        let grant = self
-            .domain
-            .tokens
-            .grant(GrantRequest {
-                grant_type: Some("client_credentials".into()),
-                client_id: Some(client.client.id.to_string()),
-                client_secret: Some(client.secret),
-                ..GrantRequest::default()
-            })
-            .await
-            .unwrap();
-        self.domain
-            .tokens
-            .authenticate(&grant.access_token)
-            .await
-            .unwrap()
-    }
-
-    /// A device of the caller's tenant, paired as `hardware_id`.
-    async fn scanner(&self, caller: &Caller, hardware_id: &str) -> Device {
-        let registered = self
-            .domain
-            .devices
-            .register(
-                caller,
-                RegisterDevice {
-                    device_name: "Front desk".into(),
-                    location: "Lobby".into(),
-                },
-            )
-            .await
-            .unwrap();
-        let paired = self
-            .domain
-            .devices
-            .pair(PairDevice {
-                // Typed as a person would: lower case, with a separator.
-                pairing_code: format!(
-                    "{}-{}",
-                    &registered.pairing_code[..5].to_lowercase(),
-                    &registered.pairing_code[5..]
-                ),
-                hardware_id: hardware_id.into(),
-            })
-            .await
-            .unwrap();
-        self.domain
-            .devices
-            .authenticate_scanner(&paired.device_secret)
-            .await
-            .unwrap()
-    }
-
-    /// The captures of `identity`'s palm: its enrollment capture, or probe capture `take`.
-    fn captures(&self, identity: u64, palm: PalmSide, take: Option<u64>) -> CaptureSubmission {
-        let capture = match take {
-            None => self.population.enrollment(identity, palm),
-            Some(i) => self.population.capture(identity, palm, i),
-        };
-        CaptureSubmission {
-            vendor: Some("mock".into()),
-            captures: vec![CaptureItem {
-                palm_type: match palm {
-                    PalmSide::Left => PalmType::Left,
-                    PalmSide::Right => PalmType::Right,
-                },
-                template: TemplateBody {
-                    format: "f32".into(),
-                    blocks: Some(capture.to_blocks()),
-                    data: None,
-                },
-                quality: Some(f64::from(capture.quality)),
-                liveness: Some(0.99),
-            }],
-        }
-    }
-}
 
 fn subject(user: &str, hardware_id: &str, palm: Option<PalmType>) -> SubjectChallenge {
     SubjectChallenge {

@@ -4,7 +4,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::vocabulary::named_values;
-use crate::{OutboxEvent, Palm, StoreResult};
+use crate::{OutboxEvent, Palm, SealedTemplate, StoreResult};
 
 named_values! {
     /// What a challenge asks for.
@@ -109,6 +109,9 @@ pub struct Challenge {
     pub expires_at: i64,
     /// Time it left `pending`.
     pub finished_at: Option<i64>,
+    /// The tenant's template log head when it was created: its decision must see at least
+    /// that much of the log.
+    pub log_position: u64,
 }
 
 /// Filters of the challenge list.
@@ -125,8 +128,8 @@ pub struct ChallengeFilter {
 pub struct EnrollmentCommit {
     /// The challenge being completed.
     pub challenge_id: Uuid,
-    /// The palms, already durable in the gallery.
-    pub palms: Vec<Palm>,
+    /// The palms enrolled, each with its sealed template (in the same order).
+    pub palms: Vec<(Palm, SealedTemplate)>,
     /// The challenge result (the event's `data`).
     pub result: Value,
     /// The event to publish.
@@ -150,14 +153,21 @@ pub trait ChallengeStore: Send + Sync {
     ) -> StoreResult<(Vec<Challenge>, i64)>;
     /// A device's pending, unexpired challenges, oldest first.
     async fn pending_for_device(&self, device_id: Uuid, now: i64) -> StoreResult<Vec<Challenge>>;
-    /// Completes a pending, unexpired enrollment challenge: palms, result and event in one
-    /// transaction. `Ok(false)` when the challenge is no longer pending; `Conflict` when
-    /// the user already has that palm (nothing is written then).
+    /// Completes a pending, unexpired enrollment challenge: palms with their sealed
+    /// templates, an `insert` entry per palm in the tenant's template log, the result and
+    /// the event, in one transaction. Returns the log's last sequence after it; `Ok(None)`
+    /// when the challenge is no longer pending; `Conflict` when the user already has that
+    /// palm (nothing is written then).
     ///
     /// Concurrency: two captures of one challenge: exactly one completes it (the update is
     /// conditional on `pending`); two enrollments of the same palm for one user: exactly
-    /// one commits (unique `(user, palm_type)`).
-    async fn complete_enrollment(&self, commit: &EnrollmentCommit, now: i64) -> StoreResult<bool>;
+    /// one commits (unique `(user, palm_type)`); log sequences as
+    /// [`TemplateStore`](crate::TemplateStore) says.
+    async fn complete_enrollment(
+        &self,
+        commit: &EnrollmentCommit,
+        now: i64,
+    ) -> StoreResult<Option<u64>>;
     /// Completes a pending, unexpired verify or identify challenge with its result and
     /// event; `Ok(false)` when it is no longer pending.
     ///

@@ -2,11 +2,12 @@
 //!
 //! Each aggregate has a trait of its own: [`TenantStore`], [`ClientStore`], [`DeviceStore`],
 //! [`UserStore`], [`ChallengeStore`], [`SettingsStore`], [`OutboxStore`],
-//! [`IdempotencyStore`] and [`WebhookStore`]; [`Signals`] wakes waiters on every node.
-//! [`Store`] is all of them together, which is what the service holds (`Arc<dyn Store>`).
-//! Two backends implement every trait: [`SqliteStore`] (one database file, one process
-//! writing) and [`PostgresStore`] (any number of nodes on one database); the conformance
-//! suite in `tests/` runs the same behaviour against both.
+//! [`IdempotencyStore`], [`WebhookStore`], [`KeyStore`] (wrapped keys) and [`TemplateStore`]
+//! (sealed templates and the template log); [`Signals`] wakes waiters on every node. [`Store`] is all of them
+//! together, which is what the service holds (`Arc<dyn Store>`). Two backends implement
+//! every trait: [`SqliteStore`] (one database file, one process writing) and
+//! [`PostgresStore`] (any number of nodes on one database); the conformance suite in
+//! `tests/` runs the same behaviour against both.
 //!
 //! Every method documents what must hold when several writers run at once ("Concurrency"):
 //! what one backend gets for free (SQLite has a single writer) another must provide with
@@ -32,12 +33,14 @@ mod clients;
 mod devices;
 mod error;
 mod idempotency;
+mod keys;
 mod migrations;
 mod outbox;
 mod postgres;
 mod settings;
 mod signals;
 mod sqlite;
+mod templates;
 mod tenants;
 mod users;
 mod vocabulary;
@@ -53,13 +56,15 @@ pub use clients::{Client, ClientStore, Scope};
 pub use devices::{Device, DeviceStatus, DeviceStore, Pairing};
 pub use error::{StoreError, StoreResult};
 pub use idempotency::{IdempotencyStart, IdempotencyStore};
+pub use keys::KeyStore;
 pub use outbox::{OutboxEvent, OutboxStore};
 pub use postgres::PostgresStore;
 pub use settings::{MatchPolicy, MatchingSettings, SettingsStore};
 pub use signals::{Signal, Signals, SIGNAL_BUFFER, SIGNAL_MAX_BYTES};
 pub use sqlite::SqliteStore;
+pub use templates::{LogEntry, LogOp, SealedTemplate, StoredTemplate, TemplateStore, UnsealedPalm};
 pub use tenants::{Tenant, TenantStore};
-pub use users::{Palm, PalmType, User, UserStore};
+pub use users::{Erasure, Palm, PalmType, User, UserStore};
 pub use vocabulary::UnknownValue;
 pub use webhooks::{
     Attempt, Delivery, DeliveryNext, DeliveryStatus, Subscription, SubscriptionNext, WebhookStore,
@@ -77,6 +82,8 @@ pub trait Store:
     + OutboxStore
     + IdempotencyStore
     + WebhookStore
+    + KeyStore
+    + TemplateStore
     + Signals
     + Send
     + Sync

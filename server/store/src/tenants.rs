@@ -26,4 +26,24 @@ pub trait TenantStore: Send + Sync {
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>>;
     /// Every tenant id.
     async fn list_tenant_ids(&self) -> StoreResult<Vec<Uuid>>;
+    /// Deletes a tenant: its data key first, in a transaction of its own (from then on its
+    /// sealed templates can no longer be opened, whatever happens next), then every row of
+    /// the tenant. False when it does not exist.
+    async fn delete_tenant(&self, tenant: Uuid) -> StoreResult<bool>;
 }
+
+/// The tables a tenant's rows live in, children before parents, and the column that names
+/// the tenant in each.
+pub(crate) const TENANT_TABLES: &[(&str, &str)] = &[
+    ("template_log", "tenant_id"),
+    ("template_log_heads", "tenant_id"),
+    ("palms", "tenant_id"),
+    ("challenges", "tenant_id"),
+    ("users", "tenant_id"),
+    ("outbox_events", "tenant_id"),
+    ("webhook_deliveries", "tenant_id"),
+    ("webhooks", "tenant_id"),
+    ("devices", "tenant_id"),
+    ("oauth_clients", "tenant_id"),
+    ("tenants", "id"),
+];

@@ -28,7 +28,8 @@ pub struct User {
     pub created_at: i64,
 }
 
-/// One enrolled palm template: the database side of a gallery row.
+/// One enrolled palm: the record of a template (the sealed template itself is read through
+/// [`TemplateStore`](crate::TemplateStore)).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Palm {
     /// `feature_id`, also stored in the gallery row.
@@ -39,14 +40,21 @@ pub struct Palm {
     pub user_id: Uuid,
     /// Which palm.
     pub palm_type: PalmType,
-    /// Row of the template in the tenant's gallery.
-    pub row_id: i64,
     /// Enrollment time.
     pub enrolled_at: i64,
     /// Capture vendor.
     pub vendor: String,
     /// Challenge that enrolled it.
     pub challenge_id: Uuid,
+}
+
+/// What erasing a user removed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Erasure {
+    /// The palms deleted (none when the user had none).
+    pub palms: Vec<Palm>,
+    /// The tenant's template log head after the erasure's entries.
+    pub log_head: u64,
 }
 
 /// Storage of users and their palms.
@@ -83,11 +91,14 @@ pub trait UserStore: Send + Sync {
     async fn list_palms(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>>;
     /// Every palm of a tenant.
     async fn all_palms(&self, tenant: Uuid) -> StoreResult<Vec<Palm>>;
-    /// Deletes a user and its palms in one transaction, returning the palms deleted.
+    /// Deletes a user and its palms (their sealed templates with them) in one transaction
+    /// that also appends an `erase` entry per palm to the tenant's template log; returns the
+    /// palms deleted and the log's last sequence after it.
     ///
     /// Concurrency: an enrollment committing at the same moment either lands before (and
-    /// its palm is deleted and returned) or after (and finds a new user).
-    async fn delete_user(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>>;
+    /// its palm is deleted and returned) or after (and finds a new user); log sequences are
+    /// drawn under the tenant's log head, as [`TemplateStore`](crate::TemplateStore) says.
+    async fn delete_user(&self, tenant: Uuid, user_id: Uuid, now: i64) -> StoreResult<Erasure>;
 }
 
 /// A user and their palms from the rows of a join of users with their palms (one row per

@@ -10,6 +10,9 @@
 //! - `isolation`: a second tenant sees nothing of the first.
 //! - `http`: error shapes, body limit, idempotency keys, rate limits, request ids, ops.
 //! - `crash`: SIGKILL after acknowledged enrollments, restart, every one still verifies.
+//! - `templates`: templates sealed in the database and galleries that follow it: SIGKILL
+//!   during enrollments and erasures, a gallery rebuilt, the master key's checks, and no
+//!   copy of an erased template left in any file.
 //! - `webhooks`: subscriptions, signed deliveries, retries, and SIGKILL during a burst.
 //! - `demo`: `palmlink demo` and `palmlink scanner` as child processes.
 
@@ -21,6 +24,7 @@ mod isolation;
 mod matching;
 mod scanner;
 mod support;
+mod templates;
 mod tokens;
 mod users;
 mod webhooks;

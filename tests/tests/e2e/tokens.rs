@@ -179,8 +179,7 @@ async fn forged_tampered_and_expired_tokens_are_rejected() {
     assert_eq!(h.get("/v1/devices", &none).await.status, 401);
 
     // Properly signed with the server's own key, but expired.
-    let der =
-        std::fs::read(h.dir.path().join("keys").join("signing-ed25519.pk8")).expect("signing key");
+    let der = h.signing_key_der().await;
     let key = jsonwebtoken::EncodingKey::from_ed_der(&der);
     let mut jwt_header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
     jwt_header.kid = header["kid"].as_str().map(str::to_owned);

@@ -15,9 +15,13 @@ pub(crate) async fn healthz() -> Response {
     Json(json!({"success": true, "status": "ok"})).into_response()
 }
 
-/// Storage answers and the galleries are loaded.
+/// Storage answers and the galleries have caught up with the database.
 #[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.domain.galleries.is_ready() {
+        return ApiError::Unavailable("the galleries are catching up with the database".to_owned())
+            .into_response();
+    }
     match state.domain.store.ping().await {
         Ok(()) => Json(
             json!({"success": true, "status": "ready", "templates": state.domain.galleries.live_total()}),

@@ -1,20 +1,21 @@
 //! Captures: the scanner's templates complete a challenge with an enrollment, a 1:1
 //! verification or a 1:N identification.
 //!
-//! An enrollment writes the template(s) durably into the tenant's gallery first, then
-//! commits the palms, the challenge's result and its event in one transaction; if that
-//! commit does not happen, the gallery rows are erased again (and start-up reconciliation
-//! erases any a crash left behind).
+//! An enrollment seals the template(s) under the tenant's data key and commits them with the
+//! palms, their template log entries, the challenge's result and its event in one
+//! transaction; the node's gallery then applies the entries before the capture is answered.
+//! A verification or identification first makes sure the gallery has applied everything
+//! acknowledged before its challenge was created.
 
 mod results;
 mod template;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use palmlink_engine::{
-    Comparison, GalleryError, PalmSide, RecordIds, RowId, SearchFilter, SearchMode, SearchQuery,
+    Comparison, GalleryError, PalmSide, RecordIds, SearchFilter, SearchMode, SearchQuery,
 };
 use palmlink_store::{
     Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, Device, EnrollmentCommit,
@@ -32,11 +33,16 @@ pub use template::{CaptureItem, CaptureSubmission, TemplateBody};
 use crate::challenges::{ensure_pending, Challenges};
 use crate::clock::{rfc3339, Clock};
 use crate::events::{
-    outbox_event, OutboxBell, ENROLLMENT_COMPLETE, IDENTIFICATION_COMPLETE, VERIFICATION_COMPLETE,
+    outbox_event, ENROLLMENT_COMPLETE, IDENTIFICATION_COMPLETE, VERIFICATION_COMPLETE,
 };
-use crate::galleries::Galleries;
+use crate::galleries::{Galleries, NewRow};
 use crate::settings::{stored_settings, Settings};
+use crate::vault::Vault;
+use crate::wakeups::Wakeups;
 use crate::{DomainError, DomainResult};
+
+/// Longest wait of a decision for the node's gallery to catch up with its challenge.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 use template::{probes, Probe};
 
 /// The engine's palm side of a palm type.
@@ -60,9 +66,10 @@ pub struct Captures {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     galleries: Arc<Galleries>,
+    vault: Arc<Vault>,
     challenges: Arc<Challenges>,
     settings: Arc<Settings>,
-    outbox: Arc<OutboxBell>,
+    wakeups: Arc<Wakeups>,
 }
 
 impl Captures {
@@ -71,17 +78,19 @@ impl Captures {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         galleries: Arc<Galleries>,
+        vault: Arc<Vault>,
         challenges: Arc<Challenges>,
         settings: Arc<Settings>,
-        outbox: Arc<OutboxBell>,
+        wakeups: Arc<Wakeups>,
     ) -> Captures {
         Captures {
             store,
             clock,
             galleries,
+            vault,
             challenges,
             settings,
-            outbox,
+            wakeups,
         }
     }
 
@@ -106,7 +115,7 @@ impl Captures {
         Ok(match completion {
             // What this request committed, as a read would return it.
             Some(done) => {
-                self.outbox.ring();
+                self.wakeups.events_written();
                 Challenge {
                     status: ChallengeStatus::Completed,
                     result: Some(done.result),
@@ -155,21 +164,8 @@ impl Captures {
         Ok(None)
     }
 
-    async fn erase_rows(&self, tenant: Uuid, rows: Vec<RowId>) {
-        let Ok(gallery) = self.galleries.get(tenant) else {
-            return;
-        };
-        let _ = run_blocking(move || {
-            for row in rows {
-                if let Err(e) = gallery.delete(row) {
-                    tracing::error!(error = %e, row = row.0, "could not erase an unacknowledged template");
-                }
-            }
-        })
-        .await;
-    }
-
-    /// Stores the template(s) durably in the gallery, then commits palms, result and event.
+    /// Seals the template(s), commits them with palms, log entries, result and event, and
+    /// applies them to this node's gallery.
     async fn enroll(
         &self,
         c: &Challenge,
@@ -179,54 +175,46 @@ impl Captures {
         let now = self.clock.now();
         let external = c.external_user_id.clone().unwrap_or_default();
         let user = self.store.ensure_user(c.tenant_id, &external, now).await?;
-        let gallery = self
-            .galleries
-            .get(c.tenant_id)
-            .map_err(DomainError::internal)?;
-        let items: Vec<(RecordIds, Probe)> = probes
-            .into_iter()
-            .map(|p| {
-                let ids = RecordIds {
-                    feature_id: Uuid::new_v4().as_u128(),
+        let mut palms = Vec::with_capacity(probes.len());
+        let mut rows = Vec::with_capacity(probes.len());
+        for probe in probes {
+            let feature = Uuid::new_v4();
+            let sealed = self
+                .vault
+                .seal_template(c.tenant_id, user.id, feature, &probe.template)
+                .await?;
+            palms.push((
+                Palm {
+                    feature_id: feature,
+                    tenant_id: c.tenant_id,
+                    user_id: user.id,
+                    palm_type: probe.palm,
+                    enrolled_at: now,
+                    vendor: vendor.to_owned(),
+                    challenge_id: c.id,
+                },
+                sealed,
+            ));
+            rows.push(NewRow {
+                ids: RecordIds {
+                    feature_id: feature.as_u128(),
                     user_key: user.id.as_u128(),
-                    palm: palm_side(p.palm),
-                };
-                (ids, p)
-            })
-            .collect();
-        let ids: Vec<(RecordIds, PalmType)> = items.iter().map(|(ids, p)| (*ids, p.palm)).collect();
-        let rows = run_blocking(move || {
-            let batch: Vec<(RecordIds, &palmlink_engine::Template)> =
-                items.iter().map(|(ids, p)| (*ids, &p.template)).collect();
-            gallery.insert_batch(&batch)
-        })
-        .await?
-        .map_err(DomainError::internal)?;
-        let palms: Vec<Palm> = ids
-            .iter()
-            .zip(&rows)
-            .map(|((rec, palm), row)| Palm {
-                feature_id: Uuid::from_u128(rec.feature_id),
-                tenant_id: c.tenant_id,
-                user_id: user.id,
-                palm_type: *palm,
-                row_id: row.0 as i64,
-                enrolled_at: now,
-                vendor: vendor.to_owned(),
-                challenge_id: c.id,
-            })
-            .collect();
+                    palm: palm_side(probe.palm),
+                },
+                template: probe.template,
+            });
+        }
         let both = c.palm_type == ChallengePalm::Both;
         let data = EnrollmentComplete {
             user_id: user.id,
             external_user_id: external,
             feature_id: (!both)
-                .then(|| palms.first().map(|p| p.feature_id))
+                .then(|| palms.first().map(|p| p.0.feature_id))
                 .flatten(),
             feature_ids: both.then(|| {
                 palms
                     .iter()
-                    .map(|p| (p.palm_type, p.feature_id))
+                    .map(|(p, _)| (p.palm_type, p.feature_id))
                     .collect::<BTreeMap<_, _>>()
             }),
             palm_type: c.palm_type,
@@ -244,16 +232,20 @@ impl Captures {
             result,
         };
         match self.store.complete_enrollment(&commit, now).await {
-            Ok(true) => Ok(Some(Completion {
-                result: commit.result,
-                at: now,
-            })),
-            Ok(false) => {
-                self.erase_rows(c.tenant_id, rows).await;
-                Err(self.lost_race(c).await)
+            Ok(Some(head)) => {
+                // Durable in the database: what follows only brings this node's gallery up
+                // to date, and a failure here is repaired by the next catch-up.
+                if let Err(e) = self.galleries.apply_inserts(c.tenant_id, rows, head).await {
+                    tracing::error!(tenant = %c.tenant_id, error = %e, "an enrollment is committed but this node's gallery did not take it yet");
+                }
+                self.wakeups.templates_changed(c.tenant_id);
+                Ok(Some(Completion {
+                    result: commit.result,
+                    at: now,
+                }))
             }
+            Ok(None) => Err(self.lost_race(c).await),
             Err(StoreError::Conflict(_)) => {
-                self.erase_rows(c.tenant_id, rows).await;
                 self.challenges
                     .fail(c, FailureReason::AlreadyEnrolled)
                     .await?;
@@ -262,10 +254,7 @@ impl Captures {
                     "that palm is already enrolled for this user",
                 ))
             }
-            Err(e) => {
-                self.erase_rows(c.tenant_id, rows).await;
-                Err(e.into())
-            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -302,6 +291,9 @@ impl Captures {
             return self.fail(c, FailureReason::UserNotEnrolled).await;
         };
         let settings = self.settings.in_force(c.tenant_id).await?;
+        self.galleries
+            .ensure(c.tenant_id, c.log_position, CATCH_UP_WAIT)
+            .await?;
         let gallery = self
             .galleries
             .get(c.tenant_id)
@@ -310,13 +302,17 @@ impl Captures {
         // inline rather than paying a hand-off to the blocking pool.
         let mut results: Vec<(PalmType, Comparison)> = Vec::with_capacity(targets.len());
         for p in &targets {
-            let Ok(row) = u64::try_from(p.row_id) else {
+            let Some(row) = gallery.row_of(p.feature_id.as_u128()) else {
+                tracing::error!(feature_id = %p.feature_id, "ENROLLMENT WITHOUT TEMPLATE: not in this node's gallery");
                 continue;
             };
-            match gallery.compare(&probe.template, RowId(row), &settings) {
+            match gallery.compare(&probe.template, row, &settings) {
                 Ok(cmp) => results.push((p.palm_type, cmp)),
                 Err(GalleryError::Deleted(_) | GalleryError::UnknownRow(_)) => {
-                    tracing::error!(row, "ENROLLMENT WITHOUT TEMPLATE: skipped in verification");
+                    tracing::error!(
+                        row = row.0,
+                        "ENROLLMENT WITHOUT TEMPLATE: skipped in verification"
+                    );
                 }
                 Err(e) => return Err(DomainError::internal(e)),
             }
@@ -364,6 +360,9 @@ impl Captures {
             return Err(DomainError::field("captures", "one capture is required"));
         };
         let settings = self.settings.in_force(c.tenant_id).await?;
+        self.galleries
+            .ensure(c.tenant_id, c.log_position, CATCH_UP_WAIT)
+            .await?;
         let gallery = self
             .galleries
             .get(c.tenant_id)

@@ -30,7 +30,10 @@ async fn fixture(ttl_secs: i64) -> Fixture {
     let url = format!("sqlite://{}", dir.path().join("db").display());
     let store = palmlink_store::open(&url).await.unwrap();
     let clock = Arc::new(ManualClock(AtomicI64::new(1_700_000_000 * SECOND)));
-    let key = SigningKey::load_or_create(dir.path()).unwrap();
+    let master = crate::MasterKey::load(&dir.path().join("master.key"), true).unwrap();
+    let key = SigningKey::shared(store.as_ref(), &master, clock.as_ref(), dir.path())
+        .await
+        .unwrap();
     let tokens = Tokens::new(
         store.clone(),
         clock.clone(),

@@ -11,10 +11,11 @@ use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
 use crate::clock::{parse_rfc3339, Clock, SECOND};
-use crate::events::{self, body, new_event_id, OutboxBell, TEST_EVENT};
+use crate::events::{self, body, new_event_id, TEST_EVENT};
 use crate::secrets::new_signing_secret;
 use crate::tokens::Caller;
 use crate::validate::{Listing, Page};
+use crate::wakeups::Wakeups;
 use crate::{DomainError, DomainResult};
 use endpoints::check_endpoint;
 
@@ -150,7 +151,7 @@ pub fn parse_delivery_id(raw: &str) -> DomainResult<Uuid> {
 pub struct Webhooks {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    outbox: Arc<OutboxBell>,
+    wakeups: Arc<Wakeups>,
     allow_private: bool,
 }
 
@@ -160,13 +161,13 @@ impl Webhooks {
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        outbox: Arc<OutboxBell>,
+        wakeups: Arc<Wakeups>,
         allow_private: bool,
     ) -> Webhooks {
         Webhooks {
             store,
             clock,
-            outbox,
+            wakeups,
             allow_private,
         }
     }
@@ -267,7 +268,7 @@ impl Webhooks {
         if !self.store.update_webhook(&hook).await? {
             return Err(DomainError::NotFound("webhook"));
         }
-        self.outbox.ring();
+        self.wakeups.events_written();
         Ok(hook)
     }
 
@@ -377,7 +378,7 @@ impl Webhooks {
         {
             return Err(DomainError::NotFound("delivery"));
         }
-        self.outbox.ring();
+        self.wakeups.events_written();
         self.delivery_log(hook.id, delivery).await
     }
 
@@ -395,7 +396,7 @@ impl Webhooks {
             .store
             .requeue(hook.id, None, Some(since), self.clock.now())
             .await?;
-        self.outbox.ring();
+        self.wakeups.events_written();
         Ok(Recovered {
             webhook_id: hook.id,
             since,
@@ -438,7 +439,7 @@ impl Webhooks {
             delivered_at: None,
         };
         self.store.insert_delivery(&delivery).await?;
-        self.outbox.ring();
+        self.wakeups.events_written();
         Ok(DeliveryLog {
             delivery,
             attempts: Vec::new(),

@@ -14,18 +14,20 @@ use super::outbox::insert_event;
 use super::sql::{
     execute, fetch_all, fetch_optional, fetch_page, get, json_column, parsed, parsed_opt,
 };
+use super::templates::{append_log, LogItem};
 use super::users::insert_palm;
 use super::PostgresStore;
 use crate::{
     Challenge, ChallengeFilter, ChallengeStatus, ChallengeStore, EnrollmentCommit, FailureReason,
-    OutboxEvent, StoreResult,
+    LogOp, OutboxEvent, StoreResult,
 };
 
 /// The columns [`challenge_row`] reads.
 macro_rules! challenge_cols {
     () => {
         "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
-         status, metadata, result, failure_reason, created_at, expires_at, finished_at"
+         status, metadata, result, failure_reason, created_at, expires_at, finished_at, \
+         log_position"
     };
 }
 
@@ -46,6 +48,7 @@ fn challenge_row(row: &Row) -> StoreResult<Challenge> {
         created_at: get(row, "created_at")?,
         expires_at: get(row, "expires_at")?,
         finished_at: get(row, "finished_at")?,
+        log_position: u64::try_from(get::<i64>(row, "log_position")?).unwrap_or(0),
     })
 }
 
@@ -79,7 +82,7 @@ impl ChallengeStore for PostgresStore {
             concat!(
                 "INSERT INTO challenges (",
                 challenge_cols!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ),
             &[
                 &ch.id.to_string(),
@@ -97,6 +100,7 @@ impl ChallengeStore for PostgresStore {
                 &ch.created_at,
                 &ch.expires_at,
                 &ch.finished_at,
+                &i64::try_from(ch.log_position).unwrap_or(i64::MAX),
             ],
         )
         .await?;
@@ -169,20 +173,30 @@ impl ChallengeStore for PostgresStore {
         .await
     }
 
-    async fn complete_enrollment(&self, commit: &EnrollmentCommit, now: i64) -> StoreResult<bool> {
+    async fn complete_enrollment(
+        &self,
+        commit: &EnrollmentCommit,
+        now: i64,
+    ) -> StoreResult<Option<u64>> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         if !complete_pending(&tx, commit.challenge_id, &commit.result, now).await? {
-            return Ok(false);
+            return Ok(None);
         }
         // A palm the user has already (or gets meanwhile, from another enrollment) fails
         // the unique `(user_id, palm_type)`: the whole transaction is rolled back.
-        for palm in &commit.palms {
-            insert_palm(&tx, palm).await?;
+        let mut entries: Vec<LogItem> = Vec::with_capacity(commit.palms.len());
+        for (palm, sealed) in &commit.palms {
+            insert_palm(&tx, palm, sealed).await?;
+            entries.push((LogOp::Insert, palm.feature_id, palm.user_id, palm.palm_type));
         }
+        let head = match commit.palms.first() {
+            Some((palm, _)) => append_log(&tx, palm.tenant_id, &entries, now).await?,
+            None => 0,
+        };
         insert_event(&tx, &commit.event).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(head))
     }
 
     async fn complete_challenge(

@@ -7,10 +7,12 @@ mod clients;
 mod connect;
 mod devices;
 mod idempotency;
+mod keys;
 mod outbox;
 mod settings;
 mod signals;
 mod sql;
+mod templates;
 mod tenants;
 mod users;
 mod webhooks;
@@ -44,6 +46,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "indexes",
         sql: include_str!("../../migrations/postgres/0003_indexes.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "templates",
+        sql: include_str!("../../migrations/postgres/0004_templates.sql"),
     },
 ];
 

@@ -46,4 +46,44 @@ impl TenantStore for PostgresStore {
         )
         .await
     }
+
+    async fn delete_tenant(&self, tenant: Uuid) -> StoreResult<bool> {
+        let id = tenant.to_string();
+        let mut c = self.pool.get().await?;
+        // The key first, committed on its own: from then on the tenant's templates no
+        // longer open, whatever happens to the rest.
+        execute(&c, "DELETE FROM tenant_keys WHERE tenant_id = $1", &[&id]).await?;
+        let tx = c.transaction().await?;
+        let exists = fetch_optional(
+            &tx,
+            "SELECT id FROM tenants WHERE id = $1 FOR UPDATE",
+            &[&id],
+            |_| Ok(()),
+        )
+        .await?
+        .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        execute(
+            &tx,
+            "DELETE FROM webhook_attempts WHERE delivery_id IN \
+             (SELECT id FROM webhook_deliveries WHERE tenant_id = $1)",
+            &[&id],
+        )
+        .await?;
+        execute(
+            &tx,
+            "DELETE FROM idempotency_keys WHERE client_id IN \
+             (SELECT id FROM oauth_clients WHERE tenant_id = $1)",
+            &[&id],
+        )
+        .await?;
+        for (table, column) in crate::tenants::TENANT_TABLES {
+            tx.execute(&format!("DELETE FROM {table} WHERE {column} = $1"), &[&id])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
 }

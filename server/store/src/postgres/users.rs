@@ -5,9 +5,10 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::sql::{execute, fetch_all, fetch_optional, fetch_page, get, parsed};
+use super::templates::{append_log, LogItem};
 use super::PostgresStore;
 use crate::users::user_with_palms;
-use crate::{Palm, StoreError, StoreResult, User, UserStore};
+use crate::{Erasure, LogOp, Palm, SealedTemplate, StoreError, StoreResult, User, UserStore};
 
 fn user_row(row: &Row) -> StoreResult<User> {
     Ok(User {
@@ -21,41 +22,46 @@ fn user_row(row: &Row) -> StoreResult<User> {
 /// The columns [`palm_row`] reads.
 macro_rules! palm_cols {
     () => {
-        "feature_id, tenant_id, user_id, palm_type, row_id, enrolled_at, vendor, challenge_id"
+        "feature_id, tenant_id, user_id, palm_type, enrolled_at, vendor, challenge_id"
     };
 }
 
-fn palm_row(row: &Row) -> StoreResult<Palm> {
+pub(super) use palm_cols;
+
+pub(super) fn palm_row(row: &Row) -> StoreResult<Palm> {
     Ok(Palm {
         feature_id: parsed(row, "feature_id")?,
         tenant_id: parsed(row, "tenant_id")?,
         user_id: parsed(row, "user_id")?,
         palm_type: parsed(row, "palm_type")?,
-        row_id: get(row, "row_id")?,
         enrolled_at: get(row, "enrolled_at")?,
         vendor: get(row, "vendor")?,
         challenge_id: parsed(row, "challenge_id")?,
     })
 }
 
-/// Stores `p`, inside the caller's transaction.
-pub(super) async fn insert_palm(c: &impl GenericClient, p: &Palm) -> StoreResult<()> {
+/// Stores `p` with its sealed template, inside the caller's transaction.
+pub(super) async fn insert_palm(
+    c: &impl GenericClient,
+    p: &Palm,
+    sealed: &SealedTemplate,
+) -> StoreResult<()> {
     execute(
         c,
         concat!(
             "INSERT INTO palms (",
             palm_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ", template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ),
         &[
             &p.feature_id.to_string(),
             &p.tenant_id.to_string(),
             &p.user_id.to_string(),
             &p.palm_type.as_str(),
-            &p.row_id,
             &p.enrolled_at,
             &p.vendor,
             &p.challenge_id.to_string(),
+            &sealed.sealed,
         ],
     )
     .await?;
@@ -118,7 +124,7 @@ impl UserStore for PostgresStore {
         let rows = fetch_all(
             &self.pool.get().await?,
             "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.feature_id, \
-             p.palm_type, p.row_id, p.enrolled_at, p.vendor, p.challenge_id \
+             p.palm_type, p.enrolled_at, p.vendor, p.challenge_id \
              FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
              WHERE u.tenant_id = $1 AND u.external_user_id = $2 ORDER BY p.palm_type",
             &[&tenant.to_string(), &external_user_id],
@@ -131,7 +137,6 @@ impl UserStore for PostgresStore {
                         tenant_id: user.tenant_id,
                         user_id: user.id,
                         palm_type: parsed(row, "palm_type")?,
-                        row_id: get(row, "row_id")?,
                         enrolled_at: get(row, "enrolled_at")?,
                         vendor: get(row, "vendor")?,
                         challenge_id: parsed(row, "challenge_id")?,
@@ -207,8 +212,8 @@ impl UserStore for PostgresStore {
         .await
     }
 
-    async fn delete_user(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {
-        let (tenant, user_id) = (tenant.to_string(), user_id.to_string());
+    async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid, now: i64) -> StoreResult<Erasure> {
+        let (tenant, user_id) = (tenant_id.to_string(), user_id.to_string());
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         // The user's row first: an enrollment storing a palm holds a key-share lock on it
@@ -236,8 +241,13 @@ impl UserStore for PostgresStore {
             &[&tenant, &user_id],
         )
         .await?;
-        tx.commit().await?;
         palms.sort_by_key(|p| p.palm_type);
-        Ok(palms)
+        let erased: Vec<LogItem> = palms
+            .iter()
+            .map(|p| (LogOp::Erase, p.feature_id, p.user_id, p.palm_type))
+            .collect();
+        let log_head = append_log(&tx, tenant_id, &erased, now).await?;
+        tx.commit().await?;
+        Ok(Erasure { palms, log_head })
     }
 }

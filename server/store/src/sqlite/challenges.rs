@@ -10,18 +10,20 @@ use uuid::Uuid;
 
 use super::outbox::insert_event;
 use super::sql::{execute, fetch_all, fetch_optional, json_column, parsed};
+use super::templates::{append_log, LogItem};
 use super::users::palm_cols;
 use super::SqliteStore;
 use crate::{
     Challenge, ChallengeFilter, ChallengeStatus, ChallengeStore, EnrollmentCommit, FailureReason,
-    OutboxEvent, StoreResult,
+    LogOp, OutboxEvent, StoreResult,
 };
 
 /// The columns [`challenge_row`] reads.
 macro_rules! challenge_cols {
     () => {
         "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
-         status, metadata, result, failure_reason, created_at, expires_at, finished_at"
+         status, metadata, result, failure_reason, created_at, expires_at, finished_at, \
+         log_position"
     };
 }
 
@@ -46,6 +48,9 @@ fn challenge_row(row: &Row<'_>) -> rusqlite::Result<Challenge> {
         created_at: row.get("created_at")?,
         expires_at: row.get("expires_at")?,
         finished_at: row.get("finished_at")?,
+        log_position: row
+            .get::<_, i64>("log_position")
+            .map(|p| u64::try_from(p).unwrap_or(0))?,
     })
 }
 
@@ -88,7 +93,7 @@ impl ChallengeStore for SqliteStore {
                     concat!(
                         "INSERT INTO challenges (",
                         challenge_cols!(),
-                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
                     ),
                     params![
                         ch.id.to_string(),
@@ -106,6 +111,7 @@ impl ChallengeStore for SqliteStore {
                         ch.created_at,
                         ch.expires_at,
                         ch.finished_at,
+                        i64::try_from(ch.log_position).unwrap_or(i64::MAX),
                     ],
                 )
             })
@@ -174,35 +180,45 @@ impl ChallengeStore for SqliteStore {
         })?)
     }
 
-    async fn complete_enrollment(&self, commit: &EnrollmentCommit, now: i64) -> StoreResult<bool> {
+    async fn complete_enrollment(
+        &self,
+        commit: &EnrollmentCommit,
+        now: i64,
+    ) -> StoreResult<Option<u64>> {
         Ok(self
             .db
             .write(|c| {
                 if !complete_pending(c, commit.challenge_id, &commit.result, now)? {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                for p in &commit.palms {
+                let mut entries: Vec<LogItem> = Vec::with_capacity(commit.palms.len());
+                for (p, sealed) in &commit.palms {
                     execute(
                         c,
                         concat!(
                             "INSERT INTO palms (",
                             palm_cols!(),
-                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                            ", template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                         ),
                         params![
                             p.feature_id.to_string(),
                             p.tenant_id.to_string(),
                             p.user_id.to_string(),
                             p.palm_type.as_str(),
-                            p.row_id,
                             p.enrolled_at,
                             p.vendor,
                             p.challenge_id.to_string(),
+                            sealed.sealed,
                         ],
                     )?;
+                    entries.push((LogOp::Insert, p.feature_id, p.user_id, p.palm_type));
                 }
+                let head = match commit.palms.first() {
+                    Some((p, _)) => append_log(c, p.tenant_id, &entries, now)?,
+                    None => 0,
+                };
                 insert_event(c, &commit.event)?;
-                Ok(true)
+                Ok(Some(head))
             })
             .await?)
     }

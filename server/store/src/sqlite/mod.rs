@@ -7,9 +7,11 @@ mod clients;
 mod db;
 mod devices;
 mod idempotency;
+mod keys;
 mod outbox;
 mod settings;
 mod sql;
+mod templates;
 mod tenants;
 mod users;
 mod webhooks;
@@ -40,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "indexes",
         sql: include_str!("../../migrations/sqlite/0003_indexes.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "templates",
+        sql: include_str!("../../migrations/sqlite/0004_templates.sql"),
     },
 ];
 

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::sql::{execute, fetch_all, fetch_optional, parsed};
 use super::SqliteStore;
-use crate::{StoreResult, Tenant, TenantStore};
+use crate::{StoreError, StoreResult, Tenant, TenantStore};
 
 fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
@@ -45,5 +45,42 @@ impl TenantStore for SqliteStore {
         Ok(self
             .db
             .read(|c| fetch_all(c, "SELECT id FROM tenants", [], |r| parsed(r, "id")))?)
+    }
+
+    async fn delete_tenant(&self, tenant: Uuid) -> StoreResult<bool> {
+        let id = tenant.to_string();
+        let exists = self
+            .db
+            .write(|c| {
+                execute(c, "DELETE FROM tenant_keys WHERE tenant_id = $1", [&id])?;
+                fetch_optional(c, "SELECT 1 FROM tenants WHERE id = $1", [&id], |_| Ok(()))
+            })
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        self.db
+            .write(|c| {
+                execute(
+                    c,
+                    "DELETE FROM webhook_attempts WHERE delivery_id IN \
+                     (SELECT id FROM webhook_deliveries WHERE tenant_id = $1)",
+                    [&id],
+                )?;
+                execute(
+                    c,
+                    "DELETE FROM idempotency_keys WHERE client_id IN \
+                     (SELECT id FROM oauth_clients WHERE tenant_id = $1)",
+                    [&id],
+                )?;
+                for (table, column) in crate::tenants::TENANT_TABLES {
+                    c.execute(&format!("DELETE FROM {table} WHERE {column} = $1"), [&id])?;
+                }
+                Ok(())
+            })
+            .await
+            .map_err(StoreError::from)?;
+        Ok(true)
     }
 }

@@ -10,7 +10,8 @@ use super::devices::DEVICE_BY_HARDWARE;
 use super::*;
 use crate::{
     Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, ChallengeStore as _, Device,
-    DeviceStatus, DeviceStore as _, OutboxEvent, Tenant, TenantStore as _,
+    DeviceStatus, DeviceStore as _, LogOp, SealedTemplate, TemplateStore as _, Tenant,
+    TenantStore as _,
 };
 
 /// The query plan SQLite chooses for `sql`, one line per step.
@@ -59,6 +60,7 @@ fn challenge(tenant: Uuid, device: Uuid, expires_at: i64) -> Challenge {
         created_at: 1,
         expires_at,
         finished_at: None,
+        log_position: 0,
     }
 }
 
@@ -110,22 +112,31 @@ async fn a_database_of_version_2_keeps_its_pending_challenges_through_the_upgrad
         migrations::migrate(&old, MIGRATIONS, 2).await.unwrap();
         old.create_tenant(&tenant).await.unwrap();
         old.create_device(&scanner).await.unwrap();
-        for ch in [&live, &stale, &done] {
-            old.create_challenge(ch).await.unwrap();
+        // Written as a version 2 database held them: the columns of that version only.
+        for (ch, status) in [
+            (&live, "pending"),
+            (&stale, "pending"),
+            (&done, "completed"),
+        ] {
+            let row = [
+                ch.id.to_string(),
+                ch.tenant_id.to_string(),
+                ch.device_id.to_string(),
+                status.to_owned(),
+                ch.expires_at.to_string(),
+            ];
+            old.db
+                .write(|c| {
+                    c.execute(
+                        "INSERT INTO challenges (id, tenant_id, kind, device_id, hardware_id, \
+                         palm_type, top_k, status, metadata, created_at, expires_at) \
+                         VALUES (?1, ?2, 'identify', ?3, 'hw', 'any', 5, ?4, 'null', 1, ?5)",
+                        row,
+                    )
+                })
+                .await
+                .unwrap();
         }
-        let result = json!({"matched": true});
-        let event = OutboxEvent {
-            event_id: "evt_1".into(),
-            tenant_id: tenant.id,
-            event_type: "identification.complete".into(),
-            payload: result.clone(),
-            occurred_at: 10,
-            dispatched_at: None,
-        };
-        assert!(old
-            .complete_challenge(done.id, &result, &event, 10)
-            .await
-            .unwrap());
     }
     let store = SqliteStore::open(&url).await.unwrap();
     let pending = store.pending_for_device(scanner.id, 10).await.unwrap();
@@ -151,4 +162,77 @@ async fn a_database_of_version_2_keeps_its_pending_challenges_through_the_upgrad
         .await
         .unwrap()
         .is_empty());
+}
+
+#[tokio::test]
+async fn palms_of_a_version_3_database_wait_for_their_templates_and_are_sealed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("v3.db").display());
+    let tenant = Tenant {
+        id: Uuid::new_v4(),
+        name: "t".into(),
+        created_at: 0,
+    };
+    let (user, feature, challenge_id) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    {
+        let old = SqliteStore {
+            db: SqliteDb::open(&url).await.unwrap(),
+        };
+        migrations::migrate(&old, MIGRATIONS, 3).await.unwrap();
+        old.create_tenant(&tenant).await.unwrap();
+        let ids = [tenant.id, user, feature, challenge_id].map(|u| u.to_string());
+        old.db
+            .write(|c| {
+                c.execute(
+                    "INSERT INTO users (id, tenant_id, external_user_id, created_at) \
+                     VALUES (?1, ?2, 'x', 1)",
+                    [&ids[1], &ids[0]],
+                )?;
+                c.execute(
+                    "INSERT INTO palms (feature_id, tenant_id, user_id, palm_type, row_id, \
+                     enrolled_at, vendor, challenge_id) VALUES (?1, ?2, ?3, 'left', 41, 2, 'mock', ?4)",
+                    [&ids[2], &ids[0], &ids[1], &ids[3]],
+                )
+            })
+            .await
+            .unwrap();
+    }
+    let store = SqliteStore::open(&url).await.unwrap();
+    let waiting = store.unsealed_palms(tenant.id).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        (waiting[0].palm.feature_id, waiting[0].row),
+        (feature, Some(41))
+    );
+    let sealed = SealedTemplate {
+        sealed: vec![7; 40],
+    };
+    assert_eq!(
+        store
+            .seal_palms(tenant.id, &[(feature, sealed.clone())], 5)
+            .await
+            .unwrap(),
+        1
+    );
+    // Sealed once: a second attempt changes nothing and logs nothing.
+    let other = SealedTemplate {
+        sealed: vec![9; 40],
+    };
+    assert_eq!(
+        store
+            .seal_palms(tenant.id, &[(feature, other)], 6)
+            .await
+            .unwrap(),
+        1
+    );
+    let stored = store.sealed_templates(tenant.id, &[feature]).await.unwrap();
+    assert_eq!(stored[0].sealed, sealed.sealed);
+    assert!(store.unsealed_palms(tenant.id).await.unwrap().is_empty());
+    let log = store.log_after(tenant.id, 0, 10).await.unwrap();
+    assert_eq!(
+        log.iter()
+            .map(|e| (e.sequence, e.op, e.feature_id))
+            .collect::<Vec<_>>(),
+        [(1, LogOp::Insert, feature)]
+    );
 }

@@ -4,9 +4,10 @@ use rusqlite::{params, Row};
 use uuid::Uuid;
 
 use super::sql::{execute, fetch_all, fetch_optional, parsed};
+use super::templates::{append_log, LogItem};
 use super::SqliteStore;
 use crate::users::user_with_palms;
-use crate::{Palm, StoreError, StoreResult, User, UserStore};
+use crate::{Erasure, LogOp, Palm, StoreError, StoreResult, User, UserStore};
 
 fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -20,7 +21,7 @@ fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
 /// The columns [`palm_row`] reads.
 macro_rules! palm_cols {
     () => {
-        "feature_id, tenant_id, user_id, palm_type, row_id, enrolled_at, vendor, challenge_id"
+        "feature_id, tenant_id, user_id, palm_type, enrolled_at, vendor, challenge_id"
     };
 }
 pub(super) use palm_cols;
@@ -31,7 +32,6 @@ pub(super) fn palm_row(row: &Row<'_>) -> rusqlite::Result<Palm> {
         tenant_id: parsed(row, "tenant_id")?,
         user_id: parsed(row, "user_id")?,
         palm_type: parsed(row, "palm_type")?,
-        row_id: row.get("row_id")?,
         enrolled_at: row.get("enrolled_at")?,
         vendor: row.get("vendor")?,
         challenge_id: parsed(row, "challenge_id")?,
@@ -87,7 +87,7 @@ impl UserStore for SqliteStore {
             fetch_all(
                 c,
                 "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.feature_id, \
-                 p.palm_type, p.row_id, p.enrolled_at, p.vendor, p.challenge_id \
+                 p.palm_type, p.enrolled_at, p.vendor, p.challenge_id \
                  FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
                  WHERE u.tenant_id = $1 AND u.external_user_id = $2 ORDER BY p.palm_type",
                 params![tenant.to_string(), external_user_id],
@@ -100,7 +100,6 @@ impl UserStore for SqliteStore {
                             tenant_id: user.tenant_id,
                             user_id: user.id,
                             palm_type: parsed(row, "palm_type")?,
-                            row_id: row.get("row_id")?,
                             enrolled_at: row.get("enrolled_at")?,
                             vendor: row.get("vendor")?,
                             challenge_id: parsed(row, "challenge_id")?,
@@ -181,7 +180,7 @@ impl UserStore for SqliteStore {
         })?)
     }
 
-    async fn delete_user(&self, tenant: Uuid, user_id: Uuid) -> StoreResult<Vec<Palm>> {
+    async fn delete_user(&self, tenant: Uuid, user_id: Uuid, now: i64) -> StoreResult<Erasure> {
         let keys = [tenant.to_string(), user_id.to_string()];
         Ok(self
             .db
@@ -206,7 +205,12 @@ impl UserStore for SqliteStore {
                     "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
                     params![keys[0], keys[1]],
                 )?;
-                Ok(palms)
+                let erased: Vec<LogItem> = palms
+                    .iter()
+                    .map(|p| (LogOp::Erase, p.feature_id, p.user_id, p.palm_type))
+                    .collect();
+                let log_head = append_log(c, tenant, &erased, now)?;
+                Ok(Erasure { palms, log_head })
             })
             .await?)
     }

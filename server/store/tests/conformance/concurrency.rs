@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use palmlink_store::{
     Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, Delivery, DeliveryStatus,
-    EnrollmentCommit, IdempotencyStart, Pairing, Palm, PalmType, Store, StoreError, Subscription,
+    EnrollmentCommit, IdempotencyStart, LogOp, Pairing, Palm, PalmType, SealedTemplate, Store,
+    StoreError, Subscription,
 };
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -272,23 +273,27 @@ pub async fn an_erasure_and_an_enrollment_at_once_leave_no_orphan(
         let user = a.ensure_user(tenant, &external, 1).await.unwrap();
         let commit = EnrollmentCommit {
             challenge_id: enroll.id,
-            palms: vec![Palm {
-                feature_id: Uuid::new_v4(),
-                tenant_id: tenant,
-                user_id: user.id,
-                palm_type: PalmType::Left,
-                row_id: round as i64,
-                enrolled_at: 7,
-                vendor: "mock".into(),
-                challenge_id: enroll.id,
-            }],
+            palms: vec![(
+                Palm {
+                    feature_id: Uuid::new_v4(),
+                    tenant_id: tenant,
+                    user_id: user.id,
+                    palm_type: PalmType::Left,
+                    enrolled_at: 7,
+                    vendor: "mock".into(),
+                    challenge_id: enroll.id,
+                },
+                SealedTemplate {
+                    sealed: vec![round as u8; 32],
+                },
+            )],
             result: json!({}),
             event: event(tenant, round as i64),
         };
         let (enrolled, erased) = {
             let (a, b) = (Arc::clone(&a), Arc::clone(&b));
             let enrolling = tokio::spawn(async move { a.complete_enrollment(&commit, 7).await });
-            let erasing = tokio::spawn(async move { b.delete_user(tenant, user.id).await });
+            let erasing = tokio::spawn(async move { b.delete_user(tenant, user.id, 8).await });
             (enrolling.await.unwrap(), erasing.await.unwrap().unwrap())
         };
         let status = a
@@ -299,16 +304,16 @@ pub async fn an_erasure_and_an_enrollment_at_once_leave_no_orphan(
             .status;
         match enrolled {
             // The enrollment landed first: the erasure deleted its palm and returned it.
-            Ok(true) => {
-                assert_eq!(erased.len(), 1, "round {round}");
+            Ok(Some(_)) => {
+                assert_eq!(erased.palms.len(), 1, "round {round}");
                 assert_eq!(status, ChallengeStatus::Completed);
             }
             // The erasure came first: the enrollment found no user and wrote nothing.
             Err(_) => {
-                assert!(erased.is_empty(), "round {round}");
+                assert!(erased.palms.is_empty(), "round {round}");
                 assert_eq!(status, ChallengeStatus::Pending);
             }
-            Ok(false) => panic!("round {round}: the challenge was pending"),
+            Ok(None) => panic!("round {round}: the challenge was pending"),
         }
         assert!(
             a.all_palms(tenant).await.unwrap().is_empty(),
@@ -316,4 +321,88 @@ pub async fn an_erasure_and_an_enrollment_at_once_leave_no_orphan(
         );
         assert!(a.get_user(tenant, &external).await.unwrap().is_none());
     }
+    // Every enrollment that landed has its insert and its erase in the log, in that order.
+    let log = a.log_after(tenant, 0, 1000).await.unwrap();
+    assert_eq!(log.len() % 2, 0);
+    for pair in log.chunks(2) {
+        assert_eq!((pair[0].op, pair[1].op), (LogOp::Insert, LogOp::Erase));
+        assert_eq!(pair[0].feature_id, pair[1].feature_id);
+    }
+    let sequences: Vec<u64> = log.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=log.len() as u64).collect::<Vec<_>>());
+}
+
+pub async fn concurrent_writers_draw_the_log_without_gaps(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let tenant = tenant(a.as_ref(), "t").await;
+    let scanner = device(tenant, "BBBBBBBBBB");
+    a.create_device(&scanner).await.unwrap();
+    let mut tasks = JoinSet::new();
+    for round in 0..RACERS {
+        let store = if round % 2 == 0 {
+            Arc::clone(&a)
+        } else {
+            Arc::clone(&b)
+        };
+        tasks.spawn(async move {
+            let external = format!("p-{round}");
+            let enroll = Challenge {
+                kind: ChallengeKind::Enroll,
+                external_user_id: Some(external.clone()),
+                palm_type: ChallengePalm::Both,
+                top_k: None,
+                ..challenge(tenant, scanner.id, i64::MAX)
+            };
+            store.create_challenge(&enroll).await.unwrap();
+            let user = store.ensure_user(tenant, &external, 1).await.unwrap();
+            let palms = [PalmType::Left, PalmType::Right]
+                .into_iter()
+                .map(|palm_type| {
+                    (
+                        Palm {
+                            feature_id: Uuid::new_v4(),
+                            tenant_id: tenant,
+                            user_id: user.id,
+                            palm_type,
+                            enrolled_at: 7,
+                            vendor: "mock".into(),
+                            challenge_id: enroll.id,
+                        },
+                        SealedTemplate {
+                            sealed: vec![1; 16],
+                        },
+                    )
+                })
+                .collect();
+            let commit = EnrollmentCommit {
+                challenge_id: enroll.id,
+                palms,
+                result: json!({}),
+                event: event(tenant, 1000 + round as i64),
+            };
+            store
+                .complete_enrollment(&commit, 7)
+                .await
+                .unwrap()
+                .unwrap()
+        });
+    }
+    let mut heads = Vec::new();
+    while let Some(head) = tasks.join_next().await {
+        heads.push(head.unwrap());
+    }
+    heads.sort_unstable();
+    // Each enrollment saw the head after its own two entries: 2, 4, 6, ...
+    assert_eq!(
+        heads,
+        (1..=RACERS as u64).map(|i| 2 * i).collect::<Vec<_>>()
+    );
+    let log = a.log_after(tenant, 0, 1000).await.unwrap();
+    let sequences: Vec<u64> = log.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, (1..=2 * RACERS as u64).collect::<Vec<_>>());
+    assert!(log.iter().all(|e| e.op == LogOp::Insert));
+    // An enrollment's two entries are next to each other.
+    for pair in log.chunks(2) {
+        assert_eq!(pair[0].user_id, pair[1].user_id);
+    }
+    assert_eq!(b.log_head(tenant).await.unwrap(), 2 * RACERS as u64);
 }

@@ -15,6 +15,7 @@
 //! - `challenges`: filters, expiry, completion once, revocation failing pending ones.
 //! - `users`: users, palms and enrollment commits, erasure.
 //! - `records`: the outbox, idempotency keys and matching settings.
+//! - `templates`: keys, sealed templates, the template log, deleting a tenant.
 //! - `webhooks`: subscriptions, fan-out once, leases, attempts, requeue.
 //!
 //! Cases of two stores on one database (`async fn(Arc<dyn Store>, Arc<dyn Store>)`; on
@@ -34,6 +35,7 @@ mod devices;
 mod particular;
 mod records;
 mod support;
+mod templates;
 mod users;
 mod webhooks;
 
@@ -101,6 +103,10 @@ suite! {
         records::the_outbox_keeps_events_in_order,
         records::idempotency_keys_replay_refuse_and_expire,
         records::settings_are_per_tenant,
+        templates::keys_are_set_once,
+        templates::the_log_orders_enrollments_and_erasures,
+        templates::sealed_templates_are_read_by_feature_and_by_page,
+        templates::deleting_a_tenant_leaves_none_of_its_rows,
         webhooks::subscriptions_are_unique_per_tenant,
         webhooks::fan_out_delivers_each_event_once_to_whoever_wanted_it,
         webhooks::a_leased_delivery_is_not_claimed_twice,
@@ -115,6 +121,7 @@ suite! {
         concurrency::workers_fan_each_event_out_once,
         concurrency::claimers_lease_disjoint_deliveries,
         concurrency::an_erasure_and_an_enrollment_at_once_leave_no_orphan,
+        concurrency::concurrent_writers_draw_the_log_without_gaps,
         concurrency::signals_reach_every_store_of_the_database,
     ],
 }

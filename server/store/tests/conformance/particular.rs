@@ -36,7 +36,9 @@ async fn nodes_starting_together_apply_each_migration_once() {
         .await
         .unwrap();
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    assert_eq!(versions, [1, 2, 3]);
+    // Every version once, none skipped.
+    assert!(versions.len() >= 4, "{versions:?}");
+    assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>());
 }
 
 /// A tenant with one subscription and one delivery due at 20, leased by `store` until 1000.

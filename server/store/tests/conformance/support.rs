@@ -191,6 +191,7 @@ pub fn challenge(tenant: Uuid, device: Uuid, expires_at: i64) -> Challenge {
         created_at: 1,
         expires_at,
         finished_at: None,
+        log_position: 0,
     }
 }
 

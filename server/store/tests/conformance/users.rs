@@ -2,7 +2,7 @@
 
 use palmlink_store::{
     Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, EnrollmentCommit, Palm, PalmType,
-    Store, StoreError,
+    SealedTemplate, Store, StoreError,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -24,16 +24,23 @@ async fn enrollment(store: &dyn Store, tenant: Uuid, code: &str, external: &str)
     enroll
 }
 
-fn palm(c: &Challenge, user: Uuid, palm_type: PalmType, row_id: i64) -> Palm {
-    Palm {
+/// A palm of `user` enrolled by `c`, with a sealed template whose bytes name `n`.
+fn palm(c: &Challenge, user: Uuid, palm_type: PalmType, n: u8) -> (Palm, SealedTemplate) {
+    let palm = Palm {
         feature_id: Uuid::new_v4(),
         tenant_id: c.tenant_id,
         user_id: user,
         palm_type,
-        row_id,
         enrolled_at: 7,
         vendor: "mock".into(),
         challenge_id: c.id,
+    };
+    (palm, sealed(n))
+}
+
+pub fn sealed(n: u8) -> SealedTemplate {
+    SealedTemplate {
+        sealed: vec![n; 48],
     }
 }
 
@@ -82,13 +89,16 @@ pub async fn an_enrollment_commits_palms_result_and_event_together(store: &dyn S
         challenge_id: enroll.id,
         palms: vec![
             palm(&enroll, user.id, PalmType::Right, 1),
-            palm(&enroll, user.id, PalmType::Left, 0),
+            palm(&enroll, user.id, PalmType::Left, 2),
         ],
         result: json!({"ok": true}),
         event: event(tenant_a, 500),
     };
-    assert!(store.complete_enrollment(&commit, 7).await.unwrap());
-    assert!(!store.complete_enrollment(&commit, 8).await.unwrap());
+    assert_eq!(
+        store.complete_enrollment(&commit, 7).await.unwrap(),
+        Some(2)
+    );
+    assert_eq!(store.complete_enrollment(&commit, 8).await.unwrap(), None);
     let (found, palms) = store
         .get_user_with_palms(tenant_a, "x")
         .await
@@ -97,11 +107,8 @@ pub async fn an_enrollment_commits_palms_result_and_event_together(store: &dyn S
     assert_eq!(found, user);
     assert_eq!(palms, store.list_palms(tenant_a, user.id).await.unwrap());
     assert_eq!(
-        palms
-            .iter()
-            .map(|p| (p.palm_type, p.row_id))
-            .collect::<Vec<_>>(),
-        [(PalmType::Left, 0), (PalmType::Right, 1)]
+        palms.iter().map(|p| p.palm_type).collect::<Vec<_>>(),
+        [PalmType::Left, PalmType::Right]
     );
     assert_eq!(store.all_palms(tenant_a).await.unwrap().len(), 2);
     let (_, theirs) = store
@@ -133,7 +140,7 @@ pub async fn a_palm_is_enrolled_once_per_user(store: &dyn Store) {
     let first = enrollment(store, tenant, "AAAAAAAAAA", "x").await;
     let second = enrollment(store, tenant, "BBBBBBBBBB", "x").await;
     let user = store.ensure_user(tenant, "x", 1).await.unwrap();
-    let commit = |c: &Challenge, row: i64, n: i64| EnrollmentCommit {
+    let commit = |c: &Challenge, row: u8, n: i64| EnrollmentCommit {
         challenge_id: c.id,
         palms: vec![palm(c, user.id, PalmType::Left, row)],
         result: json!({}),
@@ -142,7 +149,8 @@ pub async fn a_palm_is_enrolled_once_per_user(store: &dyn Store) {
     assert!(store
         .complete_enrollment(&commit(&first, 0, 1), 7)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     assert!(matches!(
         store.complete_enrollment(&commit(&second, 1, 2), 8).await,
         Err(StoreError::Conflict(_))
@@ -160,22 +168,38 @@ pub async fn a_palm_is_enrolled_once_per_user(store: &dyn Store) {
         .unwrap()
         .is_none());
     assert_eq!(store.list_palms(tenant, user.id).await.unwrap().len(), 1);
+    // Nor did it take a place in the template log.
+    assert_eq!(store.log_head(tenant).await.unwrap(), 1);
 }
 
 pub async fn erasure_deletes_the_user_and_returns_its_palms(store: &dyn Store) {
     let tenant = tenant(store, "t").await;
     let enroll = enrollment(store, tenant, "AAAAAAAAAA", "x").await;
     let user = store.ensure_user(tenant, "x", 1).await.unwrap();
-    let palms = vec![palm(&enroll, user.id, PalmType::Left, 0)];
+    let enrolled = vec![palm(&enroll, user.id, PalmType::Left, 0)];
     let commit = EnrollmentCommit {
         challenge_id: enroll.id,
-        palms: palms.clone(),
+        palms: enrolled.clone(),
         result: json!({}),
         event: event(tenant, 1),
     };
-    assert!(store.complete_enrollment(&commit, 7).await.unwrap());
-    assert_eq!(store.delete_user(tenant, user.id).await.unwrap(), palms);
+    assert_eq!(
+        store.complete_enrollment(&commit, 7).await.unwrap(),
+        Some(1)
+    );
+    let erasure = store.delete_user(tenant, user.id, 9).await.unwrap();
+    assert_eq!(erasure.palms, vec![enrolled[0].0.clone()]);
+    assert_eq!(erasure.log_head, 2);
     assert!(store.get_user(tenant, "x").await.unwrap().is_none());
     assert!(store.all_palms(tenant).await.unwrap().is_empty());
-    assert!(store.delete_user(tenant, user.id).await.unwrap().is_empty());
+    // The sealed template went with the palm.
+    let feature = enrolled[0].0.feature_id;
+    assert!(store
+        .sealed_templates(tenant, &[feature])
+        .await
+        .unwrap()
+        .is_empty());
+    let again = store.delete_user(tenant, user.id, 10).await.unwrap();
+    assert!(again.palms.is_empty());
+    assert_eq!(again.log_head, 2, "an erasure of nothing writes no entry");
 }

@@ -14,7 +14,8 @@ use tempfile::TempDir;
 
 /// A running server with its own data directory.
 pub struct Harness {
-    pub dir: TempDir,
+    /// The data directory, removed when the harness is dropped.
+    _dir: TempDir,
     pub config: Config,
     pub server: Option<RunningServer>,
     pub base: String,
@@ -57,17 +58,51 @@ impl Harness {
             .await
             .expect("server starts");
         let base = format!("http://{}", server.addr());
-        Harness {
-            dir,
+        let harness = Harness {
+            _dir: dir,
             config,
             server: Some(server),
             base,
             http: reqwest::Client::new(),
+        };
+        harness.wait_ready().await;
+        harness
+    }
+
+    /// Waits until `/readyz` answers 200 (the galleries have caught up), at most 10 s.
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            let ready = self.http.get(self.url("/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+        panic!("the node did not become ready");
     }
 
     pub async fn store(&self) -> Arc<dyn Store> {
         palmlink_api::open_store(&self.config).await.expect("store")
+    }
+
+    /// The node's token signing key (PKCS#8), read as an operator holding the master key
+    /// can: from the database, unwrapped.
+    pub async fn signing_key_der(&self) -> Vec<u8> {
+        let store = self.store().await;
+        let master = palmlink_domain::unlock(
+            &self.config.effective_master_key_file(),
+            store.as_ref(),
+            &SystemClock,
+        )
+        .await
+        .expect("master key");
+        let der = master
+            .signing_key_pkcs8(store.as_ref(), &SystemClock, || {
+                panic!("the node has no signing key")
+            })
+            .await
+            .expect("signing key");
+        der.to_vec()
     }
 
     /// The operator's actions on this node's storage.

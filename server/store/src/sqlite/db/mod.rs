@@ -321,7 +321,8 @@ fn connect(path: &Path, role: Role) -> Result<Connection, DbError> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA foreign_keys = ON;
-         PRAGMA temp_store = MEMORY;",
+         PRAGMA temp_store = MEMORY;
+         PRAGMA secure_delete = ON;",
     )?;
     match role {
         Role::Reader => conn.execute_batch("PRAGMA query_only = ON;")?,

@@ -246,8 +246,10 @@ async fn the_wal_stays_near_its_limit_under_steady_writes() {
         restarts >= 1,
         "40 MiB written and the WAL never started over"
     );
+    // Without the catch-up the backlog is the whole WAL (the limit or more); with it, a
+    // few catch-up steps at most, even when other work starves the checkpointer's thread.
     assert!(
-        largest_backlog < limit_frames / 2,
+        largest_backlog < limit_frames * 3 / 4,
         "a checkpoint with the writer held had {largest_backlog} frames to copy \
          (the limit holds {limit_frames})"
     );

@@ -1,0 +1,207 @@
+//! [`TemplateStore`] on SQLite, and the log append every template-changing write runs.
+
+use rusqlite::{params, Connection, Row};
+use uuid::Uuid;
+
+use super::sql::{execute, fetch_all, fetch_optional, parsed};
+use super::users::{palm_cols, palm_row};
+use super::SqliteStore;
+use crate::{
+    LogEntry, LogOp, PalmType, SealedTemplate, StoreResult, StoredTemplate, TemplateStore,
+    UnsealedPalm,
+};
+
+/// One entry to append: what it does, its feature, user and palm.
+pub(super) type LogItem = (LogOp, Uuid, Uuid, PalmType);
+
+/// Appends `items` to the tenant's log inside the caller's transaction, drawing their
+/// sequences from the tenant's head row; returns the head after them.
+pub(super) fn append_log(
+    c: &Connection,
+    tenant: Uuid,
+    items: &[LogItem],
+    now: i64,
+) -> rusqlite::Result<u64> {
+    let tenant_text = tenant.to_string();
+    execute(
+        c,
+        "INSERT INTO template_log_heads (tenant_id, last_sequence) VALUES ($1, 0) \
+         ON CONFLICT (tenant_id) DO NOTHING",
+        [&tenant_text],
+    )?;
+    let head: i64 = c
+        .prepare_cached(
+            "UPDATE template_log_heads SET last_sequence = last_sequence + $1 \
+             WHERE tenant_id = $2 RETURNING last_sequence",
+        )?
+        .query_row(params![items.len() as i64, tenant_text], |r| r.get(0))?;
+    let first = head - items.len() as i64 + 1;
+    for (i, (op, feature, user, palm)) in items.iter().enumerate() {
+        execute(
+            c,
+            "INSERT INTO template_log (tenant_id, sequence, op, feature_id, user_id, palm_type, \
+             at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            params![
+                tenant_text,
+                first + i as i64,
+                op.as_str(),
+                feature.to_string(),
+                user.to_string(),
+                palm.as_str(),
+                now,
+            ],
+        )?;
+    }
+    Ok(u64::try_from(head).unwrap_or(0))
+}
+
+fn log_row(row: &Row<'_>) -> rusqlite::Result<LogEntry> {
+    Ok(LogEntry {
+        sequence: u64::try_from(row.get::<_, i64>("sequence")?).unwrap_or(0),
+        op: parsed(row, "op")?,
+        feature_id: parsed(row, "feature_id")?,
+        user_id: parsed(row, "user_id")?,
+        palm_type: parsed(row, "palm_type")?,
+        at: row.get("at")?,
+    })
+}
+
+fn stored_row(row: &Row<'_>) -> rusqlite::Result<StoredTemplate> {
+    Ok(StoredTemplate {
+        palm: palm_row(row)?,
+        sealed: row.get("template")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl TemplateStore for SqliteStore {
+    async fn log_head(&self, tenant: Uuid) -> StoreResult<u64> {
+        let head: Option<i64> = self.db.read(|c| {
+            fetch_optional(
+                c,
+                "SELECT last_sequence FROM template_log_heads WHERE tenant_id = $1",
+                [tenant.to_string()],
+                |r| r.get(0),
+            )
+        })?;
+        Ok(head.map_or(0, |h| u64::try_from(h).unwrap_or(0)))
+    }
+
+    async fn log_after(&self, tenant: Uuid, after: u64, limit: i64) -> StoreResult<Vec<LogEntry>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                "SELECT sequence, op, feature_id, user_id, palm_type, at FROM template_log \
+                 WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
+                params![tenant.to_string(), after, limit],
+                log_row,
+            )
+        })?)
+    }
+
+    async fn sealed_templates(
+        &self,
+        tenant: Uuid,
+        features: &[Uuid],
+    ) -> StoreResult<Vec<StoredTemplate>> {
+        Ok(self.db.read(|c| {
+            let mut out = Vec::with_capacity(features.len());
+            for feature in features {
+                out.extend(fetch_optional(
+                    c,
+                    concat!(
+                        "SELECT ",
+                        palm_cols!(),
+                        ", template FROM palms WHERE tenant_id = $1 AND feature_id = $2 \
+                         AND template IS NOT NULL"
+                    ),
+                    [tenant.to_string(), feature.to_string()],
+                    stored_row,
+                )?);
+            }
+            Ok(out)
+        })?)
+    }
+
+    async fn templates_page(
+        &self,
+        tenant: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredTemplate>> {
+        let after = after.map(|a| a.to_string()).unwrap_or_default();
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    palm_cols!(),
+                    ", template FROM palms WHERE tenant_id = $1 AND feature_id > $2 \
+                     AND template IS NOT NULL ORDER BY feature_id LIMIT $3"
+                ),
+                params![tenant.to_string(), after, limit],
+                stored_row,
+            )
+        })?)
+    }
+
+    async fn unsealed_palms(&self, tenant: Uuid) -> StoreResult<Vec<UnsealedPalm>> {
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                concat!(
+                    "SELECT ",
+                    palm_cols!(),
+                    ", legacy_row_id FROM palms WHERE tenant_id = $1 AND template IS NULL"
+                ),
+                [tenant.to_string()],
+                |r| {
+                    Ok(UnsealedPalm {
+                        palm: palm_row(r)?,
+                        row: r.get("legacy_row_id")?,
+                    })
+                },
+            )
+        })?)
+    }
+
+    async fn seal_palms(
+        &self,
+        tenant: Uuid,
+        templates: &[(Uuid, SealedTemplate)],
+        now: i64,
+    ) -> StoreResult<u64> {
+        Ok(self
+            .db
+            .write(|c| {
+                let mut entries: Vec<LogItem> = Vec::with_capacity(templates.len());
+                for (feature, sealed) in templates {
+                    let palm = fetch_optional(
+                        c,
+                        concat!(
+                            "UPDATE palms SET template = $1 WHERE tenant_id = $2 \
+                             AND feature_id = $3 AND template IS NULL RETURNING ",
+                            palm_cols!()
+                        ),
+                        params![sealed.sealed, tenant.to_string(), feature.to_string()],
+                        palm_row,
+                    )?;
+                    if let Some(p) = palm {
+                        entries.push((LogOp::Insert, p.feature_id, p.user_id, p.palm_type));
+                    }
+                }
+                if entries.is_empty() {
+                    return fetch_optional(
+                        c,
+                        "SELECT last_sequence FROM template_log_heads WHERE tenant_id = $1",
+                        [tenant.to_string()],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .map(|h| h.map_or(0, |h| u64::try_from(h).unwrap_or(0)));
+                }
+                append_log(c, tenant, &entries, now)
+            })
+            .await?)
+    }
+}

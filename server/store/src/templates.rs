@@ -1,0 +1,104 @@
+//! Templates in the database: each palm's template sealed under its tenant's data key (see
+//! [`KeyStore`](crate::KeyStore)), and the per-tenant template log that every node's
+//! galleries follow.
+//!
+//! The store never sees a key or a plain template: it keeps the bytes the domain sealed.
+//! The log holds ids only.
+
+use uuid::Uuid;
+
+use crate::vocabulary::named_values;
+use crate::{Palm, PalmType, StoreResult};
+
+named_values! {
+    /// What a template log entry does to the galleries.
+    pub enum LogOp ("template log operation") {
+        /// The template of `feature_id` joins the galleries.
+        Insert = "insert",
+        /// The template of `feature_id` leaves the galleries, leaving no copy.
+        Erase = "erase",
+    }
+}
+
+/// One entry of a tenant's template log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogEntry {
+    /// Position in the tenant's log: 1, 2, 3, ... in commit order.
+    pub sequence: u64,
+    /// What it does.
+    pub op: LogOp,
+    /// The template it concerns.
+    pub feature_id: Uuid,
+    /// Its user.
+    pub user_id: Uuid,
+    /// Its palm.
+    pub palm_type: PalmType,
+    /// When it was written.
+    pub at: i64,
+}
+
+/// A template as the database keeps it: sealed by the domain.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SealedTemplate {
+    /// The sealed bytes (the domain's format: version, nonce, ciphertext, tag).
+    pub sealed: Vec<u8>,
+}
+
+/// A palm with its sealed template.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredTemplate {
+    /// The palm.
+    pub palm: Palm,
+    /// Its template, sealed.
+    pub sealed: Vec<u8>,
+}
+
+/// A palm written before templates lived in the database: its template is still only in a
+/// gallery, at `row` when the gallery was the one it was enrolled in.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnsealedPalm {
+    /// The palm.
+    pub palm: Palm,
+    /// Its row in the gallery of the node that enrolled it.
+    pub row: Option<i64>,
+}
+
+/// Storage of sealed templates and the template log.
+///
+/// Concurrency of the log: a tenant's sequences are drawn from its head row inside the
+/// transaction that writes the entries (an update that increments it), so a second
+/// writer of the same tenant waits for the first to commit, and sequences are committed in
+/// order: a reader that has seen sequence `n` has seen every entry before it.
+#[async_trait::async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// The last sequence of a tenant's log (0 when it has none).
+    async fn log_head(&self, tenant: Uuid) -> StoreResult<u64>;
+    /// Up to `limit` entries of a tenant's log after sequence `after`, in order.
+    async fn log_after(&self, tenant: Uuid, after: u64, limit: i64) -> StoreResult<Vec<LogEntry>>;
+
+    /// The sealed templates of these features that still exist, with their palms.
+    async fn sealed_templates(
+        &self,
+        tenant: Uuid,
+        features: &[Uuid],
+    ) -> StoreResult<Vec<StoredTemplate>>;
+    /// Up to `limit` sealed templates of a tenant in feature id order, after `after`.
+    async fn templates_page(
+        &self,
+        tenant: Uuid,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredTemplate>>;
+
+    /// The tenant's palms whose template is not in the database yet.
+    async fn unsealed_palms(&self, tenant: Uuid) -> StoreResult<Vec<UnsealedPalm>>;
+    /// Stores templates of palms that had none, with an `insert` log entry for each, in one
+    /// transaction; palms that have one meanwhile are left as they are. Returns the log head
+    /// after it.
+    async fn seal_palms(
+        &self,
+        tenant: Uuid,
+        templates: &[(Uuid, SealedTemplate)],
+        now: i64,
+    ) -> StoreResult<u64>;
+}
