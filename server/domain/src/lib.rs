@@ -56,8 +56,8 @@ use palmlink_store::Store;
 use tokio::sync::watch;
 
 pub use capture::{
-    palm_side, palm_type, CaptureItem, CaptureSubmission, Captures, EnrollmentComplete,
-    IdentificationComplete, IdentifiedCandidate, SearchReport, TemplateBody, VerificationComplete,
+    CaptureItem, CaptureSubmission, Captures, EnrollmentComplete, IdentificationComplete,
+    IdentifiedCandidate, SearchReport, TemplateBody, VerificationComplete,
 };
 pub use challenges::{
     ensure_pending, scope_of, CancelChallenge, Challenges, IdentifyChallenge, SubjectChallenge,
@@ -73,7 +73,7 @@ pub use events::{
     DEVICE_PAIRED, ENROLLMENT_COMPLETE, EVENT_TYPES, IDENTIFICATION_COMPLETE, TEST_EVENT,
     VERIFICATION_COMPLETE,
 };
-pub use galleries::{remove_gallery, Galleries, GalleryCheck};
+pub use galleries::{palm_side, palm_type, remove_gallery, Galleries, GalleryCheck};
 pub use hub::DeviceHub;
 pub use idempotency::{Begun, Idempotency, KEY_TTL_SECS};
 pub use keys::{key_path, SigningKey};

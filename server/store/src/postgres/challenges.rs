@@ -10,11 +10,11 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::log::{append_log, LogItem};
 use super::outbox::insert_event;
 use super::sql::{
     execute, fetch_all, fetch_optional, fetch_page, get, json_column, parsed, parsed_opt,
 };
-use super::templates::{append_log, LogItem};
 use super::users::insert_palm;
 use super::PostgresStore;
 use crate::{

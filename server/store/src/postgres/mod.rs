@@ -8,6 +8,7 @@ mod connect;
 mod devices;
 mod idempotency;
 mod keys;
+mod log;
 mod outbox;
 mod settings;
 mod signals;

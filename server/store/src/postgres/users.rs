@@ -4,8 +4,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::log::{append_log, LogItem};
 use super::sql::{execute, fetch_all, fetch_optional, fetch_page, get, parsed};
-use super::templates::{append_log, LogItem};
 use super::PostgresStore;
 use crate::users::user_with_palms;
 use crate::{Erasure, LogOp, Palm, SealedTemplate, StoreError, StoreResult, User, UserStore};

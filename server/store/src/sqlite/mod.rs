@@ -8,6 +8,7 @@ mod db;
 mod devices;
 mod idempotency;
 mod keys;
+mod log;
 mod outbox;
 mod settings;
 mod sql;
