@@ -106,6 +106,10 @@ async fn sigkill_during_enrollments_and_erasures_loses_nothing_acknowledged() {
     for cycle in 0..50u64 {
         let server = ServerProcess::start(&bin, dir.path(), &[], &[]);
         h.base = server.base.clone();
+        // The kill window opens once the node has caught up: enrollments wait for the
+        // catch-up (their duplicate check searches a gallery that has every acknowledged
+        // enrollment), and the test is about kills during work, not during start-up.
+        h.wait_ready().await;
         let kill_after = Duration::from_millis(20 + ((rng.next() + 1.0) * 90.0) as u64);
         let deadline = tokio::time::sleep(kill_after);
         tokio::pin!(deadline);
