@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::idempotency::idempotency;
 use crate::metrics::Metrics;
-use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users, webhooks};
+use crate::routes::{audit, challenges, devices, ops, scanner, settings, tokens, users, webhooks};
 use crate::state::{rate_limiter, AppState, Parts};
 
 /// Declares the two credentials: OAuth access tokens and scanner credentials.
@@ -104,6 +104,7 @@ pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
         .routes(routes!(users::list))
         .routes(routes!(users::get, users::delete))
         .routes(routes!(settings::get, settings::put))
+        .routes(routes!(audit::list))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
         .routes(routes!(webhooks::rotate_secret))

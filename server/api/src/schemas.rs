@@ -103,6 +103,12 @@ pub(crate) struct MatchingSettings {
     match_policy: String,
     /// Blocks that must pass under `k_of_n`.
     k: Option<i64>,
+    /// Lowest capture quality accepted, 0..1 (default 0; absent in a PUT: unchanged).
+    min_quality: Option<f64>,
+    /// Lowest liveness score accepted, 0..1 (default 0; absent in a PUT: unchanged).
+    min_liveness: Option<f64>,
+    /// `off`, `flag` (default) or `reject` (absent in a PUT: unchanged).
+    duplicate_check: Option<String>,
 }
 
 /// A webhook subscription to create.
