@@ -146,6 +146,7 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(what) => ApiError::NotFound(what),
             DomainError::Conflict { code, message } => ApiError::Conflict { code, message },
             DomainError::Gone { code, message } => ApiError::Gone { code, message },
+            DomainError::Throttled { retry_after_secs } => ApiError::RateLimited(retry_after_secs),
             DomainError::Unavailable(message) => ApiError::Unavailable(message),
             DomainError::Internal(detail) => ApiError::Internal(detail),
         }

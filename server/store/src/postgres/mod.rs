@@ -8,6 +8,7 @@ mod connect;
 mod devices;
 mod idempotency;
 mod keys;
+mod operators;
 mod outbox;
 mod settings;
 mod signals;
@@ -51,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "templates",
         sql: include_str!("../../migrations/postgres/0004_templates.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "operators",
+        sql: include_str!("../../migrations/postgres/0006_operators.sql"),
     },
 ];
 

@@ -8,6 +8,7 @@ mod db;
 mod devices;
 mod idempotency;
 mod keys;
+mod operators;
 mod outbox;
 mod settings;
 mod sql;
@@ -47,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "templates",
         sql: include_str!("../../migrations/sqlite/0004_templates.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "operators",
+        sql: include_str!("../../migrations/sqlite/0006_operators.sql"),
     },
 ];
 
