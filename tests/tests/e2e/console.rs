@@ -7,6 +7,9 @@
 //!   minute answers 429 (even with the right password).
 //! - `console_cookie_and_api_token_do_not_cross`: the console's cookie gets 401 on the API,
 //!   and an API token does not open the console.
+//! - `console_webhooks_deliveries_retry_recover_and_test`: a webhook made in the console
+//!   (its name shown escaped, its signing secret once), a test event that fails at the
+//!   receiver, retried from the console and then accepted, a recovery, a bad recovery refused.
 //! - `operator_create_prints_the_password_once`: `palmlink operator create` as a child
 //!   process, with a random password and with `--password-stdin`.
 
@@ -19,6 +22,7 @@ use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::support::receiver::{Answer, Receiver};
 use crate::support::Harness;
 
 pub const OPERATOR: &str = "ada";
@@ -260,6 +264,144 @@ async fn console_cookie_and_api_token_do_not_cross() {
     let r = http.get(h.url("/console/sign-in")).send().await.unwrap();
     let policy = r.headers()["content-security-policy"].to_str().unwrap();
     assert!(policy.contains("default-src 'none'") && policy.contains("frame-ancestors 'none'"));
+}
+
+/// The id after `marker` in a page (the first one).
+fn id_after(html: &str, marker: &str) -> String {
+    html.split(marker)
+        .nth(1)
+        .and_then(|rest| rest.get(..36))
+        .unwrap_or_else(|| panic!("no {marker} in the page"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn console_webhooks_deliveries_retry_recover_and_test() {
+    let h = Harness::start_with(|c| {
+        c.allow_http_webhooks = true;
+        c.webhooks.schedule = "200ms,300ms".parse().expect("schedule");
+        c.webhooks.timeout = std::time::Duration::from_millis(800);
+        c.webhooks.poll_interval = std::time::Duration::from_millis(300);
+    })
+    .await;
+    operator(&h, OPERATOR).await;
+    let http = client();
+    let s = session(&h, &http).await;
+    let t = h.tenant().await;
+    // Three failures: the test event's first attempt and both retries.
+    let rx = Receiver::start(vec![Answer::Status(500); 3]).await;
+    let hooks = h.url(&format!("/console/tenants/{}/webhooks", t.id));
+    let name = "<script>alert(1)</script>";
+    let r = http
+        .post(&hooks)
+        .header(COOKIE, &s.cookie)
+        .form(&[
+            ("csrf", s.csrf.as_str()),
+            ("name", name),
+            ("endpoint", rx.url.as_str()),
+            ("events", "device.paired"),
+            ("events", "enrollment.complete"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let page = r.text().await.unwrap();
+    assert!(!page.contains(name), "the name is not escaped");
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    let secret = page
+        .split("id=\"signing-secret\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the signing secret")
+        .to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    let listed = http
+        .get(&hooks)
+        .header(COOKIE, &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    let listed = listed.text().await.unwrap();
+    assert!(!listed.contains(&secret), "the secret is shown twice");
+    let hook = id_after(&listed, "/webhooks/");
+    let events = h.get(&format!("/v1/webhooks/{hook}"), &t.token).await;
+    assert_eq!(
+        events.body["data"]["events"],
+        serde_json::json!(["device.paired", "enrollment.complete"])
+    );
+
+    // A test event fails three times and ends failed.
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let cookie = s.cookie.clone();
+        let csrf = s.csrf.clone();
+        async move {
+            let mut form = form;
+            form.push(("csrf", csrf));
+            http.post(path)
+                .header(COOKIE, cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let r = post(format!("{hooks}/{hook}/test"), vec![]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    rx.wait_until(15, |seen| seen.len() >= 3).await;
+    let show = || async {
+        http.get(format!("{hooks}/{hook}"))
+            .header(COOKIE, &s.cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let mut page = show().await;
+    for _ in 0..50 {
+        if page.contains("status-failed") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        page = show().await;
+    }
+    assert!(page.contains("status-failed"), "{page}");
+    let delivery = id_after(&page, "/deliveries/");
+
+    // Retried from the console, it is delivered.
+    let r = post(
+        format!("{hooks}/{hook}/deliveries/{delivery}/retry"),
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    rx.wait_until(15, |seen| seen.len() >= 4).await;
+    let mut page = show().await;
+    for _ in 0..50 {
+        if page.contains("status-succeeded") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        page = show().await;
+    }
+    assert!(page.contains("status-succeeded"), "{page}");
+
+    // A recovery since a time is accepted; a malformed time is refused with the
+    // contract's status, shown as a page.
+    let since = palmlink_domain::rfc3339(0);
+    let r = post(format!("{hooks}/{hook}/recover"), vec![("since", since)]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = post(
+        format!("{hooks}/{hook}/recover"),
+        vec![("since", "yesterday".to_owned())],
+    )
+    .await;
+    assert!(r.status().is_client_error(), "{}", r.status());
+    assert!(r.text().await.unwrap().contains("id=\"error\""));
 }
 
 #[test]
