@@ -1,4 +1,5 @@
-//! The router: every route with its middleware, and the OpenAPI document built with it.
+//! The router: every route with its middleware, the OpenAPI document built with it, and the
+//! interactive reference on `/docs`.
 
 use std::sync::Arc;
 
@@ -10,9 +11,9 @@ use axum::Router;
 use palmlink_domain::Domain;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
 use crate::auth::{limit_by_address, require_token};
 use crate::config::Config;
@@ -20,45 +21,9 @@ use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::idempotency::idempotency;
 use crate::metrics::Metrics;
+use crate::openapi;
 use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users, webhooks};
 use crate::state::{rate_limiter, AppState, Parts};
-
-/// Declares the two credentials: OAuth access tokens and scanner credentials.
-struct SecuritySchemes;
-
-impl utoipa::Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("Access token from POST /v1/auth/token; the scopes are listed per operation."))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "scanner",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The device_secret returned by POST /v1/device/pair."))
-                    .build(),
-            ),
-        );
-    }
-}
-
-#[derive(utoipa::OpenApi)]
-#[openapi(modifiers(&SecuritySchemes), info(
-    title = "PalmLink API",
-    version = "1",
-    description = "Open palm-biometric identity API: devices, enrollment, 1:1 verification, 1:N identification."
-))]
-struct ApiDoc;
 
 async fn not_found() -> Response {
     ApiError::NotFound("route").into_response()
@@ -126,12 +91,15 @@ pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics));
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, openapi) = OpenApiRouter::with_openapi(openapi::base())
         .merge(api)
         .merge(credentials)
         .merge(public)
         .split_for_parts();
-    let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
+    let spec = serde_json::to_string_pretty(&openapi::complete(&openapi))
+        .unwrap_or_else(|_| "{}".to_owned());
+    let spec = Arc::new(spec);
+    let docs = SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"));
     router
         .route(
             "/openapi.json",
@@ -145,6 +113,7 @@ pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
                 }
             }),
         )
+        .merge(docs)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -22,6 +22,7 @@ mod extract;
 mod idempotency;
 mod metrics;
 mod node;
+mod openapi;
 mod routes;
 mod schemas;
 mod state;

@@ -7,6 +7,20 @@
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// The client-credentials grant (RFC 6749 §4.4). With HTTP Basic client authentication the
+/// body carries only `grant_type` and `scope`.
+#[derive(ToSchema)]
+pub(crate) struct TokenRequest {
+    /// `client_credentials`.
+    grant_type: String,
+    /// The client's id (a UUID), unless sent with HTTP Basic.
+    client_id: Option<String>,
+    /// The client's secret, unless sent with HTTP Basic.
+    client_secret: Option<String>,
+    /// Space-separated subset of the client's scopes (default: all of them).
+    scope: Option<String>,
+}
+
 /// A scanner to register.
 #[derive(ToSchema)]
 pub(crate) struct RegisterDevice {
