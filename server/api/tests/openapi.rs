@@ -107,9 +107,17 @@ async fn every_operation_has_a_unique_id_security_and_typed_responses() {
         if op.get("requestBody").is_some() {
             let content = op["requestBody"]["content"].as_object().unwrap();
             for media in content.values() {
-                let reference = media["schema"]["$ref"]
+                // A body that may be omitted is `oneOf: [null, {$ref}]`.
+                let schema = &media["schema"];
+                let reference = schema["$ref"]
                     .as_str()
-                    .unwrap_or_else(|| panic!("{id}: untyped body"));
+                    .or_else(|| {
+                        schema["oneOf"]
+                            .as_array()?
+                            .iter()
+                            .find_map(|s| s["$ref"].as_str())
+                    })
+                    .unwrap_or_else(|| panic!("{id}: untyped body {schema}"));
                 let name = reference.rsplit('/').next().unwrap();
                 assert!(
                     schemas.contains_key(name),

@@ -101,6 +101,7 @@ pub(crate) fn complete(openapi: &utoipa::openapi::OpenApi) -> Value {
             ),
         );
     }
+    constrain(&mut doc["components"]["schemas"]);
     add_examples(&mut doc);
     add_links(&mut doc);
     doc
@@ -162,6 +163,15 @@ fn complete_operation(path: &str, method: &str, op: &mut Value) {
     if path.contains('{') {
         extra.push(("404", "Unknown resource in this tenant"));
     }
+    let paged = op["parameters"]
+        .as_array()
+        .is_some_and(|ps| ps.iter().any(|p| p["name"] == "limit"));
+    if paged {
+        extra.push(("422", "Bad pagination or filter"));
+    }
+    if id == "list_challenges" {
+        empty_filters(op);
+    }
     if op.get("security").is_none() {
         op["security"] = json!([]);
     }
@@ -201,6 +211,42 @@ fn complete_operation(path: &str, method: &str, op: &mut Value) {
     }
 }
 
+/// What the derived schemas cannot say: thresholds each in -1..1; `k` required by `k_of_n`.
+fn constrain(schemas: &mut Value) {
+    let settings = &mut schemas["MatchingSettings"];
+    settings["properties"]["thresholds"]["items"] =
+        json!({"type": "number", "format": "double", "minimum": -1, "maximum": 1});
+    settings["properties"]["k"] = json!({"type": ["integer", "null"],
+        "description": "Blocks that must pass under `k_of_n`, 1-10 (ignored by the other policies)."});
+    settings["oneOf"] = json!([
+        {"properties": {"match_policy": {"enum": ["all_thresholds", "mean"]}}},
+        {"properties": {"match_policy": {"const": "k_of_n"}, "k": {"type": "integer", "minimum": 1, "maximum": 10}},
+         "required": ["k"]},
+    ]);
+}
+
+/// The challenge list's filters: the contract writes `?type=&status=`, so an empty value
+/// is accepted and means no filter.
+fn empty_filters(op: &mut Value) {
+    let Some(params) = op["parameters"].as_array_mut() else {
+        return;
+    };
+    for p in params.iter_mut() {
+        let values: &[&str] = match p["name"].as_str() {
+            Some("type") => &["enroll", "verify", "identify"],
+            Some("status") => &["pending", "completed", "failed", "cancelled", "expired"],
+            _ => continue,
+        };
+        let mut all = vec![""];
+        all.extend_from_slice(values);
+        p["schema"] = json!({"type": "string", "enum": all});
+        p["description"] = json!(format!(
+            "{} (empty: no filter)",
+            p["description"].as_str().unwrap_or_default()
+        ));
+    }
+}
+
 /// A fixture with its template placeholders filled in.
 fn fixture(text: &str) -> Value {
     let filled = text
@@ -211,7 +257,7 @@ fn fixture(text: &str) -> Value {
 
 /// Request and response examples from `fixtures/api/`, by operation id.
 fn add_examples(doc: &mut Value) {
-    let requests: [(&str, &str); 6] = [
+    let requests: [(&str, &str); 5] = [
         (
             "issue_token",
             include_str!("../../../../fixtures/api/auth_token_request.json"),
@@ -219,10 +265,6 @@ fn add_examples(doc: &mut Value) {
         (
             "register_device",
             include_str!("../../../../fixtures/api/device_register_request.json"),
-        ),
-        (
-            "create_enrollment",
-            include_str!("../../../../fixtures/api/guide_enroll_request.json"),
         ),
         (
             "create_enrollment_both",

@@ -16,7 +16,7 @@ use crate::views;
 
 /// Creates an enrollment challenge for one palm.
 #[utoipa::path(post, path = "/v1/enroll", operation_id = "create_enrollment", tag = "challenges",
-    security(("bearer" = ["enroll"])), request_body = schemas::SubjectChallenge, responses(
+    security(("bearer" = ["enroll"])), request_body = schemas::Enrollment, responses(
     (status = 201, description = "Pending enrollment challenge", body = crate::openapi::responses::ChallengeResponse), (status = 400, description = "Device not paired"),
     (status = 404, description = "Unknown hardware_id"), (status = 409, description = "Palm already enrolled"),
     (status = 422, description = "Validation failed")))]
@@ -35,7 +35,7 @@ pub(crate) async fn enroll(
 
 /// Creates an enrollment challenge for both palms, stored atomically as one identity.
 #[utoipa::path(post, path = "/v1/enroll/both", operation_id = "create_enrollment_both", tag = "challenges",
-    security(("bearer" = ["enroll"])), request_body = schemas::SubjectChallenge, responses(
+    security(("bearer" = ["enroll"])), request_body = schemas::EnrollmentBoth, responses(
     (status = 201, description = "Pending enrollment challenge (palm_type both)", body = crate::openapi::responses::ChallengeResponse), (status = 400, description = "Device not paired"),
     (status = 404, description = "Unknown hardware_id"), (status = 409, description = "A palm is already enrolled"),
     (status = 422, description = "Validation failed")))]
@@ -54,7 +54,7 @@ pub(crate) async fn enroll_both(
 
 /// Creates a 1:1 verification challenge.
 #[utoipa::path(post, path = "/v1/verify", operation_id = "create_verification", tag = "challenges",
-    security(("bearer" = ["verify"])), request_body = schemas::SubjectChallenge, responses(
+    security(("bearer" = ["verify"])), request_body = schemas::Verification, responses(
     (status = 201, description = "Pending verification challenge", body = crate::openapi::responses::ChallengeResponse), (status = 404, description = "User not enrolled or unknown hardware"),
     (status = 422, description = "Validation failed")))]
 pub(crate) async fn verify(
@@ -154,9 +154,9 @@ fn page_and_filter(query: &QueryMap) -> ApiResult<(Page, ChallengeFilter)> {
 /// Lists challenges, newest first.
 #[utoipa::path(get, path = "/v1/challenges", operation_id = "list_challenges", tag = "challenges",
     security(("bearer" = ["enroll"]), ("bearer" = ["verify"]), ("bearer" = ["identify"])), params(
-    ("type" = Option<String>, Query, description = "enroll, verify or identify"),
-    ("status" = Option<String>, Query, description = "pending, completed, failed, cancelled or expired"),
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
+    ("type" = Option<crate::openapi::responses::ChallengeType>, Query, description = "Only challenges of this type"),
+    ("status" = Option<crate::openapi::responses::ChallengeStatus>, Query, description = "Only challenges in this state"),
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
     responses((status = 200, description = "A page of challenges", body = crate::openapi::responses::ChallengePage), (status = 422, description = "Bad filter or pagination")))]
 pub(crate) async fn list(
     State(state): State<AppState>,

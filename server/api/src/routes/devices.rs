@@ -34,7 +34,7 @@ pub(crate) async fn register(
 /// Lists the tenant's devices.
 #[utoipa::path(get, path = "/v1/devices", operation_id = "list_devices", tag = "devices",
     security(("bearer" = ["devices"])), params(
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
     responses((status = 200, description = "A page of devices", body = crate::openapi::responses::DevicePage), (status = 422, description = "Bad pagination")))]
 pub(crate) async fn list(
     State(state): State<AppState>,

@@ -32,7 +32,7 @@ pub(crate) async fn pair(
 /// Long-polls this scanner's pending challenges.
 #[utoipa::path(get, path = "/v1/device/challenges", operation_id = "poll_challenges", tag = "scanner",
     security(("scanner" = [])),
-    params(("wait_ms" = Option<u64>, Query, description = "How long to wait for a challenge, 0-30000 ms")),
+    params(("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 30000, description = "How long to wait for a challenge, 0-30000 ms")),
     responses((status = 200, description = "Pending challenges (possibly none)", body = crate::openapi::responses::ScannerChallengesResponse), (status = 401, description = "Bad scanner credential")))]
 pub(crate) async fn poll(
     State(state): State<AppState>,

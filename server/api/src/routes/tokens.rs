@@ -101,12 +101,11 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, Strin
     post,
     path = "/v1/auth/token", operation_id = "issue_token",
     tag = "auth",
-    description = "OAuth 2.0 client credentials grant; JSON or form body, or HTTP Basic client authentication.",
+    description = "OAuth 2.0 client credentials grant. The same fields are also accepted as an \
+        `application/x-www-form-urlencoded` body (RFC 6749), and the client may authenticate with \
+        HTTP Basic instead of `client_id` and `client_secret`.",
     security((), ("basic" = [])),
-    request_body(content(
-        (crate::schemas::TokenRequest = "application/json"),
-        (crate::schemas::TokenRequest = "application/x-www-form-urlencoded"),
-    )),
+    request_body = crate::schemas::TokenRequest,
     responses(
         (status = 200, description = "Token issued", body = crate::openapi::responses::TokenResponse),
         (status = 400, description = "Invalid body, unsupported grant type or missing parameter"),

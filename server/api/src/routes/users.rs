@@ -15,7 +15,7 @@ use crate::views;
 /// Lists enrolled users with their palms.
 #[utoipa::path(get, path = "/v1/users", operation_id = "list_users", tag = "users",
     security(("bearer" = ["users"])), params(
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
     responses((status = 200, description = "A page of users", body = crate::openapi::responses::UserPage), (status = 422, description = "Bad pagination")))]
 pub(crate) async fn list(
     State(state): State<AppState>,

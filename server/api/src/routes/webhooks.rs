@@ -24,7 +24,8 @@ use crate::views;
 async fn webhook_body<T: DeserializeOwned>(req: Request, empty: Option<T>) -> ApiResult<T> {
     let bytes = read_body(req, &()).await?;
     if let Some(default) = empty {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // An optional body may be absent, or written as JSON `null`.
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(default);
         }
     }
@@ -74,7 +75,7 @@ pub(crate) async fn create(
 /// Lists the tenant's webhooks.
 #[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
     security(("bearer" = ["webhooks"])), params(
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
     responses((status = 200, description = "A page of webhooks", body = crate::openapi::responses::WebhookPage), (status = 422, description = "Bad pagination")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
@@ -146,7 +147,7 @@ pub(crate) async fn delete(
 #[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/rotate-secret", operation_id = "rotate_webhook_secret", tag = "webhooks",
     security(("bearer" = ["webhooks"])),
     params(("webhook_id" = String, Path, description = "Webhook id")),
-    request_body = schemas::SecretRotation,
+    request_body = Option<schemas::SecretRotation>,
     responses((status = 200, description = "The webhook with its new `signing_secret`", body = crate::openapi::responses::WebhookWithSecretResponse),
         (status = 400, description = "Invalid body"), (status = 404, description = "Unknown webhook")))]
 pub(crate) async fn rotate_secret(
@@ -177,7 +178,7 @@ pub(crate) async fn rotate_secret(
 #[utoipa::path(get, path = "/v1/webhooks/{webhook_id}/deliveries", operation_id = "list_deliveries", tag = "webhooks",
     security(("bearer" = ["webhooks"])), params(
     ("webhook_id" = String, Path, description = "Webhook id"),
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
     responses((status = 200, description = "A page of deliveries", body = crate::openapi::responses::DeliveryPage), (status = 404, description = "Unknown webhook")))]
 pub(crate) async fn deliveries(
     State(state): State<AppState>,

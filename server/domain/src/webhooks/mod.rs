@@ -71,7 +71,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct SecretRotation {
     /// How long the previous secret keeps signing: 0 to 7 days (default 24 h).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::integer")]
     pub grace_period_seconds: Option<i64>,
 }
 
