@@ -20,10 +20,11 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::idempotency::idempotency;
+use crate::limits::KeyedLimiter;
 use crate::metrics::Metrics;
 use crate::openapi;
 use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users, webhooks};
-use crate::state::{rate_limiter, AppState, Parts};
+use crate::state::{AppState, Parts};
 
 async fn not_found() -> Response {
     ApiError::NotFound("route").into_response()
@@ -49,8 +50,8 @@ async fn count_status(
 pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
     let state = AppState::new(Parts {
         domain,
-        limiter: rate_limiter(config.rate_limit_per_second, config.rate_limit_burst),
-        ip_limiter: rate_limiter(
+        limiter: KeyedLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
+        ip_limiter: KeyedLimiter::new(
             config.public_rate_limit_per_second,
             config.public_rate_limit_burst,
         ),

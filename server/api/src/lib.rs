@@ -20,6 +20,7 @@ mod config;
 mod error;
 mod extract;
 mod idempotency;
+mod limits;
 mod metrics;
 mod node;
 mod openapi;
