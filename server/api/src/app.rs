@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn_with_state, Next};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -15,13 +15,14 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::access_log;
 use crate::auth::{limit_by_address, require_token};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::idempotency::idempotency;
 use crate::limits::KeyedLimiter;
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::openapi;
 use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users, webhooks};
 use crate::state::{AppState, Parts};
@@ -34,20 +35,16 @@ async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.into_response()
 }
 
-async fn count_status(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let response = next.run(req).await;
-    state.metrics.record_status(response.status().as_u16());
-    response
-}
-
 /// The HTTP application over the domain's services, with the rate limits of `config`.
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`, so the public
 /// endpoints can limit by client address.
 pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
+    app_and_metrics(domain, config).0
+}
+
+/// [`app`], and the router of `/metrics` alone for `config.metrics_listen`.
+pub(crate) fn app_and_metrics(domain: Arc<Domain>, config: &Config) -> (Router, Router) {
+    metrics::prometheus();
     let state = AppState::new(Parts {
         domain,
         limiter: KeyedLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
@@ -55,7 +52,8 @@ pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
             config.public_rate_limit_per_second,
             config.public_rate_limit_burst,
         ),
-        metrics: Metrics::default(),
+        metrics: Metrics,
+        metrics_on_api: config.metrics_listen.is_none(),
     });
     let api = OpenApiRouter::new()
         .routes(routes!(devices::register, devices::list))
@@ -101,7 +99,7 @@ pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
         .unwrap_or_else(|_| "{}".to_owned());
     let spec = Arc::new(spec);
     let docs = SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"));
-    router
+    let router = router
         .route(
             "/openapi.json",
             get(move || {
@@ -118,9 +116,14 @@ pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(from_fn_with_state(state.clone(), count_status))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(metrics::measure))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(access_log::request_span)
+                .on_response(access_log::access_log),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .with_state(state.clone());
+    (router, metrics::metrics_router(state))
 }

@@ -14,6 +14,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod app;
 mod auth;
 mod config;

@@ -61,7 +61,6 @@ impl<K: Hash + Eq + Clone, C: Clock + Clone> KeyedLimiter<K, C> {
     }
 
     /// Keys remembered now.
-    #[cfg(test)]
     pub(crate) fn keys(&self) -> usize {
         self.limiter.len()
     }

@@ -39,4 +39,6 @@ pub(crate) struct Parts {
     pub ip_limiter: KeyedLimiter<IpAddr>,
     /// Counters of `/metrics`.
     pub metrics: Metrics,
+    /// Whether `/metrics` is served on the API's port (not when it has a listener of its own).
+    pub metrics_on_api: bool,
 }

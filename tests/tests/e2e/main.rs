@@ -11,6 +11,8 @@
 //! - `http`: error shapes, body limit, idempotency keys, rate limits, request ids, ops.
 //! - `integrators`: the OpenAPI document through a standard validator, a generated client
 //!   and schemathesis.
+//! - `observability`: JSON logs with request ids, and the Prometheus metrics on their own
+//!   listener.
 //! - `crash`: SIGKILL after acknowledged enrollments, restart, every one still verifies.
 //! - `templates`: templates sealed in the database and galleries that follow it: SIGKILL
 //!   during enrollments and erasures, a gallery rebuilt, the master key's checks, and no
@@ -25,6 +27,7 @@ mod http;
 mod integrators;
 mod isolation;
 mod matching;
+mod observability;
 mod scanner;
 mod support;
 mod templates;

@@ -1,7 +1,6 @@
 //! Operations endpoints: liveness, readiness, metrics.
 
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -37,13 +36,9 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "ops", responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.domain.galleries.live_total());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    if !state.metrics_on_api {
+        // Served on `--metrics-listen` only, away from the public port.
+        return ApiError::NotFound("route").into_response();
+    }
+    crate::metrics::render(&state)
 }

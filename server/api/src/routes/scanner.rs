@@ -68,12 +68,14 @@ pub(crate) async fn capture(
     PathParam(id): PathParam,
     AppJson(body): AppJson<CaptureSubmission>,
 ) -> ApiResult<Response> {
+    let started = std::time::Instant::now();
     let c = state
         .domain
         .captures
         .submit(&device, parse_id(&id, "challenge")?, body)
         .await?;
     state.metrics.count_challenge_completed();
+    crate::metrics::record_decision(c.kind.as_str(), c.result.as_ref(), started.elapsed());
     Ok(ok(views::challenge(&c)))
 }
 
