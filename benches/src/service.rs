@@ -17,6 +17,11 @@ pub struct BenchService {
     pub token: String,
     /// The data directory, removed when this is dropped.
     pub dir: tempfile::TempDir,
+    /// The node's configuration.
+    pub config: palmlink_api::Config,
+    /// The PostgreSQL schema the node's tables live in (a first node made it), dropped by
+    /// [`BenchService::stop`].
+    pub schema: Option<String>,
 }
 
 impl BenchService {
@@ -34,6 +39,16 @@ impl BenchService {
         config.public_rate_limit_per_second = 1_000_000;
         config.public_rate_limit_burst = 1_000_000;
         configure(&mut config);
+        // A PostgreSQL database gets a fresh schema per run.
+        let schema = match &config.database_url {
+            Some(url) if url.starts_with("postgres") => {
+                let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+                let sep = if url.contains('?') { '&' } else { '?' };
+                config.database_url = Some(format!("{url}{sep}schema={name}"));
+                Some(name)
+            }
+            _ => None,
+        };
         let server = palmlink_api::start(config.clone()).await?;
         let base = format!("http://{}", server.addr());
 
@@ -59,12 +74,57 @@ impl BenchService {
             base,
             token,
             dir,
+            config,
+            schema,
         })
     }
 
-    /// Stops the server and removes the data directory.
+    /// Starts another node on `first`'s database and master key, with a data directory of
+    /// its own (its galleries follow the database's template log).
+    pub async fn start_node(
+        first: &BenchService,
+        configure: impl FnOnce(&mut palmlink_api::Config),
+    ) -> anyhow::Result<BenchService> {
+        let dir = tempfile::tempdir()?;
+        let mut config = first.config.clone();
+        config.data_dir = dir.path().to_owned();
+        config.master_key_file = Some(first.config.effective_master_key_file());
+        configure(&mut config);
+        let server = palmlink_api::start(config.clone()).await?;
+        let base = format!("http://{}", server.addr());
+        Ok(BenchService {
+            server,
+            base,
+            token: first.token.clone(),
+            dir,
+            config,
+            schema: None,
+        })
+    }
+
+    /// Stops the server, drops its PostgreSQL schema if it made one, and removes the data
+    /// directory.
     pub async fn stop(self) -> anyhow::Result<()> {
-        Ok(self.server.stop().await?)
+        self.server.stop().await?;
+        BenchService::drop_schema(&self.config, self.schema.as_deref()).await
+    }
+
+    /// Drops `schema` (when there is one) from the PostgreSQL database of `config`.
+    pub async fn drop_schema(
+        config: &palmlink_api::Config,
+        schema: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let (Some(schema), Some(url)) = (schema, &config.database_url) else {
+            return Ok(());
+        };
+        let base = url.split_once("schema=").map_or(url.as_str(), |(b, _)| b);
+        let base = base.trim_end_matches(['?', '&']);
+        let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await?;
+        Ok(())
     }
 }
 
@@ -84,4 +144,95 @@ pub fn arg(n: usize, default: usize) -> usize {
         .nth(n)
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
+}
+
+/// The integrator's view of the service during setup.
+pub struct Api {
+    /// The HTTP client.
+    pub http: reqwest::Client,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// An access token of the tenant's client.
+    pub token: String,
+}
+
+impl Api {
+    /// POSTs `body` as JSON with `bearer`; the JSON answer of a 2xx, an error otherwise.
+    pub async fn post(&self, path: &str, bearer: &str, body: Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "POST {path}: {status} {v}");
+        Ok(v)
+    }
+
+    /// Registers and pairs a scanner; returns its secret.
+    pub async fn pair(&self, hardware_id: &str) -> anyhow::Result<String> {
+        let d = self
+            .post(
+                "/v1/devices",
+                &self.token,
+                json!({"device_name": "bench", "location": "lab"}),
+            )
+            .await?;
+        let code = d["data"]["pairing_code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let p = self
+            .post(
+                "/v1/device/pair",
+                "",
+                json!({"pairing_code": code, "hardware_id": hardware_id}),
+            )
+            .await?;
+        Ok(p["data"]["device_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
+    }
+}
+
+/// Uniform values in [-1, 1) from a seed (xorshift64*).
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            (v as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// A person's palm: 10 blocks of 64 values.
+pub fn palm(seed: u64) -> Vec<Vec<f32>> {
+    values(seed, 640).chunks(64).map(<[f32]>::to_vec).collect()
+}
+
+/// Another capture of the same palm: small noise added to every value.
+pub fn recapture(base: &[Vec<f32>], seed: u64) -> Vec<Vec<f32>> {
+    let noise = values(seed ^ 0xDEAD_BEEF, 640);
+    base.iter()
+        .flatten()
+        .zip(noise)
+        .map(|(v, n)| v + 0.05 * n)
+        .collect::<Vec<f32>>()
+        .chunks(64)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+/// A capture request body with one right-palm template.
+pub fn capture_body(blocks: &[Vec<f32>]) -> Value {
+    json!({"vendor": "mock", "captures": [{"palm_type": "right",
+        "template": {"format": "f32", "blocks": blocks}, "quality": 0.93, "liveness": 0.99}]})
 }

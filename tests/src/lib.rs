@@ -83,10 +83,16 @@ impl Drop for ServerProcess {
 /// Runs an operator command (`bin ARGS --data-dir DIR`) and parses the one
 /// JSON object it prints.
 pub fn operator(bin: &Path, data_dir: &Path, args: &[&str]) -> Value {
+    operator_with(bin, data_dir, args, &[])
+}
+
+/// [`operator`] with extra environment (a database URL, a master key file).
+pub fn operator_with(bin: &Path, data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Value {
     let out = Command::new(bin)
         .args(args)
         .arg("--data-dir")
         .arg(data_dir)
+        .envs(env.iter().copied())
         .output()
         .expect("run operator command");
     assert!(

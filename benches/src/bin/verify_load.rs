@@ -20,6 +20,10 @@
 //! `n / rate` seconds, staggered, and each latency runs from the time the request was due,
 //! so a late start counts against the service (no coordinated omission).
 //! `PALMLINK_LOAD_RATES` lists the offered rates (default 2000; `0` for none).
+//!
+//! With `PALMLINK_LOAD_DATABASE_URL=postgres://...` the store is that PostgreSQL database (a
+//! fresh schema of it) and `PALMLINK_LOAD_NODES` nodes (default 2) run on it, each with its
+//! own data directory and galleries; client `i` talks to node `i mod nodes`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,8 +31,10 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
-use palmlink_benches::service::{arg, percentile, BenchService};
-use serde_json::{json, Value};
+use palmlink_benches::service::{
+    arg, capture_body, palm, percentile, recapture, Api, BenchService,
+};
+use serde_json::json;
 
 /// The allocator of the `palmlink` binary (`server/src/main.rs`), so the service is measured
 /// as shipped.
@@ -69,93 +75,6 @@ const USERS_PER_DEVICE: usize = 2;
 /// Warm-up before each timed phase, not counted.
 const WARMUP: Duration = Duration::from_secs(1);
 
-/// The integrator's view of the service during setup.
-struct Api {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Api {
-    async fn post(&self, path: &str, bearer: &str, body: Value) -> anyhow::Result<Value> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(bearer)
-            .json(&body)
-            .send()
-            .await?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        anyhow::ensure!(status.is_success(), "POST {path}: {status} {v}");
-        Ok(v)
-    }
-
-    /// Registers and pairs a scanner; returns its secret.
-    async fn pair(&self, hardware_id: &str) -> anyhow::Result<String> {
-        let d = self
-            .post(
-                "/v1/devices",
-                &self.token,
-                json!({"device_name": "bench", "location": "lab"}),
-            )
-            .await?;
-        let code = d["data"]["pairing_code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let p = self
-            .post(
-                "/v1/device/pair",
-                "",
-                json!({"pairing_code": code, "hardware_id": hardware_id}),
-            )
-            .await?;
-        Ok(p["data"]["device_secret"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned())
-    }
-}
-
-/// Uniform values in [-1, 1) from a seed (xorshift64*).
-fn values(seed: u64, n: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-            (v as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
-/// A person's palm: 10 blocks of 64 values.
-fn palm(seed: u64) -> Vec<Vec<f32>> {
-    values(seed, 640).chunks(64).map(<[f32]>::to_vec).collect()
-}
-
-/// Another capture of the same palm: small noise added to every value.
-fn recapture(base: &[Vec<f32>], seed: u64) -> Vec<Vec<f32>> {
-    let noise = values(seed ^ 0xDEAD_BEEF, 640);
-    base.iter()
-        .flatten()
-        .zip(noise)
-        .map(|(v, n)| v + 0.05 * n)
-        .collect::<Vec<f32>>()
-        .chunks(64)
-        .map(<[f32]>::to_vec)
-        .collect()
-}
-
-/// A capture request body with one right-palm template.
-fn capture_body(blocks: &[Vec<f32>]) -> Value {
-    json!({"vendor": "mock", "captures": [{"palm_type": "right",
-        "template": {"format": "f32", "blocks": blocks}, "quality": 0.93, "liveness": 0.99}]})
-}
-
 /// One enrolled user as a client presents them: request bodies prepared ahead of time.
 struct Subject {
     verify: Bytes,
@@ -164,6 +83,8 @@ struct Subject {
 
 /// One concurrent client: its scanner and the users it verifies.
 struct Client {
+    /// The node this client talks to.
+    addr: std::net::SocketAddr,
     /// `Bearer <scanner credential>`.
     scanner: String,
     subjects: Vec<Subject>,
@@ -179,7 +100,6 @@ struct Tally {
 
 /// Everything a task needs.
 struct Shared {
-    addr: std::net::SocketAddr,
     /// `Bearer <token>` of the integrator.
     authorization: String,
 }
@@ -317,7 +237,7 @@ async fn verify_loop(
     max: usize,
 ) -> Tally {
     let mut t = Tally::default();
-    let Ok(mut conn) = Connection::open(s.addr).await else {
+    let Ok(mut conn) = Connection::open(c.addr).await else {
         t.errors += 1;
         return t;
     };
@@ -343,7 +263,7 @@ async fn verify_loop(
             }
             Err(_) => {
                 t.errors += 1;
-                match Connection::open(s.addr).await {
+                match Connection::open(c.addr).await {
                     Ok(fresh) => conn = fresh,
                     Err(_) => return t,
                 }
@@ -355,9 +275,9 @@ async fn verify_loop(
 }
 
 /// Healthz loop of one client until the deadline or `max` requests.
-async fn healthz_loop(s: Arc<Shared>, until: Instant, max: usize) -> Tally {
+async fn healthz_loop(c: Arc<Client>, until: Instant, max: usize) -> Tally {
     let mut t = Tally::default();
-    let Ok(mut conn) = Connection::open(s.addr).await else {
+    let Ok(mut conn) = Connection::open(c.addr).await else {
         t.errors += 1;
         return t;
     };
@@ -415,7 +335,7 @@ async fn phase(
             let s = Arc::clone(s);
             let c = Arc::clone(c);
             handles.push(match load {
-                Load::Healthz => tokio::spawn(healthz_loop(s, until, max)),
+                Load::Healthz => tokio::spawn(healthz_loop(c, until, max)),
                 Load::Verify => tokio::spawn(verify_loop(s, c, None, until, max)),
                 Load::Paced(rate) => {
                     // Client i sends every n / rate s, starting i / rate s in.
@@ -472,8 +392,21 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let service = BenchService::start(&http, |_| {}).await?;
+    let database_url = std::env::var("PALMLINK_LOAD_DATABASE_URL").ok();
+    let node_count = match &database_url {
+        Some(_) => arg_env("PALMLINK_LOAD_NODES", 2),
+        None => 1,
+    };
+    let service = BenchService::start(&http, |c| c.database_url = database_url.clone()).await?;
     let (base, token) = (service.base.clone(), service.token.clone());
+    // More nodes on the same database, sharing the first one's master key file.
+    let mut nodes = vec![service.server.addr()];
+    let mut extra = Vec::new();
+    for _ in 1..node_count {
+        let node = BenchService::start_node(&service, |_| {}).await?;
+        nodes.push(node.server.addr());
+        extra.push(node);
+    }
     let api = Api {
         http: http.clone(),
         base: base.clone(),
@@ -515,6 +448,7 @@ async fn main() -> anyhow::Result<()> {
             });
         }
         clients.push(Arc::new(Client {
+            addr: nodes[d % nodes.len()],
             scanner: format!("Bearer {scanner}"),
             subjects,
         }));
@@ -522,7 +456,6 @@ async fn main() -> anyhow::Result<()> {
     let setup = setup.elapsed();
 
     let shared = Arc::new(Shared {
-        addr: service.server.addr(),
         authorization: format!("Bearer {token}"),
     });
     let mut rows = Vec::new();
@@ -545,9 +478,15 @@ async fn main() -> anyhow::Result<()> {
         setup.as_secs_f64()
     );
     println!(
-        "  {} s per phase after {} s warm-up, at most {max} per client; store SQLite in a fresh temp dir",
+        "  {} s per phase after {} s warm-up, at most {max} per client; {}",
         duration.as_secs(),
-        WARMUP.as_secs()
+        WARMUP.as_secs(),
+        match &database_url {
+            Some(_) => format!(
+                "{node_count} nodes on one PostgreSQL database (a schema of its own), clients spread over them"
+            ),
+            None => "one node, store SQLite in a fresh temp dir".to_owned(),
+        }
     );
     println!("  rate limits raised to 1000000/s (burst 1000000) for the bench, so none throttle");
     println!(
@@ -608,5 +547,17 @@ async fn main() -> anyhow::Result<()> {
             if met { "met" } else { "not met" }
         );
     }
+    for node in extra {
+        node.stop().await?;
+    }
     service.stop().await
+}
+
+/// The number in the environment variable `name`, or `default`.
+fn arg_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(default)
 }

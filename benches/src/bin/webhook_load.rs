@@ -9,6 +9,10 @@
 //! receiver holds every request; the receiver is then released and the time to drain all
 //! deliveries is measured. Latency: `CAPTURES` enrollment captures, each timed from the start
 //! of the capture request to the arrival of its `enrollment.complete` webhook.
+//!
+//! With `PALMLINK_LOAD_DATABASE_URL=postgres://...`, `PALMLINK_LOAD_NODES` nodes (default 2)
+//! run on that database (a fresh schema) and their webhook workers drain the deliveries
+//! together; the API calls go to the first.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -124,11 +128,26 @@ async fn main() -> anyhow::Result<()> {
     let captures = arg(3, 200);
 
     let http = reqwest::Client::new();
+    let database_url = std::env::var("PALMLINK_LOAD_DATABASE_URL").ok();
     let service = BenchService::start(&http, |config| {
         config.allow_http_webhooks = true;
         config.webhooks.timeout = Duration::from_secs(120);
+        config.database_url = database_url.clone();
     })
     .await?;
+    // More nodes on the same database: their webhook workers share the deliveries.
+    let node_count = match &database_url {
+        Some(_) => std::env::var("PALMLINK_LOAD_NODES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(2),
+        None => 1,
+    };
+    let mut extra = Vec::new();
+    for _ in 1..node_count {
+        extra.push(BenchService::start_node(&service, |_| {}).await?);
+    }
     let (gate, open) = watch::channel(false);
     let rx = Arc::new(Receiver {
         open,
@@ -237,7 +256,13 @@ async fn main() -> anyhow::Result<()> {
     let r50 = percentile(&responses, 0.50);
     let r99 = percentile(&responses, 0.99);
 
-    println!("webhook delivery throughput");
+    println!(
+        "webhook delivery throughput ({})",
+        match &database_url {
+            Some(_) => format!("{node_count} nodes on one PostgreSQL database"),
+            None => "one node on SQLite".to_owned(),
+        }
+    );
     println!(
         "  events written:        {events} pairings in {:.2} s",
         write_time.as_secs_f64()
@@ -259,5 +284,8 @@ async fn main() -> anyhow::Result<()> {
     println!("  p99/p50:               {:.2}", p99 / p50);
     println!("  capture response p50:  {r50:.2} ms (p99 {r99:.2} ms)");
     println!("  webhook p50 / capture response p50: {:.2}", p50 / r50);
+    for node in extra {
+        node.stop().await?;
+    }
     service.stop().await
 }

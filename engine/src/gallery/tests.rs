@@ -291,3 +291,26 @@ fn leftovers_of_an_interrupted_save_are_removed_at_open() {
         assert!(!dir.path().join(name).exists(), "{name}");
     }
 }
+
+/// A gallery opened without loading its saved graph (or before a background
+/// load has installed it) still leaves no copy of an erased key in the saved
+/// flat graph when `delete` returns.
+#[test]
+fn delete_before_the_saved_graph_is_loaded_scrubs_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, t) = gallery_with_graph(dir.path(), 300);
+    drop(g);
+    assert!(!files_holding(dir.path(), &patterns(&t[21])).is_empty());
+    let policy = IndexPolicy {
+        at_open: false,
+        ..IndexPolicy::default()
+    };
+    let g = Gallery::open_with(dir.path(), policy).unwrap();
+    g.delete(RowId(21)).unwrap();
+    assert_eq!(files_holding(dir.path(), &patterns(&t[21])), vec![]);
+    // The scrubbed file still loads and searches without the erased row.
+    drop(g);
+    let g = Gallery::open(dir.path()).unwrap();
+    assert!(g.wait_for_index(std::time::Duration::from_secs(60)));
+    assert!(g.get(RowId(21)).unwrap().is_none());
+}

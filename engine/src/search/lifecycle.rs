@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use super::compact::CompactCopy;
 use super::graph::build::{self, Builder, META_FILE};
 use super::graph::format::FLAT_FILE;
-use super::graph::{AnnParams, GraphIndex, IndexOrigin};
+use super::graph::{self, AnnParams, GraphIndex, IndexOrigin};
 #[cfg(doc)]
 use super::query::SearchMode;
 use super::strategy::AUTO_ANN_MIN_ROWS;
@@ -290,22 +290,34 @@ impl GraphShared {
     }
 
     /// Erases `rows` (deleted rows) from the installed index, in memory and
-    /// in its file, and from the builder's files. Returns whether the deleted
-    /// points now exceed the policy's share of the graph's.
+    /// in its file, and from the builder's files; with no index installed yet
+    /// (one may be loading from the saved flat graph), from the saved flat
+    /// graph too, so that no file holds their keys when this returns. Returns
+    /// whether the deleted points now exceed the policy's share of the graph's.
     fn erase(&self, rows: &[u64]) -> Result<bool, GalleryError> {
+        // An index is installed only under `erasing`: none can appear between the
+        // look below and the erasure in the files.
         let _erasing = self.erasing.lock().unwrap_or_else(|p| p.into_inner());
-        let rebuild = match self
+        let installed = match self
             .index
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .as_mut()
         {
-            Some(index) => index.erase(rows, self.rebuild_deleted_percent)?,
-            None => false,
+            Some(index) => Some(index.erase(rows, self.rebuild_deleted_percent)?),
+            None => None,
         };
         let _files = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        build::erase_in_builder_files(&self.dir, rows)?;
-        Ok(rebuild)
+        match installed {
+            Some(rebuild) => {
+                build::erase_in_builder_files(&self.dir, rows)?;
+                Ok(rebuild)
+            }
+            None => {
+                graph::erase_in_files(&self.dir, rows)?;
+                Ok(false)
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of PalmLink over real HTTP on loopback sockets: one test binary.
 //!
-//! - `support`: a node per test on a loopback port, an HTTP client, synthetic palm templates
+//! - `support`: a node per test on a loopback port (on a PostgreSQL schema of its own when
+//!   `PALMLINK_TEST_DATABASE_URL` is set, on embedded SQLite otherwise), an HTTP client, synthetic palm templates
 //!   and a scriptable webhook receiver with an independent Standard Webhooks verifier.
 //! - `tokens`: OAuth client credentials, JWT checks, scopes, rotation, client deletion.
 //! - `devices`: registration, pagination, pairing codes, revocation.
@@ -17,6 +18,9 @@
 //! - `templates`: templates sealed in the database and galleries that follow it: SIGKILL
 //!   during enrollments and erasures, a gallery rebuilt, the master key's checks, and no
 //!   copy of an erased template left in any file.
+//! - `nodes`: two `palmlink serve` processes on one PostgreSQL database: a scanner paired
+//!   on one and woken by a challenge made on the other, erasure seen by both, each webhook
+//!   attempt made by one node, SIGKILL of one node mid-burst.
 //! - `webhooks`: subscriptions, signed deliveries, retries, and SIGKILL during a burst.
 //! - `demo`: `palmlink demo` and `palmlink scanner` as child processes.
 
@@ -27,6 +31,7 @@ mod http;
 mod integrators;
 mod isolation;
 mod matching;
+mod nodes;
 mod observability;
 mod scanner;
 mod support;

@@ -1,6 +1,7 @@
 //! A node on a loopback port per test, an HTTP client, synthetic palm templates, and a
 //! webhook receiver ([`receiver`]).
 
+pub mod postgres;
 pub mod receiver;
 
 use std::sync::Arc;
@@ -20,6 +21,8 @@ pub struct Harness {
     pub server: Option<RunningServer>,
     pub base: String,
     pub http: reqwest::Client,
+    /// The PostgreSQL schema of the node, when the tests run on PostgreSQL (dropped last).
+    _schema: Option<postgres::Schema>,
 }
 
 /// A tenant with one all-scopes client and a token.
@@ -53,6 +56,8 @@ impl Harness {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new(dir.path());
         config.listen = "127.0.0.1:0".parse().expect("addr");
+        let schema = postgres::Schema::new();
+        config.database_url = schema.as_ref().map(postgres::Schema::url);
         adjust(&mut config);
         let server = palmlink_api::start(config.clone())
             .await
@@ -64,9 +69,24 @@ impl Harness {
             server: Some(server),
             base,
             http: reqwest::Client::new(),
+            _schema: schema,
         };
         harness.wait_ready().await;
         harness
+    }
+
+    /// A client of a node running elsewhere (a `palmlink serve` process) at `base`.
+    pub fn external(base: &str) -> Harness {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Config::new(dir.path());
+        Harness {
+            _dir: dir,
+            config,
+            server: None,
+            base: base.to_owned(),
+            http: reqwest::Client::new(),
+            _schema: None,
+        }
     }
 
     /// Waits until `/readyz` answers 200 (the galleries have caught up), at most 10 s.
