@@ -32,10 +32,10 @@ pub(crate) struct TokenRequest {
 #[derive(ToSchema)]
 pub(crate) struct RegisterDevice {
     /// Label, 1-255 characters.
-    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     device_name: String,
     /// Physical location, 1-255 characters.
-    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     location: String,
 }
 
@@ -65,10 +65,10 @@ pub(crate) enum Palm {
 pub(crate) struct Enrollment {
     /// The tenant's identifier of the person, 1-255 characters (`user_id`, the getting-started
     /// guide's name, is accepted in its place).
-    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     external_user_id: String,
     /// Hardware id of the paired scanner that captures.
-    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*\S[^\x00]*$")]
     hardware_id: String,
     /// The palm to enroll.
     palm_type: Palm,
@@ -82,10 +82,10 @@ pub(crate) struct Enrollment {
 pub(crate) struct EnrollmentBoth {
     /// The tenant's identifier of the person, 1-255 characters (`user_id`, the getting-started
     /// guide's name, is accepted in its place).
-    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     external_user_id: String,
     /// Hardware id of the paired scanner that captures.
-    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*\S[^\x00]*$")]
     hardware_id: String,
     /// Opaque object echoed on the challenge and its result.
     #[schema(value_type = Option<Object>)]
@@ -97,10 +97,10 @@ pub(crate) struct EnrollmentBoth {
 pub(crate) struct Verification {
     /// The tenant's identifier of the person, 1-255 characters (`user_id`, the getting-started
     /// guide's name, is accepted in its place).
-    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     external_user_id: String,
     /// Hardware id of the paired scanner that captures.
-    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*\S[^\x00]*$")]
     hardware_id: String,
     /// The palm presented; defaults to what the user enrolled.
     palm_type: Option<Palm>,
@@ -113,7 +113,7 @@ pub(crate) struct Verification {
 #[derive(ToSchema)]
 pub(crate) struct IdentifyChallenge {
     /// Hardware id of the paired scanner that captures.
-    #[schema(min_length = 1, max_length = 128, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*\S[^\x00]*$")]
     hardware_id: String,
     /// Restrict the search to one palm.
     palm_type: Option<Palm>,
@@ -244,7 +244,7 @@ pub(crate) enum EventKey {
 #[derive(ToSchema)]
 pub(crate) struct NewWebhook {
     /// Display name, unique in the tenant, 1-255 characters.
-    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     name: String,
     /// Event keys or aliases.
     #[schema(min_items = 1)]
@@ -262,7 +262,7 @@ pub(crate) struct NewWebhook {
 #[derive(ToSchema)]
 pub(crate) struct WebhookChanges {
     /// New name.
-    #[schema(min_length = 1, max_length = 255, pattern = r"\S")]
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     name: Option<String>,
     /// New event keys or aliases.
     #[schema(min_items = 1)]

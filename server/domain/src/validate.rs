@@ -4,11 +4,14 @@ use serde_json::Value;
 
 use crate::{DomainError, DomainResult, FieldError};
 
-/// Adds an error when `value` is empty, blank, or longer than `max` characters.
+/// Adds an error when `value` is empty, blank, longer than `max` characters, or holds a NUL
+/// character (which no database text column stores).
 pub fn check_len(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) {
     let n = value.chars().count();
     if n == 0 || value.trim().is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
+    } else if value.contains('\0') {
+        errors.push(FieldError::new(field, "must not contain NUL characters"));
     } else if n > max {
         errors.push(FieldError::new(
             field,
@@ -125,6 +128,15 @@ mod tests {
             DomainError::Validation(errors) => errors.into_iter().map(|e| e.field).collect(),
             other => panic!("expected a validation error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let mut errors = Vec::new();
+        check_len(&mut errors, "a", "x\0y", 5);
+        check_len(&mut errors, "b", "fine", 5);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["a"]);
     }
 
     #[test]

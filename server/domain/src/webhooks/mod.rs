@@ -119,6 +119,9 @@ fn check_name(name: &str) -> DomainResult<String> {
     if name.trim().is_empty() {
         return Err(invalid("name must not be empty"));
     }
+    if name.contains('\0') {
+        return Err(invalid("name must not contain NUL characters"));
+    }
     if name.chars().count() > MAX_NAME {
         return Err(invalid(format!(
             "name must be at most {MAX_NAME} characters"
