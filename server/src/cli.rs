@@ -61,6 +61,9 @@ pub enum Command {
     /// Checks or rebuilds this node's galleries against the database.
     #[command(subcommand)]
     Gallery(GalleryCommand),
+    /// Checks the audit log's hash chains.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Runs a simulated scanner: pairs, long-polls challenges, answers with synthetic palms.
     Scanner(scanner::ScannerArgs),
     /// Runs the whole loop on loopback: service, scanner, webhook receiver, enrollments,
@@ -159,6 +162,18 @@ pub enum GalleryCommand {
     },
 }
 
+/// `audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recomputes each tenant's audit chain; prints `{"tenant_id", "entries", "ok"}` per
+    /// tenant and exits 1 naming the first sequence whose hash does not hold.
+    Verify {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<Uuid>,
+    },
+}
+
 /// `client ...`.
 #[derive(Debug, Subcommand)]
 pub enum ClientCommand {
@@ -244,6 +259,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tenant(command) => operate(&config, Operation::Tenant(command)).await?,
         Command::Client(command) => operate(&config, Operation::Client(command)).await?,
         Command::Gallery(command) => return galleries(&config, command).await,
+        Command::Audit(AuditCommand::Verify { tenant }) => {
+            return verify_audit(&config, tenant).await
+        }
     };
     println!("{output}");
     Ok(())
@@ -365,6 +383,33 @@ async fn galleries(config: &Config, command: GalleryCommand) -> anyhow::Result<(
     }
     if !all_agree {
         anyhow::bail!("a gallery differs from the database");
+    }
+    Ok(())
+}
+
+/// `audit verify`: one JSON object per tenant on stdout; an error naming the first broken
+/// sequence of each chain that does not hold.
+async fn verify_audit(config: &Config, tenant: Option<Uuid>) -> anyhow::Result<()> {
+    let store = palmlink_api::open_store(config).await?;
+    let checks = palmlink_domain::Audit::new(store)
+        .verify(tenant)
+        .await
+        .map_err(explain)?;
+    let mut broken = Vec::new();
+    for (tenant, check) in checks {
+        let mut line = json!({
+            "tenant_id": tenant,
+            "entries": check.entries,
+            "ok": check.first_bad.is_none(),
+        });
+        if let Some(sequence) = check.first_bad {
+            line["first_bad_sequence"] = json!(sequence);
+            broken.push(format!("tenant {tenant}: sequence {sequence}"));
+        }
+        println!("{line}");
+    }
+    if !broken.is_empty() {
+        anyhow::bail!("the audit chain does not hold at {}", broken.join("; "));
     }
     Ok(())
 }

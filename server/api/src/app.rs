@@ -24,7 +24,7 @@ use crate::idempotency::idempotency;
 use crate::limits::KeyedLimiter;
 use crate::metrics::{self, Metrics};
 use crate::openapi;
-use crate::routes::{challenges, devices, ops, scanner, settings, tokens, users, webhooks};
+use crate::routes::{audit, challenges, devices, ops, scanner, settings, tokens, users, webhooks};
 use crate::state::{AppState, Parts};
 
 async fn not_found() -> Response {
@@ -68,6 +68,7 @@ pub(crate) fn app_and_metrics(domain: Arc<Domain>, config: &Config) -> (Router, 
         .routes(routes!(users::list))
         .routes(routes!(users::get, users::delete))
         .routes(routes!(settings::get, settings::put))
+        .routes(routes!(audit::list))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
         .routes(routes!(webhooks::rotate_secret))

@@ -203,6 +203,26 @@ pub(crate) struct MatchingSettings {
     /// Blocks that must pass under `k_of_n`, 1-10.
     #[schema(minimum = 1, maximum = 10)]
     k: Option<i64>,
+    /// Lowest capture quality accepted, 0..1 (default 0; absent in a PUT: unchanged).
+    #[schema(minimum = 0, maximum = 1)]
+    min_quality: Option<f64>,
+    /// Lowest liveness score accepted, 0..1 (default 0; absent in a PUT: unchanged).
+    #[schema(minimum = 0, maximum = 1)]
+    min_liveness: Option<f64>,
+    /// `off`, `flag` (default) or `reject` (absent in a PUT: unchanged).
+    duplicate_check: Option<DuplicateCheck>,
+}
+
+/// What an enrollment does with other users' matching templates.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DuplicateCheck {
+    /// No search.
+    Off,
+    /// Report them in the result.
+    Flag,
+    /// Fail the enrollment.
+    Reject,
 }
 
 /// How per-block scores become a decision.

@@ -1,9 +1,9 @@
 //! JSON shapes of the resources, as the contract names their fields.
 
 use palmlink_domain::{
-    rfc3339, DeliveryLog, EnrolledUser, Listing, PairedDevice, RegisteredDevice,
+    rfc3339, DeliveryLog, EnrolledUser, Listing, PairedDevice, RegisteredDevice, TenantSettings,
 };
-use palmlink_store::{Attempt, Challenge, DeliveryStatus, Device, MatchingSettings, Subscription};
+use palmlink_store::{Attempt, Challenge, DeliveryStatus, Device, Subscription};
 use serde_json::{json, Value};
 
 /// The list envelope: `{success, data, total, offset, limit}`.
@@ -82,6 +82,9 @@ pub(crate) fn challenge(c: &Challenge) -> Value {
     if let Some(reason) = &c.failure_reason {
         v["failure_reason"] = json!(reason);
     }
+    if let Some(captures) = &c.captures {
+        v["captures"] = captures.clone();
+    }
     if let Some(result) = &c.result {
         v["result"] = result.clone();
     }
@@ -122,12 +125,15 @@ pub(crate) fn user(u: &EnrolledUser) -> Value {
     })
 }
 
-/// Matching settings.
-pub(crate) fn settings(s: &MatchingSettings) -> Value {
+/// Matching settings with the trust policy.
+pub(crate) fn settings(s: &TenantSettings) -> Value {
     json!({
-        "thresholds": s.thresholds.iter().map(|t| f64::from(*t)).collect::<Vec<_>>(),
-        "match_policy": s.policy.as_str(),
-        "k": s.policy.k(),
+        "thresholds": s.matching.thresholds.iter().map(|t| f64::from(*t)).collect::<Vec<_>>(),
+        "match_policy": s.matching.policy.as_str(),
+        "k": s.matching.policy.k(),
+        "min_quality": s.trust.min_quality,
+        "min_liveness": s.trust.min_liveness,
+        "duplicate_check": s.trust.duplicate_check,
     })
 }
 

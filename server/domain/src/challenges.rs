@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palmlink_store::{
-    Challenge, ChallengeFilter, ChallengeKind, ChallengePalm, ChallengeStatus, Device,
-    DeviceStatus, FailureReason, PalmType, Scope, Store,
+    Actor, Challenge, ChallengeEnd, ChallengeFilter, ChallengeKind, ChallengePalm, ChallengeStatus,
+    Device, DeviceStatus, FailureReason, PalmType, Scope, Store,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -14,6 +14,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::clock::{Clock, SECOND};
+use crate::ends::{expired_record, failed_audit, ChallengeFailed};
+use crate::events::{outbox_event, CHALLENGE_FAILED};
 use crate::hub::DeviceHub;
 use crate::tokens::Caller;
 use crate::validate::{check_len, check_metadata, Listing, Page};
@@ -328,6 +330,7 @@ impl Challenges {
             expires_at: now + self.challenge_ttl_secs * SECOND,
             finished_at: None,
             log_position,
+            captures: None,
         };
         self.store.create_challenge(&challenge).await?;
         self.wakeups.device_changed(device.id);
@@ -342,9 +345,13 @@ impl Challenges {
             .await?
             .ok_or(DomainError::NotFound("challenge"))?;
         if c.status == ChallengeStatus::Pending && c.expires_at <= self.clock.now() {
-            self.store
-                .finish_challenge(c.id, ChallengeStatus::Expired, None, c.expires_at)
-                .await?;
+            let at = c.expires_at;
+            let end = End::new(
+                ChallengeStatus::Expired,
+                FailureReason::Expired,
+                Actor::system(),
+            );
+            self.end(&c, end, None, at).await?;
             return self
                 .store
                 .get_challenge(tenant, id)
@@ -388,7 +395,9 @@ impl Challenges {
                 }
             }
         }
-        self.store.expire_challenges(self.clock.now()).await?;
+        self.store
+            .expire_challenges(self.clock.now(), &expired_record)
+            .await?;
         let (rows, total) = self
             .store
             .list_challenges(caller.tenant_id, &filter, page.offset, page.limit)
@@ -438,16 +447,13 @@ impl Challenges {
         req.validate()?;
         let c = self.load_for_device(device, id).await?;
         ensure_pending(&c)?;
-        if !self
-            .store
-            .finish_challenge(
-                c.id,
-                ChallengeStatus::Cancelled,
-                Some(req.reason),
-                self.clock.now(),
-            )
-            .await?
-        {
+        let now = self.clock.now();
+        let end = End::new(
+            ChallengeStatus::Cancelled,
+            req.reason,
+            Actor::device(device.id),
+        );
+        if !self.end(&c, end, None, now).await? {
             // It ended meanwhile: say how.
             ensure_pending(&self.load_for_device(device, id).await?)?;
         }
@@ -456,14 +462,99 @@ impl Challenges {
 
     /// Ends a pending challenge without a decision; false when it was no longer pending.
     pub async fn fail(&self, c: &Challenge, reason: FailureReason) -> DomainResult<bool> {
-        Ok(self
-            .store
-            .finish_challenge(
-                c.id,
-                ChallengeStatus::Failed,
-                Some(reason),
-                self.clock.now(),
-            )
-            .await?)
+        let now = self.clock.now();
+        let end = End::new(ChallengeStatus::Failed, reason, Actor::device(c.device_id));
+        self.end(c, end, None, now).await
     }
+
+    /// Fails a pending challenge on what its capture showed (`captures`: their quality and
+    /// liveness; `duplicates`: other users' matching palms), keeping that as its result.
+    pub async fn fail_on_capture(
+        &self,
+        c: &Challenge,
+        reason: FailureReason,
+        captures: serde_json::Value,
+        duplicates: Option<serde_json::Value>,
+    ) -> DomainResult<bool> {
+        let now = self.clock.now();
+        let found = Finding {
+            captures,
+            duplicates,
+        };
+        let end = End::new(ChallengeStatus::Failed, reason, Actor::device(c.device_id));
+        self.end(c, end, Some(found), now).await
+    }
+
+    /// Ends a pending challenge with `status` and `reason`, firing `challenge.failed` in the
+    /// same transaction; false when it was no longer pending.
+    async fn end(
+        &self,
+        c: &Challenge,
+        end: End,
+        found: Option<Finding>,
+        at: i64,
+    ) -> DomainResult<bool> {
+        let End {
+            status,
+            reason,
+            actor,
+        } = end;
+        let ended = Challenge {
+            status,
+            failure_reason: Some(reason),
+            finished_at: Some(at),
+            captures: found.as_ref().map(|f| f.captures.clone()),
+            ..c.clone()
+        };
+        let mut data = ChallengeFailed::of(&ended);
+        data.duplicates = found.and_then(|f| f.duplicates);
+        let result = ended
+            .captures
+            .is_some()
+            .then(|| serde_json::to_value(&data))
+            .transpose()
+            .map_err(DomainError::internal)?;
+        let event = outbox_event(c.tenant_id, CHALLENGE_FAILED, &data, at);
+        let audit = failed_audit(&ended, &data, actor);
+        let done = self
+            .store
+            .finish_challenge(&ChallengeEnd {
+                id: c.id,
+                status,
+                failure_reason: Some(reason),
+                result,
+                captures: ended.captures,
+                event,
+                audit,
+                at,
+            })
+            .await?;
+        if done {
+            self.wakeups.events_written();
+        }
+        Ok(done)
+    }
+}
+
+/// How a challenge ends without a decision, and who ended it.
+struct End {
+    status: ChallengeStatus,
+    reason: FailureReason,
+    actor: Actor,
+}
+
+impl End {
+    fn new(status: ChallengeStatus, reason: FailureReason, actor: Actor) -> End {
+        End {
+            status,
+            reason,
+            actor,
+        }
+    }
+}
+
+/// What a capture showed that failed its challenge.
+struct Finding {
+    captures: serde_json::Value,
+    duplicates: Option<serde_json::Value>,
 }

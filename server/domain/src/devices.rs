@@ -3,11 +3,13 @@
 
 use std::sync::Arc;
 
-use palmlink_store::{Device, DeviceStatus, Pairing, Scope, Store, StoreError};
+use palmlink_store::{Challenge, Device, DeviceStatus, Pairing, Scope, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::audit::{client, record};
 use crate::clock::{rfc3339, Clock, SECOND};
+use crate::ends::end_record;
 use crate::events::{outbox_event, DEVICE_PAIRED};
 use crate::secrets::{
     new_pairing_code, new_secret, normalize_pairing_code, sha256_hex, DEVICE_SECRET_PREFIX,
@@ -272,10 +274,28 @@ impl Devices {
     pub async fn revoke(&self, caller: &Caller, device_id: Uuid) -> DomainResult<Device> {
         let device = self.get(caller, device_id).await?;
         if device.status != DeviceStatus::Revoked {
+            let now = self.clock.now();
+            let by = client(caller);
+            let records = move |c: &Challenge| end_record(c, by.clone());
             self.store
-                .revoke_device(caller.tenant_id, device_id, self.clock.now())
+                .revoke_device(
+                    caller.tenant_id,
+                    device_id,
+                    now,
+                    &record(
+                        caller.tenant_id,
+                        now,
+                        client(caller),
+                        "device.revoked",
+                        ("device", device_id.to_string()),
+                        "success",
+                        serde_json::json!({"hardware_id": device.hardware_id}),
+                    ),
+                    &records,
+                )
                 .await?;
             self.wakeups.device_changed(device_id);
+            self.wakeups.events_written();
         }
         self.get(caller, device_id).await
     }

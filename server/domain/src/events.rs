@@ -16,6 +16,8 @@ pub const ENROLLMENT_COMPLETE: &str = "enrollment.complete";
 pub const VERIFICATION_COMPLETE: &str = "verification.complete";
 /// `identification.complete`.
 pub const IDENTIFICATION_COMPLETE: &str = "identification.complete";
+/// `challenge.failed`: a challenge ended failed, cancelled or expired.
+pub const CHALLENGE_FAILED: &str = "challenge.failed";
 
 /// A new event id: `evt_` and 32 hex digits.
 pub fn new_event_id() -> String {
@@ -77,6 +79,7 @@ pub const EVENT_TYPES: &[&str] = &[
     ENROLLMENT_COMPLETE,
     VERIFICATION_COMPLETE,
     IDENTIFICATION_COMPLETE,
+    CHALLENGE_FAILED,
 ];
 
 /// The key of a test ping (`POST /v1/webhooks/{id}/test`); always delivered, never subscribed.

@@ -28,10 +28,12 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod audit;
 mod capture;
 mod challenges;
 mod clock;
 mod devices;
+mod ends;
 mod error;
 mod events;
 mod galleries;
@@ -55,8 +57,9 @@ use std::time::Duration;
 use palmlink_store::Store;
 use tokio::sync::watch;
 
+pub use audit::{Audit, AuditQuery, CLI_OPERATOR};
 pub use capture::{
-    palm_side, palm_type, CaptureItem, CaptureSubmission, Captures, EnrollmentComplete,
+    CaptureItem, CaptureReport, CaptureSubmission, Captures, Duplicate, EnrollmentComplete,
     IdentificationComplete, IdentifiedCandidate, SearchReport, TemplateBody, VerificationComplete,
 };
 pub use challenges::{
@@ -67,13 +70,14 @@ pub use clock::{micros, parse_rfc3339, rfc3339, Clock, SystemClock, SECOND};
 pub use devices::{
     DevicePaired, Devices, PairDevice, PairedDevice, RegisterDevice, RegisteredDevice,
 };
+pub use ends::{end_record, expired_record, ChallengeFailed};
 pub use error::{DomainError, DomainResult, FieldError, GrantErrorKind};
 pub use events::{
     body as event_body, canonical as canonical_event, new_event_id, outbox_event, OutboxBell,
-    DEVICE_PAIRED, ENROLLMENT_COMPLETE, EVENT_TYPES, IDENTIFICATION_COMPLETE, TEST_EVENT,
-    VERIFICATION_COMPLETE,
+    CHALLENGE_FAILED, DEVICE_PAIRED, ENROLLMENT_COMPLETE, EVENT_TYPES, IDENTIFICATION_COMPLETE,
+    TEST_EVENT, VERIFICATION_COMPLETE,
 };
-pub use galleries::{remove_gallery, Galleries, GalleryCheck};
+pub use galleries::{palm_side, palm_type, remove_gallery, Galleries, GalleryCheck};
 pub use hub::DeviceHub;
 pub use idempotency::{Begun, Idempotency, KEY_TTL_SECS};
 pub use keys::{key_path, SigningKey};
@@ -83,7 +87,7 @@ pub use secrets::{
     random_bytes, sha256_hex, CLIENT_SECRET_PREFIX, DEVICE_SECRET_PREFIX, PAIRING_ALPHABET,
     SIGNING_SECRET_PREFIX,
 };
-pub use settings::{engine_settings, stored_settings, Settings, SettingsUpdate};
+pub use settings::{engine_settings, stored_settings, Settings, SettingsUpdate, TenantSettings};
 pub use sweeper::run as run_sweeper;
 pub use tokens::{
     parse_scopes, scope_text, Caller, Grant, GrantRequest, Tokens, AUDIENCE, TOKEN_TYPE,
@@ -166,6 +170,8 @@ pub struct Domain {
     pub webhooks: Webhooks,
     /// Idempotency keys.
     pub idempotency: Idempotency,
+    /// The audit log.
+    pub audit: Audit,
     /// The tenants' galleries.
     pub galleries: Arc<Galleries>,
     /// Seals and opens templates.
@@ -210,7 +216,7 @@ impl Domain {
             secs(config.challenge_ttl),
             stopping,
         ));
-        let settings = Arc::new(Settings::new(store.clone()));
+        let settings = Arc::new(Settings::new(store.clone(), clock.clone()));
         Domain {
             tokens: Tokens::new(
                 store.clone(),
@@ -250,6 +256,7 @@ impl Domain {
                 config.allow_private_webhooks,
             ),
             idempotency: Idempotency::new(store.clone(), clock.clone()),
+            audit: Audit::new(store.clone()),
             galleries,
             vault,
             outbox,

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use palmlink_store::{Client, Scope, Store, Tenant};
+use palmlink_store::{Actor, Client, Scope, Store, Tenant};
 use uuid::Uuid;
 
+use crate::audit::{record, CLI_OPERATOR};
 use crate::clock::Clock;
 use crate::secrets::{new_secret, sha256_hex, CLIENT_SECRET_PREFIX};
 use crate::tokens::parse_scopes;
@@ -43,6 +44,19 @@ impl Operators {
             created_at: self.clock.now(),
         };
         self.store.create_tenant(&tenant).await?;
+        // The tenant's chain starts with its creation (a tenant without its entry is
+        // possible only if the process dies between the two).
+        self.store
+            .append_audit(&record(
+                tenant.id,
+                tenant.created_at,
+                operator(),
+                "tenant.created",
+                ("tenant", tenant.id.to_string()),
+                "success",
+                serde_json::json!({"name": tenant.name}),
+            ))
+            .await?;
         Ok(tenant)
     }
 
@@ -80,17 +94,27 @@ impl Operators {
             old_secret_hash: None,
             created_at: self.clock.now(),
         };
-        self.store.create_client(&client).await?;
+        let audit = record(
+            tenant,
+            client.created_at,
+            operator(),
+            "client.created",
+            ("client", client.id.to_string()),
+            "success",
+            serde_json::json!({"name": client.name, "scopes": client.scopes}),
+        );
+        self.store.create_client(&client, &audit).await?;
         Ok(ClientSecret { client, secret })
     }
 
     /// Issues a new secret; the previous one keeps working until revoked. Returns the new
     /// secret.
     pub async fn rotate_client(&self, client: Uuid) -> DomainResult<String> {
+        let audit = self.client_audit(client, "client.rotated").await?;
         let secret = new_secret(CLIENT_SECRET_PREFIX);
         if !self
             .store
-            .rotate_client_secret(client, &sha256_hex(secret.as_bytes()))
+            .rotate_client_secret(client, &sha256_hex(secret.as_bytes()), &audit)
             .await?
         {
             return Err(DomainError::NotFound("client"));
@@ -100,7 +124,10 @@ impl Operators {
 
     /// Stops the previous secret from working.
     pub async fn revoke_old_secret(&self, client: Uuid) -> DomainResult<()> {
-        if self.store.revoke_old_client_secret(client).await? {
+        let audit = self
+            .client_audit(client, "client.old_secret_revoked")
+            .await?;
+        if self.store.revoke_old_client_secret(client, &audit).await? {
             Ok(())
         } else {
             Err(DomainError::NotFound("client"))
@@ -112,6 +139,18 @@ impl Operators {
     /// when they find the tenant gone).
     pub async fn delete_tenant(&self, tenant: Uuid) -> DomainResult<()> {
         if self.store.delete_tenant(tenant).await? {
+            // The tenant's chain is kept, and closed by its deletion.
+            self.store
+                .append_audit(&record(
+                    tenant,
+                    self.clock.now(),
+                    operator(),
+                    "tenant.deleted",
+                    ("tenant", tenant.to_string()),
+                    "success",
+                    serde_json::Value::Null,
+                ))
+                .await?;
             Ok(())
         } else {
             Err(DomainError::NotFound("tenant"))
@@ -120,10 +159,38 @@ impl Operators {
 
     /// Deletes a client; every token it was issued stops working at once.
     pub async fn delete_client(&self, client: Uuid) -> DomainResult<()> {
-        if self.store.delete_client(client).await? {
+        let audit = self.client_audit(client, "client.deleted").await?;
+        if self.store.delete_client(client, &audit).await? {
             Ok(())
         } else {
             Err(DomainError::NotFound("client"))
         }
     }
+
+    /// The audit record of an operator's `action` on a client (404 when unknown).
+    async fn client_audit(
+        &self,
+        client: Uuid,
+        action: &str,
+    ) -> DomainResult<palmlink_store::AuditRecord> {
+        let found = self
+            .store
+            .get_client(client)
+            .await?
+            .ok_or(DomainError::NotFound("client"))?;
+        Ok(record(
+            found.tenant_id,
+            self.clock.now(),
+            operator(),
+            action,
+            ("client", client.to_string()),
+            "success",
+            serde_json::json!({"name": found.name}),
+        ))
+    }
+}
+
+/// The operator running commands from the command line.
+fn operator() -> Actor {
+    Actor::operator(CLI_OPERATOR)
 }

@@ -1,12 +1,16 @@
-//! Per-tenant matching settings: the thresholds and the policy every decision applies.
+//! Per-tenant matching settings: the thresholds and the policy every decision applies, and
+//! the trust policy (the quality and liveness a capture must show, the duplicate-identity
+//! check of enrollments).
 
 use std::sync::Arc;
 
 use palmlink_engine::{Layout, MatchSettings};
-use palmlink_store::{MatchPolicy, MatchingSettings, Scope, Store};
+use palmlink_store::{DuplicateCheck, MatchPolicy, MatchingSettings, Scope, Store, TrustPolicy};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::audit::{client, record};
+use crate::clock::Clock;
 use crate::tokens::Caller;
 use crate::{DomainError, DomainResult, FieldError};
 
@@ -20,12 +24,49 @@ pub struct SettingsUpdate {
     /// Blocks that must pass under `k_of_n` (1..=blocks).
     #[serde(default, deserialize_with = "crate::validate::integer")]
     pub k: Option<i64>,
+    /// Lowest capture quality accepted, 0..1 (absent: unchanged).
+    #[serde(default)]
+    pub min_quality: Option<f64>,
+    /// Lowest liveness score accepted, 0..1 (absent: unchanged).
+    #[serde(default)]
+    pub min_liveness: Option<f64>,
+    /// `off`, `flag` or `reject` (absent: unchanged).
+    #[serde(default)]
+    pub duplicate_check: Option<DuplicateCheck>,
+}
+
+/// A tenant's settings in force: the decision's thresholds and policy, and the trust policy.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantSettings {
+    /// Thresholds and decision policy.
+    pub matching: MatchingSettings,
+    /// Minimum quality and liveness, duplicate check.
+    pub trust: TrustPolicy,
 }
 
 impl SettingsUpdate {
+    /// The trust policy it asks for, absent values taken from `current`; 422 naming what is
+    /// wrong.
+    fn trust(&self, current: TrustPolicy, errors: &mut Vec<FieldError>) -> TrustPolicy {
+        for (name, v) in [
+            ("min_quality", self.min_quality),
+            ("min_liveness", self.min_liveness),
+        ] {
+            if v.is_some_and(|v| !v.is_finite() || !(0.0..=1.0).contains(&v)) {
+                errors.push(FieldError::new(name, "must be a number from 0 to 1"));
+            }
+        }
+        TrustPolicy {
+            min_quality: self.min_quality.unwrap_or(current.min_quality),
+            min_liveness: self.min_liveness.unwrap_or(current.min_liveness),
+            duplicate_check: self.duplicate_check.unwrap_or(current.duplicate_check),
+        }
+    }
+
     /// The settings it asks for, or 422 naming what is wrong.
-    fn parse(&self) -> DomainResult<MatchingSettings> {
+    fn parse(&self, current: TrustPolicy) -> DomainResult<TenantSettings> {
         let mut errors = Vec::new();
+        let trust = self.trust(current, &mut errors);
         let blocks = Layout::DEFAULT.blocks;
         if self.thresholds.len() != blocks {
             errors.push(FieldError::new(
@@ -69,7 +110,10 @@ impl SettingsUpdate {
         };
         // The engine has the last word on what it can apply.
         engine_settings(&settings).map_err(|e| DomainError::field("thresholds", e))?;
-        Ok(settings)
+        Ok(TenantSettings {
+            matching: settings,
+            trust,
+        })
     }
 }
 
@@ -101,12 +145,13 @@ pub fn stored_settings(s: &MatchSettings) -> MatchingSettings {
 /// Matching settings of the tenants.
 pub struct Settings {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Settings {
     /// Settings on `store`.
-    pub fn new(store: Arc<dyn Store>) -> Settings {
-        Settings { store }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Settings {
+        Settings { store, clock }
     }
 
     /// The engine settings in force for a tenant: its own, or the defaults when it has
@@ -122,21 +167,56 @@ impl Settings {
         })
     }
 
-    /// The tenant's settings in force (scope `verify`).
-    pub async fn get(&self, caller: &Caller) -> DomainResult<MatchingSettings> {
-        caller.require(Scope::Verify)?;
-        Ok(stored_settings(&self.in_force(caller.tenant_id).await?))
+    /// The tenant's trust policy in force.
+    pub async fn trust(&self, tenant: Uuid) -> DomainResult<TrustPolicy> {
+        Ok(self.store.get_trust_policy(tenant).await?)
     }
 
-    /// Replaces the tenant's settings (scope `verify`).
+    /// The tenant's settings in force (scope `verify`).
+    pub async fn get(&self, caller: &Caller) -> DomainResult<TenantSettings> {
+        caller.require(Scope::Verify)?;
+        Ok(TenantSettings {
+            matching: stored_settings(&self.in_force(caller.tenant_id).await?),
+            trust: self.trust(caller.tenant_id).await?,
+        })
+    }
+
+    /// Replaces the tenant's settings (scope `verify`); trust values left out of the update
+    /// keep their current values, so that a client that knows only the thresholds cannot
+    /// lower the tenant's liveness minimum by omission.
     pub async fn put(
         &self,
         caller: &Caller,
         update: SettingsUpdate,
-    ) -> DomainResult<MatchingSettings> {
+    ) -> DomainResult<TenantSettings> {
         caller.require(Scope::Verify)?;
-        let settings = update.parse()?;
-        self.store.put_settings(caller.tenant_id, &settings).await?;
+        let current = self.trust(caller.tenant_id).await?;
+        let settings = update.parse(current)?;
+        let details = serde_json::json!({
+            "thresholds": settings.matching.thresholds,
+            "match_policy": settings.matching.policy.as_str(),
+            "k": settings.matching.policy.k(),
+            "min_quality": settings.trust.min_quality,
+            "min_liveness": settings.trust.min_liveness,
+            "duplicate_check": settings.trust.duplicate_check,
+        });
+        let audit = record(
+            caller.tenant_id,
+            self.clock.now(),
+            client(caller),
+            "settings.updated",
+            ("settings", "matching".to_owned()),
+            "success",
+            details,
+        );
+        self.store
+            .put_settings(
+                caller.tenant_id,
+                &settings.matching,
+                &settings.trust,
+                &audit,
+            )
+            .await?;
         Ok(settings)
     }
 }

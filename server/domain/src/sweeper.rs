@@ -1,4 +1,4 @@
-//! Background upkeep: expires stale challenges and forgets old idempotency keys. Safe to
+//! Background upkeep: expires stale challenges (each firing `challenge.failed`) and forgets old idempotency keys. Safe to
 //! run on every node at once (each pass is a pair of conditional statements).
 
 use std::sync::Arc;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use palmlink_store::Store;
 
 use crate::clock::Clock;
+use crate::ends::expired_record;
 
 /// Runs forever, one pass every `interval`.
 pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, interval: Duration) {
@@ -15,7 +16,7 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, interval: Duratio
     loop {
         ticker.tick().await;
         let now = clock.now();
-        match store.expire_challenges(now).await {
+        match store.expire_challenges(now, &expired_record).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(expired = n, "expired pending challenges"),
             Err(e) => tracing::warn!(error = %e, "challenge expiry pass failed"),

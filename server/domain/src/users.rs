@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use palmlink_store::{Palm, Scope, Store, User};
 
+use crate::audit::{client, record};
 use crate::clock::Clock;
 use crate::galleries::Galleries;
 use crate::tokens::Caller;
@@ -83,9 +84,19 @@ impl Users {
             .get_user(caller.tenant_id, external_user_id)
             .await?
             .ok_or(DomainError::NotFound("user"))?;
+        let now = self.clock.now();
+        let audit = record(
+            caller.tenant_id,
+            now,
+            client(caller),
+            "user.erased",
+            ("user", user.id.to_string()),
+            "success",
+            serde_json::json!({"external_user_id": user.external_user_id}),
+        );
         let erasure = self
             .store
-            .delete_user(caller.tenant_id, user.id, self.clock.now())
+            .delete_user(caller.tenant_id, user.id, now, &audit)
             .await?;
         if erasure.palms.is_empty() {
             return Err(DomainError::NotFound("user"));

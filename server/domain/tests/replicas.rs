@@ -249,6 +249,7 @@ async fn a_decision_fails_rather_than_decide_without_its_enrollments() {
     let ahead = palmlink_store::Challenge {
         id: Uuid::now_v7(),
         log_position: 99,
+        captures: None,
         ..verify
     };
     store.create_challenge(&ahead).await.unwrap();

@@ -4,7 +4,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::vocabulary::named_values;
-use crate::{OutboxEvent, Palm, SealedTemplate, StoreResult};
+use crate::{AuditRecord, OutboxEvent, Palm, SealedTemplate, StoreResult};
 
 named_values! {
     /// What a challenge asks for.
@@ -109,6 +109,9 @@ pub struct Challenge {
     pub expires_at: i64,
     /// Time it left `pending`.
     pub finished_at: Option<i64>,
+    /// The quality and liveness of its captures, once captured:
+    /// `[{"palm_type", "quality", "liveness"}]`.
+    pub captures: Option<Value>,
     /// The tenant's template log head when it was created: its decision must see at least
     /// that much of the log.
     pub log_position: u64,
@@ -132,9 +135,48 @@ pub struct EnrollmentCommit {
     pub palms: Vec<(Palm, SealedTemplate)>,
     /// The challenge result (the event's `data`).
     pub result: Value,
+    /// The quality and liveness of the captures.
+    pub captures: Value,
     /// The event to publish.
     pub event: OutboxEvent,
+    /// Its audit entry.
+    pub audit: AuditRecord,
 }
+
+/// How one challenge ends (completed with a result, or failed, cancelled or expired) and the
+/// event that reports it.
+#[derive(Clone, Debug)]
+pub struct ChallengeEnd {
+    /// The challenge.
+    pub id: Uuid,
+    /// Its final status.
+    pub status: ChallengeStatus,
+    /// Why it ended without a decision.
+    pub failure_reason: Option<FailureReason>,
+    /// The decision (completed challenges).
+    pub result: Option<Value>,
+    /// The quality and liveness of the captures, when there were captures.
+    pub captures: Option<Value>,
+    /// The event to publish.
+    pub event: OutboxEvent,
+    /// Its audit entry.
+    pub audit: AuditRecord,
+    /// When it ended.
+    pub at: i64,
+}
+
+/// The event and audit entry of a challenge the store ends by itself.
+#[derive(Clone, Debug)]
+pub struct EndRecord {
+    /// The event to publish.
+    pub event: OutboxEvent,
+    /// Its audit entry.
+    pub audit: AuditRecord,
+}
+
+/// What the store writes for each challenge it ends by itself (expiry, a revoked scanner's
+/// pending challenges), built from the challenge as it ended.
+pub type EndRecords = dyn Fn(&Challenge) -> EndRecord + Send + Sync;
 
 /// Storage of challenges.
 #[async_trait::async_trait]
@@ -168,32 +210,25 @@ pub trait ChallengeStore: Send + Sync {
         commit: &EnrollmentCommit,
         now: i64,
     ) -> StoreResult<Option<u64>>;
-    /// Completes a pending, unexpired verify or identify challenge with its result and
-    /// event; `Ok(false)` when it is no longer pending.
+    /// Completes a pending, unexpired verify or identify challenge with its result,
+    /// captures and event (`end.status` is `completed`); `Ok(false)` when it is no longer
+    /// pending.
     ///
     /// Concurrency: as [`ChallengeStore::complete_enrollment`]: one capture wins, and the
     /// loser writes no event.
-    async fn complete_challenge(
-        &self,
-        id: Uuid,
-        result: &Value,
-        event: &OutboxEvent,
-        now: i64,
-    ) -> StoreResult<bool>;
-    /// Ends a pending challenge with `status` (failed, cancelled, expired) and a reason;
-    /// false when it is no longer pending.
+    async fn complete_challenge(&self, end: &ChallengeEnd) -> StoreResult<bool>;
+    /// Ends a pending challenge with `end.status` (failed, cancelled, expired), its reason,
+    /// its captures if any and its event, in one transaction; false (and nothing written)
+    /// when it is no longer pending.
     ///
     /// Concurrency: conditional on `pending`, like the completions: whichever end comes
     /// first is the challenge's end.
-    async fn finish_challenge(
-        &self,
-        id: Uuid,
-        status: ChallengeStatus,
-        reason: Option<FailureReason>,
-        now: i64,
-    ) -> StoreResult<bool>;
-    /// Expires every pending challenge past its expiry; returns how many.
+    async fn finish_challenge(&self, end: &ChallengeEnd) -> StoreResult<bool>;
+    /// Expires every pending challenge past its expiry (reason `expired`, finished at its
+    /// expiry), each with the event and audit entry `records` builds for it, in one transaction; returns
+    /// how many.
     ///
-    /// Concurrency: safe to run on every node at once (conditional on `pending`).
-    async fn expire_challenges(&self, now: i64) -> StoreResult<u64>;
+    /// Concurrency: safe to run on every node at once (conditional on `pending`): each
+    /// challenge is expired, and its event written, once.
+    async fn expire_challenges(&self, now: i64, records: &EndRecords) -> StoreResult<u64>;
 }

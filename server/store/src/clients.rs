@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::vocabulary::{named_values, UnknownValue};
-use crate::StoreResult;
+use crate::{AuditRecord, StoreResult};
 
 named_values! {
     /// What a client's tokens may do.
@@ -20,6 +20,8 @@ named_values! {
         Users = "users",
         /// Manage webhook subscriptions and their deliveries.
         Webhooks = "webhooks",
+        /// Read the tenant's audit log.
+        Audit = "audit",
     }
 }
 
@@ -45,19 +47,25 @@ pub struct Client {
 /// Storage of OAuth clients.
 #[async_trait::async_trait]
 pub trait ClientStore: Send + Sync {
-    /// Stores a new client.
-    async fn create_client(&self, client: &Client) -> StoreResult<()>;
+    /// Stores a new client with its audit entry.
+    async fn create_client(&self, client: &Client, audit: &AuditRecord) -> StoreResult<()>;
     /// Looks a client up.
     async fn get_client(&self, id: Uuid) -> StoreResult<Option<Client>>;
     /// Moves the current secret to the old slot and sets a new one; false if unknown.
     ///
     /// Concurrency: one statement (`old = current, current = new`), so two rotations at
     /// once leave the second's secret current and the first's old, never a lost secret.
-    async fn rotate_client_secret(&self, id: Uuid, new_hash: &str) -> StoreResult<bool>;
-    /// Forgets the old secret; false if unknown.
-    async fn revoke_old_client_secret(&self, id: Uuid) -> StoreResult<bool>;
-    /// Deletes a client; false if unknown.
-    async fn delete_client(&self, id: Uuid) -> StoreResult<bool>;
+    /// The audit entry is written with the change.
+    async fn rotate_client_secret(
+        &self,
+        id: Uuid,
+        new_hash: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool>;
+    /// Forgets the old secret, with its audit entry; false if unknown.
+    async fn revoke_old_client_secret(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
+    /// Deletes a client, with its audit entry; false if unknown.
+    async fn delete_client(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
 }
 
 /// A scope list as one column: names separated by spaces.

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::vocabulary::named_values;
-use crate::{OutboxEvent, StoreResult};
+use crate::{AuditRecord, EndRecords, OutboxEvent, StoreResult};
 
 named_values! {
     /// Where a scanner is in its life.
@@ -117,10 +117,18 @@ pub trait DeviceStore: Send + Sync {
     ) -> StoreResult<Option<Device>>;
     /// Records scanner activity (a presence indicator: last writer wins).
     async fn touch_device(&self, id: Uuid, now: i64) -> StoreResult<()>;
-    /// Revokes a device and fails its pending challenges (`device_revoked`), in one
-    /// transaction; false if unknown or already revoked.
+    /// Revokes a device, with its audit entry, and fails its pending challenges
+    /// (`device_revoked`), each with the event and entry `records` builds for it, in one
+    /// transaction; false (and nothing written) if unknown or already revoked.
     ///
     /// Concurrency: a challenge completed at the same moment either completes before the
     /// revocation (and stays completed) or finds itself failed; never both.
-    async fn revoke_device(&self, tenant: Uuid, id: Uuid, now: i64) -> StoreResult<bool>;
+    async fn revoke_device(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        now: i64,
+        audit: &AuditRecord,
+        records: &EndRecords,
+    ) -> StoreResult<bool>;
 }

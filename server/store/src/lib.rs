@@ -3,7 +3,7 @@
 //! Each aggregate has a trait of its own: [`TenantStore`], [`ClientStore`], [`DeviceStore`],
 //! [`UserStore`], [`ChallengeStore`], [`SettingsStore`], [`OutboxStore`],
 //! [`IdempotencyStore`], [`WebhookStore`], [`KeyStore`] (wrapped keys) and [`TemplateStore`]
-//! (sealed templates and the template log); [`Signals`] wakes waiters on every node. [`Store`] is all of them
+//! (sealed templates and the template log), [`AuditStore`] (the hash-chained audit log); [`Signals`] wakes waiters on every node. [`Store`] is all of them
 //! together, which is what the service holds (`Arc<dyn Store>`). Two backends implement
 //! every trait: [`SqliteStore`] (one database file, one process writing) and
 //! [`PostgresStore`] (any number of nodes on one database); the conformance suite in
@@ -28,6 +28,7 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod challenges;
 mod clients;
 mod devices;
@@ -48,9 +49,13 @@ mod webhooks;
 
 use std::sync::Arc;
 
+pub use audit::{
+    canonical_json, verify_chain, Actor, ActorKind, AuditEntry, AuditFilter, AuditRecord,
+    AuditStore, ChainCheck, GENESIS_HASH,
+};
 pub use challenges::{
-    Challenge, ChallengeFilter, ChallengeKind, ChallengePalm, ChallengeStatus, ChallengeStore,
-    EnrollmentCommit, FailureReason,
+    Challenge, ChallengeEnd, ChallengeFilter, ChallengeKind, ChallengePalm, ChallengeStatus,
+    ChallengeStore, EndRecord, EndRecords, EnrollmentCommit, FailureReason,
 };
 pub use clients::{Client, ClientStore, Scope};
 pub use devices::{Device, DeviceStatus, DeviceStore, Pairing};
@@ -59,7 +64,7 @@ pub use idempotency::{IdempotencyStart, IdempotencyStore};
 pub use keys::KeyStore;
 pub use outbox::{OutboxEvent, OutboxStore};
 pub use postgres::PostgresStore;
-pub use settings::{MatchPolicy, MatchingSettings, SettingsStore};
+pub use settings::{DuplicateCheck, MatchPolicy, MatchingSettings, SettingsStore, TrustPolicy};
 pub use signals::{Signal, Signals, SIGNAL_BUFFER, SIGNAL_MAX_BYTES};
 pub use sqlite::SqliteStore;
 pub use templates::{LogEntry, LogOp, SealedTemplate, StoredTemplate, TemplateStore, UnsealedPalm};
@@ -74,6 +79,7 @@ pub use webhooks::{
 #[async_trait::async_trait]
 pub trait Store:
     TenantStore
+    + AuditStore
     + ClientStore
     + DeviceStore
     + UserStore

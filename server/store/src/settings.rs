@@ -2,7 +2,41 @@
 
 use uuid::Uuid;
 
-use crate::{StoreError, StoreResult};
+use crate::vocabulary::named_values;
+use crate::{AuditRecord, StoreError, StoreResult};
+
+named_values! {
+    /// What an enrollment does about another user's matching palm.
+    pub enum DuplicateCheck ("duplicate check") {
+        /// No search before enrolling.
+        Off = "off",
+        /// Search, enroll, and report the matches.
+        Flag = "flag",
+        /// Search, and fail the enrollment when anything matches.
+        Reject = "reject",
+    }
+}
+
+/// A tenant's trust policy: what a capture must show and what an enrollment checks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrustPolicy {
+    /// Lowest capture quality accepted (0..1; 0 accepts any, even none).
+    pub min_quality: f64,
+    /// Lowest liveness score accepted (0..1; 0 accepts any, even none).
+    pub min_liveness: f64,
+    /// The duplicate-identity check of enrollments.
+    pub duplicate_check: DuplicateCheck,
+}
+
+impl Default for TrustPolicy {
+    fn default() -> TrustPolicy {
+        TrustPolicy {
+            min_quality: 0.0,
+            min_liveness: 0.0,
+            duplicate_check: DuplicateCheck::Flag,
+        }
+    }
+}
 
 /// How per-block scores become a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,8 +85,17 @@ pub struct MatchingSettings {
 pub trait SettingsStore: Send + Sync {
     /// The tenant's matching settings, if set.
     async fn get_settings(&self, tenant: Uuid) -> StoreResult<Option<MatchingSettings>>;
-    /// Replaces the tenant's matching settings (last writer wins).
-    async fn put_settings(&self, tenant: Uuid, settings: &MatchingSettings) -> StoreResult<()>;
+    /// The tenant's trust policy (the defaults for an unknown tenant).
+    async fn get_trust_policy(&self, tenant: Uuid) -> StoreResult<TrustPolicy>;
+    /// Replaces the tenant's matching settings and trust policy together, with the audit
+    /// entry (last writer wins).
+    async fn put_settings(
+        &self,
+        tenant: Uuid,
+        settings: &MatchingSettings,
+        trust: &TrustPolicy,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
 }
 
 /// Settings as a tenant's row keeps them: thresholds as JSON text, the policy's name and its
@@ -88,4 +131,19 @@ pub(crate) fn settings_from_columns(
             .map_err(|_| corrupt("thresholds are not a list of numbers"))?,
         policy,
     }))
+}
+
+/// A trust policy from a tenant's row.
+pub(crate) fn trust_from_columns(
+    min_quality: f64,
+    min_liveness: f64,
+    duplicate_check: &str,
+) -> StoreResult<TrustPolicy> {
+    Ok(TrustPolicy {
+        min_quality,
+        min_liveness,
+        duplicate_check: duplicate_check
+            .parse()
+            .map_err(|e: crate::UnknownValue| StoreError::Database(e.to_string()))?,
+    })
 }

@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use crate::vocabulary::named_values;
-use crate::StoreResult;
+use crate::{AuditRecord, StoreResult};
 
 named_values! {
     /// Which palm a template is of.
@@ -98,7 +98,14 @@ pub trait UserStore: Send + Sync {
     /// Concurrency: an enrollment committing at the same moment either lands before (and
     /// its palm is deleted and returned) or after (and finds a new user); log sequences are
     /// drawn under the tenant's log head, as [`TemplateStore`](crate::TemplateStore) says.
-    async fn delete_user(&self, tenant: Uuid, user_id: Uuid, now: i64) -> StoreResult<Erasure>;
+    /// The audit entry is written with the erasure (when there was a user to erase).
+    async fn delete_user(
+        &self,
+        tenant: Uuid,
+        user_id: Uuid,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<Erasure>;
 }
 
 /// A user and their palms from the rows of a join of users with their palms (one row per

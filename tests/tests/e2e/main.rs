@@ -3,6 +3,7 @@
 //! - `support`: a node per test on a loopback port (on a PostgreSQL schema of its own when
 //!   `PALMLINK_TEST_DATABASE_URL` is set, on embedded SQLite otherwise), an HTTP client, synthetic palm templates
 //!   and a scriptable webhook receiver with an independent Standard Webhooks verifier.
+//! - `audit`: the hash-chained audit log, its listing, `audit verify`, SIGKILL mid-burst.
 //! - `tokens`: OAuth client credentials, JWT checks, scopes, rotation, client deletion.
 //! - `devices`: registration, pagination, pairing codes, revocation.
 //! - `scanner`: long polling, capture validation, double capture, cancellation, expiry.
@@ -18,12 +19,14 @@
 //! - `templates`: templates sealed in the database and galleries that follow it: SIGKILL
 //!   during enrollments and erasures, a gallery rebuilt, the master key's checks, and no
 //!   copy of an erased template left in any file.
+//! - `trust`: minimum quality and liveness, the duplicate-identity check, `challenge.failed`.
 //! - `nodes`: two `palmlink serve` processes on one PostgreSQL database: a scanner paired
 //!   on one and woken by a challenge made on the other, erasure seen by both, each webhook
 //!   attempt made by one node, SIGKILL of one node mid-burst.
 //! - `webhooks`: subscriptions, signed deliveries, retries, and SIGKILL during a burst.
 //! - `demo`: `palmlink demo` and `palmlink scanner` as child processes.
 
+mod audit;
 mod crash;
 mod demo;
 mod devices;
@@ -37,5 +40,6 @@ mod scanner;
 mod support;
 mod templates;
 mod tokens;
+mod trust;
 mod users;
 mod webhooks;

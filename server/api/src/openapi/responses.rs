@@ -271,6 +271,19 @@ pub(crate) struct Challenge {
     failure_reason: Option<String>,
     /// The decision, once completed: the `data` of its webhook event.
     result: Option<ChallengeResult>,
+    /// Each capture's palm, quality and liveness, once captured.
+    captures: Option<Vec<CaptureReport>>,
+}
+
+/// What a scanner reported of one capture.
+#[derive(ToSchema)]
+pub(crate) struct CaptureReport {
+    /// The captured palm.
+    palm_type: PalmType,
+    /// Capture quality, 0..1.
+    quality: Option<f64>,
+    /// Liveness score, 0..1.
+    liveness: Option<f64>,
 }
 
 /// The decision of a completed challenge, by its type.
@@ -307,9 +320,24 @@ pub(crate) struct EnrollmentResult {
     enrolled_at: String,
     /// Extractor vendor.
     vendor: String,
+    /// Each capture's palm, quality and liveness.
+    captures: Option<Vec<CaptureReport>>,
+    /// Other users' templates that match this enrollment (the duplicate check).
+    duplicates: Option<Vec<Duplicate>>,
     /// The integrator's metadata.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
+}
+
+/// Another user's template that matches an enrolled palm.
+#[derive(ToSchema)]
+pub(crate) struct Duplicate {
+    /// The other user.
+    external_user_id: String,
+    /// Their palm.
+    palm_type: PalmType,
+    /// Mean block similarity.
+    confidence: f64,
 }
 
 /// A verification's result (`verification.complete`).
@@ -341,6 +369,8 @@ pub(crate) struct VerificationResult {
     vendor: String,
     /// RFC 3339.
     verified_at: String,
+    /// Each capture's palm, quality and liveness.
+    captures: Option<Vec<CaptureReport>>,
     /// The integrator's metadata.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
@@ -393,6 +423,8 @@ pub(crate) struct IdentificationResult {
     vendor: String,
     /// RFC 3339.
     identified_at: String,
+    /// Each capture's palm, quality and liveness.
+    captures: Option<Vec<CaptureReport>>,
     /// The integrator's metadata.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
@@ -430,6 +462,10 @@ pub(crate) struct EnrolledPalm {
     enrolled_at: String,
     /// Extractor vendor.
     vendor: String,
+    /// Each capture's palm, quality and liveness.
+    captures: Option<Vec<CaptureReport>>,
+    /// Other users' templates that match this enrollment (the duplicate check).
+    duplicates: Option<Vec<Duplicate>>,
 }
 
 /// A user with their enrolled palms.
@@ -454,6 +490,12 @@ pub(crate) struct Settings {
     match_policy: String,
     /// Blocks that must pass under `k_of_n`.
     k: Option<u32>,
+    /// Lowest capture quality accepted.
+    min_quality: Option<f64>,
+    /// Lowest liveness score accepted.
+    min_liveness: Option<f64>,
+    /// `off`, `flag` or `reject`.
+    duplicate_check: Option<String>,
 }
 
 /// A webhook subscription (never its secrets).
@@ -577,6 +619,40 @@ pub(crate) struct Recovered {
     requeued: u64,
 }
 
+/// Who or what acted, or was acted on.
+#[derive(ToSchema)]
+pub(crate) struct AuditParty {
+    /// `client`, `device`, `operator`, or the resource's kind.
+    #[serde(rename = "type")]
+    kind: String,
+    /// Its id.
+    id: Option<String>,
+}
+
+/// One entry of the audit log.
+#[derive(ToSchema)]
+pub(crate) struct AuditEntry {
+    /// Position in the tenant's chain, from 1.
+    sequence: u64,
+    /// RFC 3339.
+    at: String,
+    /// Who acted.
+    actor: AuditParty,
+    /// What was done, e.g. `client.rotated`.
+    action: String,
+    /// What it was done to.
+    resource: AuditParty,
+    /// How it ended.
+    outcome: String,
+    /// Decision details (scores, thresholds, policy; never a template).
+    #[schema(value_type = Value)]
+    details: Option<Value>,
+    /// The previous entry's hash (64 zeros for the first).
+    prev_hash: String,
+    /// Hex SHA-256 of `prev_hash` and this entry's canonical JSON without `hash`.
+    hash: String,
+}
+
 /// Declares `{success, data, message?}` envelopes around a data schema.
 macro_rules! envelopes {
     ($($(#[$doc:meta])* $name:ident => $data:ty;)*) => {$(
@@ -651,4 +727,6 @@ pages! {
     WebhookPage => Webhook;
     /// A page of deliveries.
     DeliveryPage => Delivery;
+    /// A page of audit entries.
+    AuditPage => AuditEntry;
 }

@@ -1,6 +1,7 @@
 //! HTTP routes: thin handlers that parse the request, call [`crate::service`] and shape the
 //! response. The router and the OpenAPI document are built together.
 
+pub(crate) mod audit;
 pub(crate) mod challenges;
 pub(crate) mod devices;
 pub(crate) mod ops;

@@ -7,6 +7,7 @@
 //! A verification or identification first makes sure the gallery has applied everything
 //! acknowledged before its challenge was created.
 
+mod duplicates;
 mod results;
 mod template;
 
@@ -14,28 +15,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palmlink_engine::{
-    Comparison, GalleryError, PalmSide, RecordIds, SearchFilter, SearchMode, SearchQuery,
-};
+use palmlink_engine::{Comparison, GalleryError, RecordIds, SearchFilter, SearchMode, SearchQuery};
 use palmlink_store::{
-    Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, Device, EnrollmentCommit,
-    FailureReason, Palm, PalmType, Store, StoreError,
+    Actor, Challenge, ChallengeEnd, ChallengeKind, ChallengePalm, ChallengeStatus, Device,
+    DuplicateCheck, EnrollmentCommit, FailureReason, Palm, PalmType, Store, StoreError,
 };
 use serde::Serialize;
 use uuid::Uuid;
 
+pub use duplicates::Duplicate;
 pub use results::{
     EnrollmentComplete, IdentificationComplete, IdentifiedCandidate, SearchReport,
     VerificationComplete,
 };
-pub use template::{CaptureItem, CaptureSubmission, TemplateBody};
+pub use template::{CaptureItem, CaptureReport, CaptureSubmission, TemplateBody};
 
+use crate::audit::record;
 use crate::challenges::{ensure_pending, Challenges};
 use crate::clock::{rfc3339, Clock};
 use crate::events::{
     outbox_event, ENROLLMENT_COMPLETE, IDENTIFICATION_COMPLETE, VERIFICATION_COMPLETE,
 };
-use crate::galleries::{Galleries, NewRow};
+use crate::galleries::{palm_side, palm_type, Galleries, NewRow};
 use crate::settings::{stored_settings, Settings};
 use crate::vault::Vault;
 use crate::wakeups::Wakeups;
@@ -43,23 +44,7 @@ use crate::{DomainError, DomainResult};
 
 /// Longest wait of a decision for the node's gallery to catch up with its challenge.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
-use template::{probes, Probe};
-
-/// The engine's palm side of a palm type.
-pub fn palm_side(palm: PalmType) -> PalmSide {
-    match palm {
-        PalmType::Left => PalmSide::Left,
-        PalmType::Right => PalmSide::Right,
-    }
-}
-
-/// The palm type of an engine palm side.
-pub fn palm_type(side: PalmSide) -> PalmType {
-    match side {
-        PalmSide::Left => PalmType::Left,
-        PalmSide::Right => PalmType::Right,
-    }
-}
+use template::{probes, refused, reports, Probe};
 
 /// Completes challenges with the scanners' captures.
 pub struct Captures {
@@ -106,11 +91,31 @@ impl Captures {
         let challenge = self.challenges.load_for_device(device, id).await?;
         ensure_pending(&challenge)?;
         let probes = probes(&challenge, &body)?;
+        let reports = reports(&body);
+        let captures = serde_json::to_value(&reports).map_err(DomainError::internal)?;
+        let trust = self.settings.trust(challenge.tenant_id).await?;
+        if let Some(reason) = refused(&trust, &reports) {
+            // Below the tenant's minimum: nothing is enrolled, nothing is compared.
+            if !self
+                .challenges
+                .fail_on_capture(&challenge, reason, captures, None)
+                .await?
+            {
+                return Err(self.lost_race(&challenge).await);
+            }
+            return self.challenges.load_for_device(device, id).await;
+        }
         let vendor = body.vendor.unwrap_or_else(|| "unknown".to_owned());
+        let taken = Taken {
+            vendor: &vendor,
+            captures,
+            started,
+            duplicate_check: trust.duplicate_check,
+        };
         let completion = match challenge.kind {
-            ChallengeKind::Enroll => self.enroll(&challenge, probes, &vendor).await?,
-            ChallengeKind::Verify => self.verify(&challenge, probes, &vendor, started).await?,
-            ChallengeKind::Identify => self.identify(&challenge, probes, &vendor, started).await?,
+            ChallengeKind::Enroll => self.enroll(&challenge, probes, taken).await?,
+            ChallengeKind::Verify => self.verify(&challenge, probes, taken).await?,
+            ChallengeKind::Identify => self.identify(&challenge, probes, taken).await?,
         };
         Ok(match completion {
             // What this request committed, as a read would return it.
@@ -119,6 +124,7 @@ impl Captures {
                 Challenge {
                     status: ChallengeStatus::Completed,
                     result: Some(done.result),
+                    captures: done.captures,
                     finished_at: Some(done.at),
                     ..challenge
                 }
@@ -128,24 +134,44 @@ impl Captures {
         })
     }
 
-    /// Commits the result of a verify or identify challenge with its event.
+    /// Commits the result of a verify or identify challenge with its captures and event.
     async fn complete(
         &self,
         c: &Challenge,
         event_type: &str,
         data: &impl Serialize,
+        captures: serde_json::Value,
+        audit: Decision,
         now: i64,
     ) -> DomainResult<Option<Completion>> {
         let result = serde_json::to_value(data).map_err(DomainError::internal)?;
-        let event = outbox_event(c.tenant_id, event_type, &result, now);
-        if !self
-            .store
-            .complete_challenge(c.id, &result, &event, now)
-            .await?
-        {
+        let audit = record(
+            c.tenant_id,
+            now,
+            Actor::device(c.device_id),
+            audit.action,
+            ("challenge", c.id.to_string()),
+            audit.outcome,
+            audit.details,
+        );
+        let end = ChallengeEnd {
+            audit,
+            id: c.id,
+            status: ChallengeStatus::Completed,
+            failure_reason: None,
+            event: outbox_event(c.tenant_id, event_type, &result, now),
+            result: Some(result),
+            captures: Some(captures),
+            at: now,
+        };
+        if !self.store.complete_challenge(&end).await? {
             return Err(self.lost_race(c).await);
         }
-        Ok(Some(Completion { result, at: now }))
+        Ok(Some(Completion {
+            result: end.result.unwrap_or_default(),
+            captures: end.captures,
+            at: now,
+        }))
     }
 
     /// Why a challenge could not be completed after all (it changed meanwhile).
@@ -170,10 +196,25 @@ impl Captures {
         &self,
         c: &Challenge,
         probes: Vec<Probe>,
-        vendor: &str,
+        taken: Taken<'_>,
     ) -> DomainResult<Option<Completion>> {
-        let now = self.clock.now();
+        let vendor = taken.vendor;
         let external = c.external_user_id.clone().unwrap_or_default();
+        let duplicates = self
+            .duplicates(c, &external, &probes, taken.duplicate_check)
+            .await?;
+        if taken.duplicate_check == DuplicateCheck::Reject && !duplicates.is_empty() {
+            let found = serde_json::to_value(&duplicates).map_err(DomainError::internal)?;
+            if !self
+                .challenges
+                .fail_on_capture(c, FailureReason::Duplicate, taken.captures, Some(found))
+                .await?
+            {
+                return Err(self.lost_race(c).await);
+            }
+            return Ok(None);
+        }
+        let now = self.clock.now();
         let user = self.store.ensure_user(c.tenant_id, &external, now).await?;
         let mut palms = Vec::with_capacity(probes.len());
         let mut rows = Vec::with_capacity(probes.len());
@@ -222,14 +263,37 @@ impl Captures {
             challenge_id: c.id,
             enrolled_at: rfc3339(now),
             vendor: vendor.to_owned(),
+            captures: taken.captures.clone(),
+            duplicates,
             metadata: c.metadata.clone(),
         };
         let result = serde_json::to_value(&data).map_err(DomainError::internal)?;
+        let audit = record(
+            c.tenant_id,
+            now,
+            Actor::device(c.device_id),
+            "enrollment.completed",
+            ("challenge", c.id.to_string()),
+            "success",
+            serde_json::json!({
+                "user_id": data.user_id,
+                "external_user_id": data.external_user_id,
+                "feature_id": data.feature_id,
+                "feature_ids": data.feature_ids,
+                "palm_type": data.palm_type,
+                "hardware_id": data.hardware_id,
+                "vendor": data.vendor,
+                "captures": data.captures,
+                "duplicates": data.duplicates,
+            }),
+        );
         let commit = EnrollmentCommit {
+            audit,
             challenge_id: c.id,
             palms,
             event: outbox_event(c.tenant_id, ENROLLMENT_COMPLETE, &result, now),
             result,
+            captures: taken.captures,
         };
         match self.store.complete_enrollment(&commit, now).await {
             Ok(Some(head)) => {
@@ -241,6 +305,7 @@ impl Captures {
                 self.wakeups.templates_changed(c.tenant_id);
                 Ok(Some(Completion {
                     result: commit.result,
+                    captures: Some(commit.captures),
                     at: now,
                 }))
             }
@@ -258,14 +323,43 @@ impl Captures {
         }
     }
 
+    /// Other users' palms that the enrollment's probes match (none when the check is off),
+    /// searched once the gallery has applied every enrollment acknowledged so far.
+    async fn duplicates(
+        &self,
+        c: &Challenge,
+        external: &str,
+        probes: &[Probe],
+        check: DuplicateCheck,
+    ) -> DomainResult<Vec<Duplicate>> {
+        if check == DuplicateCheck::Off {
+            return Ok(Vec::new());
+        }
+        let own = self
+            .store
+            .get_user_with_palms(c.tenant_id, external)
+            .await?
+            .map(|(u, _)| u.id);
+        let settings = self.settings.in_force(c.tenant_id).await?;
+        let head = self.store.log_head(c.tenant_id).await?;
+        self.galleries
+            .ensure(c.tenant_id, head, CATCH_UP_WAIT)
+            .await?;
+        let gallery = self
+            .galleries
+            .get(c.tenant_id)
+            .map_err(DomainError::internal)?;
+        duplicates::find(&self.store, c.tenant_id, gallery, probes, settings, own).await
+    }
+
     /// 1:1 against the user's own template(s); with several, the best comparison decides.
     async fn verify(
         &self,
         c: &Challenge,
         probes: Vec<Probe>,
-        vendor: &str,
-        started: Instant,
+        taken: Taken<'_>,
     ) -> DomainResult<Option<Completion>> {
+        let (vendor, started) = (taken.vendor, taken.started);
         let external = c.external_user_id.clone().unwrap_or_default();
         let (user, palms) = match self
             .store
@@ -343,9 +437,26 @@ impl Captures {
             latency_ms: started.elapsed().as_millis() as u64,
             vendor: vendor.to_owned(),
             verified_at: rfc3339(now),
+            captures: taken.captures.clone(),
             metadata: c.metadata.clone(),
         };
-        self.complete(c, VERIFICATION_COMPLETE, &data, now).await
+        let audit = Decision {
+            action: "verification.completed",
+            outcome: data.result,
+            details: serde_json::json!({
+                "user_id": data.user_id,
+                "external_user_id": data.external_user_id,
+                "hardware_id": data.hardware_id,
+                "palm_type": data.palm_type,
+                "matched": data.matched,
+                "scores": data.scores,
+                "thresholds": data.thresholds,
+                "match_policy": data.match_policy,
+                "captures": data.captures,
+            }),
+        };
+        self.complete(c, VERIFICATION_COMPLETE, &data, taken.captures, audit, now)
+            .await
     }
 
     /// 1:N over the tenant's gallery, restricted to the presented palm.
@@ -353,9 +464,9 @@ impl Captures {
         &self,
         c: &Challenge,
         probes: Vec<Probe>,
-        vendor: &str,
-        started: Instant,
+        taken: Taken<'_>,
     ) -> DomainResult<Option<Completion>> {
+        let (vendor, started) = (taken.vendor, taken.started);
         let Some(probe) = probes.into_iter().next() else {
             return Err(DomainError::field("captures", "one capture is required"));
         };
@@ -367,6 +478,7 @@ impl Captures {
             .galleries
             .get(c.tenant_id)
             .map_err(DomainError::internal)?;
+        let in_force = stored_settings(&settings);
         let query = SearchQuery {
             top_k: c.top_k.unwrap_or(5).clamp(1, 50) as usize,
             settings,
@@ -426,15 +538,72 @@ impl Captures {
             },
             vendor: vendor.to_owned(),
             identified_at: rfc3339(now),
+            captures: taken.captures.clone(),
             metadata: c.metadata.clone(),
         };
-        self.complete(c, IDENTIFICATION_COMPLETE, &data, now).await
+        let candidates: Vec<serde_json::Value> = data
+            .candidates
+            .iter()
+            .map(|cand| {
+                serde_json::json!({
+                    "user_id": cand.user_id,
+                    "external_user_id": cand.external_user_id,
+                    "palm_type": cand.palm_type,
+                    "confidence": cand.confidence,
+                    "scores": cand.scores,
+                    "matched": cand.matched,
+                })
+            })
+            .collect();
+        let audit = Decision {
+            action: "identification.completed",
+            outcome: if data.matched { "match" } else { "no_match" },
+            details: serde_json::json!({
+                "hardware_id": data.hardware_id,
+                "palm_type": data.palm_type,
+                "matched": data.matched,
+                "candidates": candidates,
+                "thresholds": in_force.thresholds,
+                "match_policy": in_force.policy.as_str(),
+                "search": {"mode": data.search.mode, "gallery_size": data.search.gallery_size},
+                "captures": data.captures,
+            }),
+        };
+        self.complete(
+            c,
+            IDENTIFICATION_COMPLETE,
+            &data,
+            taken.captures,
+            audit,
+            now,
+        )
+        .await
     }
 }
 
-/// A challenge this request completed: the stored result and completion time.
+/// The audit entry of a decision: its action, outcome and details (scores, thresholds,
+/// policy, quality, liveness; never a template).
+struct Decision {
+    action: &'static str,
+    outcome: &'static str,
+    details: serde_json::Value,
+}
+
+/// What the scanner sent besides the templates.
+struct Taken<'a> {
+    vendor: &'a str,
+    /// The captures' quality and liveness.
+    captures: serde_json::Value,
+    /// When the capture was received.
+    started: Instant,
+    /// The tenant's duplicate-identity check.
+    duplicate_check: DuplicateCheck,
+}
+
+/// A challenge this request completed: the stored result, captures and completion time.
 struct Completion {
     result: serde_json::Value,
+    captures: Option<serde_json::Value>,
     at: i64,
 }
 

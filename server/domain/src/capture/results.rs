@@ -30,6 +30,11 @@ pub struct EnrollmentComplete {
     pub enrolled_at: String,
     /// Capture vendor.
     pub vendor: String,
+    /// Each capture's quality and liveness.
+    pub captures: Value,
+    /// Other users' palms the enrolled one matches (empty when none, or when the check is
+    /// off).
+    pub duplicates: Vec<super::Duplicate>,
     /// The challenge's metadata.
     pub metadata: Value,
 }
@@ -63,6 +68,8 @@ pub struct VerificationComplete {
     pub vendor: String,
     /// Decision time (RFC 3339).
     pub verified_at: String,
+    /// Each capture's quality and liveness.
+    pub captures: Value,
     /// The challenge's metadata.
     pub metadata: Value,
 }
@@ -115,6 +122,8 @@ pub struct IdentificationComplete {
     pub vendor: String,
     /// Decision time (RFC 3339).
     pub identified_at: String,
+    /// Each capture's quality and liveness.
+    pub captures: Value,
     /// The challenge's metadata.
     pub metadata: Value,
 }

@@ -4,8 +4,8 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use palmlink_engine::{Layout, Template, TemplateError};
-use palmlink_store::{Challenge, ChallengePalm, PalmType};
-use serde::Deserialize;
+use palmlink_store::{Challenge, ChallengePalm, FailureReason, PalmType, TrustPolicy};
+use serde::{Deserialize, Serialize};
 
 use crate::{DomainError, DomainResult, FieldError};
 
@@ -47,6 +47,47 @@ pub struct TemplateBody {
     /// With `f32le_base64`: base64 of `blocks * dim` little-endian f32.
     #[serde(default)]
     pub data: Option<String>,
+}
+
+/// What a capture showed besides its template, as kept with its challenge.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaptureReport {
+    /// Which palm.
+    pub palm_type: PalmType,
+    /// Capture quality, 0..1, if the scanner said.
+    pub quality: Option<f64>,
+    /// Liveness score, 0..1, if the scanner said.
+    pub liveness: Option<f64>,
+}
+
+/// The quality and liveness of each capture.
+pub(crate) fn reports(body: &CaptureSubmission) -> Vec<CaptureReport> {
+    body.captures
+        .iter()
+        .map(|c| CaptureReport {
+            palm_type: c.palm_type,
+            quality: c.quality,
+            liveness: c.liveness,
+        })
+        .collect()
+}
+
+/// Why the trust policy refuses these captures, if it does: `liveness` when any capture's
+/// liveness is below the minimum, else `quality` when any capture's quality is. A value the
+/// scanner left out counts as below any minimum above 0 (unknown liveness is not proof of
+/// life).
+pub(crate) fn refused(policy: &TrustPolicy, reports: &[CaptureReport]) -> Option<FailureReason> {
+    let below = |v: Option<f64>, min: f64| min > 0.0 && v.is_none_or(|v| v < min);
+    if reports
+        .iter()
+        .any(|r| below(r.liveness, policy.min_liveness))
+    {
+        Some(FailureReason::Liveness)
+    } else if reports.iter().any(|r| below(r.quality, policy.min_quality)) {
+        Some(FailureReason::Quality)
+    } else {
+        None
+    }
 }
 
 /// A capture that passed its checks.
@@ -164,4 +205,70 @@ pub(crate) fn probes(challenge: &Challenge, body: &CaptureSubmission) -> DomainR
     }
     DomainError::check(errors)?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use palmlink_store::DuplicateCheck;
+
+    use super::*;
+
+    fn report(quality: Option<f64>, liveness: Option<f64>) -> CaptureReport {
+        CaptureReport {
+            palm_type: PalmType::Left,
+            quality,
+            liveness,
+        }
+    }
+
+    fn policy(min_quality: f64, min_liveness: f64) -> TrustPolicy {
+        TrustPolicy {
+            min_quality,
+            min_liveness,
+            duplicate_check: DuplicateCheck::Flag,
+        }
+    }
+
+    #[test]
+    fn minimums_refuse_what_is_below_or_unknown() {
+        let p = policy(0.5, 0.9);
+        assert_eq!(refused(&p, &[report(Some(0.5), Some(0.9))]), None);
+        assert_eq!(
+            refused(&p, &[report(Some(0.5), Some(0.89))]),
+            Some(FailureReason::Liveness)
+        );
+        assert_eq!(
+            refused(&p, &[report(Some(0.49), Some(0.95))]),
+            Some(FailureReason::Quality)
+        );
+        assert_eq!(
+            refused(&p, &[report(Some(0.9), None)]),
+            Some(FailureReason::Liveness)
+        );
+        assert_eq!(
+            refused(&p, &[report(None, Some(0.95))]),
+            Some(FailureReason::Quality)
+        );
+        // Liveness is named first when both fall short; one bad capture of two is enough.
+        assert_eq!(
+            refused(&p, &[report(Some(0.1), Some(0.1))]),
+            Some(FailureReason::Liveness)
+        );
+        assert_eq!(
+            refused(
+                &p,
+                &[report(Some(0.9), Some(0.95)), report(Some(0.2), Some(0.95))]
+            ),
+            Some(FailureReason::Quality)
+        );
+    }
+
+    #[test]
+    fn zero_minimums_accept_anything_even_nothing() {
+        assert_eq!(refused(&policy(0.0, 0.0), &[report(None, None)]), None);
+        assert_eq!(
+            refused(&policy(0.0, 0.0), &[report(Some(0.0), Some(0.0))]),
+            None
+        );
+    }
 }

@@ -10,16 +10,17 @@ use serde_json::Value;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::audit::append as append_audit;
+use super::log::{append_log, LogItem};
 use super::outbox::insert_event;
 use super::sql::{
-    execute, fetch_all, fetch_optional, fetch_page, get, json_column, parsed, parsed_opt,
+    execute, fetch_all, fetch_optional, fetch_page, get, json_column, parsed, parsed_opt, Params,
 };
-use super::templates::{append_log, LogItem};
 use super::users::insert_palm;
 use super::PostgresStore;
 use crate::{
-    Challenge, ChallengeFilter, ChallengeStatus, ChallengeStore, EnrollmentCommit, FailureReason,
-    LogOp, OutboxEvent, StoreResult,
+    Challenge, ChallengeEnd, ChallengeFilter, ChallengeStore, EndRecords, EnrollmentCommit,
+    FailureReason, LogOp, StoreResult,
 };
 
 /// The columns [`challenge_row`] reads.
@@ -27,7 +28,7 @@ macro_rules! challenge_cols {
     () => {
         "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
          status, metadata, result, failure_reason, created_at, expires_at, finished_at, \
-         log_position"
+         log_position, captures"
     };
 }
 
@@ -49,26 +50,59 @@ fn challenge_row(row: &Row) -> StoreResult<Challenge> {
         expires_at: get(row, "expires_at")?,
         finished_at: get(row, "finished_at")?,
         log_position: u64::try_from(get::<i64>(row, "log_position")?).unwrap_or(0),
+        captures: json_column(row, "captures")?,
     })
 }
 
-/// Fails the pending challenges of device `$2` (revoked) at time `$1`.
-pub(super) const FAIL_PENDING_OF_DEVICE: &str =
+/// Fails the pending challenges of device `$2` (revoked) at time `$1`, returning them.
+pub(super) const FAIL_PENDING_OF_DEVICE: &str = concat!(
     "UPDATE challenges SET status = 'failed', failure_reason = 'device_revoked', \
-     finished_at = $1 WHERE device_id = $2 AND status = 'pending'";
+     finished_at = $1 WHERE device_id = $2 AND status = 'pending' RETURNING ",
+    challenge_cols!()
+);
+
+/// Expires the pending challenges whose time is up at `$1`, returning them.
+const EXPIRE_PENDING: &str = concat!(
+    "UPDATE challenges SET status = 'expired', failure_reason = 'expired', \
+     finished_at = expires_at WHERE status = 'pending' AND expires_at <= $1 RETURNING ",
+    challenge_cols!()
+);
+
+/// Runs `sql` (an update `RETURNING` the challenges it ended) and writes the event `records`
+/// builds for each, inside the caller's transaction; returns how many it ended.
+pub(super) async fn end_each(
+    c: &impl GenericClient,
+    sql: &str,
+    params: Params<'_>,
+    records: &EndRecords,
+) -> StoreResult<u64> {
+    let ended = fetch_all(c, sql, params, challenge_row).await?;
+    for ch in &ended {
+        let record = records(ch);
+        insert_event(c, &record.event).await?;
+        append_audit(c, &record.audit).await?;
+    }
+    Ok(ended.len() as u64)
+}
 
 /// Marks a pending, unexpired challenge completed with its result; false if it is not.
 async fn complete_pending(
     c: &impl GenericClient,
     id: Uuid,
     result: &Value,
+    captures: Option<&Value>,
     now: i64,
 ) -> StoreResult<bool> {
     let done = execute(
         c,
-        "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
-         WHERE id = $3 AND status = 'pending' AND expires_at > $2",
-        &[&result.to_string(), &now, &id.to_string()],
+        "UPDATE challenges SET status = 'completed', result = $1, captures = $2, \
+         finished_at = $3 WHERE id = $4 AND status = 'pending' AND expires_at > $3",
+        &[
+            &result.to_string(),
+            &captures.map(Value::to_string),
+            &now,
+            &id.to_string(),
+        ],
     )
     .await?;
     Ok(done == 1)
@@ -82,7 +116,8 @@ impl ChallengeStore for PostgresStore {
             concat!(
                 "INSERT INTO challenges (",
                 challenge_cols!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                 $16, $17)"
             ),
             &[
                 &ch.id.to_string(),
@@ -101,6 +136,7 @@ impl ChallengeStore for PostgresStore {
                 &ch.expires_at,
                 &ch.finished_at,
                 &i64::try_from(ch.log_position).unwrap_or(i64::MAX),
+                &ch.captures.as_ref().map(Value::to_string),
             ],
         )
         .await?;
@@ -180,7 +216,15 @@ impl ChallengeStore for PostgresStore {
     ) -> StoreResult<Option<u64>> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        if !complete_pending(&tx, commit.challenge_id, &commit.result, now).await? {
+        if !complete_pending(
+            &tx,
+            commit.challenge_id,
+            &commit.result,
+            Some(&commit.captures),
+            now,
+        )
+        .await?
+        {
             return Ok(None);
         }
         // A palm the user has already (or gets meanwhile, from another enrollment) fails
@@ -195,58 +239,57 @@ impl ChallengeStore for PostgresStore {
             None => 0,
         };
         insert_event(&tx, &commit.event).await?;
+        append_audit(&tx, &commit.audit).await?;
         tx.commit().await?;
         Ok(Some(head))
     }
 
-    async fn complete_challenge(
-        &self,
-        id: Uuid,
-        result: &Value,
-        event: &OutboxEvent,
-        now: i64,
-    ) -> StoreResult<bool> {
+    async fn complete_challenge(&self, end: &ChallengeEnd) -> StoreResult<bool> {
+        let result = end.result.clone().unwrap_or(Value::Null);
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        if !complete_pending(&tx, id, result, now).await? {
+        if !complete_pending(&tx, end.id, &result, end.captures.as_ref(), end.at).await? {
             return Ok(false);
         }
-        insert_event(&tx, event).await?;
+        insert_event(&tx, &end.event).await?;
+        append_audit(&tx, &end.audit).await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn finish_challenge(
-        &self,
-        id: Uuid,
-        status: ChallengeStatus,
-        reason: Option<FailureReason>,
-        now: i64,
-    ) -> StoreResult<bool> {
+    async fn finish_challenge(&self, end: &ChallengeEnd) -> StoreResult<bool> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
         let done = execute(
-            &self.pool.get().await?,
-            "UPDATE challenges SET status = $1, failure_reason = $2, finished_at = $3 \
-             WHERE id = $4 AND status = 'pending'",
+            &tx,
+            "UPDATE challenges SET status = $1, failure_reason = $2, captures = $3, \
+             result = $4, finished_at = $5 WHERE id = $6 AND status = 'pending'",
             &[
-                &status.as_str(),
-                &reason.map(FailureReason::as_str),
-                &now,
-                &id.to_string(),
+                &end.status.as_str(),
+                &end.failure_reason.map(FailureReason::as_str),
+                &end.captures.as_ref().map(Value::to_string),
+                &end.result.as_ref().map(Value::to_string),
+                &end.at,
+                &end.id.to_string(),
             ],
         )
         .await?;
-        Ok(done == 1)
+        if done != 1 {
+            return Ok(false);
+        }
+        insert_event(&tx, &end.event).await?;
+        append_audit(&tx, &end.audit).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    async fn expire_challenges(&self, now: i64) -> StoreResult<u64> {
+    async fn expire_challenges(&self, now: i64, records: &EndRecords) -> StoreResult<u64> {
         // Every node's sweeper may run this at once: a challenge another has expired (or
         // completed) meanwhile is waited for and then no longer matches.
-        execute(
-            &self.pool.get().await?,
-            "UPDATE challenges SET status = 'expired', finished_at = expires_at \
-             WHERE status = 'pending' AND expires_at <= $1",
-            &[&now],
-        )
-        .await
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        let n = end_each(&tx, EXPIRE_PENDING, &[&now], records).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }

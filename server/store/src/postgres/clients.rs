@@ -3,10 +3,11 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::sql::{execute, fetch_optional, get, parsed};
+use super::audit::audited_execute;
+use super::sql::{fetch_optional, get, parsed};
 use super::PostgresStore;
 use crate::clients::{parse_scopes, scopes_text};
-use crate::{Client, ClientStore, StoreError, StoreResult};
+use crate::{AuditRecord, Client, ClientStore, StoreError, StoreResult};
 
 fn client_row(row: &Row) -> StoreResult<Client> {
     let scopes = parse_scopes(get(row, "scopes")?)
@@ -24,9 +25,9 @@ fn client_row(row: &Row) -> StoreResult<Client> {
 
 #[async_trait::async_trait]
 impl ClientStore for PostgresStore {
-    async fn create_client(&self, cl: &Client) -> StoreResult<()> {
-        execute(
-            &self.pool.get().await?,
+    async fn create_client(&self, cl: &Client, audit: &AuditRecord) -> StoreResult<()> {
+        audited_execute(
+            self,
             "INSERT INTO oauth_clients (id, tenant_id, name, scopes, secret_hash, \
              old_secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
@@ -38,6 +39,7 @@ impl ClientStore for PostgresStore {
                 &cl.old_secret_hash,
                 &cl.created_at,
             ],
+            audit,
         )
         .await?;
         Ok(())
@@ -54,34 +56,42 @@ impl ClientStore for PostgresStore {
         .await
     }
 
-    async fn rotate_client_secret(&self, id: Uuid, new_hash: &str) -> StoreResult<bool> {
+    async fn rotate_client_secret(
+        &self,
+        id: Uuid,
+        new_hash: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
         // One statement: a second rotation waits for the first's row lock and then reads
         // the secret the first set.
-        let done = execute(
-            &self.pool.get().await?,
+        let done = audited_execute(
+            self,
             "UPDATE oauth_clients SET old_secret_hash = secret_hash, secret_hash = $1 \
              WHERE id = $2",
             &[&new_hash, &id.to_string()],
+            audit,
         )
         .await?;
         Ok(done == 1)
     }
 
-    async fn revoke_old_client_secret(&self, id: Uuid) -> StoreResult<bool> {
-        let done = execute(
-            &self.pool.get().await?,
+    async fn revoke_old_client_secret(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
+        let done = audited_execute(
+            self,
             "UPDATE oauth_clients SET old_secret_hash = NULL WHERE id = $1",
             &[&id.to_string()],
+            audit,
         )
         .await?;
         Ok(done == 1)
     }
 
-    async fn delete_client(&self, id: Uuid) -> StoreResult<bool> {
-        let done = execute(
-            &self.pool.get().await?,
+    async fn delete_client(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
+        let done = audited_execute(
+            self,
             "DELETE FROM oauth_clients WHERE id = $1",
             &[&id.to_string()],
+            audit,
         )
         .await?;
         Ok(done == 1)

@@ -3,11 +3,14 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::challenges::FAIL_PENDING_OF_DEVICE;
+use super::audit::append as append_audit;
+use super::challenges::{end_each, FAIL_PENDING_OF_DEVICE};
 use super::outbox::insert_event;
 use super::sql::{execute, fetch_optional, fetch_page, get, parsed};
 use super::PostgresStore;
-use crate::{Device, DeviceStatus, DeviceStore, OutboxEvent, Pairing, StoreResult};
+use crate::{
+    AuditRecord, Device, DeviceStatus, DeviceStore, EndRecords, OutboxEvent, Pairing, StoreResult,
+};
 
 /// The columns [`device_row`] reads.
 macro_rules! device_cols {
@@ -211,7 +214,14 @@ impl DeviceStore for PostgresStore {
         Ok(())
     }
 
-    async fn revoke_device(&self, tenant: Uuid, id: Uuid, now: i64) -> StoreResult<bool> {
+    async fn revoke_device(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        now: i64,
+        audit: &AuditRecord,
+        records: &EndRecords,
+    ) -> StoreResult<bool> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         let done = execute(
@@ -224,9 +234,16 @@ impl DeviceStore for PostgresStore {
         if done != 1 {
             return Ok(false);
         }
+        append_audit(&tx, audit).await?;
         // Each pending challenge is locked as it is failed: one completing meanwhile is
         // waited for and, completed, no longer matches.
-        execute(&tx, FAIL_PENDING_OF_DEVICE, &[&now, &id.to_string()]).await?;
+        end_each(
+            &tx,
+            FAIL_PENDING_OF_DEVICE,
+            &[&now, &id.to_string()],
+            records,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }

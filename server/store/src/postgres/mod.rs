@@ -2,12 +2,14 @@
 //! trait; `connect` reads the URL, `signals` listens for `NOTIFY`, `sql` holds the statement
 //! helpers.
 
+mod audit;
 mod challenges;
 mod clients;
 mod connect;
 mod devices;
 mod idempotency;
 mod keys;
+mod log;
 mod outbox;
 mod settings;
 mod signals;
@@ -51,6 +53,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "templates",
         sql: include_str!("../../migrations/postgres/0004_templates.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "trust",
+        sql: include_str!("../../migrations/postgres/0005_trust.sql"),
     },
 ];
 

@@ -2,10 +2,11 @@
 
 use uuid::Uuid;
 
-use super::sql::{execute, fetch_optional, get};
+use super::audit::audited_execute;
+use super::sql::{fetch_optional, get};
 use super::PostgresStore;
-use crate::settings::{settings_columns, settings_from_columns};
-use crate::{MatchingSettings, SettingsStore, StoreResult};
+use crate::settings::{settings_columns, settings_from_columns, trust_from_columns};
+use crate::{AuditRecord, MatchingSettings, SettingsStore, StoreResult, TrustPolicy};
 
 #[async_trait::async_trait]
 impl SettingsStore for PostgresStore {
@@ -29,13 +30,48 @@ impl SettingsStore for PostgresStore {
         }
     }
 
-    async fn put_settings(&self, tenant: Uuid, s: &MatchingSettings) -> StoreResult<()> {
-        let (thresholds, policy, k) = settings_columns(s)?;
-        execute(
+    async fn get_trust_policy(&self, tenant: Uuid) -> StoreResult<TrustPolicy> {
+        let row = fetch_optional(
             &self.pool.get().await?,
-            "UPDATE tenants SET match_thresholds = $1, match_policy = $2, match_k = $3 \
-             WHERE id = $4",
-            &[&thresholds, &policy, &k, &tenant.to_string()],
+            "SELECT min_quality, min_liveness, duplicate_check FROM tenants WHERE id = $1",
+            &[&tenant.to_string()],
+            |row| {
+                Ok((
+                    get::<f64>(row, "min_quality")?,
+                    get::<f64>(row, "min_liveness")?,
+                    get::<String>(row, "duplicate_check")?,
+                ))
+            },
+        )
+        .await?;
+        match row {
+            Some((q, l, d)) => trust_from_columns(q, l, &d),
+            None => Ok(TrustPolicy::default()),
+        }
+    }
+
+    async fn put_settings(
+        &self,
+        tenant: Uuid,
+        s: &MatchingSettings,
+        trust: &TrustPolicy,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
+        let (thresholds, policy, k) = settings_columns(s)?;
+        audited_execute(
+            self,
+            "UPDATE tenants SET match_thresholds = $1, match_policy = $2, match_k = $3, \
+             min_quality = $4, min_liveness = $5, duplicate_check = $6 WHERE id = $7",
+            &[
+                &thresholds,
+                &policy,
+                &k,
+                &trust.min_quality,
+                &trust.min_liveness,
+                &trust.duplicate_check.as_str(),
+                &tenant.to_string(),
+            ],
+            audit,
         )
         .await?;
         Ok(())

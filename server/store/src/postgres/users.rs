@@ -4,11 +4,14 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::audit::append as append_audit;
+use super::log::{append_log, LogItem};
 use super::sql::{execute, fetch_all, fetch_optional, fetch_page, get, parsed};
-use super::templates::{append_log, LogItem};
 use super::PostgresStore;
 use crate::users::user_with_palms;
-use crate::{Erasure, LogOp, Palm, SealedTemplate, StoreError, StoreResult, User, UserStore};
+use crate::{
+    AuditRecord, Erasure, LogOp, Palm, SealedTemplate, StoreError, StoreResult, User, UserStore,
+};
 
 fn user_row(row: &Row) -> StoreResult<User> {
     Ok(User {
@@ -212,7 +215,13 @@ impl UserStore for PostgresStore {
         .await
     }
 
-    async fn delete_user(&self, tenant_id: Uuid, user_id: Uuid, now: i64) -> StoreResult<Erasure> {
+    async fn delete_user(
+        &self,
+        tenant_id: Uuid,
+        user_id: Uuid,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<Erasure> {
         let (tenant, user_id) = (tenant_id.to_string(), user_id.to_string());
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
@@ -235,12 +244,15 @@ impl UserStore for PostgresStore {
             palm_row,
         )
         .await?;
-        execute(
+        let erased_user = execute(
             &tx,
             "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
             &[&tenant, &user_id],
         )
         .await?;
+        if erased_user > 0 {
+            append_audit(&tx, audit).await?;
+        }
         palms.sort_by_key(|p| p.palm_type);
         let erased: Vec<LogItem> = palms
             .iter()

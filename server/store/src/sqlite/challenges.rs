@@ -8,14 +8,15 @@ use rusqlite::{params, Connection, Row};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::audit::append as append_audit;
+use super::log::{append_log, LogItem};
 use super::outbox::insert_event;
 use super::sql::{execute, fetch_all, fetch_optional, json_column, parsed};
-use super::templates::{append_log, LogItem};
 use super::users::palm_cols;
 use super::SqliteStore;
 use crate::{
-    Challenge, ChallengeFilter, ChallengeStatus, ChallengeStore, EnrollmentCommit, FailureReason,
-    LogOp, OutboxEvent, StoreResult,
+    Challenge, ChallengeEnd, ChallengeFilter, ChallengeStore, EndRecords, EnrollmentCommit,
+    FailureReason, LogOp, StoreResult,
 };
 
 /// The columns [`challenge_row`] reads.
@@ -23,11 +24,11 @@ macro_rules! challenge_cols {
     () => {
         "id, tenant_id, kind, device_id, hardware_id, external_user_id, palm_type, top_k, \
          status, metadata, result, failure_reason, created_at, expires_at, finished_at, \
-         log_position"
+         log_position, captures"
     };
 }
 
-fn challenge_row(row: &Row<'_>) -> rusqlite::Result<Challenge> {
+pub(super) fn challenge_row(row: &Row<'_>) -> rusqlite::Result<Challenge> {
     let reason: Option<String> = row.get("failure_reason")?;
     Ok(Challenge {
         id: parsed(row, "id")?,
@@ -51,6 +52,7 @@ fn challenge_row(row: &Row<'_>) -> rusqlite::Result<Challenge> {
         log_position: row
             .get::<_, i64>("log_position")
             .map(|p| u64::try_from(p).unwrap_or(0))?,
+        captures: json_column(row, "captures")?,
     })
 }
 
@@ -62,23 +64,55 @@ pub(super) const PENDING_OF_DEVICE: &str = concat!(
      AND expires_at > $2 ORDER BY created_at, id"
 );
 
-/// Fails the pending challenges of device `$2` (revoked) at time `$1`.
-pub(super) const FAIL_PENDING_OF_DEVICE: &str =
+/// Fails the pending challenges of device `$2` (revoked) at time `$1`, returning them.
+pub(super) const FAIL_PENDING_OF_DEVICE: &str = concat!(
     "UPDATE challenges SET status = 'failed', failure_reason = 'device_revoked', \
-     finished_at = $1 WHERE device_id = $2 AND status = 'pending'";
+     finished_at = $1 WHERE device_id = $2 AND status = 'pending' RETURNING ",
+    challenge_cols!()
+);
 
-/// Expires the pending challenges whose time is up at `$1`.
-pub(super) const EXPIRE_PENDING: &str =
-    "UPDATE challenges SET status = 'expired', finished_at = expires_at \
-     WHERE status = 'pending' AND expires_at <= $1";
+/// Expires the pending challenges whose time is up at `$1`, returning them.
+pub(super) const EXPIRE_PENDING: &str = concat!(
+    "UPDATE challenges SET status = 'expired', failure_reason = 'expired', \
+     finished_at = expires_at WHERE status = 'pending' AND expires_at <= $1 RETURNING ",
+    challenge_cols!()
+);
+
+/// Runs `sql` (an update `RETURNING` the challenges it ended) and writes the event `records`
+/// builds for each; returns how many it ended.
+pub(super) fn end_each(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    records: &EndRecords,
+) -> rusqlite::Result<u64> {
+    let ended = fetch_all(c, sql, params, challenge_row)?;
+    for ch in &ended {
+        let record = records(ch);
+        insert_event(c, &record.event)?;
+        append_audit(c, &record.audit)?;
+    }
+    Ok(ended.len() as u64)
+}
 
 /// Marks a pending, unexpired challenge completed with its result; false if it is not.
-fn complete_pending(c: &Connection, id: Uuid, result: &Value, now: i64) -> rusqlite::Result<bool> {
+fn complete_pending(
+    c: &Connection,
+    id: Uuid,
+    result: &Value,
+    captures: Option<&Value>,
+    now: i64,
+) -> rusqlite::Result<bool> {
     let done = execute(
         c,
-        "UPDATE challenges SET status = 'completed', result = $1, finished_at = $2 \
-         WHERE id = $3 AND status = 'pending' AND expires_at > $2",
-        params![result.to_string(), now, id.to_string()],
+        "UPDATE challenges SET status = 'completed', result = $1, captures = $2, \
+         finished_at = $3 WHERE id = $4 AND status = 'pending' AND expires_at > $3",
+        params![
+            result.to_string(),
+            captures.map(Value::to_string),
+            now,
+            id.to_string()
+        ],
     )?;
     Ok(done == 1)
 }
@@ -93,7 +127,8 @@ impl ChallengeStore for SqliteStore {
                     concat!(
                         "INSERT INTO challenges (",
                         challenge_cols!(),
-                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                         $16, $17)"
                     ),
                     params![
                         ch.id.to_string(),
@@ -112,6 +147,7 @@ impl ChallengeStore for SqliteStore {
                         ch.expires_at,
                         ch.finished_at,
                         i64::try_from(ch.log_position).unwrap_or(i64::MAX),
+                        ch.captures.as_ref().map(Value::to_string),
                     ],
                 )
             })
@@ -188,7 +224,13 @@ impl ChallengeStore for SqliteStore {
         Ok(self
             .db
             .write(|c| {
-                if !complete_pending(c, commit.challenge_id, &commit.result, now)? {
+                if !complete_pending(
+                    c,
+                    commit.challenge_id,
+                    &commit.result,
+                    Some(&commit.captures),
+                    now,
+                )? {
                     return Ok(None);
                 }
                 let mut entries: Vec<LogItem> = Vec::with_capacity(commit.palms.len());
@@ -218,58 +260,58 @@ impl ChallengeStore for SqliteStore {
                     None => 0,
                 };
                 insert_event(c, &commit.event)?;
+                append_audit(c, &commit.audit)?;
                 Ok(Some(head))
             })
             .await?)
     }
 
-    async fn complete_challenge(
-        &self,
-        id: Uuid,
-        result: &Value,
-        event: &OutboxEvent,
-        now: i64,
-    ) -> StoreResult<bool> {
+    async fn complete_challenge(&self, end: &ChallengeEnd) -> StoreResult<bool> {
+        let result = end.result.clone().unwrap_or(Value::Null);
         Ok(self
             .db
             .write(|c| {
-                if !complete_pending(c, id, result, now)? {
+                if !complete_pending(c, end.id, &result, end.captures.as_ref(), end.at)? {
                     return Ok(false);
                 }
-                insert_event(c, event)?;
+                insert_event(c, &end.event)?;
+                append_audit(c, &end.audit)?;
                 Ok(true)
             })
             .await?)
     }
 
-    async fn finish_challenge(
-        &self,
-        id: Uuid,
-        status: ChallengeStatus,
-        reason: Option<FailureReason>,
-        now: i64,
-    ) -> StoreResult<bool> {
-        let done = self
+    async fn finish_challenge(&self, end: &ChallengeEnd) -> StoreResult<bool> {
+        Ok(self
             .db
             .write(|c| {
-                execute(
+                let done = execute(
                     c,
-                    "UPDATE challenges SET status = $1, failure_reason = $2, finished_at = $3 \
-                     WHERE id = $4 AND status = 'pending'",
+                    "UPDATE challenges SET status = $1, failure_reason = $2, captures = $3, \
+                     result = $4, finished_at = $5 WHERE id = $6 AND status = 'pending'",
                     params![
-                        status.as_str(),
-                        reason.map(FailureReason::as_str),
-                        now,
-                        id.to_string()
+                        end.status.as_str(),
+                        end.failure_reason.map(FailureReason::as_str),
+                        end.captures.as_ref().map(Value::to_string),
+                        end.result.as_ref().map(Value::to_string),
+                        end.at,
+                        end.id.to_string()
                     ],
-                )
+                )?;
+                if done != 1 {
+                    return Ok(false);
+                }
+                insert_event(c, &end.event)?;
+                append_audit(c, &end.audit)?;
+                Ok(true)
             })
-            .await?;
-        Ok(done == 1)
+            .await?)
     }
 
-    async fn expire_challenges(&self, now: i64) -> StoreResult<u64> {
-        let done = self.db.write(|c| execute(c, EXPIRE_PENDING, [now])).await?;
-        Ok(done as u64)
+    async fn expire_challenges(&self, now: i64, records: &EndRecords) -> StoreResult<u64> {
+        Ok(self
+            .db
+            .write(|c| end_each(c, EXPIRE_PENDING, [now], records))
+            .await?)
     }
 }

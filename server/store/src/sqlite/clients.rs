@@ -3,10 +3,11 @@
 use rusqlite::{params, Row};
 use uuid::Uuid;
 
+use super::audit::audited;
 use super::sql::{conversion, execute, fetch_optional, parsed};
 use super::SqliteStore;
 use crate::clients::{parse_scopes, scopes_text};
-use crate::{Client, ClientStore, StoreResult};
+use crate::{AuditRecord, Client, ClientStore, StoreResult};
 
 fn client_row(row: &Row<'_>) -> rusqlite::Result<Client> {
     let scopes: String = row.get("scopes")?;
@@ -24,25 +25,24 @@ fn client_row(row: &Row<'_>) -> rusqlite::Result<Client> {
 
 #[async_trait::async_trait]
 impl ClientStore for SqliteStore {
-    async fn create_client(&self, cl: &Client) -> StoreResult<()> {
-        self.db
-            .write(|c| {
-                execute(
-                    c,
-                    "INSERT INTO oauth_clients (id, tenant_id, name, scopes, secret_hash, \
-                     old_secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    params![
-                        cl.id.to_string(),
-                        cl.tenant_id.to_string(),
-                        cl.name,
-                        scopes_text(&cl.scopes),
-                        cl.secret_hash,
-                        cl.old_secret_hash,
-                        cl.created_at,
-                    ],
-                )
-            })
-            .await?;
+    async fn create_client(&self, cl: &Client, audit: &AuditRecord) -> StoreResult<()> {
+        audited(self, audit, |c| {
+            execute(
+                c,
+                "INSERT INTO oauth_clients (id, tenant_id, name, scopes, secret_hash, \
+             old_secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                params![
+                    cl.id.to_string(),
+                    cl.tenant_id.to_string(),
+                    cl.name,
+                    scopes_text(&cl.scopes),
+                    cl.secret_hash,
+                    cl.old_secret_hash,
+                    cl.created_at,
+                ],
+            )
+        })
+        .await?;
         Ok(())
     }
 
@@ -58,46 +58,45 @@ impl ClientStore for SqliteStore {
         })?)
     }
 
-    async fn rotate_client_secret(&self, id: Uuid, new_hash: &str) -> StoreResult<bool> {
-        let done = self
-            .db
-            .write(|c| {
-                execute(
-                    c,
-                    "UPDATE oauth_clients SET old_secret_hash = secret_hash, secret_hash = $1 \
-                     WHERE id = $2",
-                    params![new_hash, id.to_string()],
-                )
-            })
-            .await?;
+    async fn rotate_client_secret(
+        &self,
+        id: Uuid,
+        new_hash: &str,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
+        let done = audited(self, audit, |c| {
+            execute(
+                c,
+                "UPDATE oauth_clients SET old_secret_hash = secret_hash, secret_hash = $1 \
+             WHERE id = $2",
+                params![new_hash, id.to_string()],
+            )
+        })
+        .await?;
         Ok(done == 1)
     }
 
-    async fn revoke_old_client_secret(&self, id: Uuid) -> StoreResult<bool> {
-        let done = self
-            .db
-            .write(|c| {
-                execute(
-                    c,
-                    "UPDATE oauth_clients SET old_secret_hash = NULL WHERE id = $1",
-                    [id.to_string()],
-                )
-            })
-            .await?;
+    async fn revoke_old_client_secret(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
+        let done = audited(self, audit, |c| {
+            execute(
+                c,
+                "UPDATE oauth_clients SET old_secret_hash = NULL WHERE id = $1",
+                [id.to_string()],
+            )
+        })
+        .await?;
         Ok(done == 1)
     }
 
-    async fn delete_client(&self, id: Uuid) -> StoreResult<bool> {
-        let done = self
-            .db
-            .write(|c| {
-                execute(
-                    c,
-                    "DELETE FROM oauth_clients WHERE id = $1",
-                    [id.to_string()],
-                )
-            })
-            .await?;
+    async fn delete_client(&self, id: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
+        let done = audited(self, audit, |c| {
+            execute(
+                c,
+                "DELETE FROM oauth_clients WHERE id = $1",
+                [id.to_string()],
+            )
+        })
+        .await?;
         Ok(done == 1)
     }
 }

@@ -3,11 +3,14 @@
 use rusqlite::{params, Row};
 use uuid::Uuid;
 
-use super::challenges::FAIL_PENDING_OF_DEVICE;
+use super::audit::append as append_audit;
+use super::challenges::{end_each, FAIL_PENDING_OF_DEVICE};
 use super::outbox::insert_event;
 use super::sql::{execute, fetch_all, fetch_optional, parsed};
 use super::SqliteStore;
-use crate::{Device, DeviceStatus, DeviceStore, OutboxEvent, Pairing, StoreResult};
+use crate::{
+    AuditRecord, Device, DeviceStatus, DeviceStore, EndRecords, OutboxEvent, Pairing, StoreResult,
+};
 
 /// The columns [`device_row`] reads.
 macro_rules! device_cols {
@@ -226,7 +229,14 @@ impl DeviceStore for SqliteStore {
         Ok(())
     }
 
-    async fn revoke_device(&self, tenant: Uuid, id: Uuid, now: i64) -> StoreResult<bool> {
+    async fn revoke_device(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        now: i64,
+        audit: &AuditRecord,
+        records: &EndRecords,
+    ) -> StoreResult<bool> {
         Ok(self
             .db
             .write(|c| {
@@ -239,7 +249,13 @@ impl DeviceStore for SqliteStore {
                 if done != 1 {
                     return Ok(false);
                 }
-                execute(c, FAIL_PENDING_OF_DEVICE, params![now, id.to_string()])?;
+                append_audit(c, audit)?;
+                end_each(
+                    c,
+                    FAIL_PENDING_OF_DEVICE,
+                    params![now, id.to_string()],
+                    records,
+                )?;
                 Ok(true)
             })
             .await?)

@@ -2,12 +2,14 @@
 //! thread and a single group-committing writer ([`db`]), so operator commands can run
 //! beside a live server. One module per aggregate implements its trait.
 
+mod audit;
 mod challenges;
 mod clients;
 mod db;
 mod devices;
 mod idempotency;
 mod keys;
+mod log;
 mod outbox;
 mod settings;
 mod sql;
@@ -47,6 +49,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 4,
         name: "templates",
         sql: include_str!("../../migrations/sqlite/0004_templates.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "trust",
+        sql: include_str!("../../migrations/sqlite/0005_trust.sql"),
     },
 ];
 

@@ -3,10 +3,11 @@
 use rusqlite::params;
 use uuid::Uuid;
 
+use super::audit::audited;
 use super::sql::{execute, fetch_optional};
 use super::SqliteStore;
-use crate::settings::{settings_columns, settings_from_columns};
-use crate::{MatchingSettings, SettingsStore, StoreResult};
+use crate::settings::{settings_columns, settings_from_columns, trust_from_columns};
+use crate::{AuditRecord, MatchingSettings, SettingsStore, StoreResult, TrustPolicy};
 
 #[async_trait::async_trait]
 impl SettingsStore for SqliteStore {
@@ -31,18 +32,52 @@ impl SettingsStore for SqliteStore {
         }
     }
 
-    async fn put_settings(&self, tenant: Uuid, s: &MatchingSettings) -> StoreResult<()> {
+    async fn get_trust_policy(&self, tenant: Uuid) -> StoreResult<TrustPolicy> {
+        let row = self.db.read(|c| {
+            fetch_optional(
+                c,
+                "SELECT min_quality, min_liveness, duplicate_check FROM tenants WHERE id = $1",
+                [tenant.to_string()],
+                |row| {
+                    Ok((
+                        row.get::<_, f64>("min_quality")?,
+                        row.get::<_, f64>("min_liveness")?,
+                        row.get::<_, String>("duplicate_check")?,
+                    ))
+                },
+            )
+        })?;
+        match row {
+            Some((q, l, d)) => trust_from_columns(q, l, &d),
+            None => Ok(TrustPolicy::default()),
+        }
+    }
+
+    async fn put_settings(
+        &self,
+        tenant: Uuid,
+        s: &MatchingSettings,
+        trust: &TrustPolicy,
+        audit: &AuditRecord,
+    ) -> StoreResult<()> {
         let (thresholds, policy, k) = settings_columns(s)?;
-        self.db
-            .write(|c| {
-                execute(
-                    c,
-                    "UPDATE tenants SET match_thresholds = $1, match_policy = $2, match_k = $3 \
-                     WHERE id = $4",
-                    params![thresholds, policy, k, tenant.to_string()],
-                )
-            })
-            .await?;
+        audited(self, audit, |c| {
+            execute(
+                c,
+                "UPDATE tenants SET match_thresholds = $1, match_policy = $2, match_k = $3, \
+                     min_quality = $4, min_liveness = $5, duplicate_check = $6 WHERE id = $7",
+                params![
+                    thresholds,
+                    policy,
+                    k,
+                    trust.min_quality,
+                    trust.min_liveness,
+                    trust.duplicate_check.as_str(),
+                    tenant.to_string()
+                ],
+            )
+        })
+        .await?;
         Ok(())
     }
 }

@@ -3,11 +3,12 @@
 use rusqlite::{params, Row};
 use uuid::Uuid;
 
+use super::audit::append as append_audit;
+use super::log::{append_log, LogItem};
 use super::sql::{execute, fetch_all, fetch_optional, parsed};
-use super::templates::{append_log, LogItem};
 use super::SqliteStore;
 use crate::users::user_with_palms;
-use crate::{Erasure, LogOp, Palm, StoreError, StoreResult, User, UserStore};
+use crate::{AuditRecord, Erasure, LogOp, Palm, StoreError, StoreResult, User, UserStore};
 
 fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
@@ -180,7 +181,13 @@ impl UserStore for SqliteStore {
         })?)
     }
 
-    async fn delete_user(&self, tenant: Uuid, user_id: Uuid, now: i64) -> StoreResult<Erasure> {
+    async fn delete_user(
+        &self,
+        tenant: Uuid,
+        user_id: Uuid,
+        now: i64,
+        audit: &AuditRecord,
+    ) -> StoreResult<Erasure> {
         let keys = [tenant.to_string(), user_id.to_string()];
         Ok(self
             .db
@@ -200,11 +207,14 @@ impl UserStore for SqliteStore {
                     "DELETE FROM palms WHERE tenant_id = $1 AND user_id = $2",
                     params![keys[0], keys[1]],
                 )?;
-                execute(
+                let erased_user = execute(
                     c,
                     "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
                     params![keys[0], keys[1]],
                 )?;
+                if erased_user > 0 {
+                    append_audit(c, audit)?;
+                }
                 let erased: Vec<LogItem> = palms
                     .iter()
                     .map(|p| (LogOp::Erase, p.feature_id, p.user_id, p.palm_type))

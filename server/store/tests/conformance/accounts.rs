@@ -1,9 +1,9 @@
 //! Tenants and OAuth clients.
 
-use palmlink_store::{Client, Scope, Store};
+use palmlink_store::{AuditFilter, Client, Scope, Store};
 use uuid::Uuid;
 
-use crate::support::tenant;
+use crate::support::{audit, tenant};
 
 pub async fn tenants_are_listed_and_found(store: &dyn Store) {
     let a = tenant(store, "a").await;
@@ -28,25 +28,53 @@ pub async fn client_secrets_rotate_through_two_slots(store: &dyn Store) {
         old_secret_hash: None,
         created_at: 1,
     };
-    store.create_client(&client).await.unwrap();
+    store
+        .create_client(&client, &audit(tenant, "client.created"))
+        .await
+        .unwrap();
     assert_eq!(
         store.get_client(client.id).await.unwrap(),
         Some(client.clone())
     );
-    assert!(store.rotate_client_secret(client.id, "h2").await.unwrap());
+    assert!(store
+        .rotate_client_secret(client.id, "h2", &audit(tenant, "client.rotated"))
+        .await
+        .unwrap());
     let c = store.get_client(client.id).await.unwrap().unwrap();
     assert_eq!(
         (c.secret_hash.as_str(), c.old_secret_hash.as_deref()),
         ("h2", Some("h1"))
     );
-    assert!(store.revoke_old_client_secret(client.id).await.unwrap());
+    assert!(store
+        .revoke_old_client_secret(client.id, &audit(tenant, "client.old_secret_revoked"))
+        .await
+        .unwrap());
     let c = store.get_client(client.id).await.unwrap().unwrap();
     assert_eq!(c.old_secret_hash, None);
     assert!(!store
-        .rotate_client_secret(Uuid::new_v4(), "h")
+        .rotate_client_secret(Uuid::new_v4(), "h", &audit(tenant, "client.rotated"))
         .await
         .unwrap());
-    assert!(store.delete_client(client.id).await.unwrap());
+    let deleted = audit(tenant, "client.deleted");
+    assert!(store.delete_client(client.id, &deleted).await.unwrap());
     assert!(store.get_client(client.id).await.unwrap().is_none());
-    assert!(!store.delete_client(client.id).await.unwrap());
+    assert!(!store.delete_client(client.id, &deleted).await.unwrap());
+    // Each change wrote its entry; what changed nothing (an unknown client, a second
+    // deletion) wrote none.
+    let (entries, total) = store
+        .list_audit(tenant, &AuditFilter::default(), 0, 100)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.record.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "client.created",
+            "client.rotated",
+            "client.old_secret_revoked",
+            "client.deleted"
+        ]
+    );
+    assert_eq!(total, 4);
+    assert_eq!(entries[3].record, deleted);
 }

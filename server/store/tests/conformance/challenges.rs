@@ -3,7 +3,7 @@
 use palmlink_store::{ChallengeFilter, ChallengeKind, ChallengeStatus, FailureReason, Store};
 use serde_json::json;
 
-use crate::support::{challenge, device, event, tenant};
+use crate::support::{challenge, completion, device, end_event, ending, event, tenant};
 
 pub async fn lists_filter_and_count(store: &dyn Store) {
     let tenant_a = tenant(store, "t").await;
@@ -67,12 +67,12 @@ pub async fn a_challenge_completes_once(store: &dyn Store) {
     store.create_challenge(&live).await.unwrap();
     let result = json!({"matched": false});
     assert!(store
-        .complete_challenge(live.id, &result, &event(tenant, 5), 60)
+        .complete_challenge(&completion(live.id, tenant, &result, 5, 60))
         .await
         .unwrap());
     // A second capture loses, and its event is not written.
     assert!(!store
-        .complete_challenge(live.id, &result, &event(tenant, 6), 61)
+        .complete_challenge(&completion(live.id, tenant, &result, 6, 61))
         .await
         .unwrap());
     assert!(store
@@ -80,15 +80,20 @@ pub async fn a_challenge_completes_once(store: &dyn Store) {
         .await
         .unwrap()
         .is_none());
-    assert!(!store
-        .finish_challenge(
-            live.id,
-            ChallengeStatus::Cancelled,
-            Some(FailureReason::UserCancelled),
-            62
-        )
+    let late = ending(
+        live.id,
+        tenant,
+        ChallengeStatus::Cancelled,
+        FailureReason::UserCancelled,
+        8,
+        62,
+    );
+    assert!(!store.finish_challenge(&late).await.unwrap());
+    assert!(store
+        .get_event(&late.event.event_id)
         .await
-        .unwrap());
+        .unwrap()
+        .is_none());
     let done = store.get_challenge(tenant, live.id).await.unwrap().unwrap();
     assert_eq!(
         (done.status, done.result, done.metadata, done.finished_at),
@@ -99,20 +104,35 @@ pub async fn a_challenge_completes_once(store: &dyn Store) {
             Some(60)
         )
     );
+    assert_eq!(
+        done.captures,
+        completion(live.id, tenant, &json!(0), 0, 0).captures
+    );
+    assert!(store
+        .get_event(&event(tenant, 5).event_id)
+        .await
+        .unwrap()
+        .is_some());
     // A cancelled challenge can no longer complete.
     let cancelled = challenge(tenant, scanner.id, i64::MAX);
     store.create_challenge(&cancelled).await.unwrap();
+    let cancel = ending(
+        cancelled.id,
+        tenant,
+        ChallengeStatus::Cancelled,
+        FailureReason::Spoof,
+        9,
+        70,
+    );
+    assert!(store.finish_challenge(&cancel).await.unwrap());
+    // The end and its event are one write.
     assert!(store
-        .finish_challenge(
-            cancelled.id,
-            ChallengeStatus::Cancelled,
-            Some(FailureReason::Spoof),
-            70
-        )
+        .get_event(&cancel.event.event_id)
         .await
-        .unwrap());
+        .unwrap()
+        .is_some());
     assert!(!store
-        .complete_challenge(cancelled.id, &json!({}), &event(tenant, 7), 71)
+        .complete_challenge(&completion(cancelled.id, tenant, &json!({}), 7, 71))
         .await
         .unwrap());
     let c = store
@@ -138,20 +158,37 @@ pub async fn expiry_ends_only_late_pending_challenges(store: &dyn Store) {
     assert_eq!(pending.iter().map(|c| c.id).collect::<Vec<_>>(), [live.id]);
     // A challenge past its time cannot complete, even before the sweeper runs.
     assert!(!store
-        .complete_challenge(stale.id, &json!({}), &event(tenant, 1), 100)
+        .complete_challenge(&completion(stale.id, tenant, &json!({}), 1, 100))
         .await
         .unwrap());
-    assert_eq!(store.expire_challenges(100).await.unwrap(), 1);
-    assert_eq!(store.expire_challenges(100).await.unwrap(), 0);
+    assert_eq!(store.expire_challenges(100, &end_event).await.unwrap(), 1);
+    assert_eq!(store.expire_challenges(100, &end_event).await.unwrap(), 0);
     let expired = store
         .get_challenge(tenant, stale.id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(
-        (expired.status, expired.finished_at),
-        (ChallengeStatus::Expired, Some(50))
+        (expired.status, expired.failure_reason, expired.finished_at),
+        (
+            ChallengeStatus::Expired,
+            Some(FailureReason::Expired),
+            Some(50)
+        )
     );
+    // Its event was written once, from the challenge as it ended; the live one has none.
+    let fired = store
+        .get_event(&end_event(&expired).event.event_id)
+        .await
+        .unwrap()
+        .expect("the expiry's event");
+    assert_eq!(fired.payload, end_event(&expired).event.payload);
+    assert_eq!(fired.payload["status"], "expired");
+    assert!(store
+        .get_event(&format!("evt_{}", live.id.simple()))
+        .await
+        .unwrap()
+        .is_none());
     let still = store.get_challenge(tenant, live.id).await.unwrap().unwrap();
     assert_eq!(still.status, ChallengeStatus::Pending);
 }

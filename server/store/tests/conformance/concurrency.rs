@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::support::{challenge, device, event, hook, tenant};
+use crate::support::{audit, challenge, completion, device, event, hook, tenant};
 
 /// Tasks racing in each case.
 const RACERS: usize = 8;
@@ -50,9 +50,8 @@ pub async fn a_challenge_completes_once_among_many_captures(a: Arc<dyn Store>, b
     a.create_challenge(&live).await.unwrap();
     let won = race(&a, &b, |store, i| async move {
         let result = json!({"capture": i});
-        let event = event(tenant, 100 + i as i64);
         store
-            .complete_challenge(live.id, &result, &event, 60)
+            .complete_challenge(&completion(live.id, tenant, &result, 100 + i as i64, 60))
             .await
             .unwrap()
     })
@@ -273,6 +272,7 @@ pub async fn an_erasure_and_an_enrollment_at_once_leave_no_orphan(
         let user = a.ensure_user(tenant, &external, 1).await.unwrap();
         let commit = EnrollmentCommit {
             challenge_id: enroll.id,
+            audit: audit(enroll.tenant_id, "enrollment.completed"),
             palms: vec![(
                 Palm {
                     feature_id: Uuid::new_v4(),
@@ -288,12 +288,16 @@ pub async fn an_erasure_and_an_enrollment_at_once_leave_no_orphan(
                 },
             )],
             result: json!({}),
+            captures: json!([]),
             event: event(tenant, round as i64),
         };
         let (enrolled, erased) = {
             let (a, b) = (Arc::clone(&a), Arc::clone(&b));
             let enrolling = tokio::spawn(async move { a.complete_enrollment(&commit, 7).await });
-            let erasing = tokio::spawn(async move { b.delete_user(tenant, user.id, 8).await });
+            let erasing = tokio::spawn(async move {
+                b.delete_user(tenant, user.id, 8, &audit(tenant, "user.erased"))
+                    .await
+            });
             (enrolling.await.unwrap(), erasing.await.unwrap().unwrap())
         };
         let status = a
@@ -375,8 +379,10 @@ pub async fn concurrent_writers_draw_the_log_without_gaps(a: Arc<dyn Store>, b: 
                 .collect();
             let commit = EnrollmentCommit {
                 challenge_id: enroll.id,
+                audit: audit(enroll.tenant_id, "enrollment.completed"),
                 palms,
                 result: json!({}),
+                captures: json!([]),
                 event: event(tenant, 1000 + round as i64),
             };
             store

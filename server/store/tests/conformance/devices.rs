@@ -4,7 +4,7 @@ use palmlink_store::{
     ChallengeStatus, Device, DeviceStatus, FailureReason, Pairing, Store, StoreError,
 };
 
-use crate::support::{challenge, device, event, tenant};
+use crate::support::{audit, challenge, device, end_event, event, tenant};
 
 fn pairing(d: &Device, code: &str, hash: &str) -> Pairing {
     Pairing {
@@ -112,8 +112,26 @@ pub async fn revocation_ends_the_credential_and_fails_pending_challenges(store: 
         .unwrap();
     let pending = challenge(tenant, a.id, i64::MAX);
     store.create_challenge(&pending).await.unwrap();
-    assert!(store.revoke_device(tenant, a.id, 70).await.unwrap());
-    assert!(!store.revoke_device(tenant, a.id, 71).await.unwrap());
+    assert!(store
+        .revoke_device(
+            tenant,
+            a.id,
+            70,
+            &audit(tenant, "device.revoked"),
+            &end_event
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_device(
+            tenant,
+            a.id,
+            71,
+            &audit(tenant, "device.revoked"),
+            &end_event
+        )
+        .await
+        .unwrap());
     let failed = store
         .get_challenge(tenant, pending.id)
         .await
@@ -127,6 +145,13 @@ pub async fn revocation_ends_the_credential_and_fails_pending_challenges(store: 
             Some(70)
         )
     );
+    // The failure fired its event, once, built from the failed challenge.
+    let fired = store
+        .get_event(&end_event(&failed).event.event_id)
+        .await
+        .unwrap()
+        .expect("the revocation's event");
+    assert_eq!(fired.payload["failure_reason"], "device_revoked");
     assert!(store
         .find_device_by_secret_hash("s1")
         .await

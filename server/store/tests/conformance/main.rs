@@ -29,6 +29,7 @@
 //! upgrades are tested in its module.
 
 mod accounts;
+mod audit;
 mod challenges;
 mod concurrency;
 mod devices;
@@ -91,6 +92,7 @@ suite! {
     one: [
         accounts::tenants_are_listed_and_found,
         accounts::client_secrets_rotate_through_two_slots,
+        audit::each_tenant_has_one_chain_with_filters_and_pages,
         devices::pairing_is_one_time_and_hardware_ids_unique,
         devices::revocation_ends_the_credential_and_fails_pending_challenges,
         challenges::lists_filter_and_count,
@@ -114,6 +116,7 @@ suite! {
         webhooks::failed_deliveries_are_requeued,
     ],
     two: [
+        audit::concurrent_appends_keep_one_chain_per_tenant,
         concurrency::a_challenge_completes_once_among_many_captures,
         concurrency::one_hardware_id_pairs_one_device,
         concurrency::one_idempotency_key_starts_one_request,

@@ -1,9 +1,11 @@
 //! The outbox, idempotency keys and matching settings.
 
-use palmlink_store::{IdempotencyStart, MatchPolicy, MatchingSettings, Store};
+use palmlink_store::{
+    DuplicateCheck, IdempotencyStart, MatchPolicy, MatchingSettings, Store, TrustPolicy,
+};
 use uuid::Uuid;
 
-use crate::support::{event, tenant};
+use crate::support::{audit, event, tenant};
 
 pub async fn the_outbox_keeps_events_in_order(store: &dyn Store) {
     let tenant = tenant(store, "t").await;
@@ -82,17 +84,44 @@ pub async fn settings_are_per_tenant(store: &dyn Store) {
     let tenant_a = tenant(store, "t").await;
     let tenant_b = tenant(store, "u").await;
     assert!(store.get_settings(tenant_a).await.unwrap().is_none());
-    for policy in [
-        MatchPolicy::KOfN { k: 3 },
-        MatchPolicy::Mean,
-        MatchPolicy::AllThresholds,
+    // A tenant without settings has the default trust policy: no minimum, duplicates flagged.
+    assert_eq!(
+        store.get_trust_policy(tenant_a).await.unwrap(),
+        TrustPolicy {
+            min_quality: 0.0,
+            min_liveness: 0.0,
+            duplicate_check: DuplicateCheck::Flag,
+        }
+    );
+    for (policy, check) in [
+        (MatchPolicy::KOfN { k: 3 }, DuplicateCheck::Reject),
+        (MatchPolicy::Mean, DuplicateCheck::Off),
+        (MatchPolicy::AllThresholds, DuplicateCheck::Flag),
     ] {
         let settings = MatchingSettings {
             thresholds: vec![0.5, -0.25, 0.7072, 1.0, -1.0, 0.0, 0.1, 0.2, 0.3, 0.4],
             policy,
         };
-        store.put_settings(tenant_a, &settings).await.unwrap();
+        let trust = TrustPolicy {
+            min_quality: 0.25,
+            min_liveness: 0.875,
+            duplicate_check: check,
+        };
+        store
+            .put_settings(
+                tenant_a,
+                &settings,
+                &trust,
+                &audit(tenant_a, "settings.updated"),
+            )
+            .await
+            .unwrap();
         assert_eq!(store.get_settings(tenant_a).await.unwrap(), Some(settings));
+        assert_eq!(store.get_trust_policy(tenant_a).await.unwrap(), trust);
     }
     assert!(store.get_settings(tenant_b).await.unwrap().is_none());
+    assert_eq!(
+        store.get_trust_policy(tenant_b).await.unwrap(),
+        TrustPolicy::default()
+    );
 }

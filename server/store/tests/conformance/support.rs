@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use palmlink_store::{
-    Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, Device, DeviceStatus, OutboxEvent,
-    Store, Subscription, Tenant,
+    Actor, AuditRecord, Challenge, ChallengeEnd, ChallengeKind, ChallengePalm, ChallengeStatus,
+    Device, DeviceStatus, EndRecord, FailureReason, OutboxEvent, Store, Subscription, Tenant,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -192,6 +192,92 @@ pub fn challenge(tenant: Uuid, device: Uuid, expires_at: i64) -> Challenge {
         expires_at,
         finished_at: None,
         log_position: 0,
+        captures: None,
+    }
+}
+
+/// The completion of challenge `id` with `result` and event `n` at `at`.
+pub fn completion(
+    id: Uuid,
+    tenant: Uuid,
+    result: &serde_json::Value,
+    n: i64,
+    at: i64,
+) -> ChallengeEnd {
+    ChallengeEnd {
+        id,
+        status: ChallengeStatus::Completed,
+        failure_reason: None,
+        result: Some(result.clone()),
+        captures: Some(json!([{"palm_type": "left", "quality": 0.9, "liveness": 0.8}])),
+        event: event(tenant, n),
+        audit: audit(tenant, "test.ended"),
+        at,
+    }
+}
+
+/// The end of challenge `id` with `status` and `reason`, and event `n`, at `at`.
+pub fn ending(
+    id: Uuid,
+    tenant: Uuid,
+    status: ChallengeStatus,
+    reason: FailureReason,
+    n: i64,
+    at: i64,
+) -> ChallengeEnd {
+    ChallengeEnd {
+        id,
+        status,
+        failure_reason: Some(reason),
+        result: None,
+        captures: None,
+        event: event(tenant, n),
+        audit: audit(tenant, "test.ended"),
+        at,
+    }
+}
+
+/// An audit record of `tenant` by the system.
+pub fn audit(tenant: Uuid, action: &str) -> AuditRecord {
+    AuditRecord {
+        tenant_id: tenant,
+        at: 5,
+        actor: Actor::system(),
+        action: action.into(),
+        resource_type: "test".into(),
+        resource_id: "r".into(),
+        outcome: "success".into(),
+        details: json!({"n": 1}),
+    }
+}
+
+/// What the store is given for a challenge it ends by itself: an event whose id derives
+/// from the challenge's, its payload naming the challenge and how it ended, and an audit
+/// entry naming the challenge.
+pub fn end_event(c: &Challenge) -> EndRecord {
+    EndRecord {
+        event: end_outbox_event(c),
+        audit: AuditRecord {
+            resource_id: c.id.to_string(),
+            ..audit(c.tenant_id, "challenge.failed")
+        },
+    }
+}
+
+/// The event of [`end_event`].
+pub fn end_outbox_event(c: &Challenge) -> OutboxEvent {
+    OutboxEvent {
+        event_id: format!("evt_{}", c.id.simple()),
+        tenant_id: c.tenant_id,
+        event_type: "challenge.failed".into(),
+        payload: json!({
+            "challenge_id": c.id,
+            "status": c.status,
+            "failure_reason": c.failure_reason,
+            "finished_at": c.finished_at,
+        }),
+        occurred_at: c.finished_at.unwrap_or_default(),
+        dispatched_at: None,
     }
 }
 

@@ -7,7 +7,7 @@ use palmlink_store::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{challenge, device, event, tenant};
+use crate::support::{audit, challenge, device, event, tenant};
 
 /// Enrolls `palms` of a new user `external` of `tenant` through a challenge of its own;
 /// returns the palms and the log head after the enrollment.
@@ -50,8 +50,10 @@ async fn enroll(
         .collect();
     let commit = EnrollmentCommit {
         challenge_id: c.id,
+        audit: audit(c.tenant_id, "enrollment.completed"),
         palms: palms.clone(),
         result: json!({}),
+        captures: json!([]),
         event: event(
             tenant,
             i64::from(palms.len() as u8) * 1000 + i64::from(palms[0].1.sealed[0]),
@@ -107,7 +109,10 @@ pub async fn the_log_orders_enrollments_and_erasures(store: &dyn Store) {
     assert_eq!(head_b, 1, "each tenant has a log of its own");
     let (y, head) = enroll(store, tenant_a, "y", &[(PalmType::Right, 4)]).await;
     assert_eq!(head, 3);
-    let erasure = store.delete_user(tenant_a, x[0].user_id, 20).await.unwrap();
+    let erasure = store
+        .delete_user(tenant_a, x[0].user_id, 20, &audit(tenant_a, "user.erased"))
+        .await
+        .unwrap();
     assert_eq!(erasure.log_head, 5);
     let log = store.log_after(tenant_a, 0, 100).await.unwrap();
     let seen: Vec<(u64, LogOp, Uuid)> = log

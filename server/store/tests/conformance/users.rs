@@ -7,7 +7,7 @@ use palmlink_store::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{challenge, device, event, tenant};
+use crate::support::{audit, challenge, device, event, tenant};
 
 /// A pending enrollment of both palms for `external`.
 async fn enrollment(store: &dyn Store, tenant: Uuid, code: &str, external: &str) -> Challenge {
@@ -87,11 +87,13 @@ pub async fn an_enrollment_commits_palms_result_and_event_together(store: &dyn S
     store.ensure_user(tenant_b, "x", 1).await.unwrap();
     let commit = EnrollmentCommit {
         challenge_id: enroll.id,
+        audit: audit(enroll.tenant_id, "enrollment.completed"),
         palms: vec![
             palm(&enroll, user.id, PalmType::Right, 1),
             palm(&enroll, user.id, PalmType::Left, 2),
         ],
         result: json!({"ok": true}),
+        captures: json!([]),
         event: event(tenant_a, 500),
     };
     assert_eq!(
@@ -142,8 +144,10 @@ pub async fn a_palm_is_enrolled_once_per_user(store: &dyn Store) {
     let user = store.ensure_user(tenant, "x", 1).await.unwrap();
     let commit = |c: &Challenge, row: u8, n: i64| EnrollmentCommit {
         challenge_id: c.id,
+        audit: audit(c.tenant_id, "enrollment.completed"),
         palms: vec![palm(c, user.id, PalmType::Left, row)],
         result: json!({}),
+        captures: json!([]),
         event: event(tenant, n),
     };
     assert!(store
@@ -179,15 +183,20 @@ pub async fn erasure_deletes_the_user_and_returns_its_palms(store: &dyn Store) {
     let enrolled = vec![palm(&enroll, user.id, PalmType::Left, 0)];
     let commit = EnrollmentCommit {
         challenge_id: enroll.id,
+        audit: audit(enroll.tenant_id, "enrollment.completed"),
         palms: enrolled.clone(),
         result: json!({}),
+        captures: json!([]),
         event: event(tenant, 1),
     };
     assert_eq!(
         store.complete_enrollment(&commit, 7).await.unwrap(),
         Some(1)
     );
-    let erasure = store.delete_user(tenant, user.id, 9).await.unwrap();
+    let erasure = store
+        .delete_user(tenant, user.id, 9, &audit(tenant, "user.erased"))
+        .await
+        .unwrap();
     assert_eq!(erasure.palms, vec![enrolled[0].0.clone()]);
     assert_eq!(erasure.log_head, 2);
     assert!(store.get_user(tenant, "x").await.unwrap().is_none());
@@ -199,7 +208,10 @@ pub async fn erasure_deletes_the_user_and_returns_its_palms(store: &dyn Store) {
         .await
         .unwrap()
         .is_empty());
-    let again = store.delete_user(tenant, user.id, 10).await.unwrap();
+    let again = store
+        .delete_user(tenant, user.id, 10, &audit(tenant, "user.erased"))
+        .await
+        .unwrap();
     assert!(again.palms.is_empty());
     assert_eq!(again.log_head, 2, "an erasure of nothing writes no entry");
 }

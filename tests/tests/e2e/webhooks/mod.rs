@@ -8,4 +8,4 @@
 
 mod crash;
 mod delivery;
-mod subscriptions;
+pub(crate) mod subscriptions;
