@@ -74,12 +74,27 @@ pub enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Options of `serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "PALMLINK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Serve `/metrics` on this address instead of the API's port.
+    #[arg(long, env = "PALMLINK_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Log lines as `text` or `json` (one JSON object per line, with the request id).
+    #[arg(long, env = "PALMLINK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Allow plain-http and private-address webhook endpoints (local development).
     #[arg(long, env = "PALMLINK_ALLOW_HTTP_WEBHOOKS")]
     pub allow_http_webhooks: bool,
@@ -222,12 +237,23 @@ impl StorageArgs {
     }
 }
 
+impl Cli {
+    /// The log format asked for (`serve --log-format`; text for the other commands).
+    pub fn log_format(&self) -> LogFormat {
+        match &self.command {
+            Command::Serve(args) => args.log_format,
+            _ => LogFormat::Text,
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = cli.storage.config();
     let output = match cli.command {
         Command::Serve(args) => {
             config.listen = args.listen;
+            config.metrics_listen = args.metrics_listen;
             config.allow_http_webhooks = args.allow_http_webhooks;
             config.issuer = args.issuer;
             config.rate_limit_per_second = args.rate_limit_per_second;

@@ -1,64 +1,31 @@
-//! The router: every route with its middleware, and the OpenAPI document built with it.
+//! The router: every route with its middleware, the OpenAPI document built with it, and the
+//! interactive reference on `/docs`.
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn_with_state, Next};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use palmlink_domain::Domain;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
 
+use crate::access_log;
 use crate::auth::{limit_by_address, require_token};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::idempotency::idempotency;
-use crate::metrics::Metrics;
+use crate::limits::KeyedLimiter;
+use crate::metrics::{self, Metrics};
+use crate::openapi;
 use crate::routes::{audit, challenges, devices, ops, scanner, settings, tokens, users, webhooks};
-use crate::state::{rate_limiter, AppState, Parts};
-
-/// Declares the two credentials: OAuth access tokens and scanner credentials.
-struct SecuritySchemes;
-
-impl utoipa::Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .description(Some("Access token from POST /v1/auth/token; the scopes are listed per operation."))
-                    .build(),
-            ),
-        );
-        components.add_security_scheme(
-            "scanner",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("The device_secret returned by POST /v1/device/pair."))
-                    .build(),
-            ),
-        );
-    }
-}
-
-#[derive(utoipa::OpenApi)]
-#[openapi(modifiers(&SecuritySchemes), info(
-    title = "PalmLink API",
-    version = "1",
-    description = "Open palm-biometric identity API: devices, enrollment, 1:1 verification, 1:N identification."
-))]
-struct ApiDoc;
+use crate::state::{AppState, Parts};
 
 async fn not_found() -> Response {
     ApiError::NotFound("route").into_response()
@@ -68,28 +35,25 @@ async fn method_not_allowed() -> Response {
     ApiError::MethodNotAllowed.into_response()
 }
 
-async fn count_status(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    req: axum::extract::Request,
-    next: Next,
-) -> Response {
-    let response = next.run(req).await;
-    state.metrics.record_status(response.status().as_u16());
-    response
-}
-
 /// The HTTP application over the domain's services, with the rate limits of `config`.
 /// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`, so the public
 /// endpoints can limit by client address.
 pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
+    app_and_metrics(domain, config).0
+}
+
+/// [`app`], and the router of `/metrics` alone for `config.metrics_listen`.
+pub(crate) fn app_and_metrics(domain: Arc<Domain>, config: &Config) -> (Router, Router) {
+    metrics::prometheus();
     let state = AppState::new(Parts {
         domain,
-        limiter: rate_limiter(config.rate_limit_per_second, config.rate_limit_burst),
-        ip_limiter: rate_limiter(
+        limiter: KeyedLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
+        ip_limiter: KeyedLimiter::new(
             config.public_rate_limit_per_second,
             config.public_rate_limit_burst,
         ),
-        metrics: Metrics::default(),
+        metrics: Metrics,
+        metrics_on_api: config.metrics_listen.is_none(),
     });
     let api = OpenApiRouter::new()
         .routes(routes!(devices::register, devices::list))
@@ -127,13 +91,16 @@ pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics));
-    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, openapi) = OpenApiRouter::with_openapi(openapi::base())
         .merge(api)
         .merge(credentials)
         .merge(public)
         .split_for_parts();
-    let spec = Arc::new(openapi.to_pretty_json().unwrap_or_else(|_| "{}".to_owned()));
-    router
+    let spec = serde_json::to_string_pretty(&openapi::complete(&openapi))
+        .unwrap_or_else(|_| "{}".to_owned());
+    let spec = Arc::new(spec);
+    let docs = SwaggerUi::new("/docs").config(utoipa_swagger_ui::Config::from("/openapi.json"));
+    let router = router
         .route(
             "/openapi.json",
             get(move || {
@@ -147,12 +114,18 @@ pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
             }),
         )
         .merge(crate::console::router(state.clone()))
+        .merge(docs)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(from_fn_with_state(state.clone(), count_status))
-        .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(metrics::measure))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(access_log::request_span)
+                .on_response(access_log::access_log),
+        )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .with_state(state.clone());
+    (router, metrics::metrics_router(state))
 }

@@ -6,11 +6,11 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use governor::clock::{Clock as _, DefaultClock};
 use palmlink_domain::Caller;
 use palmlink_store::Device;
 
 use crate::error::ApiError;
+use crate::limits::KeyedLimiter;
 use crate::state::AppState;
 
 /// The authenticated integrator of a request (put there by [`require_token`]).
@@ -43,11 +43,10 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// 429 with the whole seconds to wait when `key` is over its limit.
 fn check_rate<K: Clone + Eq + std::hash::Hash>(
     state: &AppState,
-    limiter: &governor::DefaultKeyedRateLimiter<K>,
+    limiter: &KeyedLimiter<K>,
     key: &K,
 ) -> Result<(), ApiError> {
-    if let Err(not_until) = limiter.check_key(key) {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
+    if let Err(wait) = limiter.check(key) {
         state.metrics.count_rate_limited();
         return Err(ApiError::RateLimited(
             (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1),

@@ -19,6 +19,8 @@ pub struct Config {
     pub master_key_file: Option<PathBuf>,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Where `/metrics` is served instead of the API's port (`--metrics-listen`).
+    pub metrics_listen: Option<SocketAddr>,
     /// Whether webhook endpoints may use plain http and private addresses.
     pub allow_http_webhooks: bool,
     /// `iss` claim of issued access tokens.
@@ -57,6 +59,7 @@ impl Config {
             database_url: None,
             master_key_file: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             allow_http_webhooks: false,
             issuer: domain.issuer,
             token_ttl: domain.token_ttl,

@@ -15,6 +15,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod app;
 mod auth;
 mod config;
@@ -22,8 +23,10 @@ mod console;
 mod error;
 mod extract;
 mod idempotency;
+mod limits;
 mod metrics;
 mod node;
+mod openapi;
 mod routes;
 mod schemas;
 mod state;

@@ -12,7 +12,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::app::app;
 use crate::config::Config;
 
 /// Why a node could not start.
@@ -81,6 +80,8 @@ pub async fn open_domain(
 /// A node serving on a background task.
 pub struct RunningServer {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    metrics_task: Option<JoinHandle<()>>,
     shutdown: oneshot::Sender<()>,
     stopping: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
@@ -96,6 +97,11 @@ impl RunningServer {
         self.addr
     }
 
+    /// The address `/metrics` is served on when it has a listener of its own.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// Stops accepting, finishes the requests in flight, and returns.
     pub async fn stop(self) -> std::io::Result<()> {
         let _ = self.stopping.send(true);
@@ -104,6 +110,9 @@ impl RunningServer {
         self.webhook_worker.abort();
         self.replicator.abort();
         self.signals.abort();
+        if let Some(task) = self.metrics_task {
+            task.abort();
+        }
         self.task.await.map_err(std::io::Error::other)?
     }
 }
@@ -120,9 +129,22 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         config.allow_http_webhooks,
     )
     .map_err(StartError::Webhooks)?;
-    let router = app(domain.clone(), &config);
+    let (router, metrics_router) = crate::app::app_and_metrics(domain.clone(), &config);
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let (metrics_addr, metrics_task) = match config.metrics_listen {
+        Some(at) => {
+            let metrics_listener = TcpListener::bind(at).await?;
+            let bound = metrics_listener.local_addr()?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = axum::serve(metrics_listener, metrics_router).await {
+                    tracing::error!(error = %e, "the metrics listener stopped");
+                }
+            });
+            (Some(bound), Some(task))
+        }
+        None => (None, None),
+    };
     let sweeper = tokio::spawn(run_sweeper(
         domain.store.clone(),
         domain.clock.clone(),
@@ -152,6 +174,8 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
+        metrics_task,
         shutdown,
         stopping,
         task,
@@ -166,10 +190,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 pub async fn serve(config: Config) -> Result<(), StartError> {
     let server = start(config).await?;
     tracing::info!(addr = %server.addr(), "PalmLink listening");
-    println!(
-        "{}",
-        serde_json::json!({"listening": server.addr().to_string()})
-    );
+    let mut listening = serde_json::json!({"listening": server.addr().to_string()});
+    if let Some(at) = server.metrics_addr() {
+        listening["metrics"] = serde_json::json!(at.to_string());
+    }
+    println!("{listening}");
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(server.stop().await?)

@@ -7,12 +7,35 @@
 use serde_json::Value;
 use utoipa::ToSchema;
 
+/// The client-credentials grant (RFC 6749 §4.4). With HTTP Basic client authentication the
+/// body carries only `grant_type` and `scope`.
+#[derive(ToSchema)]
+pub(crate) struct TokenRequest {
+    /// `client_credentials`.
+    #[schema(pattern = "^client_credentials$")]
+    grant_type: String,
+    /// The client's id (a UUID), unless sent with HTTP Basic.
+    #[schema(nullable = false)]
+    client_id: Option<String>,
+    /// The client's secret, unless sent with HTTP Basic.
+    #[schema(nullable = false)]
+    client_secret: Option<String>,
+    /// Space-separated subset of the client's scopes (default: all of them).
+    #[schema(
+        pattern = r"^(devices|enroll|verify|identify|users|webhooks)( (devices|enroll|verify|identify|users|webhooks))*$",
+        nullable = false
+    )]
+    scope: Option<String>,
+}
+
 /// A scanner to register.
 #[derive(ToSchema)]
 pub(crate) struct RegisterDevice {
     /// Label, 1-255 characters.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     device_name: String,
     /// Physical location, 1-255 characters.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     location: String,
 }
 
@@ -20,21 +43,67 @@ pub(crate) struct RegisterDevice {
 #[derive(ToSchema)]
 pub(crate) struct PairDevice {
     /// The code shown at registration.
+    #[schema(min_length = 1, max_length = 64, pattern = "^ *[!-~][ -~]*$")]
     pairing_code: String,
     /// The scanner's own identifier: 1-128 of `[A-Za-z0-9_.:-]`.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     hardware_id: String,
 }
 
-/// An enrollment or verification to create.
+/// One palm.
 #[derive(ToSchema)]
-pub(crate) struct SubjectChallenge {
-    /// The tenant's identifier of the person (alias `user_id`).
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Palm {
+    /// Left palm.
+    Left,
+    /// Right palm.
+    Right,
+}
+
+/// A one-palm enrollment to create.
+#[derive(ToSchema)]
+pub(crate) struct Enrollment {
+    /// The tenant's identifier of the person, 1-255 characters (`user_id`, the getting-started
+    /// guide's name, is accepted in its place).
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     external_user_id: String,
     /// Hardware id of the paired scanner that captures.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*\S[^\x00]*$")]
     hardware_id: String,
-    /// `left` or `right`: required for a one-palm enrollment; for a verification, defaults
-    /// to what the user enrolled.
-    palm_type: Option<String>,
+    /// The palm to enroll.
+    palm_type: Palm,
+    /// Opaque object echoed on the challenge and its result.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+}
+
+/// A two-palm enrollment to create (`palm_type` is `both`).
+#[derive(ToSchema)]
+pub(crate) struct EnrollmentBoth {
+    /// The tenant's identifier of the person, 1-255 characters (`user_id`, the getting-started
+    /// guide's name, is accepted in its place).
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
+    external_user_id: String,
+    /// Hardware id of the paired scanner that captures.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*\S[^\x00]*$")]
+    hardware_id: String,
+    /// Opaque object echoed on the challenge and its result.
+    #[schema(value_type = Option<Object>)]
+    metadata: Option<Value>,
+}
+
+/// A verification to create.
+#[derive(ToSchema)]
+pub(crate) struct Verification {
+    /// The tenant's identifier of the person, 1-255 characters (`user_id`, the getting-started
+    /// guide's name, is accepted in its place).
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
+    external_user_id: String,
+    /// Hardware id of the paired scanner that captures.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*\S[^\x00]*$")]
+    hardware_id: String,
+    /// The palm presented; defaults to what the user enrolled.
+    palm_type: Option<Palm>,
     /// Opaque object echoed on the challenge and its result.
     #[schema(value_type = Option<Object>)]
     metadata: Option<Value>,
@@ -44,10 +113,12 @@ pub(crate) struct SubjectChallenge {
 #[derive(ToSchema)]
 pub(crate) struct IdentifyChallenge {
     /// Hardware id of the paired scanner that captures.
+    #[schema(min_length = 1, max_length = 128, pattern = r"^[^\x00]*\S[^\x00]*$")]
     hardware_id: String,
-    /// Restrict the search to one palm: `left` or `right`.
-    palm_type: Option<String>,
+    /// Restrict the search to one palm.
+    palm_type: Option<Palm>,
     /// Candidates to return, 1-50 (default 5).
+    #[schema(minimum = 1, maximum = 50)]
     top_k: Option<i64>,
     /// Opaque object echoed on the challenge and its result.
     #[schema(value_type = Option<Object>)]
@@ -57,15 +128,39 @@ pub(crate) struct IdentifyChallenge {
 /// A scanner's cancellation.
 #[derive(ToSchema)]
 pub(crate) struct CancelChallenge {
-    /// `user_cancelled`, `quality`, `timeout` or `spoof`.
-    reason: String,
+    /// Why the scanner gave up.
+    reason: CancelReason,
+}
+
+/// Why a scanner cancels a challenge.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum CancelReason {
+    /// The person walked away or declined.
+    UserCancelled,
+    /// No capture of sufficient quality.
+    Quality,
+    /// The scanner gave up waiting.
+    Timeout,
+    /// A presentation attack was suspected.
+    Spoof,
+}
+
+/// How a template is written.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum TemplateFormat {
+    /// `blocks` arrays of numbers.
+    F32,
+    /// `data`: base64 of little-endian f32.
+    F32leBase64,
 }
 
 /// A template: blocks of numbers, or base64 of little-endian f32.
 #[derive(ToSchema)]
 pub(crate) struct TemplateBody {
-    /// `f32` or `f32le_base64`.
-    format: String,
+    /// How the values are written.
+    format: TemplateFormat,
     /// With `f32`: `blocks` arrays of `dim` numbers.
     blocks: Option<Vec<Vec<f32>>>,
     /// With `f32le_base64`: base64 of `blocks * dim` little-endian f32.
@@ -75,13 +170,15 @@ pub(crate) struct TemplateBody {
 /// One palm capture.
 #[derive(ToSchema)]
 pub(crate) struct CaptureItem {
-    /// `left` or `right`.
-    palm_type: String,
+    /// The captured palm.
+    palm_type: Palm,
     /// The template.
     template: TemplateBody,
     /// Capture quality, 0..1.
+    #[schema(minimum = 0, maximum = 1)]
     quality: Option<f64>,
     /// Liveness score, 0..1.
+    #[schema(minimum = 0, maximum = 1)]
     liveness: Option<f64>,
 }
 
@@ -91,6 +188,7 @@ pub(crate) struct CaptureSubmission {
     /// Extractor vendor, e.g. `mock` (default `unknown`).
     vendor: Option<String>,
     /// One capture per palm the challenge asks for.
+    #[schema(min_items = 1, max_items = 2)]
     captures: Vec<CaptureItem>,
 }
 
@@ -98,29 +196,85 @@ pub(crate) struct CaptureSubmission {
 #[derive(ToSchema)]
 pub(crate) struct MatchingSettings {
     /// One threshold per block, each in -1..1.
+    #[schema(min_items = 10, max_items = 10)]
     thresholds: Vec<f64>,
-    /// `all_thresholds`, `mean` or `k_of_n`.
-    match_policy: String,
-    /// Blocks that must pass under `k_of_n`.
+    /// `all_thresholds`, `mean` or `k_of_n` (which needs `k`).
+    match_policy: MatchPolicy,
+    /// Blocks that must pass under `k_of_n`, 1-10.
+    #[schema(minimum = 1, maximum = 10)]
     k: Option<i64>,
     /// Lowest capture quality accepted, 0..1 (default 0; absent in a PUT: unchanged).
+    #[schema(minimum = 0, maximum = 1)]
     min_quality: Option<f64>,
     /// Lowest liveness score accepted, 0..1 (default 0; absent in a PUT: unchanged).
+    #[schema(minimum = 0, maximum = 1)]
     min_liveness: Option<f64>,
     /// `off`, `flag` (default) or `reject` (absent in a PUT: unchanged).
-    duplicate_check: Option<String>,
+    duplicate_check: Option<DuplicateCheck>,
+}
+
+/// What an enrollment does with other users' matching templates.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum DuplicateCheck {
+    /// No search.
+    Off,
+    /// Report them in the result.
+    Flag,
+    /// Fail the enrollment.
+    Reject,
+}
+
+/// How per-block scores become a decision.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum MatchPolicy {
+    /// Every block reaches its threshold.
+    AllThresholds,
+    /// The mean score reaches the mean threshold.
+    Mean,
+    /// At least `k` blocks reach their thresholds.
+    KOfN,
+}
+
+/// An event key, or an alias of one.
+#[derive(ToSchema)]
+pub(crate) enum EventKey {
+    /// A scanner paired.
+    #[serde(rename = "device.paired")]
+    DevicePaired,
+    /// An enrollment completed.
+    #[serde(rename = "enrollment.complete")]
+    EnrollmentComplete,
+    /// A verification completed.
+    #[serde(rename = "verification.complete")]
+    VerificationComplete,
+    /// An identification completed.
+    #[serde(rename = "identification.complete")]
+    IdentificationComplete,
+    /// Alias of `enrollment.complete`.
+    #[serde(rename = "user.enrolled")]
+    UserEnrolled,
+    /// Alias of `verification.complete`.
+    #[serde(rename = "user.verified")]
+    UserVerified,
 }
 
 /// A webhook subscription to create.
 #[derive(ToSchema)]
 pub(crate) struct NewWebhook {
-    /// Display name, unique in the tenant.
+    /// Display name, unique in the tenant, 1-255 characters.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     name: String,
     /// Event keys or aliases.
-    events: Vec<String>,
-    /// The https URL to call.
+    #[schema(min_items = 1)]
+    events: Vec<EventKey>,
+    /// The https URL to call: a public address (plain http and private addresses only where
+    /// the operator allows them).
+    #[schema(format = "uri", min_length = 1, max_length = 2048)]
     endpoint: String,
-    /// Sent as `X-API-Key` when set.
+    /// Sent as `X-API-Key` when set: printable ASCII, at most 1024 bytes.
+    #[schema(max_length = 1024, pattern = "^[ -~]*$")]
     api_key: Option<String>,
 }
 
@@ -128,12 +282,16 @@ pub(crate) struct NewWebhook {
 #[derive(ToSchema)]
 pub(crate) struct WebhookChanges {
     /// New name.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[^\x00]*\S[^\x00]*$")]
     name: Option<String>,
     /// New event keys or aliases.
-    events: Option<Vec<String>>,
+    #[schema(min_items = 1)]
+    events: Option<Vec<EventKey>>,
     /// New endpoint.
+    #[schema(format = "uri", min_length = 1, max_length = 2048)]
     endpoint: Option<String>,
     /// New API key; `null` clears it.
+    #[schema(max_length = 1024, pattern = "^[ -~]*$")]
     api_key: Option<String>,
     /// `true` re-enables a disabled subscription.
     active: Option<bool>,
@@ -143,6 +301,7 @@ pub(crate) struct WebhookChanges {
 #[derive(ToSchema)]
 pub(crate) struct SecretRotation {
     /// How long the previous secret keeps signing: 0 to 604800 seconds (default 86400).
+    #[schema(minimum = 0, maximum = 604800)]
     grace_period_seconds: Option<i64>,
 }
 
@@ -150,5 +309,6 @@ pub(crate) struct SecretRotation {
 #[derive(ToSchema)]
 pub(crate) struct Recovery {
     /// RFC 3339: deliveries created at or after this time.
+    #[schema(format = DateTime)]
     since: String,
 }

@@ -64,7 +64,7 @@ pub struct IdentifyChallenge {
     #[serde(default)]
     pub palm_type: Option<PalmType>,
     /// Candidates to return, 1-50 (default 5).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::integer")]
     pub top_k: Option<i64>,
     /// Opaque object echoed on the challenge and its result.
     #[serde(default)]

@@ -22,7 +22,7 @@ pub struct SettingsUpdate {
     /// `all_thresholds`, `mean` or `k_of_n`.
     pub match_policy: String,
     /// Blocks that must pass under `k_of_n` (1..=blocks).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::integer")]
     pub k: Option<i64>,
     /// Lowest capture quality accepted, 0..1 (absent: unchanged).
     #[serde(default)]

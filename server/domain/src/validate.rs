@@ -4,11 +4,14 @@ use serde_json::Value;
 
 use crate::{DomainError, DomainResult, FieldError};
 
-/// Adds an error when `value` is empty, blank, or longer than `max` characters.
+/// Adds an error when `value` is empty, blank, longer than `max` characters, or holds a NUL
+/// character (which no database text column stores).
 pub fn check_len(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) {
     let n = value.chars().count();
     if n == 0 || value.trim().is_empty() {
         errors.push(FieldError::new(field, "must not be empty"));
+    } else if value.contains('\0') {
+        errors.push(FieldError::new(field, "must not contain NUL characters"));
     } else if n > max {
         errors.push(FieldError::new(
             field,
@@ -94,6 +97,26 @@ pub struct Listing<T> {
     pub page: Page,
 }
 
+/// Deserializes an optional integer that JSON may write as `7` or `7.0` (both are the
+/// integer 7 to JSON Schema); a fractional or out-of-range number is an error.
+pub(crate) fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::Deserialize as _;
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
+            Ok(Some(f as i64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "expected an integer, got {n}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -105,6 +128,33 @@ mod tests {
             DomainError::Validation(errors) => errors.into_iter().map(|e| e.field).collect(),
             other => panic!("expected a validation error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        let mut errors = Vec::new();
+        check_len(&mut errors, "a", "x\0y", 5);
+        check_len(&mut errors, "b", "fine", 5);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["a"]);
+    }
+
+    #[test]
+    fn integers_may_be_written_as_whole_floats() {
+        #[derive(serde::Deserialize)]
+        struct K {
+            #[serde(default, deserialize_with = "super::integer")]
+            k: Option<i64>,
+        }
+        let k = |text: &str| serde_json::from_str::<K>(text).map(|v| v.k);
+        assert_eq!(k(r#"{"k": 7}"#).unwrap(), Some(7));
+        assert_eq!(k(r#"{"k": 7.0}"#).unwrap(), Some(7));
+        assert_eq!(k(r#"{"k": -3e0}"#).unwrap(), Some(-3));
+        assert_eq!(k(r#"{"k": null}"#).unwrap(), None);
+        assert_eq!(k("{}").unwrap(), None);
+        assert!(k(r#"{"k": 7.5}"#).is_err());
+        assert!(k(r#"{"k": 1e300}"#).is_err());
+        assert!(k(r#"{"k": "7"}"#).is_err());
     }
 
     #[test]

@@ -245,6 +245,13 @@ impl DeliveryWorker {
             }
             Err(e) => (None, Some(e.clone()), None),
         };
+        let outcome = match &result {
+            Ok((code, _)) if code.is_success() => "succeeded",
+            Ok(_) => "rejected",
+            Err(_) => "unreachable",
+        };
+        metrics::histogram!("palmlink_webhook_delivery_duration_seconds", "outcome" => outcome)
+            .record(started.elapsed());
         let attempt = Attempt {
             delivery_id: delivery.id,
             attempt: number,

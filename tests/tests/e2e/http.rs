@@ -182,7 +182,7 @@ async fn operations_endpoints() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("palmlink_http_responses_total{class=\"2xx\"}"),
+        metrics.contains("palmlink_http_request_duration_seconds_bucket{method=\"GET\",route=\"/healthz\",status=\"200\""),
         "{metrics}"
     );
     assert!(metrics.contains("# TYPE palmlink_gallery_templates gauge"));

@@ -11,6 +11,10 @@
 //! - `users`: listing, look-up, erasure, matching settings.
 //! - `isolation`: a second tenant sees nothing of the first.
 //! - `http`: error shapes, body limit, idempotency keys, rate limits, request ids, ops.
+//! - `integrators`: the OpenAPI document through a standard validator, a generated client
+//!   and schemathesis.
+//! - `observability`: JSON logs with request ids, and the Prometheus metrics on their own
+//!   listener.
 //! - `crash`: SIGKILL after acknowledged enrollments, restart, every one still verifies.
 //! - `templates`: templates sealed in the database and galleries that follow it: SIGKILL
 //!   during enrollments and erasures, a gallery rebuilt, the master key's checks, and no
@@ -33,9 +37,11 @@ mod crash;
 mod demo;
 mod devices;
 mod http;
+mod integrators;
 mod isolation;
 mod matching;
 mod nodes;
+mod observability;
 mod scanner;
 mod support;
 mod templates;

@@ -15,9 +15,9 @@ use crate::state::AppState;
 use crate::views;
 
 /// Creates an enrollment challenge for one palm.
-#[utoipa::path(post, path = "/v1/enroll", tag = "challenges",
-    security(("bearer" = ["enroll"])), request_body = schemas::SubjectChallenge, responses(
-    (status = 201, description = "Pending enrollment challenge"), (status = 400, description = "Device not paired"),
+#[utoipa::path(post, path = "/v1/enroll", operation_id = "create_enrollment", tag = "challenges",
+    security(("bearer" = ["enroll"])), request_body = schemas::Enrollment, responses(
+    (status = 201, description = "Pending enrollment challenge", body = crate::openapi::responses::ChallengeResponse), (status = 400, description = "Device not paired"),
     (status = 404, description = "Unknown hardware_id"), (status = 409, description = "Palm already enrolled"),
     (status = 422, description = "Validation failed")))]
 pub(crate) async fn enroll(
@@ -34,9 +34,9 @@ pub(crate) async fn enroll(
 }
 
 /// Creates an enrollment challenge for both palms, stored atomically as one identity.
-#[utoipa::path(post, path = "/v1/enroll/both", tag = "challenges",
-    security(("bearer" = ["enroll"])), request_body = schemas::SubjectChallenge, responses(
-    (status = 201, description = "Pending enrollment challenge (palm_type both)"), (status = 400, description = "Device not paired"),
+#[utoipa::path(post, path = "/v1/enroll/both", operation_id = "create_enrollment_both", tag = "challenges",
+    security(("bearer" = ["enroll"])), request_body = schemas::EnrollmentBoth, responses(
+    (status = 201, description = "Pending enrollment challenge (palm_type both)", body = crate::openapi::responses::ChallengeResponse), (status = 400, description = "Device not paired"),
     (status = 404, description = "Unknown hardware_id"), (status = 409, description = "A palm is already enrolled"),
     (status = 422, description = "Validation failed")))]
 pub(crate) async fn enroll_both(
@@ -53,9 +53,9 @@ pub(crate) async fn enroll_both(
 }
 
 /// Creates a 1:1 verification challenge.
-#[utoipa::path(post, path = "/v1/verify", tag = "challenges",
-    security(("bearer" = ["verify"])), request_body = schemas::SubjectChallenge, responses(
-    (status = 201, description = "Pending verification challenge"), (status = 404, description = "User not enrolled or unknown hardware"),
+#[utoipa::path(post, path = "/v1/verify", operation_id = "create_verification", tag = "challenges",
+    security(("bearer" = ["verify"])), request_body = schemas::Verification, responses(
+    (status = 201, description = "Pending verification challenge", body = crate::openapi::responses::ChallengeResponse), (status = 404, description = "User not enrolled or unknown hardware"),
     (status = 422, description = "Validation failed")))]
 pub(crate) async fn verify(
     State(state): State<AppState>,
@@ -71,9 +71,9 @@ pub(crate) async fn verify(
 }
 
 /// Creates a 1:N identification challenge.
-#[utoipa::path(post, path = "/v1/identify", tag = "challenges",
+#[utoipa::path(post, path = "/v1/identify", operation_id = "create_identification", tag = "challenges",
     security(("bearer" = ["identify"])), request_body = schemas::IdentifyChallenge, responses(
-    (status = 201, description = "Pending identification challenge"), (status = 404, description = "Unknown hardware"),
+    (status = 201, description = "Pending identification challenge", body = crate::openapi::responses::ChallengeResponse), (status = 404, description = "Unknown hardware"),
     (status = 422, description = "Validation failed")))]
 pub(crate) async fn identify(
     State(state): State<AppState>,
@@ -89,10 +89,10 @@ pub(crate) async fn identify(
 }
 
 /// One challenge with its result once completed.
-#[utoipa::path(get, path = "/v1/challenges/{challenge_id}", tag = "challenges",
+#[utoipa::path(get, path = "/v1/challenges/{challenge_id}", operation_id = "get_challenge", tag = "challenges",
     security(("bearer" = ["enroll"]), ("bearer" = ["verify"]), ("bearer" = ["identify"])),
     params(("challenge_id" = String, Path, description = "Challenge id")),
-    responses((status = 200, description = "The challenge"), (status = 404, description = "Unknown challenge")))]
+    responses((status = 200, description = "The challenge", body = crate::openapi::responses::ChallengeResponse), (status = 404, description = "Unknown challenge")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -152,12 +152,12 @@ fn page_and_filter(query: &QueryMap) -> ApiResult<(Page, ChallengeFilter)> {
 }
 
 /// Lists challenges, newest first.
-#[utoipa::path(get, path = "/v1/challenges", tag = "challenges",
+#[utoipa::path(get, path = "/v1/challenges", operation_id = "list_challenges", tag = "challenges",
     security(("bearer" = ["enroll"]), ("bearer" = ["verify"]), ("bearer" = ["identify"])), params(
-    ("type" = Option<String>, Query, description = "enroll, verify or identify"),
-    ("status" = Option<String>, Query, description = "pending, completed, failed, cancelled or expired"),
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
-    responses((status = 200, description = "A page of challenges"), (status = 422, description = "Bad filter or pagination")))]
+    ("type" = Option<crate::openapi::responses::ChallengeType>, Query, description = "Only challenges of this type"),
+    ("status" = Option<crate::openapi::responses::ChallengeStatus>, Query, description = "Only challenges in this state"),
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
+    responses((status = 200, description = "A page of challenges", body = crate::openapi::responses::ChallengePage), (status = 422, description = "Bad filter or pagination")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Integrator(caller): Integrator,

@@ -14,9 +14,9 @@ use crate::state::AppState;
 use crate::views;
 
 /// Registers a scanner and returns its one-time pairing code.
-#[utoipa::path(post, path = "/v1/devices", tag = "devices",
+#[utoipa::path(post, path = "/v1/devices", operation_id = "register_device", tag = "devices",
     security(("bearer" = ["devices"])), request_body = schemas::RegisterDevice, responses(
-    (status = 201, description = "Device registered, pairing code issued"),
+    (status = 201, description = "Device registered, pairing code issued", body = crate::openapi::responses::RegisteredDeviceResponse),
     (status = 401, description = "Missing or invalid token"), (status = 403, description = "Missing scope `devices`"),
     (status = 422, description = "Validation failed")))]
 pub(crate) async fn register(
@@ -32,10 +32,10 @@ pub(crate) async fn register(
 }
 
 /// Lists the tenant's devices.
-#[utoipa::path(get, path = "/v1/devices", tag = "devices",
+#[utoipa::path(get, path = "/v1/devices", operation_id = "list_devices", tag = "devices",
     security(("bearer" = ["devices"])), params(
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
-    responses((status = 200, description = "A page of devices"), (status = 422, description = "Bad pagination")))]
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
+    responses((status = 200, description = "A page of devices", body = crate::openapi::responses::DevicePage), (status = 422, description = "Bad pagination")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -46,9 +46,9 @@ pub(crate) async fn list(
 }
 
 /// One device.
-#[utoipa::path(get, path = "/v1/devices/{device_id}", tag = "devices",
+#[utoipa::path(get, path = "/v1/devices/{device_id}", operation_id = "get_device", tag = "devices",
     security(("bearer" = ["devices"])), params(("device_id" = String, Path, description = "Device id")),
-    responses((status = 200, description = "The device"), (status = 404, description = "Unknown device")))]
+    responses((status = 200, description = "The device", body = crate::openapi::responses::DeviceResponse), (status = 404, description = "Unknown device")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -63,9 +63,9 @@ pub(crate) async fn get(
 }
 
 /// Revokes a device: its credential stops working, its pending challenges fail.
-#[utoipa::path(delete, path = "/v1/devices/{device_id}", tag = "devices",
+#[utoipa::path(delete, path = "/v1/devices/{device_id}", operation_id = "revoke_device", tag = "devices",
     security(("bearer" = ["devices"])), params(("device_id" = String, Path, description = "Device id")),
-    responses((status = 200, description = "The revoked device"), (status = 404, description = "Unknown device")))]
+    responses((status = 200, description = "The revoked device", body = crate::openapi::responses::DeviceResponse), (status = 404, description = "Unknown device")))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -80,10 +80,10 @@ pub(crate) async fn revoke(
 }
 
 /// Issues a fresh pairing code for a device not yet paired.
-#[utoipa::path(post, path = "/v1/devices/{device_id}/pairing-code", tag = "devices",
+#[utoipa::path(post, path = "/v1/devices/{device_id}/pairing-code", operation_id = "issue_pairing_code", tag = "devices",
     security(("bearer" = ["devices"])),
     params(("device_id" = String, Path, description = "Device id")),
-    responses((status = 200, description = "New pairing code"), (status = 404, description = "Unknown device"),
+    responses((status = 200, description = "New pairing code", body = crate::openapi::responses::PairingCodeResponse), (status = 404, description = "Unknown device"),
         (status = 409, description = "Already paired or revoked")))]
 pub(crate) async fn pairing_code(
     State(state): State<AppState>,

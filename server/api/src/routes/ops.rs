@@ -1,7 +1,6 @@
 //! Operations endpoints: liveness, readiness, metrics.
 
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -10,13 +9,13 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Alive.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive")))]
+#[utoipa::path(get, path = "/healthz", operation_id = "get_health", tag = "ops", responses((status = 200, description = "Alive", body = crate::openapi::responses::Health)))]
 pub(crate) async fn healthz() -> Response {
     Json(json!({"success": true, "status": "ok"})).into_response()
 }
 
 /// Storage answers and the galleries have caught up with the database.
-#[utoipa::path(get, path = "/readyz", tag = "ops", responses((status = 200, description = "Ready"), (status = 503, description = "Not ready")))]
+#[utoipa::path(get, path = "/readyz", operation_id = "get_readiness", tag = "ops", responses((status = 200, description = "Ready", body = crate::openapi::responses::Ready), (status = 503, description = "Not ready")))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if !state.domain.galleries.is_ready() {
         return ApiError::Unavailable("the galleries are catching up with the database".to_owned())
@@ -35,15 +34,11 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus metrics")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "get_metrics", tag = "ops", responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.domain.galleries.live_total());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
+    if !state.metrics_on_api {
+        // Served on `--metrics-listen` only, away from the public port.
+        return ApiError::NotFound("route").into_response();
+    }
+    crate::metrics::render(&state)
 }

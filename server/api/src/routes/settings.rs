@@ -13,8 +13,8 @@ use crate::state::AppState;
 use crate::views;
 
 /// The tenant's thresholds and policy.
-#[utoipa::path(get, path = "/v1/settings/matching", tag = "settings",
-    security(("bearer" = ["verify"])), responses((status = 200, description = "Settings in force")))]
+#[utoipa::path(get, path = "/v1/settings/matching", operation_id = "get_matching_settings", tag = "settings",
+    security(("bearer" = ["verify"])), responses((status = 200, description = "Settings in force", body = crate::openapi::responses::SettingsResponse)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -25,9 +25,9 @@ pub(crate) async fn get(
 }
 
 /// Replaces the tenant's thresholds and policy.
-#[utoipa::path(put, path = "/v1/settings/matching", tag = "settings",
+#[utoipa::path(put, path = "/v1/settings/matching", operation_id = "put_matching_settings", tag = "settings",
     security(("bearer" = ["verify"])), request_body = schemas::MatchingSettings,
-    responses((status = 200, description = "Settings stored"), (status = 422, description = "Validation failed")))]
+    responses((status = 200, description = "Settings stored", body = crate::openapi::responses::SettingsResponse), (status = 422, description = "Validation failed")))]
 pub(crate) async fn put(
     State(state): State<AppState>,
     Integrator(caller): Integrator,

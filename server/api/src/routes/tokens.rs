@@ -99,11 +99,15 @@ fn body_fields(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, Strin
 /// Exchanges client credentials for an access token.
 #[utoipa::path(
     post,
-    path = "/v1/auth/token",
+    path = "/v1/auth/token", operation_id = "issue_token",
     tag = "auth",
-    description = "OAuth 2.0 client credentials grant; JSON or form body, or HTTP Basic client authentication.",
+    description = "OAuth 2.0 client credentials grant. The same fields are also accepted as an \
+        `application/x-www-form-urlencoded` body (RFC 6749), and the client may authenticate with \
+        HTTP Basic instead of `client_id` and `client_secret`.",
+    security((), ("basic" = [])),
+    request_body = crate::schemas::TokenRequest,
     responses(
-        (status = 200, description = "Token issued"),
+        (status = 200, description = "Token issued", body = crate::openapi::responses::TokenResponse),
         (status = 400, description = "Invalid body, unsupported grant type or missing parameter"),
         (status = 401, description = "Unknown client or wrong secret"),
     )
@@ -145,7 +149,7 @@ pub(crate) async fn token(
 }
 
 /// The public keys that verify access tokens.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JSON Web Key Set")))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", operation_id = "get_jwks", tag = "auth", responses((status = 200, description = "JSON Web Key Set", body = crate::openapi::responses::Jwks)))]
 pub(crate) async fn jwks(State(state): State<AppState>) -> Response {
     Json(state.domain.tokens.jwks()).into_response()
 }

@@ -13,10 +13,10 @@ use crate::state::AppState;
 use crate::views;
 
 /// Lists enrolled users with their palms.
-#[utoipa::path(get, path = "/v1/users", tag = "users",
+#[utoipa::path(get, path = "/v1/users", operation_id = "list_users", tag = "users",
     security(("bearer" = ["users"])), params(
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
-    responses((status = 200, description = "A page of users"), (status = 422, description = "Bad pagination")))]
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
+    responses((status = 200, description = "A page of users", body = crate::openapi::responses::UserPage), (status = 422, description = "Bad pagination")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -27,10 +27,10 @@ pub(crate) async fn list(
 }
 
 /// One user's enrolled palms.
-#[utoipa::path(get, path = "/v1/users/{external_user_id}", tag = "users",
+#[utoipa::path(get, path = "/v1/users/{external_user_id}", operation_id = "get_user", tag = "users",
     security(("bearer" = ["users"])),
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
-    responses((status = 200, description = "The user"), (status = 404, description = "Not enrolled")))]
+    responses((status = 200, description = "The user", body = crate::openapi::responses::UserResponse), (status = 404, description = "Not enrolled")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -42,7 +42,7 @@ pub(crate) async fn get(
 }
 
 /// Erases a user's templates and records (right to erasure).
-#[utoipa::path(delete, path = "/v1/users/{external_user_id}", tag = "users",
+#[utoipa::path(delete, path = "/v1/users/{external_user_id}", operation_id = "delete_user", tag = "users",
     security(("bearer" = ["users"])),
     params(("external_user_id" = String, Path, description = "The tenant's user id")),
     responses((status = 204, description = "Erased"), (status = 404, description = "Not enrolled")))]

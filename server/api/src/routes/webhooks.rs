@@ -24,7 +24,8 @@ use crate::views;
 async fn webhook_body<T: DeserializeOwned>(req: Request, empty: Option<T>) -> ApiResult<T> {
     let bytes = read_body(req, &()).await?;
     if let Some(default) = empty {
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        // An optional body may be absent, or written as JSON `null`.
+        if bytes.iter().all(u8::is_ascii_whitespace) || bytes.trim_ascii() == b"null" {
             return Ok(default);
         }
     }
@@ -50,9 +51,9 @@ fn now(state: &AppState) -> i64 {
 }
 
 /// Subscribes an endpoint to event keys; the signing secret is shown only in this response.
-#[utoipa::path(post, path = "/v1/webhooks", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "create_webhook", tag = "webhooks",
     security(("bearer" = ["webhooks"])), request_body = schemas::NewWebhook,
-    responses((status = 201, description = "Webhook created and activated, with `signing_secret`"),
+    responses((status = 201, description = "Webhook created and activated, with `signing_secret`", body = crate::openapi::responses::WebhookWithSecretResponse),
         (status = 400, description = "Invalid endpoint, events, name or body"),
         (status = 403, description = "Missing scope `webhooks`"),
         (status = 409, description = "Duplicate endpoint or name")))]
@@ -72,10 +73,10 @@ pub(crate) async fn create(
 }
 
 /// Lists the tenant's webhooks.
-#[utoipa::path(get, path = "/v1/webhooks", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "list_webhooks", tag = "webhooks",
     security(("bearer" = ["webhooks"])), params(
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
-    responses((status = 200, description = "A page of webhooks"), (status = 422, description = "Bad pagination")))]
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
+    responses((status = 200, description = "A page of webhooks", body = crate::openapi::responses::WebhookPage), (status = 422, description = "Bad pagination")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -87,10 +88,10 @@ pub(crate) async fn list(
 }
 
 /// One webhook, with `disabled_reason` when the service disabled it.
-#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}", operation_id = "get_webhook", tag = "webhooks",
     security(("bearer" = ["webhooks"])),
     params(("webhook_id" = String, Path, description = "Webhook id")),
-    responses((status = 200, description = "The webhook"), (status = 404, description = "Unknown webhook")))]
+    responses((status = 200, description = "The webhook", body = crate::openapi::responses::WebhookResponse), (status = 404, description = "Unknown webhook")))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -105,11 +106,11 @@ pub(crate) async fn get(
 }
 
 /// Changes `name`, `events`, `endpoint`, `api_key` or `active`.
-#[utoipa::path(patch, path = "/v1/webhooks/{webhook_id}", tag = "webhooks",
+#[utoipa::path(patch, path = "/v1/webhooks/{webhook_id}", operation_id = "update_webhook", tag = "webhooks",
     security(("bearer" = ["webhooks"])),
     params(("webhook_id" = String, Path, description = "Webhook id")),
     request_body = schemas::WebhookChanges,
-    responses((status = 200, description = "The updated webhook"), (status = 400, description = "Invalid field or body"),
+    responses((status = 200, description = "The updated webhook", body = crate::openapi::responses::WebhookResponse), (status = 400, description = "Invalid field or body"),
         (status = 404, description = "Unknown webhook"), (status = 409, description = "Duplicate endpoint or name")))]
 pub(crate) async fn update(
     State(state): State<AppState>,
@@ -124,7 +125,7 @@ pub(crate) async fn update(
 }
 
 /// Deletes a webhook with its deliveries.
-#[utoipa::path(delete, path = "/v1/webhooks/{webhook_id}", tag = "webhooks",
+#[utoipa::path(delete, path = "/v1/webhooks/{webhook_id}", operation_id = "delete_webhook", tag = "webhooks",
     security(("bearer" = ["webhooks"])),
     params(("webhook_id" = String, Path, description = "Webhook id")),
     responses((status = 204, description = "Deleted"), (status = 404, description = "Unknown webhook")))]
@@ -143,11 +144,11 @@ pub(crate) async fn delete(
 
 /// Issues a new signing secret; the previous one keeps signing for `grace_period_seconds`
 /// (default 86400, at most 604800), so receivers can switch without losing a delivery.
-#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/rotate-secret", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/rotate-secret", operation_id = "rotate_webhook_secret", tag = "webhooks",
     security(("bearer" = ["webhooks"])),
     params(("webhook_id" = String, Path, description = "Webhook id")),
-    request_body = schemas::SecretRotation,
-    responses((status = 200, description = "The webhook with its new `signing_secret`"),
+    request_body = Option<schemas::SecretRotation>,
+    responses((status = 200, description = "The webhook with its new `signing_secret`", body = crate::openapi::responses::WebhookWithSecretResponse),
         (status = 400, description = "Invalid body"), (status = 404, description = "Unknown webhook")))]
 pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
@@ -174,11 +175,11 @@ pub(crate) async fn rotate_secret(
 }
 
 /// The delivery log: newest first, each delivery with its attempts (status code, latency, error).
-#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}/deliveries", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}/deliveries", operation_id = "list_deliveries", tag = "webhooks",
     security(("bearer" = ["webhooks"])), params(
     ("webhook_id" = String, Path, description = "Webhook id"),
-    ("offset" = Option<i64>, Query, description = "Offset (>= 0)"), ("limit" = Option<i64>, Query, description = "1-100, default 20")),
-    responses((status = 200, description = "A page of deliveries"), (status = 404, description = "Unknown webhook")))]
+    ("offset" = Option<i64>, Query, minimum = 0, description = "Rows to skip (>= 0)"), ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1-100, default 20")),
+    responses((status = 200, description = "A page of deliveries", body = crate::openapi::responses::DeliveryPage), (status = 404, description = "Unknown webhook")))]
 pub(crate) async fn deliveries(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -195,10 +196,10 @@ pub(crate) async fn deliveries(
 }
 
 /// One delivery with its attempts.
-#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}", tag = "webhooks",
+#[utoipa::path(get, path = "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}", operation_id = "get_delivery", tag = "webhooks",
     security(("bearer" = ["webhooks"])), params(
     ("webhook_id" = String, Path, description = "Webhook id"), ("delivery_id" = String, Path, description = "`del_<uuid>`")),
-    responses((status = 200, description = "The delivery"), (status = 404, description = "Unknown webhook or delivery")))]
+    responses((status = 200, description = "The delivery", body = crate::openapi::responses::DeliveryResponse), (status = 404, description = "Unknown webhook or delivery")))]
 pub(crate) async fn delivery(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -215,10 +216,10 @@ pub(crate) async fn delivery(
 }
 
 /// Sends a delivery again now, with a fresh retry schedule.
-#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", operation_id = "retry_delivery", tag = "webhooks",
     security(("bearer" = ["webhooks"])), params(
     ("webhook_id" = String, Path, description = "Webhook id"), ("delivery_id" = String, Path, description = "`del_<uuid>`")),
-    responses((status = 202, description = "Queued"), (status = 404, description = "Unknown webhook or delivery")))]
+    responses((status = 202, description = "Queued", body = crate::openapi::responses::DeliveryResponse), (status = 404, description = "Unknown webhook or delivery")))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
     Integrator(caller): Integrator,
@@ -231,11 +232,11 @@ pub(crate) async fn retry(
 }
 
 /// Queues again every failed delivery created since `since` (RFC 3339).
-#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/recover", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/recover", operation_id = "recover_deliveries", tag = "webhooks",
     security(("bearer" = ["webhooks"])),
     params(("webhook_id" = String, Path, description = "Webhook id")),
     request_body = schemas::Recovery,
-    responses((status = 202, description = "Number of deliveries queued"), (status = 400, description = "Invalid body"),
+    responses((status = 202, description = "Number of deliveries queued", body = crate::openapi::responses::RecoveredResponse), (status = 400, description = "Invalid body"),
         (status = 404, description = "Unknown webhook")))]
 pub(crate) async fn recover(
     State(state): State<AppState>,
@@ -255,10 +256,10 @@ pub(crate) async fn recover(
 }
 
 /// Sends a `webhook.test` event to this webhook.
-#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/test", tag = "webhooks",
+#[utoipa::path(post, path = "/v1/webhooks/{webhook_id}/test", operation_id = "test_webhook", tag = "webhooks",
     security(("bearer" = ["webhooks"])),
     params(("webhook_id" = String, Path, description = "Webhook id")),
-    responses((status = 202, description = "Test delivery queued"), (status = 404, description = "Unknown webhook"),
+    responses((status = 202, description = "Test delivery queued", body = crate::openapi::responses::DeliveryResponse), (status = 404, description = "Unknown webhook"),
         (status = 409, description = "Webhook disabled")))]
 pub(crate) async fn test(
     State(state): State<AppState>,

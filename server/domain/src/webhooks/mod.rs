@@ -71,7 +71,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct SecretRotation {
     /// How long the previous secret keeps signing: 0 to 7 days (default 24 h).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::validate::integer")]
     pub grace_period_seconds: Option<i64>,
 }
 
@@ -118,6 +118,9 @@ fn invalid(message: impl Into<String>) -> DomainError {
 fn check_name(name: &str) -> DomainResult<String> {
     if name.trim().is_empty() {
         return Err(invalid("name must not be empty"));
+    }
+    if name.contains('\0') {
+        return Err(invalid("name must not contain NUL characters"));
     }
     if name.chars().count() > MAX_NAME {
         return Err(invalid(format!(
