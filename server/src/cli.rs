@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use palmlink_api::Config;
 use palmlink_domain::{
-    remove_gallery, scope_text, DomainError, DomainResult, Operators, SystemClock,
+    remove_gallery, scope_text, DomainError, DomainResult, Operators, Sessions, SystemClock,
 };
 use palmlink_simulator::{demo, scanner};
 use palmlink_webhooks::{parse_duration, RetrySchedule};
@@ -58,6 +58,9 @@ pub enum Command {
     /// Manages OAuth clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manages the operators who sign in to the console (`/console`).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Checks or rebuilds this node's galleries against the database.
     #[command(subcommand)]
     Gallery(GalleryCommand),
@@ -126,6 +129,21 @@ pub enum TenantCommand {
         /// The tenant.
         #[arg(long)]
         tenant: Uuid,
+    },
+}
+
+/// `operator ...`.
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Creates an operator; prints `{"operator_id", "name", "password"}` (the password only
+    /// once: drawn at random unless `--password-stdin` gives it).
+    Create {
+        /// Sign-in name.
+        #[arg(long)]
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -232,6 +250,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => return demo::run_cli(args).await,
         Command::Tenant(command) => operate(&config, Operation::Tenant(command)).await?,
         Command::Client(command) => operate(&config, Operation::Client(command)).await?,
+        Command::Operator(OperatorCommand::Create {
+            name,
+            password_stdin,
+        }) => create_operator(&config, &name, password_stdin).await?,
         Command::Gallery(command) => return galleries(&config, command).await,
         Command::Audit(AuditCommand::Verify { tenant }) => {
             return verify_audit(&config, tenant).await
@@ -314,6 +336,31 @@ async fn operation_output(
             json!({"client_id": client, "deleted": true})
         }
     })
+}
+
+/// `operator create`: the operator and its password, printed once.
+async fn create_operator(
+    config: &Config,
+    name: &str,
+    password_stdin: bool,
+) -> anyhow::Result<Value> {
+    let password = if password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Some(line.trim_end_matches(['\r', '\n']).to_owned())
+    } else {
+        None
+    };
+    let store = palmlink_api::open_store(config).await?;
+    let made = Sessions::new(store, Arc::new(SystemClock))
+        .create_operator(name, password)
+        .await
+        .map_err(explain)?;
+    Ok(json!({
+        "operator_id": made.operator.id,
+        "name": made.operator.name,
+        "password": made.password,
+    }))
 }
 
 /// `gallery check` and `gallery rebuild`: one JSON object per tenant on stdout.

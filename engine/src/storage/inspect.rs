@@ -6,8 +6,9 @@ use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use super::erasure::committed_erasure;
 use super::format::{Record, RECORDS_FILE, RECORD_BYTES, STATE_LIVE, STATE_OFFSET, VECTORS_FILE};
-use super::open::{committed_erasure, read_current_slot, read_vector_header};
+use super::open::{read_current_slot, read_vector_header};
 use super::rows::io;
 use super::snapshot::Snapshot;
 use crate::error::GalleryError;

@@ -9,6 +9,7 @@
 //! writes and reads it, `features.rs` finds the live row of a feature, and
 //! `inspect.rs` reads a gallery's last commit without opening it.
 
+mod erasure;
 mod features;
 pub mod format;
 mod inspect;

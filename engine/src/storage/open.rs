@@ -9,17 +9,17 @@ use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 
 use arc_swap::ArcSwap;
 use rayon::prelude::*;
 
+use super::erasure::{clear_erasure, committed_erasure, erase_rows, erasure_file, sync_dir};
 use super::features::FeatureIndex;
 use super::format::{
-    self, readable_version, ErasureIntent, HeaderSlot, VectorFileHeader, ERASURE_FILE,
-    FORMAT_VERSION, HEADER_BYTES, RECORDS_FILE, RECORD_BYTES, STATE_DEAD, STATE_LIVE, STATE_OFFSET,
-    VECTORS_FILE, VECTORS_MAGIC,
+    self, readable_version, HeaderSlot, VectorFileHeader, FORMAT_VERSION, HEADER_BYTES,
+    RECORDS_FILE, RECORD_BYTES, STATE_DEAD, STATE_LIVE, VECTORS_FILE, VECTORS_MAGIC,
 };
 use super::mapping::Mapping;
 use super::rows::{io, slot_offset, RowStore, Writer};
@@ -99,55 +99,6 @@ pub(super) fn read_current_slot(
         ));
     }
     Ok((current, slot))
-}
-
-/// The rows of the erasure recorded in `erasing.bin` if its commit happened
-/// (it is at most `committed`): `Ok(None)` for no file, an empty or torn one,
-/// or an erasure whose commit never happened.
-pub(super) fn committed_erasure(
-    dir: &Path,
-    committed: u64,
-) -> Result<Option<Vec<u64>>, GalleryError> {
-    let path = dir.join(ERASURE_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(GalleryError::io(&path, e)),
-    };
-    Ok(ErasureIntent::decode(&bytes)
-        .filter(|&(commit, _)| commit <= committed)
-        .map(|(_, rows)| rows))
-}
-
-/// Empties `erasing.bin` (creating it if missing) and makes that durable.
-pub(super) fn clear_erasure(dir: &Path, file: &File) -> Result<(), GalleryError> {
-    let path = dir.join(ERASURE_FILE);
-    file.set_len(0)
-        .and_then(|()| file.sync_all())
-        .map_err(io(&path))
-}
-
-/// Opens `erasing.bin` for writing, creating it (and syncing the directory,
-/// so that it still exists after a crash) if it is missing.
-fn erasure_file(dir: &Path) -> Result<File, GalleryError> {
-    let path = dir.join(ERASURE_FILE);
-    let existed = path.exists();
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io(&path))?;
-    if !existed {
-        file.sync_all().map_err(io(&path))?;
-        sync_dir(dir)?;
-    }
-    Ok(file)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), GalleryError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 impl RowStore {
@@ -325,33 +276,6 @@ impl RowStore {
             interrupted: Mutex::new(interrupted),
         })
     }
-}
-
-/// Tombstones `rows` (state word `DEAD`) and overwrites their vectors with
-/// zeros, each step flushed: the part of an erasure the row store does.
-/// Idempotent, so an interrupted erasure is finished by running it again.
-pub(super) fn erase_rows(
-    records: &Mapping,
-    vectors: &Mapping,
-    stride: usize,
-    rows: &[u64],
-) -> Result<(), GalleryError> {
-    let (Some(&first), Some(&last)) = (rows.iter().min(), rows.iter().max()) else {
-        return Ok(());
-    };
-    for &row in rows {
-        records
-            .state_word(Snapshot::record_offset(row) + STATE_OFFSET)
-            .store(STATE_DEAD, Ordering::Release);
-    }
-    let span = |start: usize, each: usize| (start, (last - first) as usize * each + each);
-    let (at, len) = span(Snapshot::record_offset(first), RECORD_BYTES);
-    records.flush(at, len)?;
-    for &row in rows {
-        vectors.erase(HEADER_BYTES + row as usize * stride, stride);
-    }
-    let (at, len) = span(HEADER_BYTES + first as usize * stride, stride);
-    vectors.flush(at, len)
 }
 
 /// Counts live rows and finds rows whose state word is neither live nor dead,

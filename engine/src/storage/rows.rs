@@ -50,13 +50,13 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use arc_swap::ArcSwap;
 use rayon::prelude::*;
 
+use super::erasure::{clear_erasure, erase_rows};
 use super::features::FeatureIndex;
 use super::format::{
     ErasureIntent, HeaderSlot, Record, VectorFileHeader, ERASURE_FILE, HEADER_BYTES, RECORDS_FILE,
     RECORD_BYTES, SLOT_B_OFFSET, STATE_DEAD, STATE_LIVE, STATE_OFFSET, VECTORS_FILE,
 };
 use super::mapping::Mapping;
-use super::open::{clear_erasure, erase_rows};
 use super::snapshot::Snapshot;
 use crate::error::GalleryError;
 use crate::ids::{RecordIds, RowId};

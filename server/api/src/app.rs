@@ -146,6 +146,7 @@ pub fn app(domain: Arc<Domain>, config: &Config) -> Router {
                 }
             }),
         )
+        .merge(crate::console::router(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -23,6 +23,9 @@ pub(crate) enum ApiError {
     /// 403: valid token without the needed scope.
     #[error("the token lacks the `{0}` scope")]
     InsufficientScope(palmlink_store::Scope),
+    /// 403: a console change request without its session's CSRF token.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: unknown resource in this tenant.
     #[error("{0} not found")]
     NotFound(&'static str),
@@ -82,7 +85,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            ApiError::InsufficientScope(_) | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -98,7 +101,8 @@ impl ApiError {
         }
     }
 
-    fn code(&self) -> &'static str {
+    /// Machine-readable code of this error.
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest { code, .. }
             | ApiError::Conflict { code, .. }
@@ -106,6 +110,7 @@ impl ApiError {
             | ApiError::Unprocessable { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::InsufficientScope(_) => "insufficient_scope",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
@@ -146,6 +151,7 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound(what) => ApiError::NotFound(what),
             DomainError::Conflict { code, message } => ApiError::Conflict { code, message },
             DomainError::Gone { code, message } => ApiError::Gone { code, message },
+            DomainError::Throttled { retry_after_secs } => ApiError::RateLimited(retry_after_secs),
             DomainError::Unavailable(message) => ApiError::Unavailable(message),
             DomainError::Internal(detail) => ApiError::Internal(detail),
         }

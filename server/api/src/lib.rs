@@ -1,6 +1,7 @@
 //! PalmLink's HTTP API, and the node that serves it.
 //!
-//! [`app`] is the router over the domain's services: each route parses its request, calls
+//! [`app`] is the router over the domain's services (and the operator console at
+//! `/console`, `console/`): each route parses its request, calls
 //! one domain function and shapes the response; every failure becomes the contract's error
 //! body through one exhaustive mapping of the domain's errors (`error.rs`). [`start`] opens a node (storage, key material,
 //! galleries, the sweeper and the webhook delivery worker) and serves it on a socket.
@@ -17,6 +18,7 @@
 mod app;
 mod auth;
 mod config;
+mod console;
 mod error;
 mod extract;
 mod idempotency;

@@ -107,6 +107,13 @@ pub enum DomainError {
         /// Human-readable message.
         message: String,
     },
+    /// 429: too many attempts (sign-ins for one operator name); retry after this many
+    /// seconds.
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    Throttled {
+        /// Seconds until an attempt may succeed.
+        retry_after_secs: u64,
+    },
     /// 503: a dependency (the database, a gallery) cannot serve now.
     #[error("{0}")]
     Unavailable(String),

@@ -19,11 +19,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use palmlink_engine::{Gallery, GalleryError, IndexPolicy, Layout, RecordIds, RowId, Template};
-use palmlink_store::{LogEntry, LogOp, Store, StoredTemplate};
+use palmlink_engine::{
+    Gallery, GalleryError, IndexPolicy, Layout, PalmSide, RecordIds, RowId, Template,
+};
+use palmlink_store::{LogEntry, LogOp, PalmType, Store, StoredTemplate};
 use uuid::Uuid;
 
-use crate::capture::palm_side;
 use crate::vault::Vault;
 use crate::{DomainError, DomainResult};
 
@@ -38,6 +39,22 @@ pub(crate) struct NewRow {
     pub ids: RecordIds,
     /// The template.
     pub template: Template,
+}
+
+/// The engine's palm side of a palm type.
+pub fn palm_side(palm: PalmType) -> PalmSide {
+    match palm {
+        PalmType::Left => PalmSide::Left,
+        PalmType::Right => PalmSide::Right,
+    }
+}
+
+/// The palm type of an engine palm side.
+pub fn palm_type(side: PalmSide) -> PalmType {
+    match side {
+        PalmSide::Left => PalmType::Left,
+        PalmSide::Right => PalmType::Right,
+    }
 }
 
 /// How a gallery compares with the database (`palmlink gallery check`).

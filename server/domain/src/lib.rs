@@ -7,7 +7,7 @@
 //! ([`Galleries`]) under the tenant's thresholds and policy ([`Settings`]). Every completed
 //! step is written to the outbox in the transaction of the change, for webhook delivery
 //! ([`Webhooks`] manages the subscriptions). Operators create tenants and clients
-//! ([`Operators`]).
+//! ([`Operators`]) and sign in to the console ([`Sessions`]).
 //!
 //! Services take what they need explicitly (the store, the galleries, a clock, key
 //! material); [`Domain`] builds them all from one [`Parts`]. Inputs are typed structs (the
@@ -42,6 +42,7 @@ mod idempotency;
 mod keys;
 mod operators;
 mod secrets;
+mod sessions;
 mod settings;
 mod sweeper;
 mod tokens;
@@ -59,9 +60,8 @@ use tokio::sync::watch;
 
 pub use audit::{Audit, AuditQuery, CLI_OPERATOR};
 pub use capture::{
-    palm_side, palm_type, CaptureItem, CaptureReport, CaptureSubmission, Captures, Duplicate,
-    EnrollmentComplete, IdentificationComplete, IdentifiedCandidate, SearchReport, TemplateBody,
-    VerificationComplete,
+    CaptureItem, CaptureReport, CaptureSubmission, Captures, Duplicate, EnrollmentComplete,
+    IdentificationComplete, IdentifiedCandidate, SearchReport, TemplateBody, VerificationComplete,
 };
 pub use challenges::{
     ensure_pending, scope_of, CancelChallenge, Challenges, IdentifyChallenge, SubjectChallenge,
@@ -78,7 +78,7 @@ pub use events::{
     CHALLENGE_FAILED, DEVICE_PAIRED, ENROLLMENT_COMPLETE, EVENT_TYPES, IDENTIFICATION_COMPLETE,
     TEST_EVENT, VERIFICATION_COMPLETE,
 };
-pub use galleries::{remove_gallery, Galleries, GalleryCheck};
+pub use galleries::{palm_side, palm_type, remove_gallery, Galleries, GalleryCheck};
 pub use hub::DeviceHub;
 pub use idempotency::{Begun, Idempotency, KEY_TTL_SECS};
 pub use keys::{key_path, SigningKey};
@@ -87,6 +87,10 @@ pub use secrets::{
     constant_time_eq, new_pairing_code, new_secret, new_signing_secret, normalize_pairing_code,
     random_bytes, sha256_hex, CLIENT_SECRET_PREFIX, DEVICE_SECRET_PREFIX, PAIRING_ALPHABET,
     SIGNING_SECRET_PREFIX,
+};
+pub use sessions::{
+    NewOperator, OperatorSession, Sessions, SignedIn, MIN_PASSWORD_CHARS, SESSION_PREFIX,
+    SESSION_TTL, SIGN_IN_LIMIT, SIGN_IN_WINDOW,
 };
 pub use settings::{engine_settings, stored_settings, Settings, SettingsUpdate, TenantSettings};
 pub use sweeper::run as run_sweeper;
@@ -157,6 +161,8 @@ pub struct Domain {
     pub tokens: Tokens,
     /// Tenants and OAuth clients.
     pub operators: Operators,
+    /// The console's operators and their sessions.
+    pub sessions: Sessions,
     /// Scanners.
     pub devices: Devices,
     /// Challenges.
@@ -227,6 +233,7 @@ impl Domain {
                 secs(config.token_ttl),
             ),
             operators: Operators::new(store.clone(), clock.clone()),
+            sessions: Sessions::new(store.clone(), clock.clone()),
             devices: Devices::new(
                 store.clone(),
                 clock.clone(),

@@ -57,6 +57,34 @@ impl Operators {
         Ok(tenant)
     }
 
+    /// Every tenant, oldest first.
+    pub async fn list_tenants(&self) -> DomainResult<Vec<Tenant>> {
+        Ok(self.store.list_tenants().await?)
+    }
+
+    /// A tenant; 404 when it does not exist.
+    pub async fn get_tenant(&self, tenant: Uuid) -> DomainResult<Tenant> {
+        self.store
+            .get_tenant(tenant)
+            .await?
+            .ok_or(DomainError::NotFound("tenant"))
+    }
+
+    /// The clients of a tenant, oldest first; 404 when the tenant does not exist.
+    pub async fn list_clients(&self, tenant: Uuid) -> DomainResult<Vec<Client>> {
+        self.get_tenant(tenant).await?;
+        Ok(self.store.list_clients(tenant).await?)
+    }
+
+    /// A client of a tenant; 404 when it is not one of the tenant's.
+    pub async fn get_client(&self, tenant: Uuid, client: Uuid) -> DomainResult<Client> {
+        self.store
+            .get_client(client)
+            .await?
+            .filter(|c| c.tenant_id == tenant)
+            .ok_or(DomainError::NotFound("client"))
+    }
+
     /// Creates a client of a tenant with the given space-separated scopes (all when `None`).
     pub async fn create_client(
         &self,

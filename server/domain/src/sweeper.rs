@@ -1,4 +1,5 @@
-//! Background upkeep: expires stale challenges (each firing `challenge.failed`) and forgets old idempotency keys. Safe to
+//! Background upkeep: expires stale challenges (each firing `challenge.failed`), forgets old
+//! idempotency keys, expired console sessions and sign-in attempts out of their window. Safe to
 //! run on every node at once (each pass is a pair of conditional statements).
 
 use std::sync::Arc;
@@ -23,6 +24,12 @@ pub async fn run(store: Arc<dyn Store>, clock: Arc<dyn Clock>, interval: Duratio
         }
         if let Err(e) = store.purge_idempotency(now).await {
             tracing::warn!(error = %e, "idempotency purge failed");
+        }
+        if let Err(e) = store
+            .purge_console(now, now - crate::sessions::SIGN_IN_WINDOW)
+            .await
+        {
+            tracing::warn!(error = %e, "console session purge failed");
         }
     }
 }

@@ -45,9 +45,21 @@ pub struct Caller {
     pub client_id: Uuid,
     /// The scopes of its token.
     pub scopes: Vec<Scope>,
+    /// The operator acting through the console, when it is one (then `client_id` is nil).
+    pub operator_id: Option<Uuid>,
 }
 
 impl Caller {
+    /// An operator acting in `tenant` through the console, with every scope.
+    pub fn operator(tenant_id: Uuid, operator_id: Uuid) -> Caller {
+        Caller {
+            tenant_id,
+            client_id: Uuid::nil(),
+            scopes: Scope::ALL.to_vec(),
+            operator_id: Some(operator_id),
+        }
+    }
+
     /// Ok when the token carries `scope`, else 403.
     pub fn require(&self, scope: Scope) -> DomainResult<()> {
         if self.scopes.contains(&scope) {
@@ -334,6 +346,7 @@ impl Tokens {
             tenant_id,
             client_id,
             scopes,
+            operator_id: None,
         };
         Ok((identity, claims.exp))
     }

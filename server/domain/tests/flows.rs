@@ -342,3 +342,75 @@ async fn nothing_crosses_tenants_and_scopes_are_enforced() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn operators_sign_in_throttled_per_name_and_sessions_expire() {
+    let w = world().await;
+    let sessions = &w.domain.sessions;
+    let made = sessions
+        .create_operator(" ada ", Some("a long enough secret".into()))
+        .await
+        .unwrap();
+    assert_eq!(made.operator.name, "ada");
+    assert!(made.operator.password_hash.starts_with("$argon2id$"));
+    assert!(!made.operator.password_hash.contains("a long enough secret"));
+    assert!(matches!(
+        sessions.create_operator("ada", None).await,
+        Err(DomainError::Conflict { .. })
+    ));
+    assert!(matches!(
+        sessions.create_operator("bob", Some("short".into())).await,
+        Err(DomainError::Validation(_))
+    ));
+
+    let signed = sessions
+        .sign_in("ada", "a long enough secret")
+        .await
+        .unwrap();
+    let session = sessions.authenticate(&signed.token).await.unwrap();
+    assert_eq!(session.operator.id, made.operator.id);
+    assert_ne!(session.session.csrf_token, signed.token);
+    // The store keeps the cookie's hash, never the cookie.
+    assert!(w
+        .store
+        .get_session(&signed.token, 0)
+        .await
+        .unwrap()
+        .is_none());
+    // Unknown names and wrong passwords get the same answer.
+    for (name, password) in [("ada", "wrong"), ("nobody", "a long enough secret")] {
+        assert!(matches!(
+            sessions.sign_in(name, password).await,
+            Err(DomainError::Unauthenticated(_))
+        ));
+    }
+    // A success cleared the count: four more failures for ada (five in all), then the
+    // sixth attempt is throttled, even with the right password.
+    for _ in 0..4 {
+        assert!(sessions.sign_in("ada", "wrong").await.is_err());
+    }
+    let throttled = sessions.sign_in("ada", "a long enough secret").await;
+    assert!(
+        matches!(throttled, Err(DomainError::Throttled { retry_after_secs }) if (1..=60).contains(&retry_after_secs)),
+        "{throttled:?}"
+    );
+    // A minute later the window has moved on.
+    w.clock.0.fetch_add(61 * SECOND, Ordering::SeqCst);
+    let again = sessions
+        .sign_in("ada", "a long enough secret")
+        .await
+        .unwrap();
+
+    // Signing out ends one session; a session expires after its lifetime.
+    sessions.sign_out(&again.token).await.unwrap();
+    assert!(sessions.authenticate(&again.token).await.is_err());
+    assert!(sessions.authenticate(&signed.token).await.is_ok());
+    w.clock
+        .0
+        .fetch_add(palmlink_domain::SESSION_TTL, Ordering::SeqCst);
+    assert!(matches!(
+        sessions.authenticate(&signed.token).await,
+        Err(DomainError::Unauthenticated(_))
+    ));
+    assert!(sessions.authenticate("pos_forged").await.is_err());
+}

@@ -51,6 +51,8 @@ pub trait ClientStore: Send + Sync {
     async fn create_client(&self, client: &Client, audit: &AuditRecord) -> StoreResult<()>;
     /// Looks a client up.
     async fn get_client(&self, id: Uuid) -> StoreResult<Option<Client>>;
+    /// The clients of a tenant, oldest first.
+    async fn list_clients(&self, tenant: Uuid) -> StoreResult<Vec<Client>>;
     /// Moves the current secret to the old slot and sets a new one; false if unknown.
     ///
     /// Concurrency: one statement (`old = current, current = new`), so two rotations at

@@ -2,8 +2,10 @@
 //!
 //! Each aggregate has a trait of its own: [`TenantStore`], [`ClientStore`], [`DeviceStore`],
 //! [`UserStore`], [`ChallengeStore`], [`SettingsStore`], [`OutboxStore`],
-//! [`IdempotencyStore`], [`WebhookStore`], [`KeyStore`] (wrapped keys) and [`TemplateStore`]
-//! (sealed templates and the template log), [`AuditStore`] (the hash-chained audit log); [`Signals`] wakes waiters on every node. [`Store`] is all of them
+//! [`IdempotencyStore`], [`WebhookStore`], [`KeyStore`] (wrapped keys), [`TemplateStore`]
+//! (sealed templates and the template log), [`AuditStore`] (the hash-chained audit log) and
+//! [`OperatorStore`] (the console's operators and sessions); [`Signals`] wakes waiters on
+//! every node. [`Store`] is all of them
 //! together, which is what the service holds (`Arc<dyn Store>`). Two backends implement
 //! every trait: [`SqliteStore`] (one database file, one process writing) and
 //! [`PostgresStore`] (any number of nodes on one database); the conformance suite in
@@ -46,6 +48,7 @@ mod error;
 mod idempotency;
 mod keys;
 mod migrations;
+mod operators;
 mod outbox;
 mod postgres;
 mod settings;
@@ -72,6 +75,7 @@ pub use devices::{Device, DeviceStatus, DeviceStore, Pairing};
 pub use error::{StoreError, StoreResult};
 pub use idempotency::{IdempotencyStart, IdempotencyStore};
 pub use keys::KeyStore;
+pub use operators::{ConsoleSession, Operator, OperatorStore, SignInGate};
 pub use outbox::{OutboxEvent, OutboxStore};
 pub use postgres::PostgresStore;
 pub use settings::{DuplicateCheck, MatchPolicy, MatchingSettings, SettingsStore, TrustPolicy};
@@ -100,6 +104,7 @@ pub trait Store:
     + WebhookStore
     + KeyStore
     + TemplateStore
+    + OperatorStore
     + Signals
     + Send
     + Sync

@@ -26,6 +26,8 @@ pub trait TenantStore: Send + Sync {
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>>;
     /// Every tenant id.
     async fn list_tenant_ids(&self) -> StoreResult<Vec<Uuid>>;
+    /// Every tenant, oldest first.
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
     /// Deletes a tenant: its data key first, in a transaction of its own (from then on its
     /// sealed templates can no longer be opened, whatever happens next), then every row of
     /// the tenant with its audit entry in one transaction (the chain itself is kept). False

@@ -21,8 +21,14 @@
 //!   attempt made by one node, SIGKILL of one node mid-burst.
 //! - `webhooks`: subscriptions, signed deliveries, retries, and SIGKILL during a burst.
 //! - `demo`: `palmlink demo` and `palmlink scanner` as child processes.
+//! - `console`: the operator console over HTTP: sessions, CSRF, sign-in throttling, the
+//!   wall between its cookie and API tokens, `palmlink operator create`.
+//! - `console_browser`: the console in headless chromium through chromedriver (skipped
+//!   when they are not installed).
 
 mod audit;
+mod console;
+mod console_browser;
 mod crash;
 mod demo;
 mod devices;

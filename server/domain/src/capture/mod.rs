@@ -15,9 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palmlink_engine::{
-    Comparison, GalleryError, PalmSide, RecordIds, SearchFilter, SearchMode, SearchQuery,
-};
+use palmlink_engine::{Comparison, GalleryError, RecordIds, SearchFilter, SearchMode, SearchQuery};
 use palmlink_store::{
     Actor, Challenge, ChallengeEnd, ChallengeKind, ChallengePalm, ChallengeStatus, Device,
     DuplicateCheck, EnrollmentCommit, FailureReason, Palm, PalmType, Store, StoreError,
@@ -38,7 +36,7 @@ use crate::clock::{rfc3339, Clock};
 use crate::events::{
     outbox_event, ENROLLMENT_COMPLETE, IDENTIFICATION_COMPLETE, VERIFICATION_COMPLETE,
 };
-use crate::galleries::{Galleries, NewRow};
+use crate::galleries::{palm_side, palm_type, Galleries, NewRow};
 use crate::settings::{stored_settings, Settings};
 use crate::vault::Vault;
 use crate::wakeups::Wakeups;
@@ -47,22 +45,6 @@ use crate::{DomainError, DomainResult};
 /// Longest wait of a decision for the node's gallery to catch up with its challenge.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 use template::{probes, refused, reports, Probe};
-
-/// The engine's palm side of a palm type.
-pub fn palm_side(palm: PalmType) -> PalmSide {
-    match palm {
-        PalmType::Left => PalmSide::Left,
-        PalmType::Right => PalmSide::Right,
-    }
-}
-
-/// The palm type of an engine palm side.
-pub fn palm_type(side: PalmSide) -> PalmType {
-    match side {
-        PalmSide::Left => PalmType::Left,
-        PalmSide::Right => PalmType::Right,
-    }
-}
 
 /// Completes challenges with the scanners' captures.
 pub struct Captures {

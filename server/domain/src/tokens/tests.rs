@@ -90,7 +90,8 @@ async fn a_granted_token_authenticates_its_client_with_the_scopes_asked_for() {
         Caller {
             tenant_id: tenant.id,
             client_id: client.client.id,
-            scopes: vec![Scope::Verify]
+            scopes: vec![Scope::Verify],
+            operator_id: None,
         }
     );
     assert!(caller.require(Scope::Devices).is_err());

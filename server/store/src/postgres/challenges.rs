@@ -11,11 +11,11 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::audit::append as append_audit;
+use super::log::{append_log, LogItem};
 use super::outbox::insert_event;
 use super::sql::{
     execute, fetch_all, fetch_optional, fetch_page, get, json_column, parsed, parsed_opt, Params,
 };
-use super::templates::{append_log, LogItem};
 use super::users::insert_palm;
 use super::PostgresStore;
 use crate::{

@@ -4,7 +4,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::audit::audited_execute;
-use super::sql::{fetch_optional, get, parsed};
+use super::sql::{fetch_all, fetch_optional, get, parsed};
 use super::PostgresStore;
 use crate::clients::{parse_scopes, scopes_text};
 use crate::{AuditRecord, Client, ClientStore, StoreError, StoreResult};
@@ -51,6 +51,17 @@ impl ClientStore for PostgresStore {
             "SELECT id, tenant_id, name, scopes, secret_hash, old_secret_hash, created_at \
              FROM oauth_clients WHERE id = $1",
             &[&id.to_string()],
+            client_row,
+        )
+        .await
+    }
+
+    async fn list_clients(&self, tenant: Uuid) -> StoreResult<Vec<Client>> {
+        fetch_all(
+            &self.pool.get().await?,
+            "SELECT id, tenant_id, name, scopes, secret_hash, old_secret_hash, created_at \
+             FROM oauth_clients WHERE tenant_id = $1 ORDER BY created_at, id",
+            &[&tenant.to_string()],
             client_row,
         )
         .await

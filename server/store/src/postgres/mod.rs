@@ -9,6 +9,8 @@ mod connect;
 mod devices;
 mod idempotency;
 mod keys;
+mod log;
+mod operators;
 mod outbox;
 mod settings;
 mod signals;
@@ -57,6 +59,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "trust",
         sql: include_str!("../../migrations/postgres/0005_trust.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "operators",
+        sql: include_str!("../../migrations/postgres/0006_operators.sql"),
     },
 ];
 

@@ -49,6 +49,16 @@ impl TenantStore for PostgresStore {
         .await
     }
 
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        fetch_all(
+            &self.pool.get().await?,
+            "SELECT id, name, created_at FROM tenants ORDER BY created_at, id",
+            &[],
+            tenant_row,
+        )
+        .await
+    }
+
     async fn delete_tenant(&self, tenant: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
         let id = tenant.to_string();
         let mut c = self.pool.get().await?;

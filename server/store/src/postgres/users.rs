@@ -5,8 +5,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::audit::append as append_audit;
+use super::log::{append_log, LogItem};
 use super::sql::{execute, fetch_all, fetch_optional, fetch_page, get, parsed};
-use super::templates::{append_log, LogItem};
 use super::PostgresStore;
 use crate::users::user_with_palms;
 use crate::{

@@ -9,9 +9,9 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::audit::append as append_audit;
+use super::log::{append_log, LogItem};
 use super::outbox::insert_event;
 use super::sql::{execute, fetch_all, fetch_optional, json_column, parsed};
-use super::templates::{append_log, LogItem};
 use super::users::palm_cols;
 use super::SqliteStore;
 use crate::{

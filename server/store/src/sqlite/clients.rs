@@ -4,7 +4,7 @@ use rusqlite::{params, Row};
 use uuid::Uuid;
 
 use super::audit::audited;
-use super::sql::{conversion, execute, fetch_optional, parsed};
+use super::sql::{conversion, execute, fetch_all, fetch_optional, parsed};
 use super::SqliteStore;
 use crate::clients::{parse_scopes, scopes_text};
 use crate::{AuditRecord, Client, ClientStore, StoreResult};
@@ -53,6 +53,18 @@ impl ClientStore for SqliteStore {
                 "SELECT id, tenant_id, name, scopes, secret_hash, old_secret_hash, created_at \
                  FROM oauth_clients WHERE id = $1",
                 [id.to_string()],
+                client_row,
+            )
+        })?)
+    }
+
+    async fn list_clients(&self, tenant: Uuid) -> StoreResult<Vec<Client>> {
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                "SELECT id, tenant_id, name, scopes, secret_hash, old_secret_hash, created_at \
+                 FROM oauth_clients WHERE tenant_id = $1 ORDER BY created_at, id",
+                [tenant.to_string()],
                 client_row,
             )
         })?)

@@ -9,6 +9,8 @@ mod db;
 mod devices;
 mod idempotency;
 mod keys;
+mod log;
+mod operators;
 mod outbox;
 mod settings;
 mod sql;
@@ -53,6 +55,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "trust",
         sql: include_str!("../../migrations/sqlite/0005_trust.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "operators",
+        sql: include_str!("../../migrations/sqlite/0006_operators.sql"),
     },
 ];
 

@@ -47,6 +47,17 @@ impl TenantStore for SqliteStore {
             .read(|c| fetch_all(c, "SELECT id FROM tenants", [], |r| parsed(r, "id")))?)
     }
 
+    async fn list_tenants(&self) -> StoreResult<Vec<Tenant>> {
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                "SELECT id, name, created_at FROM tenants ORDER BY created_at, id",
+                [],
+                tenant_row,
+            )
+        })?)
+    }
+
     async fn delete_tenant(&self, tenant: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
         let id = tenant.to_string();
         let exists = self

@@ -4,8 +4,8 @@ use rusqlite::{params, Row};
 use uuid::Uuid;
 
 use super::audit::append as append_audit;
+use super::log::{append_log, LogItem};
 use super::sql::{execute, fetch_all, fetch_optional, parsed};
-use super::templates::{append_log, LogItem};
 use super::SqliteStore;
 use crate::users::user_with_palms;
 use crate::{AuditRecord, Erasure, LogOp, Palm, StoreError, StoreResult, User, UserStore};

@@ -14,6 +14,12 @@ pub async fn tenants_are_listed_and_found(store: &dyn Store) {
     expected.sort();
     assert_eq!(ids, expected);
     assert_eq!(store.get_tenant(a).await.unwrap().unwrap().name, "a");
+    let all = store.list_tenants().await.unwrap();
+    let mut names: Vec<(Uuid, &str)> = all.iter().map(|t| (t.id, t.name.as_str())).collect();
+    names.sort();
+    let mut expected = vec![(a, "a"), (b, "b")];
+    expected.sort();
+    assert_eq!(names, expected);
     assert!(store.get_tenant(Uuid::new_v4()).await.unwrap().is_none());
 }
 
@@ -32,6 +38,22 @@ pub async fn client_secrets_rotate_through_two_slots(store: &dyn Store) {
         .create_client(&client, &audit(tenant, "client.created"))
         .await
         .unwrap();
+    let other = crate::support::tenant(store, "o").await;
+    store
+        .create_client(
+            &Client {
+                id: Uuid::new_v4(),
+                tenant_id: other,
+                ..client.clone()
+            },
+            &audit(other, "client.created"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_clients(tenant).await.unwrap(),
+        vec![client.clone()]
+    );
     assert_eq!(
         store.get_client(client.id).await.unwrap(),
         Some(client.clone())

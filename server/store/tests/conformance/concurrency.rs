@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use palmlink_store::{
     Challenge, ChallengeKind, ChallengePalm, ChallengeStatus, Delivery, DeliveryStatus,
-    EnrollmentCommit, IdempotencyStart, LogOp, Pairing, Palm, PalmType, SealedTemplate, Store,
-    StoreError, Subscription,
+    EnrollmentCommit, IdempotencyStart, LogOp, Pairing, Palm, PalmType, SealedTemplate, SignInGate,
+    Store, StoreError, Subscription,
 };
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -150,6 +150,22 @@ pub async fn one_idempotency_key_starts_one_request(a: Arc<dyn Store>, b: Arc<dy
         .filter(|s| **s == IdempotencyStart::Started)
         .count();
     assert_eq!(started, 1, "{again:?}");
+}
+
+pub async fn a_sign_in_gate_lets_its_limit_through_among_many(
+    a: Arc<dyn Store>,
+    b: Arc<dyn Store>,
+) {
+    // RACERS attempts at once against a limit of 3: exactly 3 pass.
+    let gates = race(&a, &b, |store, i| async move {
+        store
+            .gate_sign_in("ada", 100 + i as i64, 0, 3)
+            .await
+            .unwrap()
+    })
+    .await;
+    let open = gates.iter().filter(|g| **g == SignInGate::Open).count();
+    assert_eq!(open, 3, "{gates:?}");
 }
 
 pub async fn one_user_per_external_id(a: Arc<dyn Store>, b: Arc<dyn Store>) {

@@ -17,6 +17,7 @@
 //! - `records`: the outbox, idempotency keys and matching settings.
 //! - `templates`: keys, sealed templates, the template log, deleting a tenant.
 //! - `webhooks`: subscriptions, fan-out once, leases, attempts, requeue.
+//! - `operators`: the console's operators, sessions and sign-in gate.
 //!
 //! Cases of two stores on one database (`async fn(Arc<dyn Store>, Arc<dyn Store>)`; on
 //! PostgreSQL two pools, as two nodes have):
@@ -33,6 +34,7 @@ mod audit;
 mod challenges;
 mod concurrency;
 mod devices;
+mod operators;
 mod particular;
 mod records;
 mod support;
@@ -115,6 +117,9 @@ suite! {
         webhooks::a_leased_delivery_is_not_claimed_twice,
         webhooks::an_attempt_recorded_twice_counts_once,
         webhooks::failed_deliveries_are_requeued,
+        operators::operator_names_are_unique,
+        operators::sessions_expire_and_end,
+        operators::the_sign_in_gate_counts_a_window_per_name,
     ],
     two: [
         audit::concurrent_appends_keep_one_chain_per_tenant,
@@ -127,5 +132,6 @@ suite! {
         concurrency::an_erasure_and_an_enrollment_at_once_leave_no_orphan,
         concurrency::concurrent_writers_draw_the_log_without_gaps,
         concurrency::signals_reach_every_store_of_the_database,
+        concurrency::a_sign_in_gate_lets_its_limit_through_among_many,
     ],
 }

@@ -36,9 +36,11 @@ async fn nodes_starting_together_apply_each_migration_once() {
         .await
         .unwrap();
     let versions: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
-    // Every version once, none skipped.
-    assert!(versions.len() >= 4, "{versions:?}");
-    assert_eq!(versions, (1..=versions.len() as i64).collect::<Vec<_>>());
+    // Every version once, in order (numbers are given out per change, so the sequence
+    // may have a gap where a number went unused).
+    assert!(versions.len() >= 5, "{versions:?}");
+    assert_eq!(versions.first(), Some(&1), "{versions:?}");
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
 }
 
 /// A tenant with one subscription and one delivery due at 20, leased by `store` until 1000.
