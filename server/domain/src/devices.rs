@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use palmlink_store::{Challenge, Device, DeviceStatus, Pairing, Scope, Store, StoreError};
+use palmlink_store::{Actor, Challenge, Device, DeviceStatus, Pairing, Scope, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -149,12 +149,22 @@ impl Devices {
             last_seen_at: None,
             created_at: now,
         };
+        let audit = record(
+            caller.tenant_id,
+            now,
+            client(caller),
+            "device.registered",
+            ("device", device.id.to_string()),
+            "success",
+            serde_json::json!({"device_name": device.device_name, "location": device.location}),
+        );
         let code = with_fresh_code(|code| {
             let d = Device {
                 pairing_code: Some(code),
                 ..device.clone()
             };
-            async move { self.store.create_device(&d).await.map(|()| true) }
+            let audit = &audit;
+            async move { self.store.create_device(&d, audit).await.map(|()| true) }
         })
         .await?;
         device.pairing_code = Some(code.clone());
@@ -176,11 +186,23 @@ impl Devices {
             return Err(not_pending());
         }
         let ttl = self.pairing_code_ttl_secs;
-        let expires = self.clock.now() + ttl * SECOND;
+        let now = self.clock.now();
+        let expires = now + ttl * SECOND;
         let tenant = caller.tenant_id;
+        // The code itself is a credential: the entry names its lifetime only.
+        let audit = record(
+            tenant,
+            now,
+            client(caller),
+            "device.pairing_code_issued",
+            ("device", device_id.to_string()),
+            "success",
+            serde_json::json!({"expires_in": ttl}),
+        );
+        let audit = &audit;
         let code = with_fresh_code(|code| async move {
             self.store
-                .set_pairing_code(tenant, device_id, &code, expires)
+                .set_pairing_code(tenant, device_id, &code, expires, audit)
                 .await
         })
         .await?;
@@ -256,7 +278,16 @@ impl Devices {
             paired_at: now,
             cert_valid_until,
         };
-        match self.store.pair_device(&pairing, &event).await {
+        let audit = record(
+            device.tenant_id,
+            now,
+            Actor::device(device.id),
+            "device.paired",
+            ("device", device.id.to_string()),
+            "success",
+            serde_json::json!({"hardware_id": pairing.hardware_id}),
+        );
+        match self.store.pair_device(&pairing, &event, &audit).await {
             Ok(Some(_)) => {}
             Ok(None) => return Err(used()),
             Err(StoreError::Conflict(_)) => return Err(in_use()),

@@ -43,20 +43,17 @@ impl Operators {
             name: name.to_owned(),
             created_at: self.clock.now(),
         };
-        self.store.create_tenant(&tenant).await?;
-        // The tenant's chain starts with its creation (a tenant without its entry is
-        // possible only if the process dies between the two).
-        self.store
-            .append_audit(&record(
-                tenant.id,
-                tenant.created_at,
-                operator(),
-                "tenant.created",
-                ("tenant", tenant.id.to_string()),
-                "success",
-                serde_json::json!({"name": tenant.name}),
-            ))
-            .await?;
+        // The tenant's chain starts with its creation, written with it.
+        let audit = record(
+            tenant.id,
+            tenant.created_at,
+            operator(),
+            "tenant.created",
+            ("tenant", tenant.id.to_string()),
+            "success",
+            serde_json::json!({"name": tenant.name}),
+        );
+        self.store.create_tenant(&tenant, &audit).await?;
         Ok(tenant)
     }
 
@@ -166,19 +163,17 @@ impl Operators {
     /// longer be opened), then its rows. Its galleries are the nodes' to remove (they do
     /// when they find the tenant gone).
     pub async fn delete_tenant(&self, tenant: Uuid) -> DomainResult<()> {
-        if self.store.delete_tenant(tenant).await? {
-            // The tenant's chain is kept, and closed by its deletion.
-            self.store
-                .append_audit(&record(
-                    tenant,
-                    self.clock.now(),
-                    operator(),
-                    "tenant.deleted",
-                    ("tenant", tenant.to_string()),
-                    "success",
-                    serde_json::Value::Null,
-                ))
-                .await?;
+        // The tenant's chain is kept, and closed by its deletion, written with it.
+        let audit = record(
+            tenant,
+            self.clock.now(),
+            operator(),
+            "tenant.deleted",
+            ("tenant", tenant.to_string()),
+            "success",
+            serde_json::Value::Null,
+        );
+        if self.store.delete_tenant(tenant, &audit).await? {
             Ok(())
         } else {
             Err(DomainError::NotFound("tenant"))

@@ -66,11 +66,11 @@ pub struct Pairing {
 /// Storage of scanners.
 #[async_trait::async_trait]
 pub trait DeviceStore: Send + Sync {
-    /// Stores a new device.
+    /// Stores a new device, with its audit entry.
     ///
     /// Concurrency: pairing codes are unique over every device; a code in use is a
     /// `Conflict` (the caller draws another).
-    async fn create_device(&self, device: &Device) -> StoreResult<()>;
+    async fn create_device(&self, device: &Device, audit: &AuditRecord) -> StoreResult<()>;
     /// A device of a tenant.
     async fn get_device(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Device>>;
     /// A page of a tenant's devices, newest first, and the total.
@@ -91,7 +91,8 @@ pub trait DeviceStore: Send + Sync {
     async fn find_device_by_pairing_code(&self, code: &str) -> StoreResult<Option<Device>>;
     /// The paired device holding this scanner credential hash.
     async fn find_device_by_secret_hash(&self, hash: &str) -> StoreResult<Option<Device>>;
-    /// Sets a fresh pairing code on a `pending_pair` device; false otherwise.
+    /// Sets a fresh pairing code on a `pending_pair` device, with its audit entry; false
+    /// (and nothing written) otherwise.
     ///
     /// Concurrency: conditional on the status in the same statement, so a device paired
     /// meanwhile keeps its state; a code in use is a `Conflict`.
@@ -101,19 +102,21 @@ pub trait DeviceStore: Send + Sync {
         id: Uuid,
         code: &str,
         expires_at: i64,
+        audit: &AuditRecord,
     ) -> StoreResult<bool>;
     /// Pairs a `pending_pair` device holding `pairing.code` and writes the `device.paired`
-    /// event; `Ok(None)` when the device is no longer pending with that code; `Conflict` when
+    /// event and audit entry; `Ok(None)` when the device is no longer pending with that code; `Conflict` when
     /// the hardware id is paired to another device of the tenant.
     ///
     /// Concurrency: two scanners presenting the same code: exactly one pairs (the update
     /// is conditional on `pending_pair` and the code); two devices pairing the same hardware
     /// id at once: exactly one pairs (a unique index over paired hardware ids per tenant);
-    /// the loser writes no event.
+    /// the loser writes no event and no entry.
     async fn pair_device(
         &self,
         pairing: &Pairing,
         event: &OutboxEvent,
+        audit: &AuditRecord,
     ) -> StoreResult<Option<Device>>;
     /// Records scanner activity (a presence indicator: last writer wins).
     async fn touch_device(&self, id: Uuid, now: i64) -> StoreResult<()>;

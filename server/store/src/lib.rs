@@ -21,11 +21,21 @@
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), palmlink_store::StoreError> {
-//! use palmlink_store::{Tenant, TenantStore as _};
+//! use palmlink_store::{Actor, AuditRecord, Tenant, TenantStore as _};
 //!
 //! let store = palmlink_store::open("sqlite:///var/lib/palmlink/palmlink.db").await?;
 //! let tenant = Tenant { id: uuid::Uuid::new_v4(), name: "Acme".into(), created_at: 0 };
-//! store.create_tenant(&tenant).await?;
+//! let audit = AuditRecord {
+//!     tenant_id: tenant.id,
+//!     at: 0,
+//!     actor: Actor::operator("cli"),
+//!     action: "tenant.created".into(),
+//!     resource_type: "tenant".into(),
+//!     resource_id: tenant.id.to_string(),
+//!     outcome: "success".into(),
+//!     details: serde_json::Value::Null,
+//! };
+//! store.create_tenant(&tenant, &audit).await?; // the change and its audit entry, together
 //! assert_eq!(store.get_tenant(tenant.id).await?.map(|t| t.name), Some("Acme".into()));
 //! # Ok(()) }
 //! ```

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::StoreResult;
+use crate::{AuditRecord, StoreResult};
 
 /// A tenant: the owner of clients, devices, users, challenges and webhooks.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,10 +18,10 @@ pub struct Tenant {
 /// Storage of tenants.
 #[async_trait::async_trait]
 pub trait TenantStore: Send + Sync {
-    /// Stores a new tenant.
+    /// Stores a new tenant with its audit entry (`tenant.created`, the first of its chain).
     ///
     /// Concurrency: ids are drawn by the caller; a repeated id is a `Conflict`.
-    async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()>;
+    async fn create_tenant(&self, tenant: &Tenant, audit: &AuditRecord) -> StoreResult<()>;
     /// Looks a tenant up.
     async fn get_tenant(&self, id: Uuid) -> StoreResult<Option<Tenant>>;
     /// Every tenant id.
@@ -30,8 +30,9 @@ pub trait TenantStore: Send + Sync {
     async fn list_tenants(&self) -> StoreResult<Vec<Tenant>>;
     /// Deletes a tenant: its data key first, in a transaction of its own (from then on its
     /// sealed templates can no longer be opened, whatever happens next), then every row of
-    /// the tenant. False when it does not exist.
-    async fn delete_tenant(&self, tenant: Uuid) -> StoreResult<bool>;
+    /// the tenant with its audit entry in one transaction (the chain itself is kept). False
+    /// (and nothing written) when it does not exist.
+    async fn delete_tenant(&self, tenant: Uuid, audit: &AuditRecord) -> StoreResult<bool>;
 }
 
 /// The tables a tenant's rows live in, children before parents, and the column that names

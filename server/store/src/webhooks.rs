@@ -7,7 +7,7 @@
 use uuid::Uuid;
 
 use crate::vocabulary::named_values;
-use crate::{StoreError, StoreResult};
+use crate::{AuditRecord, StoreError, StoreResult};
 
 /// A webhook subscription of a tenant.
 #[derive(Clone, Debug, PartialEq)]
@@ -145,11 +145,12 @@ pub enum SubscriptionNext {
 /// Storage of subscriptions and deliveries.
 #[async_trait::async_trait]
 pub trait WebhookStore: Send + Sync {
-    /// Stores a new subscription; `Conflict` on a duplicate name or endpoint in the tenant.
+    /// Stores a new subscription with its audit entry; `Conflict` on a duplicate name or
+    /// endpoint in the tenant.
     ///
     /// Concurrency: names and endpoints are unique per tenant by constraint, so of two
     /// creations with one name exactly one succeeds.
-    async fn create_webhook(&self, hook: &Subscription) -> StoreResult<()>;
+    async fn create_webhook(&self, hook: &Subscription, audit: &AuditRecord) -> StoreResult<()>;
     /// A subscription of a tenant.
     async fn get_webhook(&self, tenant: Uuid, id: Uuid) -> StoreResult<Option<Subscription>>;
     /// A page of a tenant's subscriptions, oldest first, and the total.
@@ -159,14 +160,21 @@ pub trait WebhookStore: Send + Sync {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<Subscription>, i64)>;
-    /// Replaces a subscription's mutable fields; false if unknown. `Conflict` on a duplicate.
+    /// Replaces a subscription's mutable fields, with its audit entry; false (and nothing
+    /// written) if unknown. `Conflict` on a duplicate.
     ///
     /// Concurrency: last writer wins over the whole row (a read-modify-write by the caller);
     /// the delivery worker writes only `active`, `disabled_reason` and `failing_since`
     /// through [`WebhookStore::record_attempt`].
-    async fn update_webhook(&self, hook: &Subscription) -> StoreResult<bool>;
-    /// Deletes a subscription with its deliveries and attempts; false if unknown.
-    async fn delete_webhook(&self, tenant: Uuid, id: Uuid) -> StoreResult<bool>;
+    async fn update_webhook(&self, hook: &Subscription, audit: &AuditRecord) -> StoreResult<bool>;
+    /// Deletes a subscription with its deliveries and attempts, with its audit entry; false
+    /// (and nothing written) if unknown.
+    async fn delete_webhook(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool>;
 
     /// Fans out undispatched outbox events of tenants that have webhooks (up to `limit` per
     /// tenant): one pending delivery per active subscription of the tenant that wants the

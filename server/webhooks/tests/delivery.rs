@@ -12,9 +12,28 @@ use serde_json::json;
 use uuid::Uuid;
 
 use palmlink_domain::{new_signing_secret as new_secret, OutboxBell};
-use palmlink_store::{DeliveryStatus, OutboxEvent, Store, Subscription};
+use palmlink_store::{Actor, AuditRecord, DeliveryStatus, OutboxEvent, Store, Subscription};
 use palmlink_webhooks::signing::sign_one;
 use palmlink_webhooks::{DeliveryWorker, WebhookSettings};
+
+/// The audit record a subscription's creation is stored with.
+fn audit_of(tenant: Uuid) -> AuditRecord {
+    AuditRecord {
+        tenant_id: tenant,
+        at: 0,
+        actor: Actor::operator("test"),
+        action: "webhook.created".into(),
+        resource_type: "webhook".into(),
+        resource_id: String::new(),
+        outcome: "success".into(),
+        details: serde_json::Value::Null,
+    }
+}
+
+/// [`audit_of`] the subscription's tenant.
+fn created(hook: &Subscription) -> AuditRecord {
+    audit_of(hook.tenant_id)
+}
 
 /// What the receiver saw and what it answers next.
 #[derive(Default)]
@@ -140,7 +159,7 @@ async fn delivers_signed_events_and_retries_with_the_same_id() {
     .await;
     let tenant = Uuid::new_v4();
     let h = hook(tenant, &url);
-    store.create_webhook(&h).await.unwrap();
+    store.create_webhook(&h, &created(&h)).await.unwrap();
     let other = emit(&store, tenant, "enrollment.complete").await;
     let event_id = emit(&store, tenant, "device.paired").await;
     let _foreign = emit(&store, Uuid::new_v4(), "device.paired").await;
@@ -190,8 +209,8 @@ async fn gone_disables_and_exhausted_schedule_fails() {
     let tenant = Uuid::new_v4();
     let g = hook(tenant, &gone_url);
     let d = hook(tenant, &down_url);
-    store.create_webhook(&g).await.unwrap();
-    store.create_webhook(&d).await.unwrap();
+    store.create_webhook(&g, &created(&g)).await.unwrap();
+    store.create_webhook(&d, &created(&d)).await.unwrap();
     emit(&store, tenant, "device.paired").await;
     emit(&store, tenant, "device.paired").await;
     let _worker = worker(
@@ -249,7 +268,7 @@ async fn private_addresses_are_refused_at_connection_time() {
     let by_address = hook(tenant, &format!("https://127.0.0.1:{port}/hook"));
     let plain = hook(tenant, &format!("http://127.0.0.1:{port}/hook"));
     for h in [&by_name, &by_address, &plain] {
-        store.create_webhook(h).await.unwrap();
+        store.create_webhook(h, &created(h)).await.unwrap();
     }
     emit(&store, tenant, "device.paired").await;
     let _worker = worker(&store, settings(), false);
@@ -312,11 +331,11 @@ async fn a_slow_receiver_does_not_hold_up_the_others() {
     let (fast, fast_url) = receiver(vec![]).await;
     let tenant = Uuid::new_v4();
     store
-        .create_webhook(&hook(tenant, &slow_url))
+        .create_webhook(&hook(tenant, &slow_url), &audit_of(tenant))
         .await
         .unwrap();
     store
-        .create_webhook(&hook(tenant, &fast_url))
+        .create_webhook(&hook(tenant, &fast_url), &audit_of(tenant))
         .await
         .unwrap();
     for _ in 0..20 {
@@ -350,7 +369,7 @@ async fn a_subscription_failing_for_too_long_is_disabled_with_the_reason() {
     let (down, down_url) = receiver(vec![StatusCode::BAD_GATEWAY; 100]).await;
     let tenant = Uuid::new_v4();
     let h = hook(tenant, &down_url);
-    store.create_webhook(&h).await.unwrap();
+    store.create_webhook(&h, &created(&h)).await.unwrap();
     emit(&store, tenant, "device.paired").await;
     let settings = WebhookSettings {
         schedule: "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms"

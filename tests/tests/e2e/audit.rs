@@ -9,6 +9,7 @@ use std::process::Command;
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use crate::support::receiver::Receiver;
 use crate::support::{capture, palm, recapture, Harness, Tenant};
 use palmlink_tests::{operator, ServerProcess};
 
@@ -40,7 +41,8 @@ fn actions(entries: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn every_action_of_a_run_is_audited_once_in_order_with_its_actor() {
-    let h = Harness::start().await;
+    // Loopback webhook endpoints allowed, for the subscription's entries.
+    let h = Harness::start_with(|c| c.allow_http_webhooks = true).await;
     let t = h.tenant().await;
     let s = h.scanner(&t, "hw-audit").await;
     let alice = palm(51);
@@ -101,6 +103,45 @@ async fn every_action_of_a_run_is_audited_once_in_order_with_its_actor() {
         )
         .await;
     assert!(r.status.is_success(), "{}", r.body);
+    // A scanner registered and given a fresh code; a subscription created, changed, deleted.
+    let (pending, first_code) = h.register(&t).await;
+    let r = h
+        .post(
+            &format!("/v1/devices/{pending}/pairing-code"),
+            &t.token,
+            json!({}),
+        )
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
+    let second_code = r.body["data"]["pairing_code"].as_str().unwrap().to_owned();
+    let rx = Receiver::start(vec![]).await;
+    let r = h
+        .post(
+            "/v1/webhooks",
+            &t.token,
+            json!({"name": "audited", "events": ["device.paired"], "endpoint": rx.url}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let hook = r.body["data"]["webhook_id"].as_str().unwrap().to_owned();
+    let signing = r.body["data"]["signing_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let hook_path = format!("/v1/webhooks/{hook}");
+    let r = h
+        .call(
+            Method::PATCH,
+            &hook_path,
+            Some(&t.token),
+            Some(json!({"name": "renamed"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = h
+        .call(Method::DELETE, &hook_path, Some(&t.token), None)
+        .await;
+    assert!(r.status.is_success(), "{}", r.body);
 
     let log = entries(&h, &t).await;
     assert_eq!(
@@ -108,6 +149,8 @@ async fn every_action_of_a_run_is_audited_once_in_order_with_its_actor() {
         [
             "tenant.created",
             "client.created",
+            "device.registered",
+            "device.paired",
             "enrollment.completed",
             "verification.completed",
             "identification.completed",
@@ -115,6 +158,11 @@ async fn every_action_of_a_run_is_audited_once_in_order_with_its_actor() {
             "settings.updated",
             "user.erased",
             "device.revoked",
+            "device.registered",
+            "device.pairing_code_issued",
+            "webhook.created",
+            "webhook.updated",
+            "webhook.deleted",
         ]
     );
     let actor = |i: usize| {
@@ -123,14 +171,39 @@ async fn every_action_of_a_run_is_audited_once_in_order_with_its_actor() {
             log[i]["actor"]["id"].clone(),
         )
     };
+    let device = (json!("device"), json!(s.device_id));
+    let client = (json!("client"), json!(t.client_id));
     assert_eq!(actor(0), (json!("operator"), json!("cli")));
-    assert_eq!(actor(2), (json!("device"), json!(s.device_id)));
-    assert_eq!(actor(3), (json!("device"), json!(s.device_id)));
-    assert_eq!(actor(5), (json!("device"), json!(s.device_id)));
-    assert_eq!(actor(6), (json!("client"), json!(t.client_id)));
-    assert_eq!(actor(8), (json!("client"), json!(t.client_id)));
+    assert_eq!(actor(2), client);
+    // The scanner pairs itself.
+    assert_eq!(actor(3), device);
+    assert_eq!(
+        log[3]["resource"],
+        json!({"type": "device", "id": s.device_id})
+    );
+    assert_eq!(log[3]["details"]["hardware_id"], "hw-audit");
+    assert_eq!(actor(4), device);
+    assert_eq!(actor(5), device);
+    assert_eq!(actor(7), device);
+    assert_eq!(actor(8), client);
+    assert_eq!(actor(10), client);
+    for e in &log[11..16] {
+        assert_eq!(
+            (e["actor"]["type"].clone(), e["actor"]["id"].clone()),
+            client,
+            "{e}"
+        );
+    }
+    assert_eq!(
+        log[12]["resource"],
+        json!({"type": "device", "id": pending})
+    );
+    for e in &log[13..16] {
+        assert_eq!(e["resource"], json!({"type": "webhook", "id": hook}));
+    }
+    assert_eq!(log[14]["details"]["changed"], json!(["name"]));
     // Decisions carry what decided them, and never a template.
-    let verified = &log[3];
+    let verified = &log[5];
     assert_eq!(verified["outcome"], "match");
     assert_eq!(verified["resource"], json!({"type": "challenge", "id": v}));
     assert_eq!(verified["details"]["scores"].as_array().unwrap().len(), 10);
@@ -139,10 +212,14 @@ async fn every_action_of_a_run_is_audited_once_in_order_with_its_actor() {
         10
     );
     assert_eq!(verified["details"]["captures"][0]["liveness"], 0.99);
-    assert_eq!(log[5]["details"]["failure_reason"], "spoof");
+    assert_eq!(log[7]["details"]["failure_reason"], "spoof");
     let text = serde_json::to_string(&log).unwrap();
     assert!(!text.contains("template") && !text.contains("blocks"));
     assert!(!text.contains(&t.secret) && !text.contains(&s.secret));
+    // Pairing codes are credentials, as is a subscription's signing secret.
+    for secret in [&first_code, &second_code, &signing] {
+        assert!(!text.contains(secret.as_str()));
+    }
     // One chain: sequences from 1, each linked to the one before.
     let mut prev = "0".repeat(64);
     for (n, e) in log.iter().enumerate() {
@@ -156,8 +233,8 @@ async fn every_action_of_a_run_is_audited_once_in_order_with_its_actor() {
         .get("/v1/audit?action=verification.completed", &t.token)
         .await;
     assert_eq!(only.body["total"], 1);
-    assert_eq!(only.body["data"][0]["sequence"], 4);
-    let at = log[6]["at"].as_str().unwrap();
+    assert_eq!(only.body["data"][0]["sequence"], 6);
+    let at = log[8]["at"].as_str().unwrap();
     let since = h
         .get(
             &format!("/v1/audit?since={}", at.replace('+', "%2B")),

@@ -151,7 +151,16 @@ async fn a_tenant_key_is_made_once_and_kept_wrapped() {
         .unwrap();
     assert_eq!(opened.unwrap(), template(2));
     // Without its wrapped key, nothing of the tenant opens any more.
-    store.delete_tenant(tenant).await.unwrap();
+    let audit = crate::audit::record(
+        tenant,
+        0,
+        palmlink_store::Actor::system(),
+        "tenant.deleted",
+        ("tenant", tenant.to_string()),
+        "success",
+        serde_json::Value::Null,
+    );
+    store.delete_tenant(tenant, &audit).await.unwrap();
     vault.forget(tenant);
     let after = Vault::new(
         MasterKey::load(&path, false).unwrap(),

@@ -6,10 +6,11 @@ pub mod endpoints;
 
 use std::sync::Arc;
 
-use palmlink_store::{Attempt, Delivery, DeliveryStatus, Scope, Store, Subscription};
+use palmlink_store::{Attempt, AuditRecord, Delivery, DeliveryStatus, Scope, Store, Subscription};
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
+use crate::audit::{client, record};
 use crate::clock::{parse_rfc3339, Clock, SECOND};
 use crate::events::{self, body, new_event_id, TEST_EVENT};
 use crate::secrets::new_signing_secret;
@@ -182,6 +183,26 @@ impl Webhooks {
         Ok(url.to_string())
     }
 
+    /// The audit record of the caller's `action` on subscription `id` (names and fields,
+    /// never a secret, an API key or the endpoint's query).
+    fn audit(
+        &self,
+        caller: &Caller,
+        action: &str,
+        id: Uuid,
+        details: serde_json::Value,
+    ) -> AuditRecord {
+        record(
+            caller.tenant_id,
+            self.clock.now(),
+            client(caller),
+            action,
+            ("webhook", id.to_string()),
+            "success",
+            details,
+        )
+    }
+
     async fn load(&self, caller: &Caller, id: Uuid) -> DomainResult<Subscription> {
         caller.require(Scope::Webhooks)?;
         self.store
@@ -218,7 +239,13 @@ impl Webhooks {
             created_at: now,
             updated_at: now,
         };
-        self.store.create_webhook(&hook).await?;
+        let audit = self.audit(
+            caller,
+            "webhook.created",
+            hook.id,
+            serde_json::json!({"name": hook.name, "events": hook.events}),
+        );
+        self.store.create_webhook(&hook, &audit).await?;
         Ok(SubscriptionSecret {
             signing_secret: hook.secret.clone(),
             subscription: hook,
@@ -248,6 +275,16 @@ impl Webhooks {
         changes: WebhookChanges,
     ) -> DomainResult<Subscription> {
         let mut hook = self.load(caller, id).await?;
+        let changed: Vec<&str> = [
+            ("name", changes.name.is_some()),
+            ("events", changes.events.is_some()),
+            ("endpoint", changes.endpoint.is_some()),
+            ("api_key", changes.api_key.is_some()),
+            ("active", changes.active.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(field, given)| given.then_some(field))
+        .collect();
         if let Some(name) = &changes.name {
             hook.name = check_name(name)?;
         }
@@ -268,7 +305,13 @@ impl Webhooks {
             hook.active = active;
         }
         hook.updated_at = self.clock.now();
-        if !self.store.update_webhook(&hook).await? {
+        let audit = self.audit(
+            caller,
+            "webhook.updated",
+            id,
+            serde_json::json!({"changed": changed, "active": hook.active}),
+        );
+        if !self.store.update_webhook(&hook, &audit).await? {
             return Err(DomainError::NotFound("webhook"));
         }
         self.wakeups.events_written();
@@ -278,7 +321,12 @@ impl Webhooks {
     /// Deletes a subscription with its deliveries and their log.
     pub async fn delete(&self, caller: &Caller, id: Uuid) -> DomainResult<()> {
         caller.require(Scope::Webhooks)?;
-        if self.store.delete_webhook(caller.tenant_id, id).await? {
+        let audit = self.audit(caller, "webhook.deleted", id, serde_json::Value::Null);
+        if self
+            .store
+            .delete_webhook(caller.tenant_id, id, &audit)
+            .await?
+        {
             Ok(())
         } else {
             Err(DomainError::NotFound("webhook"))
@@ -307,7 +355,13 @@ impl Webhooks {
         hook.old_secret = Some(std::mem::replace(&mut hook.secret, new_signing_secret()));
         hook.old_secret_expires_at = Some(now + grace * SECOND);
         hook.updated_at = now;
-        if !self.store.update_webhook(&hook).await? {
+        let audit = self.audit(
+            caller,
+            "webhook.updated",
+            id,
+            serde_json::json!({"changed": ["secret"], "grace_period_seconds": grace}),
+        );
+        if !self.store.update_webhook(&hook, &audit).await? {
             return Err(DomainError::NotFound("webhook"));
         }
         Ok(SubscriptionSecret {

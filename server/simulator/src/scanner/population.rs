@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::Context as _;
+use palmlink_fixtures::attacks::{attack_liveness, Attack};
 use palmlink_fixtures::{palm_name, PalmSide, Population};
 use serde::Serialize;
 use serde_json::Value;
@@ -180,15 +181,39 @@ impl Simulator {
             },
             other => return Err(format!("unknown palm_type {other:?}")),
         };
+        // A presentation attack on request (never on an enrollment): an artefact the
+        // scanner scores low on liveness, or the enrolled template's bytes replayed.
+        let attack = match metadata.get("sim_attack") {
+            None => None,
+            Some(v) => match v.as_str().and_then(Attack::parse) {
+                Some(a) if kind != "enroll" => Some(a),
+                Some(_) => return Err("metadata.sim_attack applies to probes only".into()),
+                None => {
+                    return Err(format!(
+                        "metadata.sim_attack must be low_liveness or replay, not {v}"
+                    ))
+                }
+            },
+        };
         let mut captures = Vec::new();
         let mut info = Vec::new();
         for palm in palms {
-            let (capture, index, takes) = if kind == "enroll" {
-                (self.population.enrollment(identity, palm), None, 1)
-            } else {
-                self.probe(identity, palm)
+            let (capture, index, takes) = match (kind, attack) {
+                ("enroll", _) => (self.population.enrollment(identity, palm), None, 1),
+                (_, Some(Attack::Replay)) => (self.population.enrollment(identity, palm), None, 1),
+                _ => self.probe(identity, palm),
             };
-            captures.push(capture.to_capture_json(palm, self.options.liveness));
+            let liveness = match attack {
+                Some(a) => attack_liveness(
+                    a,
+                    self.options.seed,
+                    identity,
+                    palm,
+                    index.unwrap_or(u64::MAX),
+                ),
+                None => self.options.liveness,
+            };
+            captures.push(capture.to_capture_json(palm, liveness));
             info.push(CaptureInfo {
                 palm_type: palm_name(palm).to_owned(),
                 capture_index: index,
@@ -234,5 +259,50 @@ impl Simulator {
             Some((capture, index)) => (capture, Some(index), takes),
             None => (self.population.capture(identity, palm, 0), Some(0), takes),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn probe(sim: &mut Simulator, attack: Option<&str>) -> Result<Presentation, String> {
+        let mut metadata = json!({"sim_identity": 5});
+        if let Some(a) = attack {
+            metadata["sim_attack"] = json!(a);
+        }
+        sim.present(
+            &json!({"type": "verify", "challenge_id": "c", "palm_type": "right",
+            "metadata": metadata}),
+        )
+    }
+
+    #[test]
+    fn attacks_are_presented_on_request() {
+        let mut sim = Simulator::new(SimOptions::default()).unwrap();
+        let enrolled = sim
+            .present(
+                &json!({"type": "enroll", "challenge_id": "e", "palm_type": "right",
+                "metadata": {"sim_identity": 5}}),
+            )
+            .unwrap();
+        let replay = probe(&mut sim, Some("replay")).unwrap();
+        // A replay is the enrolled template's exact bytes.
+        assert_eq!(
+            replay.captures[0]["template"],
+            enrolled.captures[0]["template"]
+        );
+        let live = probe(&mut sim, None).unwrap();
+        assert_ne!(
+            live.captures[0]["template"],
+            enrolled.captures[0]["template"]
+        );
+        let fake = probe(&mut sim, Some("low_liveness")).unwrap();
+        assert!(fake.captures[0]["liveness"].as_f64().unwrap() < 0.9);
+        assert!(probe(&mut sim, Some("print")).is_err());
+        let on_enroll = sim.present(&json!({"type": "enroll", "challenge_id": "e",
+            "palm_type": "right", "metadata": {"sim_identity": 5, "sim_attack": "replay"}}));
+        assert!(on_enroll.is_err());
     }
 }

@@ -3,7 +3,7 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::audit::append as append_audit;
+use super::audit::{append as append_audit, audited_execute};
 use super::challenges::{end_each, FAIL_PENDING_OF_DEVICE};
 use super::outbox::insert_event;
 use super::sql::{execute, fetch_optional, fetch_page, get, parsed};
@@ -39,9 +39,9 @@ fn device_row(row: &Row) -> StoreResult<Device> {
 
 #[async_trait::async_trait]
 impl DeviceStore for PostgresStore {
-    async fn create_device(&self, d: &Device) -> StoreResult<()> {
-        execute(
-            &self.pool.get().await?,
+    async fn create_device(&self, d: &Device, audit: &AuditRecord) -> StoreResult<()> {
+        audited_execute(
+            self,
             "INSERT INTO devices (id, tenant_id, device_name, location, status, hardware_id, \
              pairing_code, pairing_expires_at, secret_hash, paired_at, cert_valid_until, \
              last_seen_at, created_at) \
@@ -60,6 +60,7 @@ impl DeviceStore for PostgresStore {
                 &d.last_seen_at,
                 &d.created_at,
             ],
+            audit,
         )
         .await?;
         Ok(())
@@ -159,18 +160,25 @@ impl DeviceStore for PostgresStore {
         id: Uuid,
         code: &str,
         expires_at: i64,
+        audit: &AuditRecord,
     ) -> StoreResult<bool> {
-        let done = execute(
-            &self.pool.get().await?,
+        let done = audited_execute(
+            self,
             "UPDATE devices SET pairing_code = $1, pairing_expires_at = $2 \
              WHERE tenant_id = $3 AND id = $4 AND status = 'pending_pair'",
             &[&code, &expires_at, &tenant.to_string(), &id.to_string()],
+            audit,
         )
         .await?;
         Ok(done == 1)
     }
 
-    async fn pair_device(&self, p: &Pairing, event: &OutboxEvent) -> StoreResult<Option<Device>> {
+    async fn pair_device(
+        &self,
+        p: &Pairing,
+        event: &OutboxEvent,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<Device>> {
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
         // Conditional on the code and `pending_pair`: of two scanners with one code, the
@@ -199,6 +207,7 @@ impl DeviceStore for PostgresStore {
         .await?;
         if paired.is_some() {
             insert_event(&tx, event).await?;
+            append_audit(&tx, audit).await?;
             tx.commit().await?;
         }
         Ok(paired)

@@ -3,9 +3,10 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::audit::{append as append_audit, audited_execute};
 use super::sql::{execute, fetch_all, fetch_optional, get, parsed};
 use super::PostgresStore;
-use crate::{StoreResult, Tenant, TenantStore};
+use crate::{AuditRecord, StoreResult, Tenant, TenantStore};
 
 fn tenant_row(row: &Row) -> StoreResult<Tenant> {
     Ok(Tenant {
@@ -17,11 +18,12 @@ fn tenant_row(row: &Row) -> StoreResult<Tenant> {
 
 #[async_trait::async_trait]
 impl TenantStore for PostgresStore {
-    async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        execute(
-            &self.pool.get().await?,
+    async fn create_tenant(&self, tenant: &Tenant, audit: &AuditRecord) -> StoreResult<()> {
+        audited_execute(
+            self,
             "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)",
             &[&tenant.id.to_string(), &tenant.name, &tenant.created_at],
+            audit,
         )
         .await?;
         Ok(())
@@ -57,7 +59,7 @@ impl TenantStore for PostgresStore {
         .await
     }
 
-    async fn delete_tenant(&self, tenant: Uuid) -> StoreResult<bool> {
+    async fn delete_tenant(&self, tenant: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
         let id = tenant.to_string();
         let mut c = self.pool.get().await?;
         // The key first, committed on its own: from then on the tenant's templates no
@@ -93,6 +95,7 @@ impl TenantStore for PostgresStore {
             tx.execute(&format!("DELETE FROM {table} WHERE {column} = $1"), &[&id])
                 .await?;
         }
+        append_audit(&tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -9,14 +9,15 @@ use std::collections::HashMap;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::audit::{append as append_audit, audited_execute};
 use super::sql::{
     execute, fetch_all, fetch_optional, fetch_page, fetch_value, get, json_column, parsed,
 };
 use super::PostgresStore;
 use crate::webhooks::{events_json, wants, webhook_conflict, AttemptOutcome};
 use crate::{
-    Attempt, Delivery, DeliveryNext, DeliveryStatus, StoreError, StoreResult, Subscription,
-    SubscriptionNext, WebhookStore,
+    Attempt, AuditRecord, Delivery, DeliveryNext, DeliveryStatus, StoreError, StoreResult,
+    Subscription, SubscriptionNext, WebhookStore,
 };
 
 /// The columns [`hook_row`] reads.
@@ -97,9 +98,9 @@ const CLAIM_DUE: &str = concat!(
 
 #[async_trait::async_trait]
 impl WebhookStore for PostgresStore {
-    async fn create_webhook(&self, hook: &Subscription) -> StoreResult<()> {
-        execute(
-            &self.pool.get().await?,
+    async fn create_webhook(&self, hook: &Subscription, audit: &AuditRecord) -> StoreResult<()> {
+        audited_execute(
+            self,
             concat!(
                 "INSERT INTO webhooks (",
                 hook_cols!(),
@@ -121,6 +122,7 @@ impl WebhookStore for PostgresStore {
                 &hook.created_at,
                 &hook.updated_at,
             ],
+            audit,
         )
         .await
         .map_err(webhook_conflict)?;
@@ -166,9 +168,9 @@ impl WebhookStore for PostgresStore {
         .await
     }
 
-    async fn update_webhook(&self, hook: &Subscription) -> StoreResult<bool> {
-        let done = execute(
-            &self.pool.get().await?,
+    async fn update_webhook(&self, hook: &Subscription, audit: &AuditRecord) -> StoreResult<bool> {
+        let done = audited_execute(
+            self,
             "UPDATE webhooks SET name = $1, events = $2, endpoint = $3, api_key = $4, \
              secret = $5, old_secret = $6, old_secret_expires_at = $7, active = $8, \
              disabled_reason = $9, failing_since = $10, updated_at = $11 \
@@ -188,13 +190,19 @@ impl WebhookStore for PostgresStore {
                 &hook.tenant_id.to_string(),
                 &hook.id.to_string(),
             ],
+            audit,
         )
         .await
         .map_err(webhook_conflict)?;
         Ok(done > 0)
     }
 
-    async fn delete_webhook(&self, tenant: Uuid, id: Uuid) -> StoreResult<bool> {
+    async fn delete_webhook(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
         let id = id.to_string();
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
@@ -222,6 +230,7 @@ impl WebhookStore for PostgresStore {
             &[&id],
         )
         .await?;
+        append_audit(&tx, audit).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -3,7 +3,7 @@
 use rusqlite::{params, Row};
 use uuid::Uuid;
 
-use super::audit::append as append_audit;
+use super::audit::{append as append_audit, audited};
 use super::challenges::{end_each, FAIL_PENDING_OF_DEVICE};
 use super::outbox::insert_event;
 use super::sql::{execute, fetch_all, fetch_optional, parsed};
@@ -48,10 +48,10 @@ pub(super) const DEVICE_BY_HARDWARE: &str = concat!(
 
 #[async_trait::async_trait]
 impl DeviceStore for SqliteStore {
-    async fn create_device(&self, d: &Device) -> StoreResult<()> {
+    async fn create_device(&self, d: &Device, audit: &AuditRecord) -> StoreResult<()> {
         self.db
             .write(|c| {
-                execute(
+                let n = execute(
                     c,
                     "INSERT INTO devices (id, tenant_id, device_name, location, status, hardware_id, \
                      pairing_code, pairing_expires_at, secret_hash, paired_at, cert_valid_until, \
@@ -71,7 +71,9 @@ impl DeviceStore for SqliteStore {
                         d.last_seen_at,
                         d.created_at,
                     ],
-                )
+                )?;
+                append_audit(c, audit)?;
+                Ok(n)
             })
             .await?;
         Ok(())
@@ -168,22 +170,26 @@ impl DeviceStore for SqliteStore {
         id: Uuid,
         code: &str,
         expires_at: i64,
+        audit: &AuditRecord,
     ) -> StoreResult<bool> {
-        let done = self
-            .db
-            .write(|c| {
-                execute(
-                    c,
-                    "UPDATE devices SET pairing_code = $1, pairing_expires_at = $2 \
-                     WHERE tenant_id = $3 AND id = $4 AND status = 'pending_pair'",
-                    params![code, expires_at, tenant.to_string(), id.to_string()],
-                )
-            })
-            .await?;
+        let done = audited(self, audit, |c| {
+            execute(
+                c,
+                "UPDATE devices SET pairing_code = $1, pairing_expires_at = $2 \
+                 WHERE tenant_id = $3 AND id = $4 AND status = 'pending_pair'",
+                params![code, expires_at, tenant.to_string(), id.to_string()],
+            )
+        })
+        .await?;
         Ok(done == 1)
     }
 
-    async fn pair_device(&self, p: &Pairing, event: &OutboxEvent) -> StoreResult<Option<Device>> {
+    async fn pair_device(
+        &self,
+        p: &Pairing,
+        event: &OutboxEvent,
+        audit: &AuditRecord,
+    ) -> StoreResult<Option<Device>> {
         Ok(self
             .db
             .write(|c| {
@@ -206,6 +212,7 @@ impl DeviceStore for SqliteStore {
                     return Ok(None);
                 }
                 insert_event(c, event)?;
+                append_audit(c, audit)?;
                 fetch_optional(
                     c,
                     concat!("SELECT ", device_cols!(), " FROM devices WHERE id = $1"),

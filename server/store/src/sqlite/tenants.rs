@@ -3,9 +3,10 @@
 use rusqlite::{params, Row};
 use uuid::Uuid;
 
+use super::audit::{append as append_audit, audited};
 use super::sql::{execute, fetch_all, fetch_optional, parsed};
 use super::SqliteStore;
-use crate::{StoreError, StoreResult, Tenant, TenantStore};
+use crate::{AuditRecord, StoreError, StoreResult, Tenant, TenantStore};
 
 fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
     Ok(Tenant {
@@ -17,16 +18,15 @@ fn tenant_row(row: &Row<'_>) -> rusqlite::Result<Tenant> {
 
 #[async_trait::async_trait]
 impl TenantStore for SqliteStore {
-    async fn create_tenant(&self, tenant: &Tenant) -> StoreResult<()> {
-        self.db
-            .write(|c| {
-                execute(
-                    c,
-                    "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)",
-                    params![tenant.id.to_string(), tenant.name, tenant.created_at],
-                )
-            })
-            .await?;
+    async fn create_tenant(&self, tenant: &Tenant, audit: &AuditRecord) -> StoreResult<()> {
+        audited(self, audit, |c| {
+            execute(
+                c,
+                "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)",
+                params![tenant.id.to_string(), tenant.name, tenant.created_at],
+            )
+        })
+        .await?;
         Ok(())
     }
 
@@ -58,7 +58,7 @@ impl TenantStore for SqliteStore {
         })?)
     }
 
-    async fn delete_tenant(&self, tenant: Uuid) -> StoreResult<bool> {
+    async fn delete_tenant(&self, tenant: Uuid, audit: &AuditRecord) -> StoreResult<bool> {
         let id = tenant.to_string();
         let exists = self
             .db
@@ -85,8 +85,14 @@ impl TenantStore for SqliteStore {
                      (SELECT id FROM oauth_clients WHERE tenant_id = $1)",
                     [&id],
                 )?;
+                // Only the deletion that finds the tenant records it.
+                let present =
+                    fetch_optional(c, "SELECT 1 FROM tenants WHERE id = $1", [&id], |_| Ok(()))?;
                 for (table, column) in crate::tenants::TENANT_TABLES {
                     c.execute(&format!("DELETE FROM {table} WHERE {column} = $1"), [&id])?;
+                }
+                if present.is_some() {
+                    append_audit(c, audit)?;
                 }
                 Ok(())
             })

@@ -11,7 +11,7 @@ use super::*;
 use crate::{
     Actor, AuditRecord, Challenge, ChallengeKind, ChallengePalm, ChallengeStatus,
     ChallengeStore as _, Device, DeviceStatus, DeviceStore as _, EndRecord, LogOp, OutboxEvent,
-    SealedTemplate, TemplateStore as _, Tenant, TenantStore as _,
+    SealedTemplate, TemplateStore as _, Tenant,
 };
 
 /// The query plan SQLite chooses for `sql`, one line per step.
@@ -41,6 +41,38 @@ fn device(tenant: Uuid) -> Device {
         last_seen_at: None,
         created_at: 1,
     }
+}
+
+/// A tenant and (if given) a device as a database before the audit log held them.
+async fn insert_old_rows(old: &SqliteStore, tenant: &Tenant, scanner: Option<&Device>) {
+    let (t, d) = (tenant.clone(), scanner.cloned());
+    old.db
+        .write(move |c| {
+            c.execute(
+                "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)",
+                rusqlite::params![t.id.to_string(), t.name, t.created_at],
+            )?;
+            if let Some(d) = d {
+                c.execute(
+                    "INSERT INTO devices (id, tenant_id, device_name, location, status, \
+                     pairing_code, pairing_expires_at, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    rusqlite::params![
+                        d.id.to_string(),
+                        d.tenant_id.to_string(),
+                        d.device_name,
+                        d.location,
+                        d.status.as_str(),
+                        d.pairing_code,
+                        d.pairing_expires_at,
+                        d.created_at,
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
 }
 
 /// An audit record of `tenant`.
@@ -141,8 +173,7 @@ async fn a_database_of_version_2_keeps_its_pending_challenges_through_the_upgrad
             db: SqliteDb::open(&url).await.unwrap(),
         };
         migrations::migrate(&old, MIGRATIONS, 2).await.unwrap();
-        old.create_tenant(&tenant).await.unwrap();
-        old.create_device(&scanner).await.unwrap();
+        insert_old_rows(&old, &tenant, Some(&scanner)).await;
         // Written as a version 2 database held them: the columns of that version only.
         for (ch, status) in [
             (&live, "pending"),
@@ -216,7 +247,7 @@ async fn palms_of_a_version_3_database_wait_for_their_templates_and_are_sealed_o
             db: SqliteDb::open(&url).await.unwrap(),
         };
         migrations::migrate(&old, MIGRATIONS, 3).await.unwrap();
-        old.create_tenant(&tenant).await.unwrap();
+        insert_old_rows(&old, &tenant, None).await;
         let ids = [tenant.id, user, feature, challenge_id].map(|u| u.to_string());
         old.db
             .write(|c| {

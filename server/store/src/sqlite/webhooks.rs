@@ -3,19 +3,14 @@
 use rusqlite::{params, Row};
 use uuid::Uuid;
 
-use super::db::DbError;
+use super::audit::{append as append_audit, audited};
 use super::sql::{execute, fetch_all, fetch_optional, json_column, parsed};
 use super::SqliteStore;
 use crate::webhooks::{events_json, wants, webhook_conflict, AttemptOutcome};
 use crate::{
-    Attempt, Delivery, DeliveryNext, DeliveryStatus, StoreError, StoreResult, Subscription,
+    Attempt, AuditRecord, Delivery, DeliveryNext, DeliveryStatus, StoreResult, Subscription,
     SubscriptionNext, WebhookStore,
 };
-
-/// Turns a unique violation into a message naming the duplicated field.
-fn conflict(err: DbError) -> StoreError {
-    webhook_conflict(StoreError::from(err))
-}
 
 /// The columns [`hook_row`] reads.
 macro_rules! hook_cols {
@@ -81,37 +76,36 @@ const DUE: &str = "SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id
 
 #[async_trait::async_trait]
 impl WebhookStore for SqliteStore {
-    async fn create_webhook(&self, hook: &Subscription) -> StoreResult<()> {
+    async fn create_webhook(&self, hook: &Subscription, audit: &AuditRecord) -> StoreResult<()> {
         let events = events_json(&hook.events)?;
-        self.db
-            .write(|c| {
-                execute(
-                    c,
-                    concat!(
-                        "INSERT INTO webhooks (",
-                        hook_cols!(),
-                        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
-                    ),
-                    params![
-                        hook.id.to_string(),
-                        hook.tenant_id.to_string(),
-                        hook.name,
-                        events,
-                        hook.endpoint,
-                        hook.api_key,
-                        hook.secret,
-                        hook.old_secret,
-                        hook.old_secret_expires_at,
-                        i64::from(hook.active),
-                        hook.disabled_reason,
-                        hook.failing_since,
-                        hook.created_at,
-                        hook.updated_at,
-                    ],
-                )
-            })
-            .await
-            .map_err(conflict)?;
+        audited(self, audit, |c| {
+            execute(
+                c,
+                concat!(
+                    "INSERT INTO webhooks (",
+                    hook_cols!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+                ),
+                params![
+                    hook.id.to_string(),
+                    hook.tenant_id.to_string(),
+                    hook.name,
+                    events,
+                    hook.endpoint,
+                    hook.api_key,
+                    hook.secret,
+                    hook.old_secret,
+                    hook.old_secret_expires_at,
+                    i64::from(hook.active),
+                    hook.disabled_reason,
+                    hook.failing_since,
+                    hook.created_at,
+                    hook.updated_at,
+                ],
+            )
+        })
+        .await
+        .map_err(webhook_conflict)?;
         Ok(())
     }
 
@@ -154,40 +148,43 @@ impl WebhookStore for SqliteStore {
         })?)
     }
 
-    async fn update_webhook(&self, hook: &Subscription) -> StoreResult<bool> {
+    async fn update_webhook(&self, hook: &Subscription, audit: &AuditRecord) -> StoreResult<bool> {
         let events = events_json(&hook.events)?;
-        let done = self
-            .db
-            .write(|c| {
-                execute(
-                    c,
-                    "UPDATE webhooks SET name = $1, events = $2, endpoint = $3, api_key = $4, \
+        let done = audited(self, audit, |c| {
+            execute(
+                c,
+                "UPDATE webhooks SET name = $1, events = $2, endpoint = $3, api_key = $4, \
                      secret = $5, old_secret = $6, old_secret_expires_at = $7, active = $8, \
                      disabled_reason = $9, failing_since = $10, updated_at = $11 \
                      WHERE tenant_id = $12 AND id = $13",
-                    params![
-                        hook.name,
-                        events,
-                        hook.endpoint,
-                        hook.api_key,
-                        hook.secret,
-                        hook.old_secret,
-                        hook.old_secret_expires_at,
-                        i64::from(hook.active),
-                        hook.disabled_reason,
-                        hook.failing_since,
-                        hook.updated_at,
-                        hook.tenant_id.to_string(),
-                        hook.id.to_string(),
-                    ],
-                )
-            })
-            .await
-            .map_err(conflict)?;
+                params![
+                    hook.name,
+                    events,
+                    hook.endpoint,
+                    hook.api_key,
+                    hook.secret,
+                    hook.old_secret,
+                    hook.old_secret_expires_at,
+                    i64::from(hook.active),
+                    hook.disabled_reason,
+                    hook.failing_since,
+                    hook.updated_at,
+                    hook.tenant_id.to_string(),
+                    hook.id.to_string(),
+                ],
+            )
+        })
+        .await
+        .map_err(webhook_conflict)?;
         Ok(done > 0)
     }
 
-    async fn delete_webhook(&self, tenant: Uuid, id: Uuid) -> StoreResult<bool> {
+    async fn delete_webhook(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+        audit: &AuditRecord,
+    ) -> StoreResult<bool> {
         Ok(self
             .db
             .write(|c| {
@@ -210,6 +207,7 @@ impl WebhookStore for SqliteStore {
                     "DELETE FROM webhook_deliveries WHERE webhook_id = $1",
                     [id.to_string()],
                 )?;
+                append_audit(c, audit)?;
                 Ok(true)
             })
             .await?)

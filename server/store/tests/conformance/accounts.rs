@@ -91,12 +91,13 @@ pub async fn client_secrets_rotate_through_two_slots(store: &dyn Store) {
     assert_eq!(
         actions,
         [
+            "tenant.created",
             "client.created",
             "client.rotated",
             "client.old_secret_revoked",
             "client.deleted"
         ]
     );
-    assert_eq!(total, 4);
-    assert_eq!(entries[3].record, deleted);
+    assert_eq!(total, 5);
+    assert_eq!(entries[4].record, deleted);
 }

@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use palmlink_store::{verify_chain, AuditEntry, AuditFilter, AuditRecord, Store, GENESIS_HASH};
+use palmlink_store::{
+    verify_chain, AuditEntry, AuditFilter, AuditRecord, Pairing, Store, StoreError, GENESIS_HASH,
+};
 use tokio::task::JoinSet;
 
-use crate::support::{audit, tenant};
+use crate::support::{audit, device, event, hook, tenant};
 
 /// Checks the links of a chain read back in order: sequences from 1, each `prev_hash` the
 /// hash before, each hash recomputed.
@@ -34,7 +36,8 @@ pub async fn each_tenant_has_one_chain_with_filters_and_pages(store: &dyn Store)
             "device.paired"
         };
         let e = store.append_audit(&rec(a, action)).await.unwrap();
-        assert_eq!(e.sequence, i as u64 + 1);
+        // The tenant's chain opened with its creation.
+        assert_eq!(e.sequence, i as u64 + 2);
         store
             .append_audit(&rec(b, "settings.updated"))
             .await
@@ -44,18 +47,19 @@ pub async fn each_tenant_has_one_chain_with_filters_and_pages(store: &dyn Store)
         .list_audit(a, &AuditFilter::default(), 0, 100)
         .await
         .unwrap();
-    assert_eq!(total, 5);
+    assert_eq!(total, 6);
     assert_linked(&all);
+    assert_eq!(all[0].record, audit(a, "tenant.created"));
     // What is stored is what was given.
     assert_eq!(
-        all[0].record,
+        all[1].record,
         AuditRecord {
             at: 100,
             ..audit(a, "client.rotated")
         }
     );
     let check = verify_chain(store, a).await.unwrap();
-    assert_eq!((check.entries, check.first_bad), (5, None));
+    assert_eq!((check.entries, check.first_bad), (6, None));
     let (b_all, _) = store
         .list_audit(b, &AuditFilter::default(), 0, 100)
         .await
@@ -68,12 +72,12 @@ pub async fn each_tenant_has_one_chain_with_filters_and_pages(store: &dyn Store)
     };
     let (some, total) = store.list_audit(a, &filter, 0, 100).await.unwrap();
     assert_eq!(total, 2);
-    assert_eq!(some.iter().map(|e| e.sequence).collect::<Vec<_>>(), [3, 5]);
+    assert_eq!(some.iter().map(|e| e.sequence).collect::<Vec<_>>(), [4, 6]);
     let (page, total) = store
         .list_audit(a, &AuditFilter::default(), 1, 2)
         .await
         .unwrap();
-    assert_eq!(total, 5);
+    assert_eq!(total, 6);
     assert_eq!(page.iter().map(|e| e.sequence).collect::<Vec<_>>(), [2, 3]);
     let mut tenants = store.audit_tenants().await.unwrap();
     tenants.sort();
@@ -82,7 +86,7 @@ pub async fn each_tenant_has_one_chain_with_filters_and_pages(store: &dyn Store)
     assert_eq!(tenants, expected);
     assert_eq!(
         store.audit_head(a).await.unwrap(),
-        Some((5, all[4].hash.clone()))
+        Some((6, all[5].hash.clone()))
     );
 }
 
@@ -114,9 +118,113 @@ pub async fn concurrent_appends_keep_one_chain_per_tenant(a: Arc<dyn Store>, b: 
             .list_audit(t, &AuditFilter::default(), 0, 1000)
             .await
             .unwrap();
-        assert_eq!(total as usize, WRITERS * EACH / 2);
+        assert_eq!(total as usize, WRITERS * EACH / 2 + 1);
         assert_linked(&entries);
         let check = verify_chain(b.as_ref(), t).await.unwrap();
         assert_eq!(check.first_bad, None);
     }
+}
+
+/// The actions of a tenant's chain, in order.
+async fn actions(store: &dyn Store, tenant: uuid::Uuid) -> Vec<String> {
+    let (entries, _) = store
+        .list_audit(tenant, &AuditFilter::default(), 0, 100)
+        .await
+        .unwrap();
+    assert_linked(&entries);
+    entries.into_iter().map(|e| e.record.action).collect()
+}
+
+/// Each audited change of devices, webhooks and tenants writes its entry with it; a change
+/// refused or finding nothing to change writes none.
+pub async fn each_audited_change_writes_its_entry_and_a_refused_one_none(store: &dyn Store) {
+    let t = tenant(store, "t").await;
+    let d = device(t, "AAAAAAAAAA");
+    store
+        .create_device(&d, &audit(t, "device.registered"))
+        .await
+        .unwrap();
+    let clash = device(t, "AAAAAAAAAA");
+    let refused = store.create_device(&clash, &audit(t, "x.clash")).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    assert!(store
+        .set_pairing_code(
+            t,
+            d.id,
+            "BBBBBBBBBB",
+            99,
+            &audit(t, "device.pairing_code_issued")
+        )
+        .await
+        .unwrap());
+    let pairing = Pairing {
+        device_id: d.id,
+        code: "BBBBBBBBBB".into(),
+        hardware_id: "hw".into(),
+        secret_hash: "s".into(),
+        paired_at: 5,
+        cert_valid_until: 10,
+    };
+    let paired = store
+        .pair_device(&pairing, &event(t, 1), &audit(t, "device.paired"))
+        .await
+        .unwrap();
+    assert!(paired.is_some());
+    let again = store
+        .pair_device(&pairing, &event(t, 2), &audit(t, "x.paired_again"))
+        .await
+        .unwrap();
+    assert!(again.is_none());
+    assert!(!store
+        .set_pairing_code(t, d.id, "CCCCCCCCCC", 99, &audit(t, "x.code_of_paired"))
+        .await
+        .unwrap());
+    let h = hook(t, "a", &["device.paired"], 0);
+    store
+        .create_webhook(&h, &audit(t, "webhook.created"))
+        .await
+        .unwrap();
+    let same_name = hook(t, "a", &["device.paired"], 1);
+    let refused = store.create_webhook(&same_name, &audit(t, "x.same")).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))));
+    assert!(store
+        .update_webhook(&h, &audit(t, "webhook.updated"))
+        .await
+        .unwrap());
+    assert!(!store
+        .update_webhook(&same_name, &audit(t, "x.unknown"))
+        .await
+        .unwrap());
+    assert!(store
+        .delete_webhook(t, h.id, &audit(t, "webhook.deleted"))
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_webhook(t, h.id, &audit(t, "x.deleted_again"))
+        .await
+        .unwrap());
+    assert!(store
+        .delete_tenant(t, &audit(t, "tenant.deleted"))
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_tenant(t, &audit(t, "x.tenant_again"))
+        .await
+        .unwrap());
+    // The chain outlives its tenant.
+    assert_eq!(
+        actions(store, t).await,
+        [
+            "tenant.created",
+            "device.registered",
+            "device.pairing_code_issued",
+            "device.paired",
+            "webhook.created",
+            "webhook.updated",
+            "webhook.deleted",
+            "tenant.deleted",
+        ]
+    );
+    let check = verify_chain(store, t).await.unwrap();
+    assert_eq!((check.entries, check.first_bad), (8, None));
 }

@@ -3,13 +3,16 @@
 use palmlink_store::{ChallengeFilter, ChallengeKind, ChallengeStatus, FailureReason, Store};
 use serde_json::json;
 
-use crate::support::{challenge, completion, device, end_event, ending, event, tenant};
+use crate::support::{audit, challenge, completion, device, end_event, ending, event, tenant};
 
 pub async fn lists_filter_and_count(store: &dyn Store) {
     let tenant_a = tenant(store, "t").await;
     let tenant_b = tenant(store, "u").await;
     let scanner = device(tenant_a, "AAAAAAAAAA");
-    store.create_device(&scanner).await.unwrap();
+    store
+        .create_device(&scanner, &audit(scanner.tenant_id, "device.registered"))
+        .await
+        .unwrap();
     let mut created = Vec::new();
     for (i, kind) in [
         ChallengeKind::Identify,
@@ -62,7 +65,10 @@ pub async fn lists_filter_and_count(store: &dyn Store) {
 pub async fn a_challenge_completes_once(store: &dyn Store) {
     let tenant = tenant(store, "t").await;
     let scanner = device(tenant, "AAAAAAAAAA");
-    store.create_device(&scanner).await.unwrap();
+    store
+        .create_device(&scanner, &audit(scanner.tenant_id, "device.registered"))
+        .await
+        .unwrap();
     let live = challenge(tenant, scanner.id, i64::MAX);
     store.create_challenge(&live).await.unwrap();
     let result = json!({"matched": false});
@@ -149,7 +155,10 @@ pub async fn a_challenge_completes_once(store: &dyn Store) {
 pub async fn expiry_ends_only_late_pending_challenges(store: &dyn Store) {
     let tenant = tenant(store, "t").await;
     let scanner = device(tenant, "AAAAAAAAAA");
-    store.create_device(&scanner).await.unwrap();
+    store
+        .create_device(&scanner, &audit(scanner.tenant_id, "device.registered"))
+        .await
+        .unwrap();
     let live = challenge(tenant, scanner.id, i64::MAX);
     let stale = challenge(tenant, scanner.id, 50);
     store.create_challenge(&live).await.unwrap();

@@ -45,7 +45,9 @@ where
 pub async fn a_challenge_completes_once_among_many_captures(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let tenant = tenant(a.as_ref(), "t").await;
     let scanner = device(tenant, "AAAAAAAAAA");
-    a.create_device(&scanner).await.unwrap();
+    a.create_device(&scanner, &audit(scanner.tenant_id, "device.registered"))
+        .await
+        .unwrap();
     let live = challenge(tenant, scanner.id, i64::MAX);
     a.create_challenge(&live).await.unwrap();
     let won = race(&a, &b, |store, i| async move {
@@ -77,7 +79,9 @@ pub async fn one_hardware_id_pairs_one_device(a: Arc<dyn Store>, b: Arc<dyn Stor
         .map(|i| device(tenant, &format!("CODE{i:06}")))
         .collect();
     for d in &devices {
-        a.create_device(d).await.unwrap();
+        a.create_device(d, &audit(d.tenant_id, "device.registered"))
+            .await
+            .unwrap();
     }
     let ids: Vec<Uuid> = devices.iter().map(|d| d.id).collect();
     let outcomes = race(&a, &b, |store, i| {
@@ -89,7 +93,15 @@ pub async fn one_hardware_id_pairs_one_device(a: Arc<dyn Store>, b: Arc<dyn Stor
             paired_at: 5,
             cert_valid_until: 10,
         };
-        async move { store.pair_device(&pairing, &event(tenant, i as i64)).await }
+        async move {
+            store
+                .pair_device(
+                    &pairing,
+                    &event(tenant, i as i64),
+                    &audit(tenant, "device.paired"),
+                )
+                .await
+        }
     })
     .await;
     let mut paired = Vec::new();
@@ -176,7 +188,10 @@ async fn outbox(store: &dyn Store, events: i64) -> (Uuid, [Subscription; 2]) {
         hook(tenant, "b", &["device.paired"], 0),
     ];
     for h in &hooks {
-        store.create_webhook(h).await.unwrap();
+        store
+            .create_webhook(h, &audit(h.tenant_id, "webhook.created"))
+            .await
+            .unwrap();
     }
     for n in 1..=events {
         store.append_event(&event(tenant, n)).await.unwrap();
@@ -274,7 +289,9 @@ pub async fn an_erasure_and_an_enrollment_at_once_leave_no_orphan(
 ) {
     let tenant = tenant(a.as_ref(), "t").await;
     let scanner = device(tenant, "AAAAAAAAAA");
-    a.create_device(&scanner).await.unwrap();
+    a.create_device(&scanner, &audit(scanner.tenant_id, "device.registered"))
+        .await
+        .unwrap();
     for round in 0..RACERS {
         let external = format!("person-{round}");
         let enroll = Challenge {
@@ -355,7 +372,9 @@ pub async fn an_erasure_and_an_enrollment_at_once_leave_no_orphan(
 pub async fn concurrent_writers_draw_the_log_without_gaps(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let tenant = tenant(a.as_ref(), "t").await;
     let scanner = device(tenant, "BBBBBBBBBB");
-    a.create_device(&scanner).await.unwrap();
+    a.create_device(&scanner, &audit(scanner.tenant_id, "device.registered"))
+        .await
+        .unwrap();
     let mut tasks = JoinSet::new();
     for round in 0..RACERS {
         let store = if round % 2 == 0 {

@@ -24,15 +24,27 @@ pub async fn pairing_is_one_time_and_hardware_ids_unique(store: &dyn Store) {
     let b = device(tenant_a, "BBBBBBBBBB");
     let c = device(tenant_b, "CCCCCCCCCC");
     for d in [&a, &b, &c] {
-        store.create_device(d).await.unwrap();
+        store
+            .create_device(d, &audit(d.tenant_id, "device.registered"))
+            .await
+            .unwrap();
     }
     // Pairing codes are unique over every device.
     assert!(matches!(
-        store.create_device(&device(tenant_b, "AAAAAAAAAA")).await,
+        store
+            .create_device(
+                &device(tenant_b, "AAAAAAAAAA"),
+                &audit(tenant_b, "device.registered")
+            )
+            .await,
         Err(StoreError::Conflict(_))
     ));
     let paired = store
-        .pair_device(&pairing(&a, "AAAAAAAAAA", "s1"), &event(tenant_a, 1))
+        .pair_device(
+            &pairing(&a, "AAAAAAAAAA", "s1"),
+            &event(tenant_a, 1),
+            &audit(tenant_a, "device.paired"),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -42,14 +54,22 @@ pub async fn pairing_is_one_time_and_hardware_ids_unique(store: &dyn Store) {
     );
     // The code works once.
     assert!(store
-        .pair_device(&pairing(&a, "AAAAAAAAAA", "s9"), &event(tenant_a, 2))
+        .pair_device(
+            &pairing(&a, "AAAAAAAAAA", "s9"),
+            &event(tenant_a, 2),
+            &audit(tenant_a, "device.paired")
+        )
         .await
         .unwrap()
         .is_none());
     // A hardware id pairs once per tenant, and the refused pairing writes no event.
     assert!(matches!(
         store
-            .pair_device(&pairing(&b, "BBBBBBBBBB", "s2"), &event(tenant_a, 3))
+            .pair_device(
+                &pairing(&b, "BBBBBBBBBB", "s2"),
+                &event(tenant_a, 3),
+                &audit(tenant_a, "device.paired")
+            )
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -65,7 +85,11 @@ pub async fn pairing_is_one_time_and_hardware_ids_unique(store: &dyn Store) {
         .is_some());
     // Another tenant may use the same hardware id.
     store
-        .pair_device(&pairing(&c, "CCCCCCCCCC", "s3"), &event(tenant_b, 4))
+        .pair_device(
+            &pairing(&c, "CCCCCCCCCC", "s3"),
+            &event(tenant_b, 4),
+            &audit(tenant_b, "device.paired"),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -83,16 +107,34 @@ pub async fn pairing_is_one_time_and_hardware_ids_unique(store: &dyn Store) {
     assert_eq!((page.len(), total), (1, 2));
     // A fresh code only for a device still waiting to pair.
     assert!(store
-        .set_pairing_code(tenant_a, b.id, "DDDDDDDDDD", 99)
+        .set_pairing_code(
+            tenant_a,
+            b.id,
+            "DDDDDDDDDD",
+            99,
+            &audit(tenant_a, "device.pairing_code_issued")
+        )
         .await
         .unwrap());
     assert!(!store
-        .set_pairing_code(tenant_a, a.id, "EEEEEEEEEE", 99)
+        .set_pairing_code(
+            tenant_a,
+            a.id,
+            "EEEEEEEEEE",
+            99,
+            &audit(tenant_a, "device.pairing_code_issued")
+        )
         .await
         .unwrap());
     assert!(matches!(
         store
-            .set_pairing_code(tenant_a, b.id, "CCCCCCCCCC", 99)
+            .set_pairing_code(
+                tenant_a,
+                b.id,
+                "CCCCCCCCCC",
+                99,
+                &audit(tenant_a, "device.pairing_code_issued")
+            )
             .await,
         Err(StoreError::Conflict(_))
     ));
@@ -104,9 +146,16 @@ pub async fn pairing_is_one_time_and_hardware_ids_unique(store: &dyn Store) {
 pub async fn revocation_ends_the_credential_and_fails_pending_challenges(store: &dyn Store) {
     let tenant = tenant(store, "t").await;
     let a = device(tenant, "AAAAAAAAAA");
-    store.create_device(&a).await.unwrap();
     store
-        .pair_device(&pairing(&a, "AAAAAAAAAA", "s1"), &event(tenant, 1))
+        .create_device(&a, &audit(a.tenant_id, "device.registered"))
+        .await
+        .unwrap();
+    store
+        .pair_device(
+            &pairing(&a, "AAAAAAAAAA", "s1"),
+            &event(tenant, 1),
+            &audit(tenant, "device.paired"),
+        )
         .await
         .unwrap()
         .unwrap();

@@ -95,6 +95,7 @@ suite! {
         accounts::tenants_are_listed_and_found,
         accounts::client_secrets_rotate_through_two_slots,
         audit::each_tenant_has_one_chain_with_filters_and_pages,
+        audit::each_audited_change_writes_its_entry_and_a_refused_one_none,
         devices::pairing_is_one_time_and_hardware_ids_unique,
         devices::revocation_ends_the_credential_and_fails_pending_challenges,
         challenges::lists_filter_and_count,

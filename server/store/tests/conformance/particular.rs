@@ -9,7 +9,7 @@ use std::time::Duration;
 use palmlink_store::{Store, StoreError};
 use tokio::sync::broadcast::error::TryRecvError;
 
-use crate::support::{event, hook, tenant, Postgres, Schema, Sqlite};
+use crate::support::{audit, event, hook, tenant, Postgres, Schema, Sqlite};
 
 /// How long a signal may take to arrive.
 const SIGNAL_WAIT: Duration = Duration::from_secs(10);
@@ -47,7 +47,10 @@ async fn nodes_starting_together_apply_each_migration_once() {
 async fn one_leased_delivery(store: &dyn Store) {
     let tenant = tenant(store, "t").await;
     store
-        .create_webhook(&hook(tenant, "a", &["device.paired"], 0))
+        .create_webhook(
+            &hook(tenant, "a", &["device.paired"], 0),
+            &audit(tenant, "webhook.created"),
+        )
         .await
         .unwrap();
     store.append_event(&event(tenant, 10)).await.unwrap();

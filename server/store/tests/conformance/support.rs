@@ -142,7 +142,10 @@ pub async fn tenant(store: &dyn Store, name: &str) -> Uuid {
         name: name.into(),
         created_at: 1,
     };
-    store.create_tenant(&tenant).await.unwrap();
+    store
+        .create_tenant(&tenant, &audit(tenant.id, "tenant.created"))
+        .await
+        .unwrap();
     tenant.id
 }
 

@@ -19,7 +19,10 @@ async fn enroll(
 ) -> (Vec<Palm>, u64) {
     let code = Uuid::new_v4().simple().to_string()[..10].to_uppercase();
     let scanner = device(tenant, &code);
-    store.create_device(&scanner).await.unwrap();
+    store
+        .create_device(&scanner, &audit(scanner.tenant_id, "device.registered"))
+        .await
+        .unwrap();
     let c = Challenge {
         kind: ChallengeKind::Enroll,
         external_user_id: Some(external.into()),
@@ -198,8 +201,14 @@ pub async fn deleting_a_tenant_leaves_none_of_its_rows(store: &dyn Store) {
     store.init_tenant_key(tenant_b, b"kb", 1).await.unwrap();
     let (x, _) = enroll(store, tenant_a, "x", &[(PalmType::Left, 1)]).await;
     enroll(store, tenant_b, "x", &[(PalmType::Left, 2)]).await;
-    assert!(store.delete_tenant(tenant_a).await.unwrap());
-    assert!(!store.delete_tenant(tenant_a).await.unwrap());
+    assert!(store
+        .delete_tenant(tenant_a, &audit(tenant_a, "tenant.deleted"))
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_tenant(tenant_a, &audit(tenant_a, "tenant.deleted"))
+        .await
+        .unwrap());
     assert_eq!(store.tenant_key(tenant_a).await.unwrap(), None);
     assert!(store.get_tenant(tenant_a).await.unwrap().is_none());
     assert!(store.all_palms(tenant_a).await.unwrap().is_empty());

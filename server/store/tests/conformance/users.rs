@@ -12,7 +12,10 @@ use crate::support::{audit, challenge, device, event, tenant};
 /// A pending enrollment of both palms for `external`.
 async fn enrollment(store: &dyn Store, tenant: Uuid, code: &str, external: &str) -> Challenge {
     let scanner = device(tenant, code);
-    store.create_device(&scanner).await.unwrap();
+    store
+        .create_device(&scanner, &audit(scanner.tenant_id, "device.registered"))
+        .await
+        .unwrap();
     let enroll = Challenge {
         kind: ChallengeKind::Enroll,
         external_user_id: Some(external.into()),

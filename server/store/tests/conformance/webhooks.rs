@@ -7,7 +7,7 @@ use palmlink_store::{
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::support::{hook, tenant};
+use crate::support::{audit, hook, tenant};
 
 fn outbox_event(tenant: Uuid, n: i64, event_type: &str) -> OutboxEvent {
     OutboxEvent {
@@ -24,7 +24,10 @@ fn outbox_event(tenant: Uuid, n: i64, event_type: &str) -> OutboxEvent {
 async fn one_delivery(store: &dyn Store) -> (Subscription, Delivery) {
     let tenant = tenant(store, "t").await;
     let h = hook(tenant, "a", &["device.paired"], 0);
-    store.create_webhook(&h).await.unwrap();
+    store
+        .create_webhook(&h, &audit(h.tenant_id, "webhook.created"))
+        .await
+        .unwrap();
     store
         .append_event(&outbox_event(tenant, 10, "device.paired"))
         .await
@@ -38,13 +41,18 @@ pub async fn subscriptions_are_unique_per_tenant(store: &dyn Store) {
     let tenant_a = tenant(store, "t").await;
     let tenant_b = tenant(store, "u").await;
     let a = hook(tenant_a, "a", &["device.paired"], 1);
-    store.create_webhook(&a).await.unwrap();
+    store
+        .create_webhook(&a, &audit(a.tenant_id, "webhook.created"))
+        .await
+        .unwrap();
     let same_name = Subscription {
         endpoint: "https://elsewhere.example/".into(),
         ..hook(tenant_a, "a", &["device.paired"], 2)
     };
     assert!(matches!(
-        store.create_webhook(&same_name).await,
+        store
+            .create_webhook(&same_name, &audit(same_name.tenant_id, "webhook.created"))
+            .await,
         Err(StoreError::Conflict(_))
     ));
     let same_endpoint = Subscription {
@@ -52,11 +60,19 @@ pub async fn subscriptions_are_unique_per_tenant(store: &dyn Store) {
         ..hook(tenant_a, "b", &["device.paired"], 2)
     };
     assert!(matches!(
-        store.create_webhook(&same_endpoint).await,
+        store
+            .create_webhook(
+                &same_endpoint,
+                &audit(same_endpoint.tenant_id, "webhook.created")
+            )
+            .await,
         Err(StoreError::Conflict(_))
     ));
     store
-        .create_webhook(&hook(tenant_b, "a", &["device.paired"], 3))
+        .create_webhook(
+            &hook(tenant_b, "a", &["device.paired"], 3),
+            &audit(tenant_b, "webhook.created"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -65,7 +81,10 @@ pub async fn subscriptions_are_unique_per_tenant(store: &dyn Store) {
     );
     assert!(store.get_webhook(tenant_b, a.id).await.unwrap().is_none());
     let b = hook(tenant_a, "b", &["enrollment.complete"], 4);
-    store.create_webhook(&b).await.unwrap();
+    store
+        .create_webhook(&b, &audit(b.tenant_id, "webhook.created"))
+        .await
+        .unwrap();
     let changed = Subscription {
         name: "renamed".into(),
         events: vec!["verification.complete".into()],
@@ -74,7 +93,10 @@ pub async fn subscriptions_are_unique_per_tenant(store: &dyn Store) {
         updated_at: 9,
         ..b.clone()
     };
-    assert!(store.update_webhook(&changed).await.unwrap());
+    assert!(store
+        .update_webhook(&changed, &audit(changed.tenant_id, "webhook.updated"))
+        .await
+        .unwrap());
     assert_eq!(
         store.get_webhook(tenant_a, b.id).await.unwrap(),
         Some(changed)
@@ -84,13 +106,21 @@ pub async fn subscriptions_are_unique_per_tenant(store: &dyn Store) {
         ..b.clone()
     };
     assert!(matches!(
-        store.update_webhook(&clash).await,
+        store
+            .update_webhook(&clash, &audit(clash.tenant_id, "webhook.updated"))
+            .await,
         Err(StoreError::Conflict(_))
     ));
     let (page, total) = store.list_webhooks(tenant_a, 0, 1).await.unwrap();
     assert_eq!((page[0].id, total), (a.id, 2));
-    assert!(store.delete_webhook(tenant_a, a.id).await.unwrap());
-    assert!(!store.delete_webhook(tenant_a, a.id).await.unwrap());
+    assert!(store
+        .delete_webhook(tenant_a, a.id, &audit(tenant_a, "webhook.deleted"))
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_webhook(tenant_a, a.id, &audit(tenant_a, "webhook.deleted"))
+        .await
+        .unwrap());
     assert_eq!(store.list_webhooks(tenant_a, 0, 10).await.unwrap().1, 1);
 }
 
@@ -101,7 +131,10 @@ pub async fn fan_out_delivers_each_event_once_to_whoever_wanted_it(store: &dyn S
     let enrolled = hook(tenant_a, "enrolled", &["enrollment.complete"], 0);
     let late = hook(tenant_a, "late", &["device.paired"], 15);
     for h in [&paired, &enrolled, &late] {
-        store.create_webhook(h).await.unwrap();
+        store
+            .create_webhook(h, &audit(h.tenant_id, "webhook.created"))
+            .await
+            .unwrap();
     }
     for (n, kind) in [(10, "device.paired"), (20, "device.paired")] {
         store

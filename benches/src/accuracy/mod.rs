@@ -12,111 +12,13 @@ use palmlink_fixtures::trials::{self, ImpostorKind, Trial};
 use palmlink_fixtures::{CaptureCondition, Population};
 use serde_json::{json, Value};
 
+mod options;
+pub mod pad;
+
+pub use options::{Options, USAGE};
+
 /// One-sided 99% standard-normal quantile, for the Wilson bounds reported.
 const Z99: f64 = 2.326;
-
-/// What to measure.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Options {
-    /// Identities in each population.
-    pub identities: u64,
-    /// Genuine trials.
-    pub genuine: usize,
-    /// Random impostor trials used for calibration.
-    pub impostors: usize,
-    /// Random impostor trials on a second population (other seed), for held-out rates.
-    pub holdout: usize,
-    /// Impostor trials between relatives.
-    pub related: usize,
-    /// Seed of the calibration population (the held-out one uses `seed + 1`).
-    pub seed: u64,
-    /// Target false-match rate of the calibration.
-    pub target_fmr: f64,
-    /// Worker threads.
-    pub threads: usize,
-    /// Print JSON instead of text.
-    pub json: bool,
-    /// Where to write the DET curve as SVG.
-    pub svg: Option<String>,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options {
-            identities: 20_000,
-            genuine: 20_000,
-            impostors: 100_000,
-            holdout: 100_000,
-            related: 10_000,
-            seed: 1,
-            target_fmr: 1e-3,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            json: false,
-            svg: None,
-        }
-    }
-}
-
-/// Usage text of the `accuracy` binary.
-pub const USAGE: &str = "\
-accuracy: verification error rates on the synthetic palm population
-
-usage: accuracy [--identities N] [--genuine N] [--impostors N] [--holdout N]
-                [--related N] [--seed S] [--target-fmr F] [--threads N]
-                [--json] [--svg PATH]
-
-  --identities N   identities per population            (default 20000)
-  --genuine N      genuine comparisons                  (default 20000)
-  --impostors N    impostor comparisons to calibrate on (default 100000)
-  --holdout N      impostor comparisons on a second population, seed S+1,
-                   to check the calibrated thresholds   (default 100000)
-  --related N      impostor comparisons between relatives (default 10000)
-  --seed S         population seed                      (default 1)
-  --target-fmr F   false-match rate to calibrate for    (default 0.001)
-  --threads N      worker threads                       (default: all cores)
-  --json           print one JSON object
-  --svg PATH       draw the DET curves to PATH
-";
-
-impl Options {
-    /// Parses command-line arguments (without the program name).
-    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Options, String> {
-        let mut o = Options::default();
-        let mut args = args.into_iter();
-        while let Some(flag) = args.next() {
-            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-            fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T, String> {
-                v.parse()
-                    .map_err(|_| format!("{flag}: not a valid number: {v}"))
-            }
-            match flag.as_str() {
-                "--identities" => o.identities = num(&flag, value()?)?,
-                "--genuine" => o.genuine = num(&flag, value()?)?,
-                "--impostors" => o.impostors = num(&flag, value()?)?,
-                "--holdout" => o.holdout = num(&flag, value()?)?,
-                "--related" => o.related = num(&flag, value()?)?,
-                "--seed" => o.seed = num(&flag, value()?)?,
-                "--target-fmr" => o.target_fmr = num(&flag, value()?)?,
-                "--threads" => o.threads = num(&flag, value()?)?,
-                "--json" => o.json = true,
-                "--svg" => o.svg = Some(value()?),
-                "-h" | "--help" => return Err(USAGE.to_string()),
-                other => return Err(format!("unknown argument {other}\n\n{USAGE}")),
-            }
-        }
-        if o.identities < 8 {
-            return Err("--identities must be at least 8".into());
-        }
-        if o.genuine == 0 || o.impostors == 0 {
-            return Err("--genuine and --impostors must be positive".into());
-        }
-        if !(0.0..=1.0).contains(&o.target_fmr) {
-            return Err("--target-fmr must be in 0..=1".into());
-        }
-        o.threads = o.threads.max(1);
-        Ok(o)
-    }
-}
 
 /// Summary statistics of a set of scores.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -245,6 +147,8 @@ pub struct Report {
     pub policy_det: Vec<DetPoint>,
     /// EER of that family.
     pub policy_eer: Option<calibration::Eer>,
+    /// APCER and BPCER at `min_liveness`.
+    pub pad: pad::PadReport,
 }
 
 fn parallel<F>(total: usize, threads: usize, job: F) -> Vec<Trial>
@@ -409,7 +313,16 @@ pub fn run(o: &Options) -> Result<Report, String> {
             },
         )
     });
+    // Attack and bona fide presentations use capture indices 1<<41.., unused above.
+    let pad = pad::measure(
+        &population,
+        o.attacks,
+        1 << 41,
+        o.min_liveness,
+        &default_point.thresholds,
+    );
     Ok(Report {
+        pad,
         options: o.clone(),
         genuine_blocks: Summary::of(&blocks(&genuine)),
         genuine_good_blocks: Summary::of(&blocks(&good)),
@@ -511,6 +424,7 @@ impl Report {
             "settings": {"thresholds": f32_json(&self.calibrated_point.thresholds), "match_policy": "all_thresholds"},
             "mean_score": {"eer": eer_json(&self.mean_eer), "at_target_fmr": at_target(&self.mean_det)},
             "all_thresholds_shifted": {"eer": eer_json(&self.policy_eer), "at_target_fmr": at_target(&self.policy_det)},
+            "presentation_attacks": self.pad.to_json(),
         })
     }
 
@@ -613,6 +527,7 @@ impl Report {
             o.target_fmr,
             at(&self.policy_det)
         );
+        s.push_str(&self.pad.to_text());
         s
     }
 }
