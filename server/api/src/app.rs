@@ -22,10 +22,10 @@ use crate::error::ApiError;
 use crate::extract::BODY_LIMIT;
 use crate::idempotency::idempotency;
 use crate::limits::KeyedLimiter;
-use crate::metrics::{self, Metrics};
+use crate::metrics;
 use crate::openapi;
 use crate::routes::{audit, challenges, devices, ops, scanner, settings, tokens, users, webhooks};
-use crate::state::{AppState, Parts};
+use crate::state::{AppState, Metrics, Parts};
 
 async fn not_found() -> Response {
     ApiError::NotFound("route").into_response()

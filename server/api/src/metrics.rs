@@ -15,27 +15,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::state::AppState;
 
-/// Counters bumped by the handlers.
-#[derive(Default)]
-pub(crate) struct Metrics;
-
-impl Metrics {
-    /// Counts a challenge created.
-    pub(crate) fn count_challenge_created(&self) {
-        metrics::counter!("palmlink_challenges_created_total").increment(1);
-    }
-
-    /// Counts a challenge completed by a capture.
-    pub(crate) fn count_challenge_completed(&self) {
-        metrics::counter!("palmlink_challenges_completed_total").increment(1);
-    }
-
-    /// Counts a request refused by a rate limiter.
-    pub(crate) fn count_rate_limited(&self) {
-        metrics::counter!("palmlink_rate_limited_total").increment(1);
-    }
-}
-
 /// Seconds: from a millisecond to ten seconds.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -7,7 +7,6 @@ use palmlink_domain::Domain;
 use uuid::Uuid;
 
 use crate::limits::KeyedLimiter;
-use crate::metrics::Metrics;
 
 /// The HTTP adapter's state behind one pointer: every middleware and handler of a request
 /// clones it, which costs one reference count.
@@ -41,4 +40,25 @@ pub(crate) struct Parts {
     pub metrics: Metrics,
     /// Whether `/metrics` is served on the API's port (not when it has a listener of its own).
     pub metrics_on_api: bool,
+}
+
+/// Counters bumped by the handlers.
+#[derive(Default)]
+pub(crate) struct Metrics;
+
+impl Metrics {
+    /// Counts a challenge created.
+    pub(crate) fn count_challenge_created(&self) {
+        metrics::counter!("palmlink_challenges_created_total").increment(1);
+    }
+
+    /// Counts a challenge completed by a capture.
+    pub(crate) fn count_challenge_completed(&self) {
+        metrics::counter!("palmlink_challenges_completed_total").increment(1);
+    }
+
+    /// Counts a request refused by a rate limiter.
+    pub(crate) fn count_rate_limited(&self) {
+        metrics::counter!("palmlink_rate_limited_total").increment(1);
+    }
 }

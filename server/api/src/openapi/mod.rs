@@ -4,6 +4,7 @@
 //! from `fixtures/api/`, and the links between operations that a stateful client follows.
 
 pub(crate) mod responses;
+pub(crate) mod results;
 
 use serde_json::{json, Map, Value};
 use utoipa::OpenApi as _;
