@@ -36,6 +36,15 @@ pub fn palmlink_binary() -> PathBuf {
         .clone()
 }
 
+/// Environment that raises every rate limit of a `palmlink serve` child out of the way of a
+/// test's own burst.
+pub const UNTHROTTLED: &[(&str, &str)] = &[
+    ("PALMLINK_RATE_LIMIT_PER_SECOND", "10000"),
+    ("PALMLINK_RATE_LIMIT_BURST", "10000"),
+    ("PALMLINK_PUBLIC_RATE_LIMIT_PER_SECOND", "10000"),
+    ("PALMLINK_PUBLIC_RATE_LIMIT_BURST", "10000"),
+];
+
 /// A `palmlink serve` child process on a free loopback port, killed on drop.
 pub struct ServerProcess {
     child: Child,

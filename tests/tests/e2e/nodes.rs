@@ -13,7 +13,7 @@ use tempfile::TempDir;
 use crate::support::postgres::Schema;
 use crate::support::receiver::{verify, Received, Receiver};
 use crate::support::{capture, palm, recapture, Harness, Tenant};
-use palmlink_tests::{operator_with, ServerProcess};
+use palmlink_tests::{operator_with, ServerProcess, UNTHROTTLED};
 
 /// Nodes on one schema: the binary, the shared database URL and master key file, and one
 /// data directory per node.
@@ -48,16 +48,14 @@ impl Cluster {
     }
 
     fn env(&self) -> Vec<(&str, &str)> {
-        vec![
+        let mut env = vec![
             ("PALMLINK_DATABASE_URL", self.url.as_str()),
             ("PALMLINK_MASTER_KEY_FILE", self.key_file.as_str()),
             ("PALMLINK_WEBHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,2s"),
             ("PALMLINK_WEBHOOK_TIMEOUT", "1s"),
-            ("PALMLINK_RATE_LIMIT_PER_SECOND", "10000"),
-            ("PALMLINK_RATE_LIMIT_BURST", "10000"),
-            ("PALMLINK_PUBLIC_RATE_LIMIT_PER_SECOND", "10000"),
-            ("PALMLINK_PUBLIC_RATE_LIMIT_BURST", "10000"),
-        ]
+        ];
+        env.extend_from_slice(UNTHROTTLED);
+        env
     }
 
     /// Starts node `i` and waits until it is ready.

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use palmlink_engine::{Layout, Template};
-use palmlink_tests::{operator, ServerProcess};
+use palmlink_tests::{operator, ServerProcess, UNTHROTTLED};
 use serde_json::{json, Value};
 
 use crate::support::{capture, palm, recapture, Blocks, Harness, Rng, Scanner, Tenant};
@@ -91,12 +91,6 @@ enum Known {
     Erased,
     Unknown,
 }
-
-/// Rate limits out of the way of a test that checks every user it made.
-const UNTHROTTLED: &[(&str, &str)] = &[
-    ("PALMLINK_RATE_LIMIT_PER_SECOND", "10000"),
-    ("PALMLINK_RATE_LIMIT_BURST", "10000"),
-];
 
 #[tokio::test]
 async fn sigkill_during_enrollments_and_erasures_loses_nothing_acknowledged() {

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::support::receiver::Receiver;
 use crate::support::{Harness, Tenant};
-use palmlink_tests::{operator, ServerProcess};
+use palmlink_tests::{operator, ServerProcess, UNTHROTTLED};
 
 /// `palmlink serve` allowing loopback webhooks, with fast retries and no rate limits
 /// in the way of the burst.
@@ -17,13 +17,14 @@ fn start_server(bin: &Path, data_dir: &Path) -> ServerProcess {
         data_dir,
         &["--allow-http-webhooks"],
         &[
-            ("PALMLINK_WEBHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,2s"),
-            ("PALMLINK_WEBHOOK_TIMEOUT", "5s"),
-            ("PALMLINK_RATE_LIMIT_PER_SECOND", "10000"),
-            ("PALMLINK_RATE_LIMIT_BURST", "10000"),
-            ("PALMLINK_PUBLIC_RATE_LIMIT_PER_SECOND", "10000"),
-            ("PALMLINK_PUBLIC_RATE_LIMIT_BURST", "10000"),
-        ],
+            [
+                ("PALMLINK_WEBHOOK_RETRY_SCHEDULE", "200ms,500ms,1s,2s"),
+                ("PALMLINK_WEBHOOK_TIMEOUT", "5s"),
+            ]
+            .as_slice(),
+            UNTHROTTLED,
+        ]
+        .concat(),
     )
 }
 
