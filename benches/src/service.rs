@@ -138,6 +138,19 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Nodes a load bench runs: `PALMLINK_LOAD_NODES` (default 2) on a database named by
+/// `PALMLINK_LOAD_DATABASE_URL`, one on the embedded default.
+pub fn node_count(database_url: Option<&str>) -> usize {
+    match database_url {
+        Some(_) => std::env::var("PALMLINK_LOAD_NODES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(2),
+        None => 1,
+    }
+}
+
 /// The `n`-th command-line argument as a number, or `default`.
 pub fn arg(n: usize, default: usize) -> usize {
     std::env::args()

@@ -32,7 +32,7 @@ use axum::body::Bytes;
 use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use palmlink_benches::service::{
-    arg, capture_body, palm, percentile, recapture, Api, BenchService,
+    arg, capture_body, node_count, palm, percentile, recapture, Api, BenchService,
 };
 use serde_json::json;
 
@@ -393,10 +393,7 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     let database_url = std::env::var("PALMLINK_LOAD_DATABASE_URL").ok();
-    let node_count = match &database_url {
-        Some(_) => arg_env("PALMLINK_LOAD_NODES", 2),
-        None => 1,
-    };
+    let node_count = node_count(database_url.as_deref());
     let service = BenchService::start(&http, |c| c.database_url = database_url.clone()).await?;
     let (base, token) = (service.base.clone(), service.token.clone());
     // More nodes on the same database, sharing the first one's master key file.
@@ -551,13 +548,4 @@ async fn main() -> anyhow::Result<()> {
         node.stop().await?;
     }
     service.stop().await
-}
-
-/// The number in the environment variable `name`, or `default`.
-fn arg_env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(default)
 }

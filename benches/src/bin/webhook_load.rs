@@ -22,7 +22,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use palmlink_benches::service::{arg, percentile, BenchService};
+use palmlink_benches::service::{arg, node_count, percentile, BenchService};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
@@ -136,14 +136,7 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     // More nodes on the same database: their webhook workers share the deliveries.
-    let node_count = match &database_url {
-        Some(_) => std::env::var("PALMLINK_LOAD_NODES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n: &usize| n > 0)
-            .unwrap_or(2),
-        None => 1,
-    };
+    let node_count = node_count(database_url.as_deref());
     let mut extra = Vec::new();
     for _ in 1..node_count {
         extra.push(BenchService::start_node(&service, |_| {}).await?);
