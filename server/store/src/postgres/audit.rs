@@ -1,14 +1,33 @@
-//! [`AuditStore`] on PostgreSQL, and the append every audited change runs in its
-//! transaction. Appends to one tenant's chain take its head row's lock (`FOR UPDATE`) and
-//! hold it until their transaction ends: one sequence and one predecessor each, whichever
-//! node appends.
+//! [`AuditStore`] on PostgreSQL: entries queued by the changes they record, and chained in
+//! batches.
+//!
+//! An audited change writes its entry into `audit_queue` in its own transaction ([`append`])
+//! and touches no chain head, so the changes of one tenant commit side by side. Were the
+//! entry chained there, each change would hold its tenant's head row lock through its
+//! commit's WAL flush, and a tenant could not commit faster than one flush at a time.
+//!
+//! [`seal`] chains queued entries: under the head's row lock (`FOR UPDATE`), it moves a
+//! tenant's queued entries, in queue order, into `audit_log` with their sequences and
+//! hashes, many in one transaction. A queued row is deleted in the transaction that chains
+//! it, so an entry is chained once, whichever node seals. Every node's [`Sealer`] seals a
+//! tenant soon after one of its changes commits and looks for queued entries of any tenant
+//! every [`SWEEP`] (those of a crashed node or of an operator command), and every read of
+//! the log seals the tenant first: no read sees a chain without an acknowledged entry.
 
-use deadpool_postgres::GenericClient;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deadpool_postgres::{GenericClient, Pool};
 use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::sql::{execute, fetch_all, fetch_optional, fetch_page, get, json_column, parsed};
+use super::sql::{
+    execute, fetch_all, fetch_optional, fetch_page, fetch_value, get, json_column, parsed,
+};
 use super::PostgresStore;
 use crate::{Actor, AuditEntry, AuditFilter, AuditRecord, AuditStore, StoreResult, GENESIS_HASH};
 
@@ -20,65 +39,58 @@ macro_rules! audit_cols {
     };
 }
 
+/// The columns of a record, queued or chained.
+macro_rules! record_cols {
+    () => {
+        "tenant_id, at, actor_type, actor_id, action, resource_type, resource_id, outcome, \
+         details"
+    };
+}
+
+/// Entries chained per transaction at most.
+const SEAL_BATCH: i64 = 1000;
+/// How often a node looks for queued entries that no change of its own announced.
+pub(super) const SWEEP: Duration = Duration::from_secs(1);
+/// The pause after a seal that failed, before the tenant is tried again.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
 fn entry_row(row: &Row) -> StoreResult<AuditEntry> {
     Ok(AuditEntry {
         sequence: u64::try_from(get::<i64>(row, "sequence")?).unwrap_or(0),
-        record: AuditRecord {
-            tenant_id: parsed(row, "tenant_id")?,
-            at: get(row, "at")?,
-            actor: Actor {
-                kind: parsed(row, "actor_type")?,
-                id: get(row, "actor_id")?,
-            },
-            action: get(row, "action")?,
-            resource_type: get(row, "resource_type")?,
-            resource_id: get(row, "resource_id")?,
-            outcome: get(row, "outcome")?,
-            details: json_column(row, "details")?.unwrap_or(Value::Null),
-        },
+        record: record_row(row)?,
         prev_hash: get(row, "prev_hash")?,
         hash: get(row, "hash")?,
     })
 }
 
-/// Appends `record` to its tenant's chain inside the caller's transaction.
-pub(super) async fn append(
-    c: &impl GenericClient,
-    record: &AuditRecord,
-) -> StoreResult<AuditEntry> {
-    let tenant = record.tenant_id.to_string();
-    execute(
-        c,
-        "INSERT INTO audit_heads (tenant_id, last_sequence, last_hash) VALUES ($1, 0, $2) \
-         ON CONFLICT (tenant_id) DO NOTHING",
-        &[&tenant, &GENESIS_HASH],
-    )
-    .await?;
-    let (last, prev) = fetch_optional(
-        c,
-        "SELECT last_sequence, last_hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE",
-        &[&tenant],
-        |r| {
-            Ok((
-                get::<i64>(r, "last_sequence")?,
-                get::<String>(r, "last_hash")?,
-            ))
+fn record_row(row: &Row) -> StoreResult<AuditRecord> {
+    Ok(AuditRecord {
+        tenant_id: parsed(row, "tenant_id")?,
+        at: get(row, "at")?,
+        actor: Actor {
+            kind: parsed(row, "actor_type")?,
+            id: get(row, "actor_id")?,
         },
-    )
-    .await?
-    .unwrap_or((0, GENESIS_HASH.to_owned()));
-    let sequence = last + 1;
-    let entry = AuditEntry::chained(record.clone(), u64::try_from(sequence).unwrap_or(0), prev);
-    execute(
+        action: get(row, "action")?,
+        resource_type: get(row, "resource_type")?,
+        resource_id: get(row, "resource_id")?,
+        outcome: get(row, "outcome")?,
+        details: json_column(row, "details")?.unwrap_or(Value::Null),
+    })
+}
+
+/// Queues `record` for its tenant's chain inside the caller's transaction; returns its
+/// place in the queue.
+pub(super) async fn append(c: &impl GenericClient, record: &AuditRecord) -> StoreResult<i64> {
+    fetch_value(
         c,
         concat!(
-            "INSERT INTO audit_log (",
-            audit_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            "INSERT INTO audit_queue (",
+            record_cols!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id"
         ),
         &[
-            &tenant,
-            &sequence,
+            &record.tenant_id.to_string(),
             &record.at,
             &record.actor.kind.as_str(),
             &record.actor.id,
@@ -87,28 +99,237 @@ pub(super) async fn append(
             &record.resource_id,
             &record.outcome,
             &record.details.to_string(),
-            &entry.prev_hash,
-            &entry.hash,
+        ],
+    )
+    .await
+}
+
+/// Chains every entry of `tenant` queued before this runs; returns how many it chained.
+pub(super) async fn seal(pool: &Pool, tenant: &str) -> StoreResult<u64> {
+    let mut c = pool.get().await?;
+    let mut sealed = 0u64;
+    loop {
+        let tx = c.transaction().await?;
+        let (n, _) = seal_locked(&tx, tenant, None).await?;
+        tx.commit().await?;
+        sealed += n;
+        if n < SEAL_BATCH as u64 {
+            return Ok(sealed);
+        }
+    }
+}
+
+/// Seals `tenant` unless nothing of it is queued (one read, no lock, when nothing is).
+async fn seal_if_queued(pool: &Pool, tenant: Uuid) -> StoreResult<()> {
+    let tenant = tenant.to_string();
+    let queued: bool = fetch_value(
+        &pool.get().await?,
+        "SELECT EXISTS (SELECT 1 FROM audit_queue WHERE tenant_id = $1)",
+        &[&tenant],
+    )
+    .await?;
+    if queued {
+        seal(pool, &tenant).await?;
+    }
+    Ok(())
+}
+
+/// Inside the caller's transaction: takes the head row lock of `tenant` and chains up to
+/// [`SEAL_BATCH`] of its queued entries, in queue order. Returns how many it chained and,
+/// when `wanted` (a queue id) was among them, that entry.
+async fn seal_locked(
+    c: &impl GenericClient,
+    tenant: &str,
+    wanted: Option<i64>,
+) -> StoreResult<(u64, Option<AuditEntry>)> {
+    let lock = "SELECT last_sequence, last_hash FROM audit_heads WHERE tenant_id = $1 FOR UPDATE";
+    let head = |r: &Row| {
+        Ok((
+            get::<i64>(r, "last_sequence")?,
+            get::<String>(r, "last_hash")?,
+        ))
+    };
+    let (mut last, mut prev) = match fetch_optional(c, lock, &[&tenant], head).await? {
+        Some(found) => found,
+        None => {
+            // The tenant's first entry: two sealers may both create the head; one does.
+            execute(
+                c,
+                "INSERT INTO audit_heads (tenant_id, last_sequence, last_hash) \
+                 VALUES ($1, 0, $2) ON CONFLICT (tenant_id) DO NOTHING",
+                &[&tenant, &GENESIS_HASH],
+            )
+            .await?;
+            fetch_optional(c, lock, &[&tenant], head)
+                .await?
+                .unwrap_or((0, GENESIS_HASH.to_owned()))
+        }
+    };
+    // Under the head lock, with a snapshot taken after it: what an earlier sealer took is
+    // gone from the queue.
+    let mut queued = fetch_all(
+        c,
+        concat!(
+            "DELETE FROM audit_queue WHERE id IN (SELECT id FROM audit_queue \
+             WHERE tenant_id = $1 ORDER BY id LIMIT $2) RETURNING id, ",
+            record_cols!()
+        ),
+        &[&tenant, &SEAL_BATCH],
+        |r| Ok((get::<i64>(r, "id")?, record_row(r)?)),
+    )
+    .await?;
+    if queued.is_empty() {
+        return Ok((0, None));
+    }
+    queued.sort_by_key(|(id, _)| *id);
+    let mut found = None;
+    let mut entries = Vec::with_capacity(queued.len());
+    for (id, record) in queued {
+        last += 1;
+        let entry = AuditEntry::chained(record, u64::try_from(last).unwrap_or(0), prev);
+        prev = entry.hash.clone();
+        if Some(id) == wanted {
+            found = Some(entry.clone());
+        }
+        entries.push(entry);
+    }
+    let column = |f: fn(&AuditEntry) -> String| entries.iter().map(f).collect::<Vec<String>>();
+    let sequences: Vec<i64> = entries
+        .iter()
+        .map(|e| i64::try_from(e.sequence).unwrap_or(i64::MAX))
+        .collect();
+    let ats: Vec<i64> = entries.iter().map(|e| e.record.at).collect();
+    execute(
+        c,
+        concat!(
+            "WITH chained AS (INSERT INTO audit_log (",
+            audit_cols!(),
+            ") SELECT $1, s, a, at, ai, ac, rt, ri, o, d, p, h FROM unnest($2::BIGINT[], \
+             $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], \
+             $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::TEXT[]) \
+             AS t(s, a, at, ai, ac, rt, ri, o, d, p, h)) \
+             UPDATE audit_heads SET last_sequence = $13, last_hash = $14 WHERE tenant_id = $1"
+        ),
+        &[
+            &tenant,
+            &sequences,
+            &ats,
+            &column(|e| e.record.actor.kind.as_str().to_owned()),
+            &column(|e| e.record.actor.id.clone()),
+            &column(|e| e.record.action.clone()),
+            &column(|e| e.record.resource_type.clone()),
+            &column(|e| e.record.resource_id.clone()),
+            &column(|e| e.record.outcome.clone()),
+            &column(|e| e.record.details.to_string()),
+            &column(|e| e.prev_hash.clone()),
+            &column(|e| e.hash.clone()),
+            &last,
+            &prev,
         ],
     )
     .await?;
-    execute(
-        c,
-        "UPDATE audit_heads SET last_sequence = $2, last_hash = $3 WHERE tenant_id = $1",
-        &[&tenant, &sequence, &entry.hash],
+    Ok((entries.len() as u64, found))
+}
+
+/// Tenants of which something is queued.
+async fn queued_tenants(pool: &Pool) -> StoreResult<Vec<String>> {
+    fetch_all(
+        &pool.get().await?,
+        "SELECT DISTINCT tenant_id FROM audit_queue",
+        &[],
+        |r| get(r, "tenant_id"),
     )
-    .await?;
-    Ok(entry)
+    .await
+}
+
+/// Tenants whose queued entries a node's [`Sealer`] chains next.
+#[derive(Default)]
+struct Pending {
+    tenants: Mutex<HashSet<String>>,
+    wake: Notify,
+}
+
+/// One node's sealing task: it chains the entries of the tenants it is told of, soon after
+/// their changes commit, and every [`SWEEP`] those of any tenant with queued entries.
+pub(super) struct Sealer {
+    pending: Arc<Pending>,
+    task: JoinHandle<()>,
+}
+
+impl Sealer {
+    /// Starts the task on the current runtime.
+    pub(super) fn start(pool: Pool) -> Sealer {
+        let pending = Arc::new(Pending::default());
+        let task = tokio::spawn(run(pool, Arc::clone(&pending)));
+        Sealer { pending, task }
+    }
+
+    /// Has the entries queued for `tenant` (by a transaction that has committed) chained
+    /// soon.
+    pub(super) fn poke(&self, tenant: Uuid) {
+        self.pending
+            .tenants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant.to_string());
+        self.pending.wake.notify_one();
+    }
+}
+
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn run(pool: Pool, pending: Arc<Pending>) {
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let swept = tokio::select! {
+            () = pending.wake.notified() => Vec::new(),
+            _ = sweep.tick() => queued_tenants(&pool).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "audit: cannot look for queued entries");
+                Vec::new()
+            }),
+        };
+        let mut tenants: Vec<String> =
+            std::mem::take(&mut *pending.tenants.lock().unwrap_or_else(|p| p.into_inner()))
+                .into_iter()
+                .collect();
+        tenants.extend(swept);
+        tenants.sort();
+        tenants.dedup();
+        for tenant in tenants {
+            if let Err(e) = seal(&pool, &tenant).await {
+                // Still queued: the next sweep, poke or read chains it.
+                tracing::warn!(%tenant, error = %e, "audit: cannot chain queued entries yet");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl AuditStore for PostgresStore {
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<AuditEntry> {
+        let tenant = record.tenant_id.to_string();
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        let entry = append(&tx, record).await?;
-        tx.commit().await?;
-        Ok(entry)
+        let id = append(&tx, record).await?;
+        // Chained in this transaction, after whatever was queued before it.
+        loop {
+            let (n, found) = seal_locked(&tx, &tenant, Some(id)).await?;
+            if let Some(entry) = found {
+                tx.commit().await?;
+                return Ok(entry);
+            }
+            if n == 0 {
+                return Err(crate::StoreError::Database(
+                    "an audit entry left the queue unchained".to_owned(),
+                ));
+            }
+        }
     }
 
     async fn list_audit(
@@ -118,6 +339,7 @@ impl AuditStore for PostgresStore {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<AuditEntry>, i64)> {
+        seal_if_queued(&self.pool, tenant).await?;
         macro_rules! cond {
             () => {
                 "tenant_id = $1 AND ($2::BIGINT IS NULL OR at >= $2) \
@@ -155,6 +377,7 @@ impl AuditStore for PostgresStore {
         from: u64,
         limit: i64,
     ) -> StoreResult<Vec<AuditEntry>> {
+        seal_if_queued(&self.pool, tenant).await?;
         let from = i64::try_from(from).unwrap_or(i64::MAX);
         fetch_all(
             &self.pool.get().await?,
@@ -171,6 +394,7 @@ impl AuditStore for PostgresStore {
     }
 
     async fn audit_head(&self, tenant: Uuid) -> StoreResult<Option<(u64, String)>> {
+        seal_if_queued(&self.pool, tenant).await?;
         fetch_optional(
             &self.pool.get().await?,
             "SELECT last_sequence, last_hash FROM audit_heads WHERE tenant_id = $1 \
@@ -190,7 +414,7 @@ impl AuditStore for PostgresStore {
         fetch_all(
             &self.pool.get().await?,
             "SELECT tenant_id FROM audit_log UNION SELECT tenant_id FROM audit_heads \
-             ORDER BY tenant_id",
+             UNION SELECT tenant_id FROM audit_queue ORDER BY tenant_id",
             &[],
             |r| parsed(r, "tenant_id"),
         )
@@ -198,8 +422,8 @@ impl AuditStore for PostgresStore {
     }
 }
 
-/// Runs one statement and, if it changed a row, appends `record`, in one transaction;
-/// returns the rows changed.
+/// Runs one statement and, if it changed a row, queues `record`, in one transaction;
+/// returns the rows changed, and has the entry chained soon once committed.
 pub(super) async fn audited_execute(
     store: &PostgresStore,
     sql: &str,
@@ -213,5 +437,8 @@ pub(super) async fn audited_execute(
         append(&tx, record).await?;
     }
     tx.commit().await?;
+    if n > 0 {
+        store.sealer.poke(record.tenant_id);
+    }
     Ok(n)
 }

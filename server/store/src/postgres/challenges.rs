@@ -7,6 +7,7 @@
 
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -14,7 +15,8 @@ use super::audit::append as append_audit;
 use super::log::{append_log, LogItem};
 use super::outbox::insert_event;
 use super::sql::{
-    execute, fetch_all, fetch_optional, fetch_page, get, json_column, parsed, parsed_opt, Params,
+    execute, fetch_all, fetch_optional, fetch_page, fetch_value, get, json_column, parsed,
+    parsed_opt, Params,
 };
 use super::users::insert_palm;
 use super::PostgresStore;
@@ -69,23 +71,117 @@ const EXPIRE_PENDING: &str = concat!(
 );
 
 /// Runs `sql` (an update `RETURNING` the challenges it ended) and writes the event `records`
-/// builds for each, inside the caller's transaction; returns how many it ended.
+/// builds for each, inside the caller's transaction; returns the tenant of each challenge it
+/// ended (the caller pokes the audit sealer for them once committed).
 pub(super) async fn end_each(
     c: &impl GenericClient,
     sql: &str,
     params: Params<'_>,
     records: &EndRecords,
-) -> StoreResult<u64> {
+) -> StoreResult<Vec<Uuid>> {
     let ended = fetch_all(c, sql, params, challenge_row).await?;
     for ch in &ended {
         let record = records(ch);
         insert_event(c, &record.event).await?;
         append_audit(c, &record.audit).await?;
     }
-    Ok(ended.len() as u64)
+    Ok(ended.iter().map(|ch| ch.tenant_id).collect())
 }
 
-/// Marks a pending, unexpired challenge completed with its result; false if it is not.
+/// A statement that ends a challenge with `$update` (an `UPDATE challenges ...` whose own
+/// parameters start at `$15`) and, only if that changed the challenge, writes its event
+/// (`$1`-`$5`) and queues its audit entry (`$6`-`$14`): one statement, so one round trip
+/// and one commit. It returns how many challenges it ended (0 or 1).
+macro_rules! end_with_records {
+    ($update:expr) => {
+        concat!(
+            "WITH ended AS (",
+            $update,
+            " RETURNING id), event AS (INSERT INTO outbox_events (event_id, tenant_id, \
+             event_type, payload, occurred_at, dispatched_at) SELECT $1::TEXT, $2::TEXT, \
+             $3::TEXT, $4::TEXT, $5::BIGINT, NULL FROM ended), entry AS (INSERT INTO \
+             audit_queue (tenant_id, at, actor_type, actor_id, action, resource_type, \
+             resource_id, outcome, details) SELECT $6::TEXT, $7::BIGINT, $8::TEXT, $9::TEXT, \
+             $10::TEXT, $11::TEXT, $12::TEXT, $13::TEXT, $14::TEXT FROM ended) \
+             SELECT COUNT(*) FROM ended"
+        )
+    };
+}
+
+/// Completes a pending, unexpired challenge with its result, event and audit entry.
+const COMPLETE_PENDING: &str = end_with_records!(
+    "UPDATE challenges SET status = 'completed', result = $15, captures = $16, \
+     finished_at = $17 WHERE id = $18 AND status = 'pending' AND expires_at > $17"
+);
+
+/// Ends a pending challenge without a decision, with its event and audit entry.
+const FINISH_PENDING: &str = end_with_records!(
+    "UPDATE challenges SET status = $15, failure_reason = $16, captures = $17, result = $18, \
+     finished_at = $19 WHERE id = $20 AND status = 'pending'"
+);
+
+/// The text parameters of an end's event and audit entry, owned for the statement.
+struct EndTexts {
+    tenant: String,
+    payload: String,
+    audit_tenant: String,
+    actor_type: &'static str,
+    details: String,
+}
+
+impl EndTexts {
+    fn of(end: &ChallengeEnd) -> EndTexts {
+        EndTexts {
+            tenant: end.event.tenant_id.to_string(),
+            payload: end.event.payload.to_string(),
+            audit_tenant: end.audit.tenant_id.to_string(),
+            actor_type: end.audit.actor.kind.as_str(),
+            details: end.audit.details.to_string(),
+        }
+    }
+
+    /// `$1`-`$14` of [`end_with_records!`].
+    fn params<'a>(&'a self, end: &'a ChallengeEnd) -> Vec<&'a (dyn ToSql + Sync)> {
+        let (e, a) = (&end.event, &end.audit);
+        vec![
+            &e.event_id,
+            &self.tenant,
+            &e.event_type,
+            &self.payload,
+            &e.occurred_at,
+            &self.audit_tenant,
+            &a.at,
+            &self.actor_type,
+            &a.actor.id,
+            &a.action,
+            &a.resource_type,
+            &a.resource_id,
+            &a.outcome,
+            &self.details,
+        ]
+    }
+}
+
+/// Runs `sql` (built by [`end_with_records!`]) with the end's records and `update`'s
+/// parameters; true if it ended the challenge.
+async fn end_with(
+    store: &PostgresStore,
+    sql: &str,
+    end: &ChallengeEnd,
+    update: &[&(dyn ToSql + Sync)],
+) -> StoreResult<bool> {
+    let texts = EndTexts::of(end);
+    let mut params = texts.params(end);
+    params.extend_from_slice(update);
+    let ended: i64 = fetch_value(&store.pool.get().await?, sql, &params).await?;
+    if ended == 1 {
+        store.sealer.poke(end.audit.tenant_id);
+    }
+    Ok(ended == 1)
+}
+
+/// Marks a pending, unexpired challenge completed with its result, inside the caller's
+/// transaction; false if it is not.
 async fn complete_pending(
     c: &impl GenericClient,
     id: Uuid,
@@ -241,46 +337,41 @@ impl ChallengeStore for PostgresStore {
         insert_event(&tx, &commit.event).await?;
         append_audit(&tx, &commit.audit).await?;
         tx.commit().await?;
+        self.sealer.poke(commit.audit.tenant_id);
         Ok(Some(head))
     }
 
     async fn complete_challenge(&self, end: &ChallengeEnd) -> StoreResult<bool> {
-        let result = end.result.clone().unwrap_or(Value::Null);
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        if !complete_pending(&tx, end.id, &result, end.captures.as_ref(), end.at).await? {
-            return Ok(false);
-        }
-        insert_event(&tx, &end.event).await?;
-        append_audit(&tx, &end.audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        let result = end.result.clone().unwrap_or(Value::Null).to_string();
+        let captures = end.captures.as_ref().map(Value::to_string);
+        let id = end.id.to_string();
+        end_with(
+            self,
+            COMPLETE_PENDING,
+            end,
+            &[&result, &captures, &end.at, &id],
+        )
+        .await
     }
 
     async fn finish_challenge(&self, end: &ChallengeEnd) -> StoreResult<bool> {
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        let done = execute(
-            &tx,
-            "UPDATE challenges SET status = $1, failure_reason = $2, captures = $3, \
-             result = $4, finished_at = $5 WHERE id = $6 AND status = 'pending'",
+        let captures = end.captures.as_ref().map(Value::to_string);
+        let result = end.result.as_ref().map(Value::to_string);
+        let id = end.id.to_string();
+        end_with(
+            self,
+            FINISH_PENDING,
+            end,
             &[
                 &end.status.as_str(),
                 &end.failure_reason.map(FailureReason::as_str),
-                &end.captures.as_ref().map(Value::to_string),
-                &end.result.as_ref().map(Value::to_string),
+                &captures,
+                &result,
                 &end.at,
-                &end.id.to_string(),
+                &id,
             ],
         )
-        .await?;
-        if done != 1 {
-            return Ok(false);
-        }
-        insert_event(&tx, &end.event).await?;
-        append_audit(&tx, &end.audit).await?;
-        tx.commit().await?;
-        Ok(true)
+        .await
     }
 
     async fn expire_challenges(&self, now: i64, records: &EndRecords) -> StoreResult<u64> {
@@ -288,8 +379,11 @@ impl ChallengeStore for PostgresStore {
         // completed) meanwhile is waited for and then no longer matches.
         let mut c = self.pool.get().await?;
         let tx = c.transaction().await?;
-        let n = end_each(&tx, EXPIRE_PENDING, &[&now], records).await?;
+        let tenants = end_each(&tx, EXPIRE_PENDING, &[&now], records).await?;
         tx.commit().await?;
-        Ok(n)
+        for tenant in &tenants {
+            self.sealer.poke(*tenant);
+        }
+        Ok(tenants.len() as u64)
     }
 }

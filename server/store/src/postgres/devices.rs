@@ -209,6 +209,7 @@ impl DeviceStore for PostgresStore {
             insert_event(&tx, event).await?;
             append_audit(&tx, audit).await?;
             tx.commit().await?;
+            self.sealer.poke(audit.tenant_id);
         }
         Ok(paired)
     }
@@ -254,6 +255,7 @@ impl DeviceStore for PostgresStore {
         )
         .await?;
         tx.commit().await?;
+        self.sealer.poke(audit.tenant_id);
         Ok(true)
     }
 }

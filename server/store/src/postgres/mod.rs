@@ -29,6 +29,7 @@ use tokio_postgres::NoTls;
 use crate::migrations::{self, Migration, Migrator};
 use crate::signals::Signal;
 use crate::{Signals, Store, StoreError, StoreResult};
+use audit::Sealer;
 use connect::Tls;
 use signals::Listener;
 use sql::{execute, fetch_value, query, query_opt};
@@ -65,6 +66,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "operators",
         sql: include_str!("../../migrations/postgres/0006_operators.sql"),
     },
+    Migration {
+        version: 8,
+        name: "audit_queue",
+        sql: include_str!("../../migrations/postgres/0008_audit_queue.sql"),
+    },
 ];
 
 /// Connections a store keeps open at most.
@@ -98,7 +104,10 @@ const MIGRATION_LOCK: i32 = 0x706c_6d67;
 ///   hardware ids, users, palms, idempotency keys, deliveries, attempts);
 /// - `SELECT ... FOR UPDATE SKIP LOCKED` where work is taken (leasing deliveries, fanning
 ///   out the outbox), so two nodes never take the same item;
-/// - row locks taken first where a change reads before it writes (erasing a user).
+/// - row locks taken first where a change reads before it writes (erasing a user);
+/// - audit entries queued by the changes they record and chained afterwards, in batches,
+///   under the chain head's row lock (see `audit`), so no change waits for another's
+///   commit to draw its place in the tenant's chain.
 ///
 /// Leases are never released wholesale ([`WebhookStore::release_leases`] does nothing
 /// here): they belong to live nodes, and a dead node's leases expire.
@@ -118,6 +127,7 @@ const MIGRATION_LOCK: i32 = 0x706c_6d67;
 pub struct PostgresStore {
     pool: Pool,
     listener: Arc<Listener>,
+    sealer: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -170,6 +180,7 @@ impl PostgresStore {
             fetch_value(&pool.get().await?, "SELECT current_schema()::text", &[]).await?;
         let channel = signals::channel(schema.as_deref().unwrap_or_default());
         Ok(PostgresStore {
+            sealer: Arc::new(Sealer::start(pool.clone())),
             pool,
             listener: Arc::new(Listener::new(target.config, target.tls, channel)),
         })

@@ -97,6 +97,7 @@ impl TenantStore for PostgresStore {
         }
         append_audit(&tx, audit).await?;
         tx.commit().await?;
+        self.sealer.poke(audit.tenant_id);
         Ok(true)
     }
 }

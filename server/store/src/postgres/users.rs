@@ -260,6 +260,9 @@ impl UserStore for PostgresStore {
             .collect();
         let log_head = append_log(&tx, tenant_id, &erased, now).await?;
         tx.commit().await?;
+        if erased_user > 0 {
+            self.sealer.poke(audit.tenant_id);
+        }
         Ok(Erasure { palms, log_head })
     }
 }

@@ -4,8 +4,6 @@
 //! events it takes, and one claiming deliveries locks those it leases, so workers on several
 //! nodes take disjoint sets and none waits for another.
 
-use std::collections::HashMap;
-
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -16,8 +14,8 @@ use super::sql::{
 use super::PostgresStore;
 use crate::webhooks::{events_json, wants, webhook_conflict, AttemptOutcome};
 use crate::{
-    Attempt, AuditRecord, Delivery, DeliveryNext, DeliveryStatus, StoreError, StoreResult,
-    Subscription, SubscriptionNext, WebhookStore,
+    Attempt, AuditRecord, Delivery, DeliveryNext, DeliveryStatus, StoreResult, Subscription,
+    SubscriptionNext, WebhookStore,
 };
 
 /// The columns [`hook_row`] reads.
@@ -91,9 +89,71 @@ const CLAIM_DUE: &str = concat!(
      JOIN webhooks w ON w.id = d.webhook_id \
      WHERE d.status = $1 AND d.next_attempt_at <= $2 \
      AND (d.lease_until IS NULL OR d.lease_until <= $2) AND w.active = 1 \
-     ORDER BY d.next_attempt_at, d.created_at LIMIT $4 FOR UPDATE OF d SKIP LOCKED) \
-     UPDATE webhook_deliveries SET lease_until = $3 FROM due WHERE id = due.due_id RETURNING ",
-    delivery_cols!()
+     ORDER BY d.next_attempt_at, d.created_at LIMIT $4 FOR UPDATE OF d SKIP LOCKED), \
+     leased AS (UPDATE webhook_deliveries SET lease_until = $3 FROM due \
+     WHERE id = due.due_id RETURNING ",
+    delivery_cols!(),
+    ") SELECT leased.*, w.id AS w_id, w.tenant_id AS w_tenant_id, w.name AS w_name, \
+     w.events AS w_events, w.endpoint AS w_endpoint, w.api_key AS w_api_key, \
+     w.secret AS w_secret, w.old_secret AS w_old_secret, \
+     w.old_secret_expires_at AS w_old_secret_expires_at, w.active AS w_active, \
+     w.disabled_reason AS w_disabled_reason, w.failing_since AS w_failing_since, \
+     w.created_at AS w_created_at, w.updated_at AS w_updated_at \
+     FROM leased JOIN webhooks w ON w.id = leased.webhook_id"
+);
+
+/// A subscription read from the `w_`-prefixed columns of [`CLAIM_DUE`].
+fn leased_hook_row(row: &Row) -> StoreResult<Subscription> {
+    Ok(Subscription {
+        id: parsed(row, "w_id")?,
+        tenant_id: parsed(row, "w_tenant_id")?,
+        name: get(row, "w_name")?,
+        events: json_column(row, "w_events")?.unwrap_or_default(),
+        endpoint: get(row, "w_endpoint")?,
+        api_key: get(row, "w_api_key")?,
+        secret: get(row, "w_secret")?,
+        old_secret: get(row, "w_old_secret")?,
+        old_secret_expires_at: get(row, "w_old_secret_expires_at")?,
+        active: get::<i64>(row, "w_active")? != 0,
+        disabled_reason: get(row, "w_disabled_reason")?,
+        failing_since: get(row, "w_failing_since")?,
+        created_at: get(row, "w_created_at")?,
+        updated_at: get(row, "w_updated_at")?,
+    })
+}
+
+/// Records an attempt (`$1`-`$6`) once, and only then moves its delivery on (`$7`-`$10`)
+/// and updates its subscription as `$hook` says (an `UPDATE webhooks ... WHERE` whose
+/// conditions follow `id IN (...)`): one statement, so one round trip and one commit.
+macro_rules! record_attempt {
+    ($hook:expr) => {
+        concat!(
+            "WITH attempt AS (INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, \
+             status_code, latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (delivery_id, attempt) DO NOTHING RETURNING delivery_id), \
+             delivery AS (UPDATE webhook_deliveries SET status = $7, attempts = $2, \
+             next_attempt_at = $8, lease_until = NULL, last_status_code = $4, last_error = $6, \
+             updated_at = $9, delivered_at = COALESCE($10, delivered_at) \
+             WHERE id = $1 AND id IN (SELECT delivery_id FROM attempt) RETURNING webhook_id) ",
+            $hook
+        )
+    };
+}
+
+/// [`record_attempt!`] for a success: the subscription is no longer failing.
+const RECORD_HEALTHY: &str = record_attempt!(
+    "UPDATE webhooks SET failing_since = NULL \
+     WHERE id IN (SELECT webhook_id FROM delivery) AND failing_since IS NOT NULL"
+);
+/// [`record_attempt!`] for a failure: the subscription is failing since now, unless it was.
+const RECORD_FAILING: &str = record_attempt!(
+    "UPDATE webhooks SET failing_since = $9 \
+     WHERE id IN (SELECT webhook_id FROM delivery) AND failing_since IS NULL"
+);
+/// [`record_attempt!`] for a failure that disables the subscription with reason `$11`.
+const RECORD_DISABLING: &str = record_attempt!(
+    "UPDATE webhooks SET active = 0, disabled_reason = $11, updated_at = $9 \
+     WHERE id IN (SELECT webhook_id FROM delivery) AND active = 1"
 );
 
 #[async_trait::async_trait]
@@ -232,6 +292,7 @@ impl WebhookStore for PostgresStore {
         .await?;
         append_audit(&tx, audit).await?;
         tx.commit().await?;
+        self.sealer.poke(audit.tenant_id);
         Ok(true)
     }
 
@@ -365,10 +426,9 @@ impl WebhookStore for PostgresStore {
         lease_until: i64,
         limit: i64,
     ) -> StoreResult<Vec<(Delivery, Subscription)>> {
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
+        // One statement: the lease and the subscriptions' read commit together.
         let mut leased = fetch_all(
-            &tx,
+            &self.pool.get().await?,
             CLAIM_DUE,
             &[
                 &DeliveryStatus::Pending.as_str(),
@@ -376,39 +436,13 @@ impl WebhookStore for PostgresStore {
                 &lease_until,
                 &limit,
             ],
-            delivery_row,
+            |row| Ok((delivery_row(row)?, leased_hook_row(row)?)),
         )
         .await?;
-        if leased.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        leased.sort_by_key(|d| (d.next_attempt_at, d.created_at));
-        let webhook_ids: Vec<String> = leased.iter().map(|d| d.webhook_id.to_string()).collect();
-        let hooks: HashMap<Uuid, Subscription> = fetch_all(
-            &tx,
-            concat!("SELECT ", hook_cols!(), " FROM webhooks WHERE id = ANY($1)"),
-            &[&webhook_ids],
-            hook_row,
-        )
-        .await?
-        .into_iter()
-        .map(|h| (h.id, h))
-        .collect();
-        tx.commit().await?;
-        leased
-            .into_iter()
-            .map(|d| {
-                let hook = hooks.get(&d.webhook_id).cloned().ok_or_else(|| {
-                    StoreError::Database("a leased delivery's subscription vanished".to_owned())
-                })?;
-                Ok((d, hook))
-            })
-            .collect()
+        leased.sort_by_key(|(d, _)| (d.next_attempt_at, d.created_at));
+        Ok(leased)
     }
 
-    /// Releases nothing: on PostgreSQL other nodes may hold leases and be attempting those
-    /// deliveries right now. A dead node's leases expire instead.
     async fn release_leases(&self) -> StoreResult<u64> {
         Ok(0)
     }
@@ -444,79 +478,29 @@ impl WebhookStore for PostgresStore {
         let outcome = AttemptOutcome::of(a, next);
         let now = outcome.ended_at;
         let delivery_id = a.delivery_id.to_string();
-        let mut c = self.pool.get().await?;
-        let tx = c.transaction().await?;
-        // Of two recordings of one attempt, the second waits on the first's key, then
-        // inserts nothing and changes nothing.
-        let inserted = execute(
-            &tx,
-            "INSERT INTO webhook_attempts (delivery_id, attempt, attempted_at, status_code, \
-             latency_ms, error) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (delivery_id, attempt) DO NOTHING",
-            &[
-                &delivery_id,
-                &a.attempt,
-                &a.attempted_at,
-                &a.status_code,
-                &a.latency_ms,
-                &a.error,
-            ],
-        )
-        .await?;
-        if inserted == 0 {
-            tx.commit().await?;
-            return Ok(());
-        }
-        let webhook_id: Option<String> = fetch_optional(
-            &tx,
-            "UPDATE webhook_deliveries SET status = $1, attempts = $2, next_attempt_at = $3, \
-             lease_until = NULL, last_status_code = $4, last_error = $5, updated_at = $6, \
-             delivered_at = COALESCE($7, delivered_at) WHERE id = $8 RETURNING webhook_id",
-            &[
-                &outcome.status.as_str(),
-                &a.attempt,
-                &outcome.next_attempt_at,
-                &a.status_code,
-                &a.error,
-                &now,
-                &outcome.delivered_at,
-                &delivery_id,
-            ],
-            |r| get(r, "webhook_id"),
-        )
-        .await?;
-        if let Some(webhook_id) = webhook_id {
-            match hook {
-                SubscriptionNext::Healthy => {
-                    execute(
-                        &tx,
-                        "UPDATE webhooks SET failing_since = NULL \
-                         WHERE id = $1 AND failing_since IS NOT NULL",
-                        &[&webhook_id],
-                    )
-                    .await?
-                }
-                SubscriptionNext::Failing => {
-                    execute(
-                        &tx,
-                        "UPDATE webhooks SET failing_since = $1 \
-                         WHERE id = $2 AND failing_since IS NULL",
-                        &[&now, &webhook_id],
-                    )
-                    .await?
-                }
-                SubscriptionNext::Disable(reason) => {
-                    execute(
-                        &tx,
-                        "UPDATE webhooks SET active = 0, disabled_reason = $1, updated_at = $2 \
-                         WHERE id = $3 AND active = 1",
-                        &[reason, &now, &webhook_id],
-                    )
-                    .await?
-                }
-            };
-        }
-        tx.commit().await?;
+        let status = outcome.status.as_str();
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![
+            &delivery_id,
+            &a.attempt,
+            &a.attempted_at,
+            &a.status_code,
+            &a.latency_ms,
+            &a.error,
+            &status,
+            &outcome.next_attempt_at,
+            &now,
+            &outcome.delivered_at,
+        ];
+        // An attempt recorded already (by a node whose lease had expired) changes nothing.
+        let sql = match hook {
+            SubscriptionNext::Healthy => RECORD_HEALTHY,
+            SubscriptionNext::Failing => RECORD_FAILING,
+            SubscriptionNext::Disable(reason) => {
+                params.push(reason);
+                RECORD_DISABLING
+            }
+        };
+        execute(&self.pool.get().await?, sql, &params).await?;
         Ok(())
     }
 

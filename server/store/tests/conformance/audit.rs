@@ -8,7 +8,7 @@ use palmlink_store::{
 };
 use tokio::task::JoinSet;
 
-use crate::support::{audit, device, event, hook, tenant};
+use crate::support::{audit, challenge, completion, device, event, hook, tenant};
 
 /// Checks the links of a chain read back in order: sequences from 1, each `prev_hash` the
 /// hash before, each hash recomputed.
@@ -227,4 +227,59 @@ pub async fn each_audited_change_writes_its_entry_and_a_refused_one_none(store: 
     );
     let check = verify_chain(store, t).await.unwrap();
     assert_eq!((check.entries, check.first_bad), (8, None));
+}
+
+/// Changes that write entries in their own transactions (challenge ends), racing on two
+/// stores beside plain appends, leave each entry in the chain once, linked, and readable
+/// from either store as soon as the changes are acknowledged.
+pub async fn entries_of_racing_changes_are_chained_once(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    const CHANGES: usize = 24;
+    let t = tenant(a.as_ref(), "racing").await;
+    let scanner = device(t, "RACE000001");
+    a.create_device(&scanner, &audit(t, "device.registered"))
+        .await
+        .unwrap();
+    let mut ids = Vec::with_capacity(CHANGES);
+    for _ in 0..CHANGES {
+        let c = challenge(t, scanner.id, i64::MAX);
+        a.create_challenge(&c).await.unwrap();
+        ids.push(c.id);
+    }
+    let start = Arc::new(tokio::sync::Barrier::new(CHANGES));
+    let mut set = JoinSet::new();
+    for (i, id) in ids.into_iter().enumerate() {
+        let store = Arc::clone(if i % 2 == 0 { &a } else { &b });
+        let start = Arc::clone(&start);
+        set.spawn(async move {
+            start.wait().await;
+            let end = completion(id, t, &serde_json::json!({"n": i}), 1000 + i as i64, 60);
+            assert!(store.complete_challenge(&end).await.unwrap());
+            if i % 3 == 0 {
+                store
+                    .append_audit(&audit(t, &format!("plain.{i}")))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    set.join_all().await;
+    for store in [&a, &b] {
+        let (entries, total) = store
+            .list_audit(t, &AuditFilter::default(), 0, 1000)
+            .await
+            .unwrap();
+        let plain = CHANGES.div_ceil(3);
+        assert_eq!(total as usize, 2 + CHANGES + plain);
+        assert_linked(&entries);
+        let ended = entries
+            .iter()
+            .filter(|e| e.record.action == "test.ended")
+            .count();
+        assert_eq!(ended, CHANGES);
+        let check = verify_chain(store.as_ref(), t).await.unwrap();
+        assert_eq!(
+            (check.entries as usize, check.first_bad),
+            (total as usize, None)
+        );
+    }
 }

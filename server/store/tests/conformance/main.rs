@@ -123,6 +123,7 @@ suite! {
     ],
     two: [
         audit::concurrent_appends_keep_one_chain_per_tenant,
+        audit::entries_of_racing_changes_are_chained_once,
         concurrency::a_challenge_completes_once_among_many_captures,
         concurrency::one_hardware_id_pairs_one_device,
         concurrency::one_idempotency_key_starts_one_request,
