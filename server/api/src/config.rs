@@ -42,6 +42,8 @@ pub struct Config {
     pub public_rate_limit_burst: u32,
     /// How often the sweeper expires stale challenges and idempotency records.
     pub sweep_interval: Duration,
+    /// How often finished work past its tenant's retention period is purged.
+    pub retention_interval: Duration,
     /// How often the galleries look for template log entries other nodes wrote.
     pub follow_interval: Duration,
     /// Webhook delivery: retry schedule, timeout, concurrency.
@@ -70,6 +72,7 @@ impl Config {
             public_rate_limit_per_second: 20,
             public_rate_limit_burst: 100,
             sweep_interval: Duration::from_secs(15),
+            retention_interval: Duration::from_secs(600),
             follow_interval: Duration::from_secs(2),
             webhooks: WebhookSettings::default(),
             index_policy: domain.index_policy,

@@ -1,11 +1,11 @@
 //! A node: the store, the keys, the galleries and the services, the router on a socket, and
-//! the background tasks (the galleries following the database, the sweeper, the webhook
-//! delivery worker).
+//! the background tasks (the galleries following the database, the sweeper, the retention
+//! purge, the webhook delivery worker).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use palmlink_domain::{run_sweeper, unlock, Domain, Parts, SigningKey, SystemClock};
+use palmlink_domain::{run_retention, run_sweeper, unlock, Domain, Parts, SigningKey, SystemClock};
 use palmlink_store::Store;
 use palmlink_webhooks::DeliveryWorker;
 use tokio::net::TcpListener;
@@ -86,6 +86,7 @@ pub struct RunningServer {
     stopping: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
     sweeper: JoinHandle<()>,
+    retention: JoinHandle<()>,
     webhook_worker: JoinHandle<()>,
     replicator: JoinHandle<()>,
     signals: JoinHandle<()>,
@@ -107,6 +108,7 @@ impl RunningServer {
         let _ = self.stopping.send(true);
         let _ = self.shutdown.send(());
         self.sweeper.abort();
+        self.retention.abort();
         self.webhook_worker.abort();
         self.replicator.abort();
         self.signals.abort();
@@ -150,6 +152,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         domain.clock.clone(),
         config.sweep_interval,
     ));
+    let retention = tokio::spawn(run_retention(
+        domain.store.clone(),
+        domain.clock.clone(),
+        config.retention_interval,
+    ));
     let webhook_worker = worker.spawn();
     // Signals from the other nodes wake this one's waiters; polling stays beside them.
     let signals = tokio::spawn(domain.wakeups.clone().listen(domain.galleries.clone()));
@@ -180,6 +187,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         stopping,
         task,
         sweeper,
+        retention,
         webhook_worker,
         replicator,
         signals,

@@ -211,6 +211,10 @@ pub(crate) struct MatchingSettings {
     min_liveness: Option<f64>,
     /// `off`, `flag` (default) or `reject` (absent in a PUT: unchanged).
     duplicate_check: Option<DuplicateCheck>,
+    /// Days finished challenges, events and delivery logs are kept, 1-36500; `null` (the
+    /// default) keeps them for ever (absent in a PUT: unchanged).
+    #[schema(minimum = 1, maximum = 36500)]
+    retention_days: Option<i64>,
 }
 
 /// What an enrollment does with other users' matching templates.

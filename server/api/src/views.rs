@@ -134,6 +134,7 @@ pub(crate) fn settings(s: &TenantSettings) -> Value {
         "min_quality": s.trust.min_quality,
         "min_liveness": s.trust.min_liveness,
         "duplicate_check": s.trust.duplicate_check,
+        "retention_days": s.trust.retention_days,
     })
 }
 

@@ -5,9 +5,11 @@
 //! - A write that changes templates (an enrollment, an erasure) commits to the database
 //!   first, then applies its own entries here at once when the gallery is exactly one
 //!   step behind; otherwise it catches up from the log.
-//! - [`Galleries::catch_up`] applies a tenant's log from the gallery's sequence on: inserts
-//!   in batches (the sealed templates read and opened here), erasures as they come. Applying
-//!   is idempotent, so a crash anywhere only repeats work.
+//! - [`Galleries::catch_up`] applies a tenant's log from the gallery's sequence on: batches
+//!   of entries read with their sealed templates in one ordered query (the next batch read
+//!   while one is applied), each run of inserts opened in parallel and written in one
+//!   commit that records its last sequence, erasures as they come. Applying is idempotent,
+//!   so a crash anywhere only repeats work.
 //! - A gallery with nothing applied while the log has entries (a new node, a directory
 //!   deleted by hand) is rebuilt from the templates the database holds instead.
 //! - A decision waits, boundedly, until the gallery has applied everything acknowledged
@@ -22,10 +24,11 @@ use std::time::Duration;
 use palmlink_engine::{
     Gallery, GalleryError, IndexPolicy, Layout, PalmSide, RecordIds, RowId, Template,
 };
-use palmlink_store::{LogEntry, LogOp, PalmType, Store, StoredTemplate};
+use palmlink_store::{LogOp, LoggedTemplate, PalmType, Store};
+use rayon::prelude::*;
 use uuid::Uuid;
 
-use crate::vault::Vault;
+use crate::vault::{TemplateOpener, Vault};
 use crate::{DomainError, DomainResult};
 
 /// Log entries read per step of a catch-up.
@@ -269,52 +272,70 @@ impl Galleries {
         if gallery.applied_sequence() == 0 && head > 0 && gallery.live_count() == 0 {
             return self.rebuild_locked(tenant).await;
         }
-        loop {
-            let applied = gallery.applied_sequence();
-            let entries = self.store.log_after(tenant, applied, LOG_BATCH).await?;
-            let Some(last) = entries.last().map(|e| e.sequence) else {
-                return Ok(applied);
-            };
-            self.apply(tenant, &gallery, &entries).await?;
-            debug_assert_eq!(gallery.applied_sequence(), last);
-        }
+        self.follow_log(tenant, &gallery).await
     }
 
-    /// Applies `entries` (in order, following the gallery's sequence): runs of inserts in
-    /// one batch each, erasures one by one.
+    /// Applies the tenant's log after the gallery's sequence until none is left: each batch
+    /// read in one ordered query (the entries with their sealed templates), the next one
+    /// read while the gallery applies it. Returns the sequence applied.
+    async fn follow_log(&self, tenant: Uuid, gallery: &Arc<Gallery>) -> DomainResult<u64> {
+        let read = |after: u64| self.store.log_templates_after(tenant, after, LOG_BATCH);
+        let mut batch = read(gallery.applied_sequence()).await?;
+        if batch.is_empty() {
+            return Ok(gallery.applied_sequence());
+        }
+        let opener = Arc::new(self.vault.opener(tenant).await?);
+        while let Some(last) = batch.last().map(|e| e.entry.sequence) {
+            let (applied, next) = tokio::join!(
+                self.apply(gallery, &opener, std::mem::take(&mut batch)),
+                read(last)
+            );
+            applied?;
+            debug_assert_eq!(gallery.applied_sequence(), last);
+            batch = next?;
+        }
+        Ok(gallery.applied_sequence())
+    }
+
+    /// Applies `entries` (in order, following the gallery's sequence): each run of inserts
+    /// opened in parallel and written in one batch, erasures one by one.
     async fn apply(
         &self,
-        tenant: Uuid,
         gallery: &Arc<Gallery>,
-        entries: &[LogEntry],
+        opener: &Arc<TemplateOpener>,
+        entries: Vec<LoggedTemplate>,
     ) -> DomainResult<()> {
-        let mut start = 0;
-        while start < entries.len() {
-            let op = entries[start].op;
-            let end = entries[start..]
-                .iter()
-                .position(|e| e.op != op)
-                .map_or(entries.len(), |n| start + n);
-            let run = &entries[start..end];
-            let sequence = run[run.len() - 1].sequence;
+        let mut entries = entries.into_iter().peekable();
+        while let Some(first) = entries.next() {
+            let op = first.entry.op;
+            let mut run = vec![first];
+            while let Some(e) = entries.next_if(|e| e.entry.op == op) {
+                run.push(e);
+            }
+            let sequence = run[run.len() - 1].entry.sequence;
+            let g = gallery.clone();
             match op {
                 LogOp::Insert => {
-                    let features: Vec<Uuid> = run.iter().map(|e| e.feature_id).collect();
-                    let stored = self.store.sealed_templates(tenant, &features).await?;
-                    let rows = self.open_rows(tenant, stored).await?;
-                    let g = gallery.clone();
-                    run_blocking(move || {
+                    let o = opener.clone();
+                    let unreadable = run_blocking(move || {
+                        let sealed = run.iter().filter_map(|e| {
+                            let s = e.sealed.as_deref()?;
+                            Some((e.entry.user_id, e.entry.feature_id, e.entry.palm_type, s))
+                        });
+                        let (rows, unreadable) = open_all(&o, sealed.collect());
                         let batch: Vec<(RecordIds, &Template)> =
                             rows.iter().map(|r| (r.ids, &r.template)).collect();
-                        g.insert_batch_logged(&batch, sequence).map(drop)
+                        g.insert_batch_logged(&batch, sequence).map(|_| unreadable)
                     })
                     .await?
                     .map_err(engine)?;
+                    self.report_unreadable(opener.tenant(), unreadable);
                 }
                 LogOp::Erase => {
-                    let g = gallery.clone();
-                    let run: Vec<(Uuid, u64)> =
-                        run.iter().map(|e| (e.feature_id, e.sequence)).collect();
+                    let run: Vec<(Uuid, u64)> = run
+                        .iter()
+                        .map(|e| (e.entry.feature_id, e.entry.sequence))
+                        .collect();
                     run_blocking(move || {
                         for (feature, sequence) in run {
                             match g.row_of(feature.as_u128()) {
@@ -328,40 +349,16 @@ impl Galleries {
                     .map_err(engine)?;
                 }
             }
-            start = end;
         }
         Ok(())
     }
 
-    /// Opens sealed templates into rows; one that does not open is reported and left out.
-    async fn open_rows(
-        &self,
-        tenant: Uuid,
-        stored: Vec<StoredTemplate>,
-    ) -> DomainResult<Vec<NewRow>> {
-        let mut rows = Vec::with_capacity(stored.len());
-        for t in stored {
-            let p = &t.palm;
-            match self
-                .vault
-                .open_template(tenant, p.user_id, p.feature_id, &t.sealed)
-                .await?
-            {
-                Ok(template) => rows.push(NewRow {
-                    ids: RecordIds {
-                        feature_id: p.feature_id.as_u128(),
-                        user_key: p.user_id.as_u128(),
-                        palm: palm_side(p.palm_type),
-                    },
-                    template,
-                }),
-                Err(e) => {
-                    tracing::error!(%tenant, feature_id = %e.feature_id, "a sealed template does not open: left out of the gallery");
-                    lock(&self.unreadable).insert(e.feature_id);
-                }
-            }
+    /// Logs and remembers features whose sealed template did not open.
+    fn report_unreadable(&self, tenant: Uuid, features: Vec<Uuid>) {
+        for feature_id in features {
+            tracing::error!(%tenant, %feature_id, "a sealed template does not open: left out of the gallery");
+            lock(&self.unreadable).insert(feature_id);
         }
-        Ok(rows)
     }
 
     /// Builds the tenant's gallery afresh from the templates the database holds, in a
@@ -381,6 +378,7 @@ impl Galleries {
             .root
             .join(format!(".{tenant}.rebuild-{}", Uuid::new_v4().simple()));
         let fresh = Arc::new(Gallery::create(&fresh_dir, Layout::DEFAULT).map_err(engine)?);
+        let opener = Arc::new(self.vault.opener(tenant).await?);
         let mut after = None;
         loop {
             let page = self
@@ -391,15 +389,21 @@ impl Galleries {
                 break;
             };
             after = Some(last);
-            let rows = self.open_rows(tenant, page).await?;
             let g = fresh.clone();
-            run_blocking(move || {
+            let opener = opener.clone();
+            let unreadable = run_blocking(move || {
+                let sealed = page.iter().map(|t| {
+                    let p = &t.palm;
+                    (p.user_id, p.feature_id, p.palm_type, t.sealed.as_slice())
+                });
+                let (rows, unreadable) = open_all(&opener, sealed.collect());
                 let batch: Vec<(RecordIds, &Template)> =
                     rows.iter().map(|r| (r.ids, &r.template)).collect();
-                g.insert_batch_logged(&batch, head).map(drop)
+                g.insert_batch_logged(&batch, head).map(|_| unreadable)
             })
             .await?
             .map_err(engine)?;
+            self.report_unreadable(tenant, unreadable);
         }
         fresh.advance_sequence(head).map_err(engine)?;
         drop(fresh);
@@ -410,14 +414,7 @@ impl Galleries {
     /// Catches up a gallery that was just rebuilt (no second rebuild).
     async fn catch_up_inner_after_rebuild(&self, tenant: Uuid) -> DomainResult<u64> {
         let gallery = self.get(tenant).map_err(engine)?;
-        loop {
-            let applied = gallery.applied_sequence();
-            let entries = self.store.log_after(tenant, applied, LOG_BATCH).await?;
-            if entries.is_empty() {
-                return Ok(applied);
-            }
-            self.apply(tenant, &gallery, &entries).await?;
-        }
+        self.follow_log(tenant, &gallery).await
     }
 
     /// Puts the gallery built in `fresh_dir` in the tenant's place. Searches still running
@@ -598,6 +595,39 @@ pub fn remove_gallery(root: &Path, tenant: Uuid) -> DomainResult<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(DomainError::internal(format!("removing a gallery: {e}"))),
     }
+}
+
+/// Opens sealed templates (user, feature, palm, bytes) into rows, in parallel: the rows in
+/// the order given, and the features whose template did not open.
+fn open_all(
+    opener: &TemplateOpener,
+    sealed: Vec<(Uuid, Uuid, PalmType, &[u8])>,
+) -> (Vec<NewRow>, Vec<Uuid>) {
+    let opened: Vec<Result<NewRow, Uuid>> = sealed
+        .into_par_iter()
+        .map(|(user, feature, palm, bytes)| {
+            let template = opener
+                .open(user, feature, bytes)
+                .map_err(|e| e.feature_id)?;
+            Ok(NewRow {
+                ids: RecordIds {
+                    feature_id: feature.as_u128(),
+                    user_key: user.as_u128(),
+                    palm: palm_side(palm),
+                },
+                template,
+            })
+        })
+        .collect();
+    let mut rows = Vec::with_capacity(opened.len());
+    let mut unreadable = Vec::new();
+    for o in opened {
+        match o {
+            Ok(row) => rows.push(row),
+            Err(feature) => unreadable.push(feature),
+        }
+    }
+    (rows, unreadable)
 }
 
 async fn run_blocking<T: Send + 'static>(

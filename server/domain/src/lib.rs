@@ -41,6 +41,7 @@ mod hub;
 mod idempotency;
 mod keys;
 mod operators;
+mod retention;
 mod secrets;
 mod sessions;
 mod settings;
@@ -83,6 +84,9 @@ pub use hub::DeviceHub;
 pub use idempotency::{Begun, Idempotency, KEY_TTL_SECS};
 pub use keys::{key_path, SigningKey};
 pub use operators::{ClientSecret, Operators};
+pub use retention::{
+    cutoff as retention_cutoff, purge_past_retention, run as run_retention, PURGE_BATCH,
+};
 pub use secrets::{
     constant_time_eq, new_pairing_code, new_secret, new_signing_secret, normalize_pairing_code,
     random_bytes, sha256_hex, CLIENT_SECRET_PREFIX, DEVICE_SECRET_PREFIX, PAIRING_ALPHABET,
@@ -92,7 +96,9 @@ pub use sessions::{
     NewOperator, OperatorSession, Sessions, SignedIn, MIN_PASSWORD_CHARS, SESSION_PREFIX,
     SESSION_TTL, SIGN_IN_LIMIT, SIGN_IN_WINDOW,
 };
-pub use settings::{engine_settings, stored_settings, Settings, SettingsUpdate, TenantSettings};
+pub use settings::{
+    engine_settings, stored_settings, Settings, SettingsUpdate, TenantSettings, MAX_RETENTION_DAYS,
+};
 pub use sweeper::run as run_sweeper;
 pub use tokens::{
     parse_scopes, scope_text, Caller, Grant, GrantRequest, Tokens, AUDIENCE, TOKEN_TYPE,

@@ -1,6 +1,6 @@
 //! Per-tenant matching settings: the thresholds and the policy every decision applies, and
 //! the trust policy (the quality and liveness a capture must show, the duplicate-identity
-//! check of enrollments).
+//! check of enrollments, how many days finished work is kept).
 
 use std::sync::Arc;
 
@@ -33,7 +33,14 @@ pub struct SettingsUpdate {
     /// `off`, `flag` or `reject` (absent: unchanged).
     #[serde(default)]
     pub duplicate_check: Option<DuplicateCheck>,
+    /// Days finished challenges, events and delivery logs are kept, 1 to
+    /// [`MAX_RETENTION_DAYS`] (absent: unchanged; `null`: kept for ever).
+    #[serde(default, deserialize_with = "crate::validate::nullable_integer")]
+    pub retention_days: Option<Option<i64>>,
 }
+
+/// The longest retention period accepted, in days (a hundred years).
+pub const MAX_RETENTION_DAYS: i64 = 36_500;
 
 /// A tenant's settings in force: the decision's thresholds and policy, and the trust policy.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,10 +63,25 @@ impl SettingsUpdate {
                 errors.push(FieldError::new(name, "must be a number from 0 to 1"));
             }
         }
+        let retention_days = match self.retention_days {
+            None => current.retention_days,
+            Some(None) => None,
+            Some(Some(days)) => match u32::try_from(days) {
+                Ok(days) if (1..=MAX_RETENTION_DAYS).contains(&i64::from(days)) => Some(days),
+                _ => {
+                    errors.push(FieldError::new(
+                        "retention_days",
+                        format!("must be a whole number of days from 1 to {MAX_RETENTION_DAYS}, or null"),
+                    ));
+                    None
+                }
+            },
+        };
         TrustPolicy {
             min_quality: self.min_quality.unwrap_or(current.min_quality),
             min_liveness: self.min_liveness.unwrap_or(current.min_liveness),
             duplicate_check: self.duplicate_check.unwrap_or(current.duplicate_check),
+            retention_days,
         }
     }
 
@@ -199,6 +221,7 @@ impl Settings {
             "min_quality": settings.trust.min_quality,
             "min_liveness": settings.trust.min_liveness,
             "duplicate_check": settings.trust.duplicate_check,
+            "retention_days": settings.trust.retention_days,
         });
         let audit = record(
             caller.tenant_id,

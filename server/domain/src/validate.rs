@@ -117,6 +117,14 @@ pub(crate) fn integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i
     }
 }
 
+/// As [`integer`], for a field where `null` means something (used with `#[serde(default)]`):
+/// left out is `None`, `null` is `Some(None)`, a number `Some(Some(n))`.
+pub(crate) fn nullable_integer<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<i64>>, D::Error> {
+    integer(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -155,6 +163,22 @@ mod tests {
         assert!(k(r#"{"k": 7.5}"#).is_err());
         assert!(k(r#"{"k": 1e300}"#).is_err());
         assert!(k(r#"{"k": "7"}"#).is_err());
+    }
+
+    #[test]
+    fn a_null_is_told_from_a_missing_value() {
+        #[derive(serde::Deserialize)]
+        struct R {
+            #[serde(default, deserialize_with = "super::nullable_integer")]
+            r: Option<Option<i64>>,
+        }
+        let r = |text: &str| serde_json::from_str::<R>(text).map(|v| v.r);
+        assert_eq!(r("{}").unwrap(), None);
+        assert_eq!(r(r#"{"r": null}"#).unwrap(), Some(None));
+        assert_eq!(r(r#"{"r": 30}"#).unwrap(), Some(Some(30)));
+        assert_eq!(r(r#"{"r": 30.0}"#).unwrap(), Some(Some(30)));
+        assert!(r(r#"{"r": 1.5}"#).is_err());
+        assert!(r(r#"{"r": "30"}"#).is_err());
     }
 
     #[test]

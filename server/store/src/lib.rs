@@ -4,7 +4,8 @@
 //! [`UserStore`], [`ChallengeStore`], [`SettingsStore`], [`OutboxStore`],
 //! [`IdempotencyStore`], [`WebhookStore`], [`KeyStore`] (wrapped keys), [`TemplateStore`]
 //! (sealed templates and the template log), [`AuditStore`] (the hash-chained audit log) and
-//! [`OperatorStore`] (the console's operators and sessions); [`Signals`] wakes waiters on
+//! [`OperatorStore`] (the console's operators and sessions), [`RetentionStore`] (finished
+//! work deleted past its tenant's retention period); [`Signals`] wakes waiters on
 //! every node. [`Store`] is all of them
 //! together, which is what the service holds (`Arc<dyn Store>`). Two backends implement
 //! every trait: [`SqliteStore`] (one database file, one process writing) and
@@ -51,6 +52,7 @@ mod migrations;
 mod operators;
 mod outbox;
 mod postgres;
+mod retention;
 mod settings;
 mod signals;
 mod sqlite;
@@ -78,10 +80,13 @@ pub use keys::KeyStore;
 pub use operators::{ConsoleSession, Operator, OperatorStore, SignInGate};
 pub use outbox::{OutboxEvent, OutboxStore};
 pub use postgres::PostgresStore;
+pub use retention::{Purged, RetentionStore};
 pub use settings::{DuplicateCheck, MatchPolicy, MatchingSettings, SettingsStore, TrustPolicy};
 pub use signals::{Signal, Signals, SIGNAL_BUFFER, SIGNAL_MAX_BYTES};
 pub use sqlite::SqliteStore;
-pub use templates::{LogEntry, LogOp, SealedTemplate, StoredTemplate, TemplateStore, UnsealedPalm};
+pub use templates::{
+    LogEntry, LogOp, LoggedTemplate, SealedTemplate, StoredTemplate, TemplateStore, UnsealedPalm,
+};
 pub use tenants::{Tenant, TenantStore};
 pub use users::{Erasure, Palm, PalmType, User, UserStore};
 pub use vocabulary::UnknownValue;
@@ -105,6 +110,7 @@ pub trait Store:
     + KeyStore
     + TemplateStore
     + OperatorStore
+    + RetentionStore
     + Signals
     + Send
     + Sync

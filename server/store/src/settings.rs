@@ -17,7 +17,8 @@ named_values! {
     }
 }
 
-/// A tenant's trust policy: what a capture must show and what an enrollment checks.
+/// A tenant's trust policy: what a capture must show, what an enrollment checks, and how
+/// long finished work is kept.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TrustPolicy {
     /// Lowest capture quality accepted (0..1; 0 accepts any, even none).
@@ -26,6 +27,9 @@ pub struct TrustPolicy {
     pub min_liveness: f64,
     /// The duplicate-identity check of enrollments.
     pub duplicate_check: DuplicateCheck,
+    /// Days that finished challenges, events and delivery logs are kept (`None`: for
+    /// ever); see [`RetentionStore`](crate::RetentionStore).
+    pub retention_days: Option<u32>,
 }
 
 impl Default for TrustPolicy {
@@ -34,6 +38,7 @@ impl Default for TrustPolicy {
             min_quality: 0.0,
             min_liveness: 0.0,
             duplicate_check: DuplicateCheck::Flag,
+            retention_days: None,
         }
     }
 }
@@ -138,6 +143,7 @@ pub(crate) fn trust_from_columns(
     min_quality: f64,
     min_liveness: f64,
     duplicate_check: &str,
+    retention_days: Option<i64>,
 ) -> StoreResult<TrustPolicy> {
     Ok(TrustPolicy {
         min_quality,
@@ -145,5 +151,12 @@ pub(crate) fn trust_from_columns(
         duplicate_check: duplicate_check
             .parse()
             .map_err(|e: crate::UnknownValue| StoreError::Database(e.to_string()))?,
+        retention_days: retention_days
+            .map(|d| {
+                u32::try_from(d).ok().filter(|d| *d >= 1).ok_or_else(|| {
+                    StoreError::Database("stored retention_days out of range".into())
+                })
+            })
+            .transpose()?,
     })
 }

@@ -37,6 +37,17 @@ pub struct LogEntry {
     pub at: i64,
 }
 
+/// An entry of the template log as a catch-up applies it: for an insert whose palm still
+/// exists, the palm's sealed template.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoggedTemplate {
+    /// The entry.
+    pub entry: LogEntry,
+    /// The sealed template of an insert's palm (`None` for an erasure, and for an insert
+    /// whose palm was erased since or has no template in the database).
+    pub sealed: Option<Vec<u8>>,
+}
+
 /// A template as the database keeps it: sealed by the domain.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SealedTemplate {
@@ -63,6 +74,13 @@ pub struct UnsealedPalm {
     pub row: Option<i64>,
 }
 
+/// The statement of [`TemplateStore::log_templates_after`], the same on every backend.
+pub(crate) const LOG_TEMPLATES_AFTER: &str =
+    "SELECT l.sequence, l.op, l.feature_id, l.user_id, l.palm_type, l.at, p.template \
+     FROM template_log l LEFT JOIN palms p ON l.op = 'insert' AND p.feature_id = l.feature_id \
+     AND p.tenant_id = l.tenant_id \
+     WHERE l.tenant_id = $1 AND l.sequence > $2 ORDER BY l.sequence LIMIT $3";
+
 /// Storage of sealed templates and the template log.
 ///
 /// Concurrency of the log: a tenant's sequences are drawn from its head row inside the
@@ -75,6 +93,14 @@ pub trait TemplateStore: Send + Sync {
     async fn log_head(&self, tenant: Uuid) -> StoreResult<u64>;
     /// Up to `limit` entries of a tenant's log after sequence `after`, in order.
     async fn log_after(&self, tenant: Uuid, after: u64, limit: i64) -> StoreResult<Vec<LogEntry>>;
+    /// Up to `limit` entries of a tenant's log after sequence `after`, in order, each insert
+    /// with its palm's sealed template: one ordered read of the log joined to the palms.
+    async fn log_templates_after(
+        &self,
+        tenant: Uuid,
+        after: u64,
+        limit: i64,
+    ) -> StoreResult<Vec<LoggedTemplate>>;
 
     /// The sealed templates of these features that still exist, with their palms.
     async fn sealed_templates(

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use maud::{html, PreEscaped};
-use palmlink_domain::SettingsUpdate;
+use palmlink_domain::{SettingsUpdate, MAX_RETENTION_DAYS};
 use palmlink_store::DuplicateCheck;
 
 use super::layout::{csrf, see_other, tenant_path, ConsoleResult, Page, Tab};
@@ -74,6 +74,9 @@ pub(super) async fn show(
                             }
                         }
                     }
+                    label { "Keep finished challenges, events and delivery logs for (days; empty: for ever)"
+                        input type="number" step="1" min="1" max=(MAX_RETENTION_DAYS) name="retention_days" #retention-days
+                            value=[trust.retention_days]; }
                 }
                 button type="submit" #save-settings { "Save settings" }
             }
@@ -141,6 +144,13 @@ pub(super) async fn update(
                         ApiError::field("duplicate_check", "must be off, flag or reject")
                     })?),
                     None => None,
+                },
+                retention_days: match field.get("retention_days").map(|v| v.trim()) {
+                    None => None,
+                    Some("") => Some(None),
+                    Some(v) => Some(Some(v.parse::<i64>().map_err(|_| {
+                        ApiError::field("retention_days", "must be a whole number of days")
+                    })?)),
                 },
             },
         )

@@ -319,6 +319,8 @@ pub(crate) struct Settings {
     min_liveness: Option<f64>,
     /// `off`, `flag` or `reject`.
     duplicate_check: Option<String>,
+    /// Days finished work is kept; `null`: for ever.
+    retention_days: Option<u32>,
 }
 
 /// A webhook subscription (never its secrets).

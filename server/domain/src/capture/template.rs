@@ -226,6 +226,7 @@ mod tests {
             min_quality,
             min_liveness,
             duplicate_check: DuplicateCheck::Flag,
+            retention_days: None,
         }
     }
 

@@ -12,6 +12,7 @@ mod keys;
 mod log;
 mod operators;
 mod outbox;
+mod retention;
 mod settings;
 mod signals;
 mod sql;
@@ -65,6 +66,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "operators",
         sql: include_str!("../../migrations/postgres/0006_operators.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "retention",
+        sql: include_str!("../../migrations/postgres/0007_retention.sql"),
     },
     Migration {
         version: 8,

@@ -1,4 +1,4 @@
-//! [`SettingsStore`] on PostgreSQL: three columns of the tenant's row.
+//! [`SettingsStore`] on PostgreSQL: columns of the tenant's row.
 
 use uuid::Uuid;
 
@@ -33,19 +33,21 @@ impl SettingsStore for PostgresStore {
     async fn get_trust_policy(&self, tenant: Uuid) -> StoreResult<TrustPolicy> {
         let row = fetch_optional(
             &self.pool.get().await?,
-            "SELECT min_quality, min_liveness, duplicate_check FROM tenants WHERE id = $1",
+            "SELECT min_quality, min_liveness, duplicate_check, retention_days FROM tenants \
+                 WHERE id = $1",
             &[&tenant.to_string()],
             |row| {
                 Ok((
                     get::<f64>(row, "min_quality")?,
                     get::<f64>(row, "min_liveness")?,
                     get::<String>(row, "duplicate_check")?,
+                    get::<Option<i64>>(row, "retention_days")?,
                 ))
             },
         )
         .await?;
         match row {
-            Some((q, l, d)) => trust_from_columns(q, l, &d),
+            Some((q, l, d, r)) => trust_from_columns(q, l, &d, r),
             None => Ok(TrustPolicy::default()),
         }
     }
@@ -61,7 +63,8 @@ impl SettingsStore for PostgresStore {
         audited_execute(
             self,
             "UPDATE tenants SET match_thresholds = $1, match_policy = $2, match_k = $3, \
-             min_quality = $4, min_liveness = $5, duplicate_check = $6 WHERE id = $7",
+             min_quality = $4, min_liveness = $5, duplicate_check = $6, retention_days = $7 \
+             WHERE id = $8",
             &[
                 &thresholds,
                 &policy,
@@ -69,6 +72,7 @@ impl SettingsStore for PostgresStore {
                 &trust.min_quality,
                 &trust.min_liveness,
                 &trust.duplicate_check.as_str(),
+                &trust.retention_days.map(i64::from),
                 &tenant.to_string(),
             ],
             audit,

@@ -8,8 +8,10 @@ use super::log::{append_log, LogItem};
 use super::sql::{fetch_all, fetch_optional, get, parsed};
 use super::users::{palm_cols, palm_row};
 use super::PostgresStore;
+use crate::templates::LOG_TEMPLATES_AFTER;
 use crate::{
-    LogEntry, LogOp, SealedTemplate, StoreResult, StoredTemplate, TemplateStore, UnsealedPalm,
+    LogEntry, LogOp, LoggedTemplate, SealedTemplate, StoreResult, StoredTemplate, TemplateStore,
+    UnsealedPalm,
 };
 
 fn log_row(row: &Row) -> StoreResult<LogEntry> {
@@ -51,6 +53,27 @@ impl TemplateStore for PostgresStore {
              WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
             &[&tenant.to_string(), &after, &limit],
             log_row,
+        )
+        .await
+    }
+
+    async fn log_templates_after(
+        &self,
+        tenant: Uuid,
+        after: u64,
+        limit: i64,
+    ) -> StoreResult<Vec<LoggedTemplate>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        fetch_all(
+            &self.pool.get().await?,
+            LOG_TEMPLATES_AFTER,
+            &[&tenant.to_string(), &after, &limit],
+            |r| {
+                Ok(LoggedTemplate {
+                    entry: log_row(r)?,
+                    sealed: get(r, "template")?,
+                })
+            },
         )
         .await
     }

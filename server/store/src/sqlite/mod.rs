@@ -12,6 +12,7 @@ mod keys;
 mod log;
 mod operators;
 mod outbox;
+mod retention;
 mod settings;
 mod sql;
 mod templates;
@@ -60,6 +61,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "operators",
         sql: include_str!("../../migrations/sqlite/0006_operators.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "retention",
+        sql: include_str!("../../migrations/sqlite/0007_retention.sql"),
     },
 ];
 

@@ -1,4 +1,4 @@
-//! [`SettingsStore`] on SQLite: three columns of the tenant's row.
+//! [`SettingsStore`] on SQLite: columns of the tenant's row.
 
 use rusqlite::params;
 use uuid::Uuid;
@@ -36,19 +36,21 @@ impl SettingsStore for SqliteStore {
         let row = self.db.read(|c| {
             fetch_optional(
                 c,
-                "SELECT min_quality, min_liveness, duplicate_check FROM tenants WHERE id = $1",
+                "SELECT min_quality, min_liveness, duplicate_check, retention_days FROM tenants \
+                 WHERE id = $1",
                 [tenant.to_string()],
                 |row| {
                     Ok((
                         row.get::<_, f64>("min_quality")?,
                         row.get::<_, f64>("min_liveness")?,
                         row.get::<_, String>("duplicate_check")?,
+                        row.get::<_, Option<i64>>("retention_days")?,
                     ))
                 },
             )
         })?;
         match row {
-            Some((q, l, d)) => trust_from_columns(q, l, &d),
+            Some((q, l, d, r)) => trust_from_columns(q, l, &d, r),
             None => Ok(TrustPolicy::default()),
         }
     }
@@ -65,7 +67,8 @@ impl SettingsStore for SqliteStore {
             execute(
                 c,
                 "UPDATE tenants SET match_thresholds = $1, match_policy = $2, match_k = $3, \
-                     min_quality = $4, min_liveness = $5, duplicate_check = $6 WHERE id = $7",
+                     min_quality = $4, min_liveness = $5, duplicate_check = $6, retention_days = $7 \
+             WHERE id = $8",
                 params![
                     thresholds,
                     policy,
@@ -73,6 +76,7 @@ impl SettingsStore for SqliteStore {
                     trust.min_quality,
                     trust.min_liveness,
                     trust.duplicate_check.as_str(),
+                    trust.retention_days.map(i64::from),
                     tenant.to_string()
                 ],
             )

@@ -7,8 +7,10 @@ use super::log::{append_log, LogItem};
 use super::sql::{fetch_all, fetch_optional, parsed};
 use super::users::{palm_cols, palm_row};
 use super::SqliteStore;
+use crate::templates::LOG_TEMPLATES_AFTER;
 use crate::{
-    LogEntry, LogOp, SealedTemplate, StoreResult, StoredTemplate, TemplateStore, UnsealedPalm,
+    LogEntry, LogOp, LoggedTemplate, SealedTemplate, StoreResult, StoredTemplate, TemplateStore,
+    UnsealedPalm,
 };
 
 fn log_row(row: &Row<'_>) -> rusqlite::Result<LogEntry> {
@@ -52,6 +54,28 @@ impl TemplateStore for SqliteStore {
                  WHERE tenant_id = $1 AND sequence > $2 ORDER BY sequence LIMIT $3",
                 params![tenant.to_string(), after, limit],
                 log_row,
+            )
+        })?)
+    }
+
+    async fn log_templates_after(
+        &self,
+        tenant: Uuid,
+        after: u64,
+        limit: i64,
+    ) -> StoreResult<Vec<LoggedTemplate>> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        Ok(self.db.read(|c| {
+            fetch_all(
+                c,
+                LOG_TEMPLATES_AFTER,
+                params![tenant.to_string(), after, limit],
+                |r| {
+                    Ok(LoggedTemplate {
+                        entry: log_row(r)?,
+                        sealed: r.get("template")?,
+                    })
+                },
             )
         })?)
     }

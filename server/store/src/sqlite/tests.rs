@@ -154,6 +154,49 @@ async fn the_hot_lookups_search_their_indexes() {
 }
 
 #[tokio::test]
+async fn the_purge_and_the_catch_up_read_by_index() {
+    use crate::retention::purgeable;
+    use crate::templates::LOG_TEMPLATES_AFTER;
+
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let store = SqliteStore::open(&url).await.unwrap();
+    let expected: [(&str, &[&str]); 4] = [
+        (
+            purgeable!(challenges),
+            &["USING INDEX challenges_tenant (tenant_id=? AND created_at<?)"],
+        ),
+        (
+            purgeable!(events),
+            &[
+                "INDEX outbox_events_tenant_occurred (tenant_id=? AND occurred_at<?)",
+                // A pending delivery of the event, found by subscription and event.
+                "INDEX sqlite_autoindex_webhook_deliveries_2 (webhook_id=? AND event_id=?)",
+            ],
+        ),
+        (
+            purgeable!(deliveries),
+            &["INDEX webhook_deliveries_webhook (webhook_id=? AND created_at<?)"],
+        ),
+        (
+            LOG_TEMPLATES_AFTER,
+            &[
+                "INDEX sqlite_autoindex_template_log_1 (tenant_id=? AND sequence>?)",
+                "INDEX palms_tenant (tenant_id=? AND feature_id=?)",
+            ],
+        ),
+    ];
+    for (sql, searches) in expected {
+        let found = store.db.read(|c| Ok(plan(c, sql))).unwrap();
+        for search in searches {
+            assert!(found.contains(search), "{sql}\n{found}");
+        }
+        assert!(!found.contains("SCAN"), "{sql}\n{found}");
+        assert!(!found.contains("TEMP B-TREE"), "{sql}\n{found}");
+    }
+}
+
+#[tokio::test]
 async fn a_database_of_version_2_keeps_its_pending_challenges_through_the_upgrade() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("u.db").display());

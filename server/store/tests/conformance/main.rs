@@ -16,6 +16,7 @@
 //! - `users`: users, palms and enrollment commits, erasure.
 //! - `records`: the outbox, idempotency keys and matching settings.
 //! - `templates`: keys, sealed templates, the template log, deleting a tenant.
+//! - `retention`: finished work purged past its tenant's period, the rest kept.
 //! - `webhooks`: subscriptions, fan-out once, leases, attempts, requeue.
 //! - `operators`: the console's operators, sessions and sign-in gate.
 //!
@@ -23,6 +24,7 @@
 //! PostgreSQL two pools, as two nodes have):
 //!
 //! - `concurrency`: the "Concurrency" contracts with many tasks at once, and signals.
+//! - `retention`: purges at once on both stores delete and count each row once.
 //!
 //! What only one backend does is in `particular` (leases released at start on SQLite and
 //! left to other nodes on PostgreSQL, migrations of nodes starting together, signals per
@@ -37,6 +39,7 @@ mod devices;
 mod operators;
 mod particular;
 mod records;
+mod retention;
 mod support;
 mod templates;
 mod users;
@@ -108,6 +111,7 @@ suite! {
         records::the_outbox_keeps_events_in_order,
         records::idempotency_keys_replay_refuse_and_expire,
         records::settings_are_per_tenant,
+        retention::old_finished_work_goes_and_the_rest_stays,
         templates::keys_are_set_once,
         templates::the_log_orders_enrollments_and_erasures,
         templates::sealed_templates_are_read_by_feature_and_by_page,
@@ -134,5 +138,6 @@ suite! {
         concurrency::concurrent_writers_draw_the_log_without_gaps,
         concurrency::signals_reach_every_store_of_the_database,
         concurrency::a_sign_in_gate_lets_its_limit_through_among_many,
+        retention::purges_at_once_delete_each_row_once,
     ],
 }

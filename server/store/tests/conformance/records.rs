@@ -91,12 +91,13 @@ pub async fn settings_are_per_tenant(store: &dyn Store) {
             min_quality: 0.0,
             min_liveness: 0.0,
             duplicate_check: DuplicateCheck::Flag,
+            retention_days: None,
         }
     );
-    for (policy, check) in [
-        (MatchPolicy::KOfN { k: 3 }, DuplicateCheck::Reject),
-        (MatchPolicy::Mean, DuplicateCheck::Off),
-        (MatchPolicy::AllThresholds, DuplicateCheck::Flag),
+    for (policy, check, retention_days) in [
+        (MatchPolicy::KOfN { k: 3 }, DuplicateCheck::Reject, Some(30)),
+        (MatchPolicy::Mean, DuplicateCheck::Off, Some(u32::MAX)),
+        (MatchPolicy::AllThresholds, DuplicateCheck::Flag, None),
     ] {
         let settings = MatchingSettings {
             thresholds: vec![0.5, -0.25, 0.7072, 1.0, -1.0, 0.0, 0.1, 0.2, 0.3, 0.4],
@@ -106,6 +107,7 @@ pub async fn settings_are_per_tenant(store: &dyn Store) {
             min_quality: 0.25,
             min_liveness: 0.875,
             duplicate_check: check,
+            retention_days,
         };
         store
             .put_settings(

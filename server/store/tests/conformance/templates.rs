@@ -147,6 +147,33 @@ pub async fn the_log_orders_enrollments_and_erasures(store: &dyn Store) {
     let tail = store.log_after(tenant_a, 3, 1).await.unwrap();
     assert_eq!(tail.iter().map(|e| e.sequence).collect::<Vec<_>>(), [4]);
     assert!(store.log_after(tenant_a, 5, 10).await.unwrap().is_empty());
+
+    // The same log with each insert's sealed template: gone with x's erased palms, none
+    // for the erasures themselves; the other tenant's log apart.
+    let joined = store.log_templates_after(tenant_a, 0, 100).await.unwrap();
+    assert_eq!(
+        joined.iter().map(|j| j.entry.clone()).collect::<Vec<_>>(),
+        log
+    );
+    let sealed: Vec<Option<u8>> = joined
+        .iter()
+        .map(|j| j.sealed.as_ref().map(|s| s[0]))
+        .collect();
+    assert_eq!(sealed, [None, None, Some(4), None, None]);
+    let page = store.log_templates_after(tenant_a, 2, 1).await.unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|j| (j.entry.sequence, j.sealed.clone()))
+            .collect::<Vec<_>>(),
+        [(3, Some(vec![4; 64]))]
+    );
+    let b = store.log_templates_after(tenant_b, 0, 100).await.unwrap();
+    assert_eq!(
+        b.iter()
+            .map(|j| (j.entry.sequence, j.sealed.clone()))
+            .collect::<Vec<_>>(),
+        [(1, Some(vec![3; 64]))]
+    );
 }
 
 pub async fn sealed_templates_are_read_by_feature_and_by_page(store: &dyn Store) {

@@ -22,7 +22,7 @@ pub struct Harness {
     pub base: String,
     pub http: reqwest::Client,
     /// The PostgreSQL schema of the node, when the tests run on PostgreSQL (dropped last).
-    _schema: Option<postgres::Schema>,
+    schema: Option<postgres::Schema>,
 }
 
 /// A tenant with one all-scopes client and a token.
@@ -69,7 +69,7 @@ impl Harness {
             server: Some(server),
             base,
             http: reqwest::Client::new(),
-            _schema: schema,
+            schema,
         };
         harness.wait_ready().await;
         harness
@@ -85,7 +85,7 @@ impl Harness {
             server: None,
             base: base.to_owned(),
             http: reqwest::Client::new(),
-            _schema: None,
+            schema: None,
         }
     }
 
@@ -99,6 +99,21 @@ impl Harness {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("the node did not become ready");
+    }
+
+    /// Runs `sql` (statements separated by `;`) on the node's database behind its back: to
+    /// make rows look older than they are, say.
+    pub async fn run_sql(&self, sql: &str) {
+        match &self.schema {
+            Some(schema) => schema.execute(sql).await,
+            None => {
+                let db = rusqlite::Connection::open(self.config.data_dir.join("palmlink.db"))
+                    .expect("open database");
+                db.busy_timeout(std::time::Duration::from_secs(10))
+                    .expect("busy timeout");
+                db.execute_batch(sql).expect("statements run");
+            }
+        }
     }
 
     pub async fn store(&self) -> Arc<dyn Store> {

@@ -30,6 +30,20 @@ impl Schema {
     }
 }
 
+impl Schema {
+    /// Runs `sql` (statements separated by `;`) in the schema, outside any node.
+    pub async fn execute(&self, sql: &str) {
+        let (client, connection) = tokio_postgres::connect(&self.base, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("SET search_path TO {}; {sql}", self.name))
+            .await
+            .expect("statements run");
+    }
+}
+
 impl Drop for Schema {
     fn drop(&mut self) {
         let (base, name) = (self.base.clone(), self.name.clone());

@@ -1,10 +1,12 @@
 //! The trust policy end to end: captures below the tenant's minimum quality or liveness,
 //! the duplicate-identity check of enrollments, and `challenge.failed` for every end of a
-//! challenge without a decision, delivered to a real receiver.
+//! challenge without a decision, delivered to a real receiver; the retention period and the
+//! purge of finished work past it.
 
 mod duplicates;
 mod ends;
 mod policy;
+mod retention;
 
 use std::time::Duration;
 
