@@ -127,7 +127,7 @@ pub async fn each_tenant_has_one_chain_with_filters_and_pages(store: &dyn Store)
     sorted.sort();
     assert_eq!(keys, sorted);
     let (latest, _) = store.list_audit_across(&newest, 0, 2).await.unwrap();
-    let mut ends = vec![a, b];
+    let mut ends = [a, b];
     ends.sort();
     ends.reverse();
     assert_eq!(
