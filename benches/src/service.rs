@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use palmlink_domain::{Operators, SystemClock};
+use palmlink_domain::{OperatorActor, Operators, SystemClock};
 use serde_json::{json, Value};
 
 /// A running service and what a load generator needs to call it.
@@ -56,8 +56,12 @@ impl BenchService {
             palmlink_api::open_store(&config).await?,
             Arc::new(SystemClock),
         );
-        let tenant = operators.create_tenant("bench").await?;
-        let client = operators.create_client(tenant.id, "bench", None).await?;
+        let tenant = operators
+            .create_tenant(OperatorActor::CommandLine, "bench")
+            .await?;
+        let client = operators
+            .create_client(OperatorActor::CommandLine, tenant.id, "bench", None)
+            .await?;
         let token: Value = http
             .post(format!("{base}/v1/auth/token"))
             .json(&json!({"grant_type": "client_credentials", "client_id": client.client.id, "client_secret": client.secret}))

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use palmlink_api::Config;
 use palmlink_domain::{
-    remove_gallery, scope_text, DomainError, DomainResult, Operators, Sessions, SystemClock,
+    remove_gallery, scope_text, DomainError, DomainResult, OperatorActor, Operators, Sessions,
+    SystemClock,
 };
 use palmlink_simulator::{demo, scanner};
 use palmlink_webhooks::{parse_duration, RetrySchedule};
@@ -326,11 +327,15 @@ async fn operation_output(
 ) -> DomainResult<Value> {
     Ok(match operation {
         Operation::Tenant(TenantCommand::Create { name }) => {
-            let tenant = operators.create_tenant(&name).await?;
+            let tenant = operators
+                .create_tenant(OperatorActor::CommandLine, &name)
+                .await?;
             json!({"tenant_id": tenant.id, "name": tenant.name})
         }
         Operation::Tenant(TenantCommand::Delete { tenant }) => {
-            operators.delete_tenant(tenant).await?;
+            operators
+                .delete_tenant(OperatorActor::CommandLine, tenant)
+                .await?;
             remove_gallery(&galleries_dir, tenant)?;
             json!({"tenant_id": tenant, "deleted": true})
         }
@@ -340,7 +345,7 @@ async fn operation_output(
             scopes,
         }) => {
             let made = operators
-                .create_client(tenant, &name, scopes.as_deref())
+                .create_client(OperatorActor::CommandLine, tenant, &name, scopes.as_deref())
                 .await?;
             json!({
                 "client_id": made.client.id,
@@ -350,15 +355,21 @@ async fn operation_output(
             })
         }
         Operation::Client(ClientCommand::Rotate { client }) => {
-            let secret = operators.rotate_client(client).await?;
+            let secret = operators
+                .rotate_client(OperatorActor::CommandLine, client)
+                .await?;
             json!({"client_id": client, "client_secret": secret})
         }
         Operation::Client(ClientCommand::RevokeOldSecret { client }) => {
-            operators.revoke_old_secret(client).await?;
+            operators
+                .revoke_old_secret(OperatorActor::CommandLine, client)
+                .await?;
             json!({"client_id": client, "old_secret_revoked": true})
         }
         Operation::Client(ClientCommand::Delete { client }) => {
-            operators.delete_client(client).await?;
+            operators
+                .delete_client(OperatorActor::CommandLine, client)
+                .await?;
             json!({"client_id": client, "deleted": true})
         }
     })
@@ -379,7 +390,7 @@ async fn create_operator(
     };
     let store = palmlink_api::open_store(config).await?;
     let made = Sessions::new(store, Arc::new(SystemClock))
-        .create_operator(name, password)
+        .create_operator(OperatorActor::CommandLine, name, password)
         .await
         .map_err(explain)?;
     Ok(json!({

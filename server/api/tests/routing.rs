@@ -5,6 +5,7 @@ use axum::body::{to_bytes, Body};
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use palmlink_api::Config;
+use palmlink_domain::OperatorActor;
 use serde_json::{json, Value};
 use tower::ServiceExt as _;
 
@@ -19,10 +20,14 @@ async fn app() -> App {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::new(dir.path());
     let (domain, _stopping) = palmlink_api::open_domain(&config).await.unwrap();
-    let tenant = domain.operators.create_tenant("t").await.unwrap();
+    let tenant = domain
+        .operators
+        .create_tenant(OperatorActor::CommandLine, "t")
+        .await
+        .unwrap();
     let client = domain
         .operators
-        .create_client(tenant.id, "app", None)
+        .create_client(OperatorActor::CommandLine, tenant.id, "app", None)
         .await
         .unwrap();
     App {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use palmlink_store::{
-    verify_chain, Actor, AuditEntry, AuditFilter, AuditRecord, ChainCheck, Scope, Store,
+    verify_chain, Actor, ActorKind, AuditEntry, AuditFilter, AuditRecord, ChainCheck, Scope, Store,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -42,9 +42,34 @@ pub(crate) fn record(
     }
 }
 
-/// The actor of an integrator's call.
-pub(crate) fn client(caller: &Caller) -> Actor {
-    Actor::client(caller.client_id)
+/// The actor of a call: the operator acting through the console, else the integrator's
+/// client.
+pub(crate) fn actor(caller: &Caller) -> Actor {
+    match caller.operator_id {
+        Some(operator) => Actor::operator(operator.to_string()),
+        None => Actor::client(caller.client_id),
+    }
+}
+
+/// Who runs an operator action (tenants, clients, operator accounts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OperatorActor {
+    /// The `palmlink` command line, and the programs that set up a tenant themselves (the
+    /// demo): audited as `{"type": "operator", "id": "cli"}`.
+    CommandLine,
+    /// An operator signed in to the console: audited as `{"type": "operator", "id":
+    /// <operator id>}`.
+    Console(Uuid),
+}
+
+impl OperatorActor {
+    /// The actor its audit entries name.
+    pub fn actor(self) -> Actor {
+        match self {
+            OperatorActor::CommandLine => Actor::operator(CLI_OPERATOR),
+            OperatorActor::Console(id) => Actor::operator(id.to_string()),
+        }
+    }
 }
 
 /// Filters of `GET /v1/audit`.
@@ -56,6 +81,42 @@ pub struct AuditQuery {
     /// Only this action.
     #[serde(default)]
     pub action: Option<String>,
+}
+
+/// Filters of the console's audit view: one chain or all of them, the API's filters, the
+/// kind of actor; newest first.
+#[derive(Clone, Debug, Default)]
+pub struct AuditBrowse {
+    /// One chain (a tenant's, or [`palmlink_store::OPERATOR_CHAIN`]); every chain when
+    /// `None`.
+    pub chain: Option<Uuid>,
+    /// Since and action, as `GET /v1/audit` takes them.
+    pub query: AuditQuery,
+    /// Only this kind of actor (`client`, `device`, `operator`).
+    pub actor_type: Option<String>,
+}
+
+/// The store's filter of the API's `since` and `action`, checked.
+fn filter_of(query: AuditQuery) -> DomainResult<AuditFilter> {
+    let since = match query.since.as_deref() {
+        Some(text) => Some(
+            parse_rfc3339(text)
+                .ok_or_else(|| DomainError::field("since", "must be an RFC 3339 time"))?,
+        ),
+        None => None,
+    };
+    if query
+        .action
+        .as_ref()
+        .is_some_and(|a| a.is_empty() || a.len() > 64)
+    {
+        return Err(DomainError::field("action", "must be 1-64 characters"));
+    }
+    Ok(AuditFilter {
+        since,
+        action: query.action,
+        ..AuditFilter::default()
+    })
 }
 
 /// The tenants' audit logs.
@@ -77,29 +138,48 @@ impl Audit {
         page: Page,
     ) -> DomainResult<Listing<AuditEntry>> {
         caller.require(Scope::Audit)?;
-        let since = match query.since.as_deref() {
-            Some(text) => Some(
-                parse_rfc3339(text)
-                    .ok_or_else(|| DomainError::field("since", "must be an RFC 3339 time"))?,
-            ),
-            None => None,
-        };
-        if query
-            .action
-            .as_ref()
-            .is_some_and(|a| a.is_empty() || a.len() > 64)
-        {
-            return Err(DomainError::field("action", "must be 1-64 characters"));
-        }
-        let filter = AuditFilter {
-            since,
-            action: query.action,
-        };
+        let filter = filter_of(query)?;
         let (rows, total) = self
             .store
             .list_audit(caller.tenant_id, &filter, page.offset, page.limit)
             .await?;
         Ok(Listing { rows, total, page })
+    }
+
+    /// A page of one chain's entries or of every chain's, newest first: what operators
+    /// read in the console, across tenants (no caller: only operators reach it).
+    pub async fn browse(
+        &self,
+        browse: AuditBrowse,
+        page: Page,
+    ) -> DomainResult<Listing<AuditEntry>> {
+        let mut filter = filter_of(browse.query)?;
+        filter.actor_type = match browse.actor_type.as_deref() {
+            Some(kind) => Some(kind.parse::<ActorKind>().map_err(|_| {
+                DomainError::field("actor_type", "must be client, device or operator")
+            })?),
+            None => None,
+        };
+        filter.newest_first = true;
+        let (rows, total) = match browse.chain {
+            Some(chain) => {
+                self.store
+                    .list_audit(chain, &filter, page.offset, page.limit)
+                    .await?
+            }
+            None => {
+                self.store
+                    .list_audit_across(&filter, page.offset, page.limit)
+                    .await?
+            }
+        };
+        Ok(Listing { rows, total, page })
+    }
+
+    /// The chains that have entries: every tenant's (deleted ones included) and the
+    /// operators' ([`palmlink_store::OPERATOR_CHAIN`]) once it has one.
+    pub async fn chains(&self) -> DomainResult<Vec<Uuid>> {
+        Ok(self.store.audit_tenants().await?)
     }
 
     /// Checks the hash chain of one tenant, or of every tenant that has one.

@@ -7,7 +7,7 @@ use palmlink_store::{Actor, Challenge, Device, DeviceStatus, Pairing, Scope, Sto
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::audit::{client, record};
+use crate::audit::{actor, record};
 use crate::clock::{rfc3339, Clock, SECOND};
 use crate::ends::end_record;
 use crate::events::{outbox_event, DEVICE_PAIRED};
@@ -152,7 +152,7 @@ impl Devices {
         let audit = record(
             caller.tenant_id,
             now,
-            client(caller),
+            actor(caller),
             "device.registered",
             ("device", device.id.to_string()),
             "success",
@@ -193,7 +193,7 @@ impl Devices {
         let audit = record(
             tenant,
             now,
-            client(caller),
+            actor(caller),
             "device.pairing_code_issued",
             ("device", device_id.to_string()),
             "success",
@@ -306,7 +306,7 @@ impl Devices {
         let device = self.get(caller, device_id).await?;
         if device.status != DeviceStatus::Revoked {
             let now = self.clock.now();
-            let by = client(caller);
+            let by = actor(caller);
             let records = move |c: &Challenge| end_record(c, by.clone());
             self.store
                 .revoke_device(
@@ -316,7 +316,7 @@ impl Devices {
                     &record(
                         caller.tenant_id,
                         now,
-                        client(caller),
+                        actor(caller),
                         "device.revoked",
                         ("device", device_id.to_string()),
                         "success",

@@ -59,7 +59,7 @@ use std::time::Duration;
 use palmlink_store::Store;
 use tokio::sync::watch;
 
-pub use audit::{Audit, AuditQuery, CLI_OPERATOR};
+pub use audit::{Audit, AuditBrowse, AuditQuery, OperatorActor, CLI_OPERATOR};
 pub use capture::{
     CaptureItem, CaptureReport, CaptureSubmission, Captures, Duplicate, EnrollmentComplete,
     IdentificationComplete, IdentifiedCandidate, SearchReport, TemplateBody, VerificationComplete,

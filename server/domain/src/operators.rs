@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use palmlink_store::{Actor, Client, Scope, Store, Tenant};
+use palmlink_store::{Client, Scope, Store, Tenant};
 use uuid::Uuid;
 
-use crate::audit::{record, CLI_OPERATOR};
+use crate::audit::{record, OperatorActor};
 use crate::clock::Clock;
 use crate::secrets::{new_secret, sha256_hex, CLIENT_SECRET_PREFIX};
 use crate::tokens::parse_scopes;
@@ -20,7 +20,8 @@ pub struct ClientSecret {
     pub secret: String,
 }
 
-/// Tenants and OAuth clients.
+/// Tenants and OAuth clients. Each change is audited with the operator who made it
+/// (`by`) and written in the transaction of the change.
 pub struct Operators {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -33,7 +34,7 @@ impl Operators {
     }
 
     /// Creates a tenant.
-    pub async fn create_tenant(&self, name: &str) -> DomainResult<Tenant> {
+    pub async fn create_tenant(&self, by: OperatorActor, name: &str) -> DomainResult<Tenant> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 255 {
             return Err(DomainError::field("name", "must be 1-255 characters"));
@@ -47,7 +48,7 @@ impl Operators {
         let audit = record(
             tenant.id,
             tenant.created_at,
-            operator(),
+            by.actor(),
             "tenant.created",
             ("tenant", tenant.id.to_string()),
             "success",
@@ -88,6 +89,7 @@ impl Operators {
     /// Creates a client of a tenant with the given space-separated scopes (all when `None`).
     pub async fn create_client(
         &self,
+        by: OperatorActor,
         tenant: Uuid,
         name: &str,
         scopes: Option<&str>,
@@ -122,7 +124,7 @@ impl Operators {
         let audit = record(
             tenant,
             client.created_at,
-            operator(),
+            by.actor(),
             "client.created",
             ("client", client.id.to_string()),
             "success",
@@ -134,8 +136,8 @@ impl Operators {
 
     /// Issues a new secret; the previous one keeps working until revoked. Returns the new
     /// secret.
-    pub async fn rotate_client(&self, client: Uuid) -> DomainResult<String> {
-        let audit = self.client_audit(client, "client.rotated").await?;
+    pub async fn rotate_client(&self, by: OperatorActor, client: Uuid) -> DomainResult<String> {
+        let audit = self.client_audit(by, client, "client.rotated").await?;
         let secret = new_secret(CLIENT_SECRET_PREFIX);
         if !self
             .store
@@ -148,9 +150,9 @@ impl Operators {
     }
 
     /// Stops the previous secret from working.
-    pub async fn revoke_old_secret(&self, client: Uuid) -> DomainResult<()> {
+    pub async fn revoke_old_secret(&self, by: OperatorActor, client: Uuid) -> DomainResult<()> {
         let audit = self
-            .client_audit(client, "client.old_secret_revoked")
+            .client_audit(by, client, "client.old_secret_revoked")
             .await?;
         if self.store.revoke_old_client_secret(client, &audit).await? {
             Ok(())
@@ -162,12 +164,12 @@ impl Operators {
     /// Deletes a tenant: its data key first (its sealed templates, backups included, can no
     /// longer be opened), then its rows. Its galleries are the nodes' to remove (they do
     /// when they find the tenant gone).
-    pub async fn delete_tenant(&self, tenant: Uuid) -> DomainResult<()> {
+    pub async fn delete_tenant(&self, by: OperatorActor, tenant: Uuid) -> DomainResult<()> {
         // The tenant's chain is kept, and closed by its deletion, written with it.
         let audit = record(
             tenant,
             self.clock.now(),
-            operator(),
+            by.actor(),
             "tenant.deleted",
             ("tenant", tenant.to_string()),
             "success",
@@ -181,8 +183,8 @@ impl Operators {
     }
 
     /// Deletes a client; every token it was issued stops working at once.
-    pub async fn delete_client(&self, client: Uuid) -> DomainResult<()> {
-        let audit = self.client_audit(client, "client.deleted").await?;
+    pub async fn delete_client(&self, by: OperatorActor, client: Uuid) -> DomainResult<()> {
+        let audit = self.client_audit(by, client, "client.deleted").await?;
         if self.store.delete_client(client, &audit).await? {
             Ok(())
         } else {
@@ -193,6 +195,7 @@ impl Operators {
     /// The audit record of an operator's `action` on a client (404 when unknown).
     async fn client_audit(
         &self,
+        by: OperatorActor,
         client: Uuid,
         action: &str,
     ) -> DomainResult<palmlink_store::AuditRecord> {
@@ -204,16 +207,11 @@ impl Operators {
         Ok(record(
             found.tenant_id,
             self.clock.now(),
-            operator(),
+            by.actor(),
             action,
             ("client", client.to_string()),
             "success",
             serde_json::json!({"name": found.name}),
         ))
     }
-}
-
-/// The operator running commands from the command line.
-fn operator() -> Actor {
-    Actor::operator(CLI_OPERATOR)
 }

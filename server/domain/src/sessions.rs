@@ -10,9 +10,10 @@ use std::sync::Arc;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::Argon2;
-use palmlink_store::{ConsoleSession, Operator, SignInGate, Store};
+use palmlink_store::{Actor, ConsoleSession, Operator, SignInGate, Store, OPERATOR_CHAIN};
 use uuid::Uuid;
 
+use crate::audit::{record, OperatorActor};
 use crate::clock::{Clock, SECOND};
 use crate::secrets::{new_secret, sha256_hex};
 use crate::{DomainError, DomainResult};
@@ -102,8 +103,11 @@ impl Sessions {
 
     /// Creates an operator. Without a password, one is drawn at random; a chosen one must
     /// have at least [`MIN_PASSWORD_CHARS`] characters. 409 when the name is taken.
+    /// Audited as `operator.created` by `by` in the operators' chain
+    /// ([`OPERATOR_CHAIN`]), with the name and never the password.
     pub async fn create_operator(
         &self,
+        by: OperatorActor,
         name: &str,
         password: Option<String>,
     ) -> DomainResult<NewOperator> {
@@ -132,8 +136,17 @@ impl Sessions {
             password_hash,
             created_at: self.clock.now(),
         };
+        let audit = record(
+            OPERATOR_CHAIN,
+            operator.created_at,
+            by.actor(),
+            "operator.created",
+            ("operator", operator.id.to_string()),
+            "success",
+            serde_json::json!({"name": operator.name}),
+        );
         self.store
-            .create_operator(&operator)
+            .create_operator(&operator, &audit)
             .await
             .map_err(|e| match e {
                 palmlink_store::StoreError::Conflict(_) => {
@@ -146,7 +159,9 @@ impl Sessions {
 
     /// Signs an operator in: 429 when [`SIGN_IN_LIMIT`] sign-ins for this name failed in
     /// the last [`SIGN_IN_WINDOW`], 401 for an unknown name or a wrong password (the same
-    /// answer for both), else a new session.
+    /// answer for both), else a new session, audited as `operator.login` by the operator
+    /// in the operators' chain ([`OPERATOR_CHAIN`]): operators act across tenants, and a
+    /// sign-in belongs to none of them.
     pub async fn sign_in(&self, name: &str, password: &str) -> DomainResult<SignedIn> {
         let name = name.trim();
         let now = self.clock.now();
@@ -180,7 +195,16 @@ impl Sessions {
             created_at: now,
             expires_at: now + SESSION_TTL,
         };
-        self.store.create_session(&session).await?;
+        let audit = record(
+            OPERATOR_CHAIN,
+            now,
+            Actor::operator(operator.id.to_string()),
+            "operator.login",
+            ("operator", operator.id.to_string()),
+            "success",
+            serde_json::json!({"name": operator.name}),
+        );
+        self.store.create_session(&session, &audit).await?;
         Ok(SignedIn {
             token,
             operator,
@@ -206,6 +230,11 @@ impl Sessions {
             .await?
             .ok_or_else(unauthenticated)?;
         Ok(OperatorSession { operator, session })
+    }
+
+    /// An operator by id (to name the actor of audit entries).
+    pub async fn operator(&self, id: Uuid) -> DomainResult<Option<Operator>> {
+        Ok(self.store.get_operator(id).await?)
     }
 
     /// Ends the session of a cookie value (nothing when there is none).

@@ -9,7 +9,7 @@ use palmlink_store::{DuplicateCheck, MatchPolicy, MatchingSettings, Scope, Store
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::audit::{client, record};
+use crate::audit::{actor, record};
 use crate::clock::Clock;
 use crate::tokens::Caller;
 use crate::{DomainError, DomainResult, FieldError};
@@ -226,7 +226,7 @@ impl Settings {
         let audit = record(
             caller.tenant_id,
             self.clock.now(),
-            client(caller),
+            actor(caller),
             "settings.updated",
             ("settings", "matching".to_owned()),
             "success",

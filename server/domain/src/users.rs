@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use palmlink_store::{Palm, Scope, Store, User};
 
-use crate::audit::{client, record};
+use crate::audit::{actor, record};
 use crate::clock::Clock;
 use crate::galleries::Galleries;
 use crate::tokens::Caller;
@@ -88,7 +88,7 @@ impl Users {
         let audit = record(
             caller.tenant_id,
             now,
-            client(caller),
+            actor(caller),
             "user.erased",
             ("user", user.id.to_string()),
             "success",

@@ -8,10 +8,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use palmlink_domain::{
-    Caller, CancelChallenge, DomainError, IdentifyChallenge, Page, SubjectChallenge, SECOND,
+    AuditBrowse, AuditQuery, Caller, CancelChallenge, DomainError, IdentifyChallenge,
+    OperatorActor, Page, RegisterDevice, SubjectChallenge, SECOND,
 };
 use palmlink_fixtures::PalmSide;
-use palmlink_store::{ChallengeFilter, ChallengeStatus, FailureReason, PalmType, Scope};
+use palmlink_store::{
+    AuditEntry, AuditFilter, ChallengeFilter, ChallengeStatus, FailureReason, PalmType, Scope,
+    OPERATOR_CHAIN,
+};
 use serde_json::json;
 use support::world;
 use uuid::Uuid;
@@ -348,18 +352,26 @@ async fn operators_sign_in_throttled_per_name_and_sessions_expire() {
     let w = world().await;
     let sessions = &w.domain.sessions;
     let made = sessions
-        .create_operator(" ada ", Some("a long enough secret".into()))
+        .create_operator(
+            OperatorActor::CommandLine,
+            " ada ",
+            Some("a long enough secret".into()),
+        )
         .await
         .unwrap();
     assert_eq!(made.operator.name, "ada");
     assert!(made.operator.password_hash.starts_with("$argon2id$"));
     assert!(!made.operator.password_hash.contains("a long enough secret"));
     assert!(matches!(
-        sessions.create_operator("ada", None).await,
+        sessions
+            .create_operator(OperatorActor::CommandLine, "ada", None)
+            .await,
         Err(DomainError::Conflict { .. })
     ));
     assert!(matches!(
-        sessions.create_operator("bob", Some("short".into())).await,
+        sessions
+            .create_operator(OperatorActor::CommandLine, "bob", Some("short".into()))
+            .await,
         Err(DomainError::Validation(_))
     ));
 
@@ -413,4 +425,145 @@ async fn operators_sign_in_throttled_per_name_and_sessions_expire() {
         Err(DomainError::Unauthenticated(_))
     ));
     assert!(sessions.authenticate("pos_forged").await.is_err());
+
+    // The operators' chain: the account made by the command line, then each sign-in by
+    // the operator (the refused ones write nothing); never the password; it holds.
+    let (entries, _) = w
+        .store
+        .list_audit(OPERATOR_CHAIN, &AuditFilter::default(), 0, 100)
+        .await
+        .unwrap();
+    let ada = made.operator.id.to_string();
+    assert_eq!(
+        who_did_what(&entries),
+        [
+            ("operator.created", "operator", "cli"),
+            ("operator.login", "operator", ada.as_str()),
+            ("operator.login", "operator", ada.as_str()),
+        ]
+    );
+    assert!(entries
+        .iter()
+        .all(|e| !e.record.details.to_string().contains("enough secret")));
+    let checks = w.domain.audit.verify(Some(OPERATOR_CHAIN)).await.unwrap();
+    assert_eq!(checks[0].1.first_bad, None);
+    assert_eq!(checks[0].1.entries, 3);
+}
+
+/// (action, actor type, actor id) of each entry.
+fn who_did_what(entries: &[AuditEntry]) -> Vec<(&str, &str, &str)> {
+    entries
+        .iter()
+        .map(|e| {
+            (
+                e.record.action.as_str(),
+                e.record.actor.kind.as_str(),
+                e.record.actor.id.as_str(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_operators_changes_are_audited_as_the_operator_and_browsed_across_tenants() {
+    let w = world().await;
+    let api = w.caller().await;
+    let operator = uuid::Uuid::new_v4();
+    let console = Caller::operator(api.tenant_id, operator);
+    let by = OperatorActor::Console(operator);
+    let device = |name: &str| RegisterDevice {
+        device_name: name.to_owned(),
+        location: "lobby".to_owned(),
+    };
+    w.domain
+        .devices
+        .register(&api, device("by the client"))
+        .await
+        .unwrap();
+    let made = w
+        .domain
+        .devices
+        .register(&console, device("by the operator"))
+        .await
+        .unwrap();
+    w.domain
+        .devices
+        .revoke(&console, made.device.id)
+        .await
+        .unwrap();
+    let client = w
+        .domain
+        .operators
+        .create_client(by, api.tenant_id, "console app", None)
+        .await
+        .unwrap();
+    w.domain
+        .operators
+        .rotate_client(by, client.client.id)
+        .await
+        .unwrap();
+    w.clock.0.fetch_add(SECOND, Ordering::SeqCst);
+    let other = w.domain.operators.create_tenant(by, "other").await.unwrap();
+
+    let (entries, _) = w
+        .store
+        .list_audit(api.tenant_id, &AuditFilter::default(), 0, 100)
+        .await
+        .unwrap();
+    let op = operator.to_string();
+    let client_id = api.client_id.to_string();
+    assert_eq!(
+        who_did_what(&entries),
+        [
+            ("tenant.created", "operator", "cli"),
+            ("client.created", "operator", "cli"),
+            ("device.registered", "client", client_id.as_str()),
+            ("device.registered", "operator", op.as_str()),
+            ("device.revoked", "operator", op.as_str()),
+            ("client.created", "operator", op.as_str()),
+            ("client.rotated", "operator", op.as_str()),
+        ]
+    );
+
+    // Browsing: one chain newest first, filtered by actor type; every chain at once.
+    let browse = |chain, actor_type: Option<&str>, action: Option<&str>| AuditBrowse {
+        chain,
+        query: AuditQuery {
+            since: None,
+            action: action.map(str::to_owned),
+        },
+        actor_type: actor_type.map(str::to_owned),
+    };
+    let page = Page::default();
+    let mine = w
+        .domain
+        .audit
+        .browse(browse(Some(api.tenant_id), Some("operator"), None), page)
+        .await
+        .unwrap();
+    assert_eq!(mine.total, 6);
+    assert_eq!(mine.rows[0].record.action, "client.rotated");
+    assert!(mine.rows.windows(2).all(|p| p[0].sequence > p[1].sequence));
+    let clients = w
+        .domain
+        .audit
+        .browse(browse(Some(api.tenant_id), Some("client"), None), page)
+        .await
+        .unwrap();
+    assert_eq!(clients.total, 1);
+    let all = w
+        .domain
+        .audit
+        .browse(browse(None, None, Some("tenant.created")), page)
+        .await
+        .unwrap();
+    let tenants: Vec<_> = all.rows.iter().map(|e| e.record.tenant_id).collect();
+    assert_eq!(tenants, [other.id, api.tenant_id]);
+    assert!(matches!(
+        w.domain
+            .audit
+            .browse(browse(None, Some("robot"), None), page)
+            .await,
+        Err(DomainError::Validation(_))
+    ));
 }

@@ -20,6 +20,10 @@ use crate::StoreResult;
 /// `prev_hash` of each tenant's first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The chain of what operators do outside any tenant (their accounts, their sign-ins),
+/// kept beside the tenants' chains under the nil tenant id, which no tenant has.
+pub const OPERATOR_CHAIN: Uuid = Uuid::nil();
+
 named_values! {
     /// Who acted.
     pub enum ActorKind ("actor type") {
@@ -158,6 +162,23 @@ pub struct AuditFilter {
     pub since: Option<i64>,
     /// Only this action.
     pub action: Option<String>,
+    /// Only entries of this kind of actor.
+    pub actor_type: Option<ActorKind>,
+    /// Newest first (else oldest first).
+    pub newest_first: bool,
+}
+
+impl AuditFilter {
+    /// The order of a list: by sequence in one chain; by time, then chain, then sequence
+    /// across chains.
+    pub(crate) fn order(&self, one_chain: bool) -> &'static str {
+        match (one_chain, self.newest_first) {
+            (true, false) => "sequence",
+            (true, true) => "sequence DESC",
+            (false, false) => "at, tenant_id, sequence",
+            (false, true) => "at DESC, tenant_id DESC, sequence DESC",
+        }
+    }
 }
 
 /// Storage of the audit log. Entries are appended by the methods whose changes they record;
@@ -169,10 +190,19 @@ pub trait AuditStore: Send + Sync {
     /// Concurrency: appends to one tenant's chain are serialised (one sequence, one
     /// predecessor each), whichever node or method makes them.
     async fn append_audit(&self, record: &AuditRecord) -> StoreResult<AuditEntry>;
-    /// A page of a tenant's entries, oldest first, and the total matching.
+    /// A page of a tenant's entries in sequence order (oldest first unless the filter says
+    /// otherwise), and the total matching.
     async fn list_audit(
         &self,
         tenant: Uuid,
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AuditEntry>, i64)>;
+    /// A page of the entries of every chain (the tenants', deleted ones included, and
+    /// [`OPERATOR_CHAIN`]) ordered by time, and the total matching: for operators only.
+    async fn list_audit_across(
+        &self,
         filter: &AuditFilter,
         offset: i64,
         limit: i64,

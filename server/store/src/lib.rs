@@ -66,7 +66,7 @@ use std::sync::Arc;
 
 pub use audit::{
     canonical_json, verify_chain, Actor, ActorKind, AuditEntry, AuditFilter, AuditRecord,
-    AuditStore, ChainCheck, GENESIS_HASH,
+    AuditStore, ChainCheck, GENESIS_HASH, OPERATOR_CHAIN,
 };
 pub use challenges::{
     Challenge, ChallengeEnd, ChallengeFilter, ChallengeKind, ChallengePalm, ChallengeStatus,

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::StoreResult;
+use crate::{AuditRecord, StoreResult};
 
 /// A person who runs the service through the console, across tenants.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,11 +47,11 @@ pub enum SignInGate {
 /// Storage of operators, console sessions and sign-in attempts.
 #[async_trait::async_trait]
 pub trait OperatorStore: Send + Sync {
-    /// Stores a new operator.
+    /// Stores a new operator with its audit entry (`operator.created`), in one transaction.
     ///
     /// Concurrency: names are unique; the second of two operators of one name is a
-    /// `Conflict`.
-    async fn create_operator(&self, operator: &Operator) -> StoreResult<()>;
+    /// `Conflict`, and writes no entry.
+    async fn create_operator(&self, operator: &Operator, audit: &AuditRecord) -> StoreResult<()>;
     /// The operator of a name.
     async fn find_operator(&self, name: &str) -> StoreResult<Option<Operator>>;
     /// The operator of an id.
@@ -70,8 +70,12 @@ pub trait OperatorStore: Send + Sync {
     ) -> StoreResult<SignInGate>;
     /// Forgets every attempt counted against `name` (after a successful sign-in).
     async fn clear_sign_in_attempts(&self, name: &str) -> StoreResult<()>;
-    /// Stores a new session.
-    async fn create_session(&self, session: &ConsoleSession) -> StoreResult<()>;
+    /// Stores a new session with its audit entry (`operator.login`), in one transaction.
+    async fn create_session(
+        &self,
+        session: &ConsoleSession,
+        audit: &AuditRecord,
+    ) -> StoreResult<()>;
     /// The session of a cookie's hash, if it exists and has not expired at `now`.
     async fn get_session(&self, token_hash: &str, now: i64) -> StoreResult<Option<ConsoleSession>>;
     /// Ends a session; false when there was none.

@@ -12,18 +12,25 @@
 //!   receiver, retried from the console and then accepted, a recovery, a bad recovery refused.
 //! - `operator_create_prints_the_password_once`: `palmlink operator create` as a child
 //!   process, with a random password and with `--password-stdin`.
+//! - `console_changes_are_audited_as_the_operator`: every change made in the console
+//!   (tenant, client rotation and revocation, device, pairing code, revocation, settings,
+//!   webhook, erasure) is in `GET /v1/audit` in order with the operator as actor, beside
+//!   the client's and the scanner's own entries; the sign-in is in the operators' chain;
+//!   the console's audit view filters by chain, action, time and actor, pages with its
+//!   filters kept, shows details escaped and verifies the chains; `palmlink audit verify`
+//!   holds afterwards.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use palmlink_domain::{Sessions, SystemClock};
+use palmlink_domain::{OperatorActor, Sessions, SystemClock};
 use reqwest::header::{COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::receiver::{Answer, Receiver};
-use crate::support::Harness;
+use crate::support::{palm, Harness, Tenant};
 
 pub const OPERATOR: &str = "ada";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -39,7 +46,7 @@ fn client() -> reqwest::Client {
 /// Creates the operator `name` with [`PASSWORD`] on the harness's storage.
 pub async fn operator(h: &Harness, name: &str) {
     Sessions::new(h.store().await, Arc::new(SystemClock))
-        .create_operator(name, Some(PASSWORD.to_owned()))
+        .create_operator(OperatorActor::CommandLine, name, Some(PASSWORD.to_owned()))
         .await
         .expect("operator");
 }
@@ -461,4 +468,308 @@ fn operator_create_prints_the_password_once() {
     );
     let made: Value = serde_json::from_slice(&chosen.stdout).unwrap();
     assert_eq!(made["password"], PASSWORD);
+}
+
+/// The text of the element with `id` in a page (up to its first tag).
+fn text_by_id(html: &str, id: &str) -> String {
+    html.split(&format!("id=\"{id}\">"))
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_else(|| panic!("no #{id} in the page"))
+        .to_owned()
+}
+
+/// The rows of the console's audit view: (action, actor type, actor id) of each.
+fn audit_rows(html: &str) -> Vec<(String, String, String)> {
+    html.split("<tr class=\"entry\"")
+        .skip(1)
+        .map(|row| {
+            let attr = |name: &str| {
+                row.split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or_else(|| panic!("no {name} in {row}"))
+                    .to_owned()
+            };
+            (
+                attr("data-action"),
+                attr("data-actor-type"),
+                attr("data-actor-id"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn console_changes_are_audited_as_the_operator() {
+    let h = Harness::start_with(|c| c.allow_http_webhooks = true).await;
+    operator(&h, OPERATOR).await;
+    let store = h.store().await;
+    let ada = store
+        .find_operator(OPERATOR)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+        .to_string();
+    let http = client();
+    let s = session(&h, &http).await;
+    let post = |path: String, form: Vec<(&'static str, String)>| {
+        let http = http.clone();
+        let cookie = s.cookie.clone();
+        let csrf = s.csrf.clone();
+        let url = h.url(&path);
+        async move {
+            let mut form = form;
+            form.push(("csrf", csrf));
+            let r = http
+                .post(url)
+                .header(COOKIE, cookie)
+                .form(&form)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_success() || r.status() == StatusCode::SEE_OTHER,
+                "{path}: {}",
+                r.status()
+            );
+            let location = r
+                .headers()
+                .get(LOCATION)
+                .map(|v| v.to_str().unwrap().to_owned());
+            (location, r.text().await.unwrap())
+        }
+    };
+    let page = |path: String| {
+        let http = http.clone();
+        let cookie = s.cookie.clone();
+        let url = h.url(&path);
+        async move {
+            let r = http.get(url).header(COOKIE, cookie).send().await.unwrap();
+            (r.status(), r.text().await.unwrap())
+        }
+    };
+
+    // A tenant named with markup, its client, a rotation and the old secret revoked.
+    let name = "<b>Acme</b> & co";
+    let (to, _) = post("/console/tenants".into(), vec![("name", name.into())]).await;
+    let tenant = to.unwrap().split('/').nth(3).unwrap().to_owned();
+    let clients = format!("/console/tenants/{tenant}/clients");
+    let (_, made) = post(clients.clone(), vec![("name", "app".into())]).await;
+    let client_id = text_by_id(&made, "issued-client-id");
+    post(format!("{clients}/{client_id}/rotate"), vec![]).await;
+    post(format!("{clients}/{client_id}/revoke-old-secret"), vec![]).await;
+    let (_, rotated) = post(format!("{clients}/{client_id}/rotate"), vec![]).await;
+    let secret = text_by_id(&rotated, "client-secret");
+    let t = Tenant {
+        id: tenant.clone(),
+        token: h.token(&client_id, &secret).await,
+        client_id,
+        secret,
+    };
+
+    // A device, a fresh pairing code, its revocation.
+    let devices = format!("/console/tenants/{tenant}/devices");
+    let (_, registered) = post(
+        devices.clone(),
+        vec![("device_name", "desk".into()), ("location", "hall".into())],
+    )
+    .await;
+    let device = registered
+        .split("data-device-id=\"")
+        .nth(1)
+        .and_then(|rest| rest.get(..36))
+        .unwrap()
+        .to_owned();
+    post(format!("{devices}/{device}/pairing-code"), vec![]).await;
+    post(format!("{devices}/{device}/revoke"), vec![]).await;
+
+    // Settings as they are, saved from the console.
+    let settings = h.get("/v1/settings/matching", &t.token).await.body["data"].clone();
+    let mut form: Vec<(&'static str, String)> = settings["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| ("thresholds", v.to_string()))
+        .collect();
+    form.push((
+        "match_policy",
+        settings["match_policy"].as_str().unwrap().into(),
+    ));
+    form.push(("min_quality", "0.1".into()));
+    form.push(("min_liveness", "0.1".into()));
+    form.push(("duplicate_check", "flag".into()));
+    post(format!("/console/tenants/{tenant}/settings"), form).await;
+
+    // A webhook made and deleted.
+    let rx = Receiver::start(vec![]).await;
+    let hooks = format!("/console/tenants/{tenant}/webhooks");
+    post(
+        hooks.clone(),
+        vec![
+            ("name", "hook".into()),
+            ("endpoint", rx.url.clone()),
+            ("events", "device.paired".into()),
+        ],
+    )
+    .await;
+    let hook = id_after(&page(hooks.clone()).await.1, "/webhooks/");
+    post(format!("{hooks}/{hook}/delete"), vec![]).await;
+
+    // The integrator's own changes, the scanner's, then the operator erases the user.
+    let scanner = h.scanner(&t, "hw-audit").await;
+    h.enroll(&t, &scanner, "alice", "right", &palm(7)).await;
+    post(
+        format!("/console/tenants/{tenant}/users/erase"),
+        vec![("user", "alice".into()), ("confirm", "alice".into())],
+    )
+    .await;
+
+    // The tenant's chain through the API: every action once, in order, with its actor.
+    let r = h.get("/v1/audit?limit=100", &t.token).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let entries = r.body["data"].as_array().unwrap().clone();
+    let seen: Vec<(String, String, String)> = entries
+        .iter()
+        .map(|e| {
+            let text = |v: &Value| v.as_str().unwrap().to_owned();
+            (
+                text(&e["action"]),
+                text(&e["actor"]["type"]),
+                text(&e["actor"]["id"]),
+            )
+        })
+        .collect();
+    let by =
+        |action: &str, kind: &str, id: &str| (action.to_owned(), kind.to_owned(), id.to_owned());
+    let op = |action: &str| by(action, "operator", &ada);
+    assert_eq!(
+        seen,
+        [
+            op("tenant.created"),
+            op("client.created"),
+            op("client.rotated"),
+            op("client.old_secret_revoked"),
+            op("client.rotated"),
+            op("device.registered"),
+            op("device.pairing_code_issued"),
+            op("device.revoked"),
+            op("settings.updated"),
+            op("webhook.created"),
+            op("webhook.deleted"),
+            by("device.registered", "client", &t.client_id),
+            by("device.paired", "device", &scanner.device_id),
+            by("enrollment.completed", "device", &scanner.device_id),
+            op("user.erased"),
+        ]
+    );
+    assert!(
+        !r.body.to_string().contains(&t.secret),
+        "a secret in the audit log"
+    );
+
+    // The console's view of that chain: newest first, filtered by actor and by action.
+    let audit = format!("/console/audit?tenant={tenant}");
+    let (status, html) = page(audit.clone()).await;
+    assert_eq!(status, 200);
+    let mut newest_first = seen.clone();
+    newest_first.reverse();
+    assert_eq!(audit_rows(&html), newest_first);
+    assert!(!html.contains(name), "markup shown unescaped");
+    assert!(html.contains("&lt;b&gt;Acme&lt;/b&gt; &amp; co"));
+    let (_, html) = page(format!("{audit}&actor_type=device")).await;
+    let rows = audit_rows(&html);
+    assert_eq!(rows.len(), 2);
+    assert!(rows.iter().all(|(_, kind, _)| kind == "device"));
+    let (_, html) = page(format!("{audit}&action=user.erased")).await;
+    assert_eq!(audit_rows(&html), [op("user.erased")]);
+    // The tenant's own tab shows the same chain.
+    let (_, tab) = page(format!("/console/tenants/{tenant}/audit?actor_type=client")).await;
+    assert_eq!(
+        audit_rows(&tab),
+        [by("device.registered", "client", &t.client_id)]
+    );
+    // A time filter: nothing after now; a malformed time or actor type is refused.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let later = palmlink_domain::rfc3339(palmlink_domain::micros(now) + 3_600_000_000);
+    let (_, html) = page(format!("{audit}&since={later}")).await;
+    assert!(audit_rows(&html).is_empty());
+    assert!(html.contains("No entries match."));
+    let (status, _) = page(format!("{audit}&since=yesterday")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = page(format!("{audit}&actor_type=robot")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Pages of two keep the filters in their links.
+    let (_, html) = page(format!("{audit}&actor_type=operator&limit=2")).await;
+    assert_eq!(
+        audit_rows(&html),
+        [op("user.erased"), op("webhook.deleted")]
+    );
+    let next = html
+        .split("class=\"next\" href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a next page")
+        .replace("&amp;", "&");
+    assert!(
+        next.contains("actor_type=operator") && next.contains("offset=2"),
+        "{next}"
+    );
+    let (_, html) = page(next).await;
+    assert_eq!(
+        audit_rows(&html),
+        [op("webhook.created"), op("settings.updated")]
+    );
+
+    // The operators' chain: the account made on the command line, the sign-in.
+    let (_, html) = page("/console/audit?tenant=operators".into()).await;
+    assert_eq!(
+        audit_rows(&html),
+        [
+            op("operator.login"),
+            by("operator.created", "operator", "cli")
+        ]
+    );
+    // Every chain at once, and their check.
+    let (_, html) = page("/console/audit?action=tenant.created".into()).await;
+    assert_eq!(audit_rows(&html), [op("tenant.created")]);
+    let (_, html) = page("/console/audit?verify=1".into()).await;
+    assert!(
+        html.contains("id=\"verification\" data-ok=\"true\""),
+        "{html}"
+    );
+    assert_eq!(html.matches("does not hold").count(), 0);
+
+    // `palmlink audit verify` holds: the tenant's chain and the operators'.
+    let mut verify = Command::new(palmlink_tests::palmlink_binary());
+    verify
+        .args(["audit", "verify", "--data-dir"])
+        .arg(&h.config.data_dir)
+        .env("PALMLINK_LOG", "warn");
+    if let Some(url) = &h.config.database_url {
+        verify.args(["--database-url", url]);
+    }
+    let out = verify.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.contains(&serde_json::json!({"tenant_id": tenant, "entries": 15, "ok": true})),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&serde_json::json!({
+            "tenant_id": "00000000-0000-0000-0000-000000000000", "entries": 2, "ok": true
+        })),
+        "{lines:?}"
+    );
 }

@@ -6,8 +6,11 @@
 //!   and gone after a reload); registers a device whose name is markup (shown as text, no
 //!   image made, no script run); pairs the simulated scanner with the code the page shows;
 //!   sees an enrollment appear and complete on the challenges page without a reload;
-//!   changes a threshold; erases the user after confirming; a change sent by script
-//!   without the CSRF token is refused; signs out.
+//!   changes a threshold; erases the user after confirming; finds each of those actions
+//!   in the audit view with its actor (the operator for what the operator did, the scanner
+//!   for the pairing and the enrollment), filters it by actor, finds the sign-in in the
+//!   operators' chain and sees the chains verified; a change sent by script without the
+//!   CSRF token is refused; signs out.
 //!
 //! With `PALMLINK_CONSOLE_SCREENSHOTS=1` the run saves a screenshot of each page into
 //! `docs/console/`.
@@ -345,6 +348,8 @@ async fn run(h: &Harness, c: &Client) {
     assert!(c.find(Locator::Css("#users td.user-id")).await.is_err());
     assert_eq!(h.get("/v1/users/alice", &t.token).await.status, 404);
 
+    audit_view(h, c, &t).await;
+
     // A change sent from the page without the CSRF token is refused; with it, it goes
     // through.
     let status = |with_token: bool| {
@@ -367,4 +372,94 @@ async fn run(h: &Harness, c: &Client) {
     arrive(c, "/console/sign-in").await;
     c.goto(&h.url("/console/tenants")).await.unwrap();
     assert_eq!(path(c).await, "/console/sign-in");
+}
+
+/// The audit view: each action of the run with its actor, a filter by actor, the sign-in in
+/// the operators' chain, the chains verified.
+async fn audit_view(h: &Harness, c: &Client, t: &Tenant) {
+    let ada = h
+        .store()
+        .await
+        .find_operator(OPERATOR)
+        .await
+        .unwrap()
+        .expect("the operator")
+        .id
+        .to_string();
+    let device = h.get("/v1/devices", &t.token).await.body["data"][0]["device_id"]
+        .as_str()
+        .expect("the device")
+        .to_owned();
+    click(c, "#audit-link").await;
+    arrive(c, "/console/audit").await;
+    find(c, "#audit-tenant")
+        .await
+        .select_by_value(&t.id)
+        .await
+        .expect("choose the tenant");
+    click(c, "#audit-filter").await;
+    let row = |action: &str, kind: &str, id: &str| {
+        format!(
+            "#audit tr.entry[data-chain='{}'][data-action='{action}'][data-actor-type='{kind}'][data-actor-id='{id}']",
+            t.id
+        )
+    };
+    let by_operator = [
+        "tenant.created",
+        "client.created",
+        "device.registered",
+        "settings.updated",
+        "user.erased",
+    ];
+    for action in by_operator {
+        find(c, &row(action, "operator", &ada)).await;
+    }
+    for action in ["device.paired", "enrollment.completed"] {
+        find(c, &row(action, "device", &device)).await;
+    }
+    // The operator's name is shown beside its id.
+    assert!(text(c, &row("user.erased", "operator", &ada))
+        .await
+        .contains(OPERATOR));
+
+    // The tenant's chain verified, as `palmlink audit verify` does.
+    click(c, "#audit-verify").await;
+    let verified = format!("#verification[data-ok='true'] tr[data-chain='{}']", t.id);
+    assert_eq!(text(c, &format!("{verified} td:last-child")).await, "holds");
+    screenshot(c, "audit").await;
+
+    // Only the operator's entries once filtered by actor.
+    find(c, "#audit-actor-type")
+        .await
+        .select_by_value("operator")
+        .await
+        .expect("choose the actor type");
+    click(c, "#audit-filter").await;
+    eventually(Duration::from_secs(10), "the filtered list", || async {
+        c.current_url()
+            .await
+            .is_ok_and(|u| u.query().is_some_and(|q| q.contains("actor_type=operator")))
+    })
+    .await;
+    find(c, &row("user.erased", "operator", &ada)).await;
+    assert!(c
+        .find(Locator::Css("#audit tr.entry[data-actor-type='device']"))
+        .await
+        .is_err());
+
+    // The sign-in is in the operators' chain.
+    c.goto(&h.url("/console/audit")).await.unwrap();
+    find(c, "#audit-tenant")
+        .await
+        .select_by_value("operators")
+        .await
+        .expect("choose the operators' chain");
+    click(c, "#audit-filter").await;
+    find(
+        c,
+        &format!(
+            "#audit tr.entry[data-action='operator.login'][data-actor-type='operator'][data-actor-id='{ada}']"
+        ),
+    )
+    .await;
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
-use palmlink_domain::{Operators, SystemClock};
+use palmlink_domain::{OperatorActor, Operators, SystemClock};
 use palmlink_simulator::scanner::{SimOptions, Simulator};
 use serde_json::{json, Value};
 
@@ -225,11 +225,11 @@ impl Service {
         let store = palmlink_api::open_store(&config).await.expect("store");
         let operators = Operators::new(store, Arc::new(SystemClock));
         let tenant = operators
-            .create_tenant("scanner test")
+            .create_tenant(OperatorActor::CommandLine, "scanner test")
             .await
             .expect("tenant");
         let client = operators
-            .create_client(tenant.id, "test", None)
+            .create_client(OperatorActor::CommandLine, tenant.id, "test", None)
             .await
             .expect("client");
         let server = palmlink_api::start(config).await.expect("start");

@@ -4,6 +4,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::Harness;
+use palmlink_domain::OperatorActor;
 
 fn token_parts(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');
@@ -208,7 +209,7 @@ async fn missing_scope_is_403_and_deleted_client_is_401_at_once() {
 
     let operators = h.operators().await;
     operators
-        .delete_client(t.client_id.parse().unwrap())
+        .delete_client(OperatorActor::CommandLine, t.client_id.parse().unwrap())
         .await
         .unwrap();
     assert_eq!(h.get("/v1/users", &t.token).await.status, 401);
@@ -220,13 +221,19 @@ async fn rotation_keeps_old_secret_until_revoked() {
     let t = h.tenant().await;
     let operators = h.operators().await;
     let id = t.client_id.parse().unwrap();
-    let new_secret = operators.rotate_client(id).await.unwrap();
+    let new_secret = operators
+        .rotate_client(OperatorActor::CommandLine, id)
+        .await
+        .unwrap();
     assert_ne!(new_secret, t.secret);
     h.token(&t.client_id, &t.secret).await;
     h.token(&t.client_id, &new_secret).await;
     // Tokens issued before the rotation keep working.
     assert_eq!(h.get("/v1/devices", &t.token).await.status, 200);
-    operators.revoke_old_secret(id).await.unwrap();
+    operators
+        .revoke_old_secret(OperatorActor::CommandLine, id)
+        .await
+        .unwrap();
     let old = h
         .call(
             Method::POST,

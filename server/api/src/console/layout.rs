@@ -55,16 +55,19 @@ pub(super) enum Tab {
     Webhooks,
     /// Matching settings.
     Settings,
+    /// The tenant's audit chain.
+    Audit,
 }
 
 impl Tab {
-    const ALL: [Tab; 6] = [
+    const ALL: [Tab; 7] = [
         Tab::Clients,
         Tab::Devices,
         Tab::Challenges,
         Tab::Users,
         Tab::Webhooks,
         Tab::Settings,
+        Tab::Audit,
     ];
 
     fn path(self) -> &'static str {
@@ -75,6 +78,7 @@ impl Tab {
             Tab::Users => "users",
             Tab::Webhooks => "webhooks",
             Tab::Settings => "settings",
+            Tab::Audit => "audit",
         }
     }
 
@@ -86,6 +90,7 @@ impl Tab {
             Tab::Users => "Users",
             Tab::Webhooks => "Webhooks",
             Tab::Settings => "Matching",
+            Tab::Audit => "Audit log",
         }
     }
 }
@@ -137,6 +142,7 @@ impl Page<'_> {
                             span { "›" }
                             span #tenant-name { (tenant.name) }
                         }
+                        a #audit-link href="/console/audit" { "Audit log" }
                         form method="post" action="/console/sign-out" {
                             span.who { "Signed in as " (self.session.operator.name) " " }
                             (csrf(self.session))
@@ -261,18 +267,22 @@ pub(super) fn page_of(
     )?)
 }
 
-/// Links to the previous and next pages of a list at `path`.
+/// Links to the previous and next pages of a list at `path` (which may carry a query).
 pub(super) fn pager<T>(path: &str, listing: &palmlink_domain::Listing<T>) -> Markup {
     let page = listing.page;
     let shown = i64::try_from(listing.rows.len()).unwrap_or(0);
+    let (path, sep) = match path.contains('?') {
+        true => (path, '&'),
+        false => (path, '?'),
+    };
     html! {
         p.muted.pager {
             (listing.total) " in all"
             @if page.offset > 0 {
-                " · " a href=(format!("{path}?offset={}&limit={}", (page.offset - page.limit).max(0), page.limit)) { "previous" }
+                " · " a.previous href=(format!("{path}{sep}offset={}&limit={}", (page.offset - page.limit).max(0), page.limit)) { "previous" }
             }
             @if page.offset + shown < listing.total {
-                " · " a href=(format!("{path}?offset={}&limit={}", page.offset + page.limit, page.limit)) { "next" }
+                " · " a.next href=(format!("{path}{sep}offset={}&limit={}", page.offset + page.limit, page.limit)) { "next" }
             }
         }
     }

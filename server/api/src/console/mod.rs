@@ -15,8 +15,14 @@
 //! - `users`: enrolled users and erasure behind a confirmation.
 //! - `webhooks`: subscriptions, deliveries, retry, recover, test.
 //! - `settings`: matching thresholds and policy beside the accuracy report's DET curve.
+//! - `audit`: the audit log of every chain or one, filtered, with the chains' check.
+//!
+//! Every change is audited with the signed-in operator as its actor (`{"type":
+//! "operator", "id": <operator id>}`), written by the domain in the change's transaction;
+//! sign-ins go to the operators' own chain.
 
 mod assets;
+mod audit;
 mod challenges;
 mod devices;
 mod layout;
@@ -111,6 +117,8 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
             "/console/tenants/{tenant}/settings",
             get(settings::show).post(settings::update),
         )
+        .route("/console/tenants/{tenant}/audit", get(audit::tenant))
+        .route("/console/audit", get(audit::across))
         .route_layer(from_fn_with_state(state.clone(), session::require_session));
     Router::new()
         .route("/console", get(session::entry))

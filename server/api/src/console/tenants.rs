@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use maud::html;
-use palmlink_domain::{scope_text, Caller};
+use palmlink_domain::{scope_text, Caller, OperatorActor};
 use palmlink_store::{Scope, Tenant};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -45,6 +45,11 @@ pub(super) async fn acting(
         .await?;
     let caller = Caller::operator(tenant.id, signed.0.operator.id);
     Ok((tenant, caller))
+}
+
+/// The signed-in operator, as the actor of the changes it makes.
+fn by(signed: &Signed) -> OperatorActor {
+    OperatorActor::Console(signed.0.operator.id)
 }
 
 /// `GET /console/tenants`.
@@ -89,10 +94,14 @@ pub(super) struct NameForm {
 /// `POST /console/tenants`: creates a tenant and opens its clients.
 pub(super) async fn create(
     State(state): State<AppState>,
-    _signed: Signed,
+    signed: Signed,
     Form(form): Form<NameForm>,
 ) -> ConsoleResult<Response> {
-    let tenant = state.domain.operators.create_tenant(&form.name).await?;
+    let tenant = state
+        .domain
+        .operators
+        .create_tenant(by(&signed), &form.name)
+        .await?;
     Ok(see_other(&tenant_path(&tenant, "clients")))
 }
 
@@ -209,7 +218,7 @@ pub(super) async fn create_client(
     let made = state
         .domain
         .operators
-        .create_client(tenant.id, &form.name, scopes)
+        .create_client(by(&signed), tenant.id, &form.name, scopes)
         .await?;
     let issued = Issued {
         client_id: made.client.id,
@@ -228,7 +237,11 @@ pub(super) async fn rotate_client(
     let (tenant, _) = acting(&state, &signed, &params).await?;
     let client = id(&params, "client", "client")?;
     state.domain.operators.get_client(tenant.id, client).await?;
-    let secret = state.domain.operators.rotate_client(client).await?;
+    let secret = state
+        .domain
+        .operators
+        .rotate_client(by(&signed), client)
+        .await?;
     let issued = Issued {
         client_id: client,
         secret: &secret,
@@ -246,7 +259,11 @@ pub(super) async fn revoke_old_secret(
     let (tenant, _) = acting(&state, &signed, &params).await?;
     let client = id(&params, "client", "client")?;
     state.domain.operators.get_client(tenant.id, client).await?;
-    state.domain.operators.revoke_old_secret(client).await?;
+    state
+        .domain
+        .operators
+        .revoke_old_secret(by(&signed), client)
+        .await?;
     Ok(see_other(&tenant_path(&tenant, "clients")))
 }
 
@@ -259,6 +276,10 @@ pub(super) async fn delete_client(
     let (tenant, _) = acting(&state, &signed, &params).await?;
     let client = id(&params, "client", "client")?;
     state.domain.operators.get_client(tenant.id, client).await?;
-    state.domain.operators.delete_client(client).await?;
+    state
+        .domain
+        .operators
+        .delete_client(by(&signed), client)
+        .await?;
     Ok(see_other(&tenant_path(&tenant, "clients")))
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use palmlink_store::{Scope, Store};
 
 use super::*;
+use crate::audit::OperatorActor;
 use crate::operators::Operators;
 
 /// A clock that stands still until moved.
@@ -71,10 +72,19 @@ fn kind(err: DomainError) -> GrantErrorKind {
 #[tokio::test]
 async fn a_granted_token_authenticates_its_client_with_the_scopes_asked_for() {
     let f = fixture(3600).await;
-    let tenant = f.operators.create_tenant("t").await.unwrap();
+    let tenant = f
+        .operators
+        .create_tenant(OperatorActor::CommandLine, "t")
+        .await
+        .unwrap();
     let client = f
         .operators
-        .create_client(tenant.id, "app", Some("devices verify"))
+        .create_client(
+            OperatorActor::CommandLine,
+            tenant.id,
+            "app",
+            Some("devices verify"),
+        )
         .await
         .unwrap();
     let id = client.client.id.to_string();
@@ -120,7 +130,10 @@ async fn a_granted_token_authenticates_its_client_with_the_scopes_asked_for() {
         .unwrap_err();
     assert_eq!(kind(err), GrantErrorKind::UnsupportedGrantType);
     // A deleted client's tokens stop working at once.
-    f.operators.delete_client(client.client.id).await.unwrap();
+    f.operators
+        .delete_client(OperatorActor::CommandLine, client.client.id)
+        .await
+        .unwrap();
     assert!(f.tokens.authenticate(&grant.access_token).await.is_err());
     assert!(f
         .store
@@ -133,10 +146,14 @@ async fn a_granted_token_authenticates_its_client_with_the_scopes_asked_for() {
 #[tokio::test]
 async fn a_remembered_token_still_expires_and_a_changed_one_is_checked_in_full() {
     let f = fixture(60).await;
-    let tenant = f.operators.create_tenant("t").await.unwrap();
+    let tenant = f
+        .operators
+        .create_tenant(OperatorActor::CommandLine, "t")
+        .await
+        .unwrap();
     let client = f
         .operators
-        .create_client(tenant.id, "app", None)
+        .create_client(OperatorActor::CommandLine, tenant.id, "app", None)
         .await
         .unwrap();
     let token = f

@@ -10,7 +10,7 @@ use palmlink_store::{Attempt, AuditRecord, Delivery, DeliveryStatus, Scope, Stor
 use serde::{Deserialize, Deserializer};
 use uuid::Uuid;
 
-use crate::audit::{client, record};
+use crate::audit::{actor, record};
 use crate::clock::{parse_rfc3339, Clock, SECOND};
 use crate::events::{self, body, new_event_id, TEST_EVENT};
 use crate::secrets::new_signing_secret;
@@ -195,7 +195,7 @@ impl Webhooks {
         record(
             caller.tenant_id,
             self.clock.now(),
-            client(caller),
+            actor(caller),
             action,
             ("webhook", id.to_string()),
             "success",

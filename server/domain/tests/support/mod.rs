@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use palmlink_domain::{
-    Caller, CaptureItem, CaptureSubmission, Clock, Domain, DomainConfig, GrantRequest, PairDevice,
-    Parts, RegisterDevice, SigningKey, TemplateBody, SECOND,
+    Caller, CaptureItem, CaptureSubmission, Clock, Domain, DomainConfig, GrantRequest,
+    OperatorActor, PairDevice, Parts, RegisterDevice, SigningKey, TemplateBody, SECOND,
 };
 use palmlink_fixtures::{PalmSide, Population};
 use palmlink_store::{Device, PalmType, Store};
@@ -99,11 +99,16 @@ impl World {
 impl World {
     /// A tenant, a client with every scope, and the caller its token stands for.
     pub async fn caller(&self) -> Caller {
-        let tenant = self.domain.operators.create_tenant("t").await.unwrap();
+        let tenant = self
+            .domain
+            .operators
+            .create_tenant(OperatorActor::CommandLine, "t")
+            .await
+            .unwrap();
         let client = self
             .domain
             .operators
-            .create_client(tenant.id, "app", None)
+            .create_client(OperatorActor::CommandLine, tenant.id, "app", None)
             .await
             .unwrap();
         let grant = self

@@ -22,7 +22,7 @@ use anyhow::Context as _;
 use axum::routing::post;
 use axum::Router;
 use palmlink_api::Config;
-use palmlink_domain::{Operators, SystemClock};
+use palmlink_domain::{OperatorActor, Operators, SystemClock};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -268,9 +268,16 @@ pub async fn run_cli(args: DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let store = palmlink_api::open_store(&config).await?;
     let operators = Operators::new(store, Arc::new(SystemClock));
-    let tenant = operators.create_tenant("PalmLink demo").await?;
+    let tenant = operators
+        .create_tenant(OperatorActor::CommandLine, "PalmLink demo")
+        .await?;
     let client = operators
-        .create_client(tenant.id, "demo integration", None)
+        .create_client(
+            OperatorActor::CommandLine,
+            tenant.id,
+            "demo integration",
+            None,
+        )
         .await?;
     drop(operators);
     let (operator_latency, client_id, client_secret) = (

@@ -340,35 +340,20 @@ impl AuditStore for PostgresStore {
         limit: i64,
     ) -> StoreResult<(Vec<AuditEntry>, i64)> {
         seal_if_queued(&self.pool, tenant).await?;
-        macro_rules! cond {
-            () => {
-                "tenant_id = $1 AND ($2::BIGINT IS NULL OR at >= $2) \
-                 AND ($3::TEXT IS NULL OR action = $3)"
-            };
+        self.audit_page(Some(tenant.to_string()), filter, offset, limit)
+            .await
+    }
+
+    async fn list_audit_across(
+        &self,
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AuditEntry>, i64)> {
+        for tenant in queued_tenants(&self.pool).await? {
+            seal(&self.pool, &tenant).await?;
         }
-        fetch_page(
-            &self.pool.get().await?,
-            (
-                concat!(
-                    "SELECT ",
-                    audit_cols!(),
-                    " FROM audit_log WHERE ",
-                    cond!(),
-                    " ORDER BY sequence LIMIT $4 OFFSET $5"
-                ),
-                concat!("SELECT COUNT(*) FROM audit_log WHERE ", cond!()),
-            ),
-            &[
-                &tenant.to_string(),
-                &filter.since,
-                &filter.action,
-                &limit,
-                &offset,
-            ],
-            3,
-            entry_row,
-        )
-        .await
+        self.audit_page(None, filter, offset, limit).await
     }
 
     async fn audit_entries(
@@ -417,6 +402,53 @@ impl AuditStore for PostgresStore {
              UNION SELECT tenant_id FROM audit_queue ORDER BY tenant_id",
             &[],
             |r| parsed(r, "tenant_id"),
+        )
+        .await
+    }
+}
+
+impl PostgresStore {
+    /// A page of one chain's entries, or of every chain's, and the total matching.
+    async fn audit_page(
+        &self,
+        tenant: Option<String>,
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AuditEntry>, i64)> {
+        // One chain's list is read along its primary key; `$1` is NULL across chains.
+        let chain = match tenant {
+            Some(_) => "tenant_id = $1",
+            None => "$1::TEXT IS NULL",
+        };
+        let cond = format!(
+            "{chain} AND ($2::BIGINT IS NULL OR at >= $2) AND ($3::TEXT IS NULL OR action = $3) \
+             AND ($4::TEXT IS NULL OR actor_type = $4)"
+        );
+        let order = filter.order(tenant.is_some());
+        let actor_type = filter.actor_type.map(|k| k.as_str());
+        let rows = format!(
+            concat!(
+                "SELECT ",
+                audit_cols!(),
+                " FROM audit_log WHERE {} ORDER BY {} LIMIT $5 OFFSET $6"
+            ),
+            cond, order
+        );
+        let count = format!("SELECT COUNT(*) FROM audit_log WHERE {cond}");
+        fetch_page(
+            &self.pool.get().await?,
+            (rows.as_str(), count.as_str()),
+            &[
+                &tenant,
+                &filter.since,
+                &filter.action,
+                &actor_type,
+                &limit,
+                &offset,
+            ],
+            4,
+            entry_row,
         )
         .await
     }

@@ -4,9 +4,10 @@
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::audit::append as append_audit;
 use super::sql::{execute, fetch_optional, get, parsed, query_opt};
 use super::PostgresStore;
-use crate::{ConsoleSession, Operator, OperatorStore, SignInGate, StoreResult};
+use crate::{AuditRecord, ConsoleSession, Operator, OperatorStore, SignInGate, StoreResult};
 
 fn operator_row(row: &Row) -> StoreResult<Operator> {
     Ok(Operator {
@@ -29,9 +30,11 @@ fn session_row(row: &Row) -> StoreResult<ConsoleSession> {
 
 #[async_trait::async_trait]
 impl OperatorStore for PostgresStore {
-    async fn create_operator(&self, op: &Operator) -> StoreResult<()> {
+    async fn create_operator(&self, op: &Operator, audit: &AuditRecord) -> StoreResult<()> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
         execute(
-            &self.pool.get().await?,
+            &tx,
             "INSERT INTO operators (id, name, password_hash, created_at) VALUES ($1, $2, $3, $4)",
             &[
                 &op.id.to_string(),
@@ -41,6 +44,9 @@ impl OperatorStore for PostgresStore {
             ],
         )
         .await?;
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        self.sealer.poke(audit.tenant_id);
         Ok(())
     }
 
@@ -115,9 +121,11 @@ impl OperatorStore for PostgresStore {
         Ok(())
     }
 
-    async fn create_session(&self, s: &ConsoleSession) -> StoreResult<()> {
+    async fn create_session(&self, s: &ConsoleSession, audit: &AuditRecord) -> StoreResult<()> {
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
         execute(
-            &self.pool.get().await?,
+            &tx,
             "INSERT INTO console_sessions (token_hash, operator_id, csrf_token, created_at, \
              expires_at) VALUES ($1, $2, $3, $4, $5)",
             &[
@@ -129,6 +137,9 @@ impl OperatorStore for PostgresStore {
             ],
         )
         .await?;
+        append_audit(&tx, audit).await?;
+        tx.commit().await?;
+        self.sealer.poke(audit.tenant_id);
         Ok(())
     }
 

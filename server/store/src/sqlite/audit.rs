@@ -95,38 +95,17 @@ impl AuditStore for SqliteStore {
         offset: i64,
         limit: i64,
     ) -> StoreResult<(Vec<AuditEntry>, i64)> {
-        macro_rules! cond {
-            () => {
-                "tenant_id = $1 AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR action = $3)"
-            };
-        }
-        Ok(self.db.read(|c| {
-            let rows = fetch_all(
-                c,
-                concat!(
-                    "SELECT ",
-                    audit_cols!(),
-                    " FROM audit_log WHERE ",
-                    cond!(),
-                    " ORDER BY sequence LIMIT $4 OFFSET $5"
-                ),
-                params![
-                    tenant.to_string(),
-                    filter.since,
-                    filter.action,
-                    limit,
-                    offset
-                ],
-                entry_row,
-            )?;
-            let total = c
-                .prepare_cached(concat!("SELECT COUNT(*) FROM audit_log WHERE ", cond!()))?
-                .query_row(
-                    params![tenant.to_string(), filter.since, filter.action],
-                    |r| r.get(0),
-                )?;
-            Ok((rows, total))
-        })?)
+        let tenant = tenant.to_string();
+        self.audit_page(Some(&tenant), filter, offset, limit)
+    }
+
+    async fn list_audit_across(
+        &self,
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AuditEntry>, i64)> {
+        self.audit_page(None, filter, offset, limit)
     }
 
     async fn audit_entries(
@@ -176,6 +155,58 @@ impl AuditStore for SqliteStore {
                 [],
                 |r| parsed(r, "tenant_id"),
             )
+        })?)
+    }
+}
+
+impl SqliteStore {
+    /// A page of one chain's entries, or of every chain's, and the total matching.
+    fn audit_page(
+        &self,
+        tenant: Option<&str>,
+        filter: &AuditFilter,
+        offset: i64,
+        limit: i64,
+    ) -> StoreResult<(Vec<AuditEntry>, i64)> {
+        // One chain's list is read along its primary key; `$1` is NULL across chains.
+        let chain = match tenant {
+            Some(_) => "tenant_id = $1",
+            None => "$1 IS NULL",
+        };
+        let cond = format!(
+            "{chain} AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR action = $3) \
+             AND ($4 IS NULL OR actor_type = $4)"
+        );
+        let order = filter.order(tenant.is_some());
+        let actor_type = filter.actor_type.map(|k| k.as_str());
+        Ok(self.db.read(|c| {
+            let rows = fetch_all(
+                c,
+                &format!(
+                    concat!(
+                        "SELECT ",
+                        audit_cols!(),
+                        " FROM audit_log WHERE {} ORDER BY {} LIMIT $5 OFFSET $6"
+                    ),
+                    cond, order
+                ),
+                params![
+                    tenant,
+                    filter.since,
+                    filter.action,
+                    actor_type,
+                    limit,
+                    offset
+                ],
+                entry_row,
+            )?;
+            let total = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM audit_log WHERE {cond}"))?
+                .query_row(
+                    params![tenant, filter.since, filter.action, actor_type],
+                    |r| r.get(0),
+                )?;
+            Ok((rows, total))
         })?)
     }
 }

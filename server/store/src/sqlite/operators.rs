@@ -4,9 +4,10 @@
 use rusqlite::{params, Row};
 use uuid::Uuid;
 
+use super::audit::append as append_audit;
 use super::sql::{execute, fetch_optional, parsed};
 use super::SqliteStore;
-use crate::{ConsoleSession, Operator, OperatorStore, SignInGate, StoreResult};
+use crate::{AuditRecord, ConsoleSession, Operator, OperatorStore, SignInGate, StoreResult};
 
 fn operator_row(row: &Row<'_>) -> rusqlite::Result<Operator> {
     Ok(Operator {
@@ -29,7 +30,7 @@ fn session_row(row: &Row<'_>) -> rusqlite::Result<ConsoleSession> {
 
 #[async_trait::async_trait]
 impl OperatorStore for SqliteStore {
-    async fn create_operator(&self, op: &Operator) -> StoreResult<()> {
+    async fn create_operator(&self, op: &Operator, audit: &AuditRecord) -> StoreResult<()> {
         self.db
             .write(|c| {
                 execute(
@@ -37,7 +38,8 @@ impl OperatorStore for SqliteStore {
                     "INSERT INTO operators (id, name, password_hash, created_at) \
                      VALUES ($1, $2, $3, $4)",
                     params![op.id.to_string(), op.name, op.password_hash, op.created_at],
-                )
+                )?;
+                append_audit(c, audit)
             })
             .await?;
         Ok(())
@@ -105,7 +107,7 @@ impl OperatorStore for SqliteStore {
         Ok(())
     }
 
-    async fn create_session(&self, s: &ConsoleSession) -> StoreResult<()> {
+    async fn create_session(&self, s: &ConsoleSession, audit: &AuditRecord) -> StoreResult<()> {
         self.db
             .write(|c| {
                 execute(
@@ -119,7 +121,8 @@ impl OperatorStore for SqliteStore {
                         s.created_at,
                         s.expires_at
                     ],
-                )
+                )?;
+                append_audit(c, audit)
             })
             .await?;
         Ok(())

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use palmlink_store::{
-    verify_chain, AuditEntry, AuditFilter, AuditRecord, Pairing, Store, StoreError, GENESIS_HASH,
+    verify_chain, ActorKind, AuditEntry, AuditFilter, AuditRecord, Pairing, Store, StoreError,
+    GENESIS_HASH,
 };
 use tokio::task::JoinSet;
 
@@ -69,6 +70,7 @@ pub async fn each_tenant_has_one_chain_with_filters_and_pages(store: &dyn Store)
     let filter = AuditFilter {
         since: Some(102),
         action: Some("client.rotated".into()),
+        ..AuditFilter::default()
     };
     let (some, total) = store.list_audit(a, &filter, 0, 100).await.unwrap();
     assert_eq!(total, 2);
@@ -79,6 +81,81 @@ pub async fn each_tenant_has_one_chain_with_filters_and_pages(store: &dyn Store)
         .unwrap();
     assert_eq!(total, 6);
     assert_eq!(page.iter().map(|e| e.sequence).collect::<Vec<_>>(), [2, 3]);
+    // By kind of actor, and newest first.
+    let by = |kind| AuditFilter {
+        actor_type: Some(kind),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        store
+            .list_audit(a, &by(ActorKind::Operator), 0, 100)
+            .await
+            .unwrap()
+            .1,
+        6
+    );
+    assert_eq!(
+        store
+            .list_audit(a, &by(ActorKind::Client), 0, 100)
+            .await
+            .unwrap()
+            .1,
+        0
+    );
+    let newest = AuditFilter {
+        newest_first: true,
+        ..AuditFilter::default()
+    };
+    let (page, total) = store.list_audit(a, &newest, 1, 3).await.unwrap();
+    assert_eq!(total, 6);
+    assert_eq!(
+        page.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [5, 4, 3]
+    );
+
+    // Across chains: by time, then chain, then sequence; filters apply to all.
+    let (every, total) = store
+        .list_audit_across(&AuditFilter::default(), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(total, 12);
+    let keys: Vec<_> = every
+        .iter()
+        .map(|e| (e.record.at, e.record.tenant_id, e.sequence))
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+    let (latest, _) = store.list_audit_across(&newest, 0, 2).await.unwrap();
+    let mut ends = [a, b];
+    ends.sort();
+    ends.reverse();
+    assert_eq!(
+        latest
+            .iter()
+            .map(|e| (e.record.at, e.record.tenant_id))
+            .collect::<Vec<_>>(),
+        [(104, ends[0]), (104, ends[1])]
+    );
+    let settings = AuditFilter {
+        action: Some("settings.updated".into()),
+        since: Some(101),
+        ..AuditFilter::default()
+    };
+    let (some, total) = store.list_audit_across(&settings, 0, 2).await.unwrap();
+    assert_eq!(total, 4);
+    assert!(some
+        .iter()
+        .all(|e| e.record.tenant_id == b && e.record.at >= 101));
+    assert_eq!(
+        store
+            .list_audit_across(&by(ActorKind::Device), 0, 10)
+            .await
+            .unwrap()
+            .1,
+        0
+    );
+
     let mut tenants = store.audit_tenants().await.unwrap();
     tenants.sort();
     let mut expected = vec![a, b];

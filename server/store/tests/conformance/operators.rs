@@ -1,7 +1,20 @@
 //! Operators of the console, their sessions, and the sign-in gate.
 
-use palmlink_store::{ConsoleSession, Operator, SignInGate, Store, StoreError};
+use palmlink_store::{
+    AuditFilter, ConsoleSession, Operator, SignInGate, Store, StoreError, OPERATOR_CHAIN,
+};
 use uuid::Uuid;
+
+use crate::support::audit;
+
+/// The actions of the operators' chain, in order.
+async fn operator_chain(store: &dyn Store) -> Vec<String> {
+    let (entries, _) = store
+        .list_audit(OPERATOR_CHAIN, &AuditFilter::default(), 0, 100)
+        .await
+        .unwrap();
+    entries.into_iter().map(|e| e.record.action).collect()
+}
 
 fn operator(name: &str) -> Operator {
     Operator {
@@ -24,11 +37,14 @@ fn session(operator: &Operator, hash: &str, expires_at: i64) -> ConsoleSession {
 
 pub async fn operator_names_are_unique(store: &dyn Store) {
     let ada = operator("ada");
-    store.create_operator(&ada).await.unwrap();
+    let created = audit(OPERATOR_CHAIN, "operator.created");
+    store.create_operator(&ada, &created).await.unwrap();
     assert!(matches!(
-        store.create_operator(&operator("ada")).await,
+        store.create_operator(&operator("ada"), &created).await,
         Err(StoreError::Conflict(_))
     ));
+    // The refused one wrote no entry.
+    assert_eq!(operator_chain(store).await, ["operator.created"]);
     assert_eq!(store.find_operator("ada").await.unwrap(), Some(ada.clone()));
     assert_eq!(store.get_operator(ada.id).await.unwrap(), Some(ada));
     assert!(store.find_operator("Ada").await.unwrap().is_none());
@@ -37,13 +53,22 @@ pub async fn operator_names_are_unique(store: &dyn Store) {
 
 pub async fn sessions_expire_and_end(store: &dyn Store) {
     let ada = operator("ada");
-    store.create_operator(&ada).await.unwrap();
-    let s = session(&ada, "h1", 100);
-    store.create_session(&s).await.unwrap();
     store
-        .create_session(&session(&ada, "h2", 50))
+        .create_operator(&ada, &audit(OPERATOR_CHAIN, "operator.created"))
         .await
         .unwrap();
+    let login = audit(OPERATOR_CHAIN, "operator.login");
+    let s = session(&ada, "h1", 100);
+    store.create_session(&s, &login).await.unwrap();
+    store
+        .create_session(&session(&ada, "h2", 50), &login)
+        .await
+        .unwrap();
+    // Each session with its entry.
+    assert_eq!(
+        operator_chain(store).await,
+        ["operator.created", "operator.login", "operator.login"]
+    );
     assert_eq!(store.get_session("h1", 99).await.unwrap(), Some(s));
     // Expired at its expiry time, and unknown hashes find nothing.
     assert!(store.get_session("h1", 100).await.unwrap().is_none());

@@ -7,7 +7,7 @@ pub mod receiver;
 use std::sync::Arc;
 
 use palmlink_api::{Config, RunningServer};
-use palmlink_domain::{Operators, SystemClock};
+use palmlink_domain::{OperatorActor, Operators, SystemClock};
 use palmlink_store::Store;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -148,9 +148,12 @@ impl Harness {
     /// A new tenant and client (all scopes unless given) with a token.
     pub async fn tenant_with_scopes(&self, scopes: Option<&str>) -> Tenant {
         let operators = self.operators().await;
-        let t = operators.create_tenant("test").await.expect("tenant");
+        let t = operators
+            .create_tenant(OperatorActor::CommandLine, "test")
+            .await
+            .expect("tenant");
         let c = operators
-            .create_client(t.id, "app", scopes)
+            .create_client(OperatorActor::CommandLine, t.id, "app", scopes)
             .await
             .expect("client");
         let id = t.id.to_string();
