@@ -1,6 +1,7 @@
 //! The `palmlink` binary: the service, its operator commands, the simulated scanner and the
 //! demo. It only parses its command line and starts what it names.
 
+mod bulk;
 mod cli;
 
 use clap::Parser as _;

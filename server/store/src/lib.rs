@@ -81,7 +81,9 @@ pub use postgres::PostgresStore;
 pub use settings::{DuplicateCheck, MatchPolicy, MatchingSettings, SettingsStore, TrustPolicy};
 pub use signals::{Signal, Signals, SIGNAL_BUFFER, SIGNAL_MAX_BYTES};
 pub use sqlite::SqliteStore;
-pub use templates::{LogEntry, LogOp, SealedTemplate, StoredTemplate, TemplateStore, UnsealedPalm};
+pub use templates::{
+    ImportBatch, LogEntry, LogOp, SealedTemplate, StoredTemplate, TemplateStore, UnsealedPalm,
+};
 pub use tenants::{Tenant, TenantStore};
 pub use users::{Erasure, Palm, PalmType, User, UserStore};
 pub use vocabulary::UnknownValue;
