@@ -12,7 +12,7 @@ use palmlink_domain::{ImportOptions, Progress, Unit};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::cli::explain;
+use crate::explain::explain;
 
 /// Write buffer of an export.
 const WRITE_BUFFER: usize = 1 << 20;

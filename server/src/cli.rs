@@ -13,6 +13,7 @@ use palmlink_domain::{
 };
 
 use crate::bulk;
+use crate::explain::explain;
 use palmlink_simulator::{demo, scanner};
 use palmlink_webhooks::{parse_duration, RetrySchedule};
 use serde_json::{json, Value};
@@ -346,21 +347,6 @@ enum Operation {
     Client(ClientCommand),
 }
 
-/// A domain error as the command line says it: with the fields that failed validation.
-pub(crate) fn explain(err: DomainError) -> anyhow::Error {
-    match err {
-        DomainError::Validation(fields) => anyhow::anyhow!(
-            "{}",
-            fields
-                .iter()
-                .map(|f| format!("{} {}", f.field, f.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        other => other.into(),
-    }
-}
-
 /// Runs an operator command on the configuration's storage; returns what it prints.
 async fn operate(config: &Config, operation: Operation) -> anyhow::Result<Value> {
     let store = palmlink_api::open_store(config).await?;
@@ -450,17 +436,16 @@ async fn galleries(config: &Config, rebuild: bool, only: Option<Uuid>) -> anyhow
     };
     let mut all_agree = true;
     for tenant in tenants {
-        let check = match rebuild {
-            false => domain.galleries.check(tenant).await,
-            true => {
-                // Taking the gallery first fails while a node serves it.
-                domain
-                    .galleries
-                    .get(tenant)
-                    .map_err(DomainError::internal)?;
-                domain.galleries.rebuild(tenant).await?;
-                domain.galleries.check(tenant).await
-            }
+        let check = if rebuild {
+            // Taking the gallery first fails while a node serves it.
+            domain
+                .galleries
+                .get(tenant)
+                .map_err(DomainError::internal)?;
+            domain.galleries.rebuild(tenant).await?;
+            domain.galleries.check(tenant).await
+        } else {
+            domain.galleries.check(tenant).await
         }
         .map_err(explain)?;
         all_agree &= check.agrees();

@@ -3,6 +3,7 @@
 
 mod bulk;
 mod cli;
+mod explain;
 
 use clap::Parser as _;
 
