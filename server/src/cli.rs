@@ -8,9 +8,12 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use palmlink_api::Config;
 use palmlink_domain::{
-    remove_gallery, scope_text, DomainError, DomainResult, OperatorActor, Operators, Sessions,
-    SystemClock,
+    remove_gallery, scope_text, DomainError, DomainResult, ImportOptions, OperatorActor, Operators,
+    Sessions, SystemClock,
 };
+
+use crate::bulk;
+use crate::explain::explain;
 use palmlink_simulator::{demo, scanner};
 use palmlink_webhooks::{parse_duration, RetrySchedule};
 use serde_json::{json, Value};
@@ -179,6 +182,34 @@ pub enum GalleryCommand {
         #[arg(long)]
         tenant: Option<Uuid>,
     },
+    /// Writes every enrolled palm of a tenant, templates in plain, to a new file (mode
+    /// 0600) in the gallery file format (docs/bulk.md); prints a JSON summary.
+    Export {
+        /// The tenant.
+        #[arg(long)]
+        tenant: Uuid,
+        /// The file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Imports a gallery file into a tenant: checked whole first, then written in batches,
+    /// each in one transaction; palms the tenant holds already are skipped. Prints a JSON
+    /// summary; exits 1 when the file is refused.
+    Import {
+        /// The tenant.
+        #[arg(long)]
+        tenant: Uuid,
+        /// The file to read.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// Import the valid records of a file that has invalid ones (listed in the summary)
+        /// instead of refusing it.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Records written per transaction (1-10000).
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+    },
 }
 
 /// `audit ...`.
@@ -281,7 +312,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             password_stdin,
         }) => create_operator(&config, &name, password_stdin).await?,
-        Command::Gallery(command) => return galleries(&config, command).await,
+        Command::Gallery(GalleryCommand::Check { tenant }) => {
+            return galleries(&config, false, tenant).await
+        }
+        Command::Gallery(GalleryCommand::Rebuild { tenant }) => {
+            return galleries(&config, true, tenant).await
+        }
+        Command::Gallery(GalleryCommand::Export { tenant, out }) => {
+            return bulk::export(&config, tenant, &out).await
+        }
+        Command::Gallery(GalleryCommand::Import {
+            tenant,
+            input,
+            skip_invalid,
+            batch_size,
+        }) => {
+            let options = ImportOptions {
+                skip_invalid,
+                batch_size,
+            };
+            return bulk::import(&config, tenant, &input, options).await;
+        }
         Command::Audit(AuditCommand::Verify { tenant }) => {
             return verify_audit(&config, tenant).await
         }
@@ -294,21 +345,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 enum Operation {
     Tenant(TenantCommand),
     Client(ClientCommand),
-}
-
-/// A domain error as the command line says it: with the fields that failed validation.
-fn explain(err: DomainError) -> anyhow::Error {
-    match err {
-        DomainError::Validation(fields) => anyhow::anyhow!(
-            "{}",
-            fields
-                .iter()
-                .map(|f| format!("{} {}", f.field, f.message))
-                .collect::<Vec<_>>()
-                .join("; ")
-        ),
-        other => other.into(),
-    }
 }
 
 /// Runs an operator command on the configuration's storage; returns what it prints.
@@ -400,29 +436,26 @@ async fn create_operator(
     }))
 }
 
-/// `gallery check` and `gallery rebuild`: one JSON object per tenant on stdout.
-async fn galleries(config: &Config, command: GalleryCommand) -> anyhow::Result<()> {
+/// `gallery check` (or `gallery rebuild` when `rebuild`): one JSON object per tenant on
+/// stdout.
+async fn galleries(config: &Config, rebuild: bool, only: Option<Uuid>) -> anyhow::Result<()> {
     let (domain, _stopping) = palmlink_api::open_domain(config).await?;
-    let only = match &command {
-        GalleryCommand::Check { tenant } | GalleryCommand::Rebuild { tenant } => *tenant,
-    };
     let tenants = match only {
         Some(tenant) => vec![tenant],
         None => domain.store.list_tenant_ids().await?,
     };
     let mut all_agree = true;
     for tenant in tenants {
-        let check = match command {
-            GalleryCommand::Check { .. } => domain.galleries.check(tenant).await,
-            GalleryCommand::Rebuild { .. } => {
-                // Taking the gallery first fails while a node serves it.
-                domain
-                    .galleries
-                    .get(tenant)
-                    .map_err(DomainError::internal)?;
-                domain.galleries.rebuild(tenant).await?;
-                domain.galleries.check(tenant).await
-            }
+        let check = if rebuild {
+            // Taking the gallery first fails while a node serves it.
+            domain
+                .galleries
+                .get(tenant)
+                .map_err(DomainError::internal)?;
+            domain.galleries.rebuild(tenant).await?;
+            domain.galleries.check(tenant).await
+        } else {
+            domain.galleries.check(tenant).await
         }
         .map_err(explain)?;
         all_agree &= check.agrees();

@@ -1,7 +1,9 @@
 //! The `palmlink` binary: the service, its operator commands, the simulated scanner and the
 //! demo. It only parses its command line and starts what it names.
 
+mod bulk;
 mod cli;
+mod explain;
 
 use clap::Parser as _;
 

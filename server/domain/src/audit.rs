@@ -108,9 +108,12 @@ fn filter_of(query: AuditQuery) -> DomainResult<AuditFilter> {
     if query
         .action
         .as_ref()
-        .is_some_and(|a| a.is_empty() || a.len() > 64)
+        .is_some_and(|a| a.is_empty() || a.len() > 64 || a.contains('\0'))
     {
-        return Err(DomainError::field("action", "must be 1-64 characters"));
+        return Err(DomainError::field(
+            "action",
+            "must be 1-64 characters, none of them NUL",
+        ));
     }
     Ok(AuditFilter {
         since,

@@ -7,7 +7,8 @@
 //! ([`Galleries`]) under the tenant's thresholds and policy ([`Settings`]). Every completed
 //! step is written to the outbox in the transaction of the change, for webhook delivery
 //! ([`Webhooks`] manages the subscriptions). Operators create tenants and clients
-//! ([`Operators`]) and sign in to the console ([`Sessions`]).
+//! ([`Operators`]) and sign in to the console ([`Sessions`]), and move enrolled users between
+//! deployments ([`Bulk`]).
 //!
 //! Services take what they need explicitly (the store, the galleries, a clock, key
 //! material); [`Domain`] builds them all from one [`Parts`]. Inputs are typed structs (the
@@ -29,6 +30,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod bulk;
 mod capture;
 mod challenges;
 mod clock;
@@ -60,6 +62,10 @@ use palmlink_store::Store;
 use tokio::sync::watch;
 
 pub use audit::{Audit, AuditBrowse, AuditQuery, OperatorActor, CLI_OPERATOR};
+pub use bulk::format as gallery_file;
+pub use bulk::{
+    Bulk, ExportSummary, ImportOptions, ImportSummary, InvalidRecord, Progress, Silent, Unit,
+};
 pub use capture::{
     CaptureItem, CaptureReport, CaptureSubmission, Captures, Duplicate, EnrollmentComplete,
     IdentificationComplete, IdentifiedCandidate, SearchReport, TemplateBody, VerificationComplete,
@@ -185,6 +191,8 @@ pub struct Domain {
     pub idempotency: Idempotency,
     /// The audit log.
     pub audit: Audit,
+    /// Export and import of enrolled users.
+    pub bulk: Bulk,
     /// The tenants' galleries.
     pub galleries: Arc<Galleries>,
     /// Seals and opens templates.
@@ -271,6 +279,7 @@ impl Domain {
             ),
             idempotency: Idempotency::new(store.clone(), clock.clone()),
             audit: Audit::new(store.clone()),
+            bulk: Bulk::new(store.clone(), vault.clone(), clock.clone(), wakeups.clone()),
             galleries,
             vault,
             outbox,

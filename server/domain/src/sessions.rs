@@ -164,6 +164,12 @@ impl Sessions {
     /// sign-in belongs to none of them.
     pub async fn sign_in(&self, name: &str, password: &str) -> DomainResult<SignedIn> {
         let name = name.trim();
+        if name.contains('\0') {
+            // No operator has such a name (creation refuses it), and no database compares it.
+            return Err(DomainError::Unauthenticated(
+                "wrong operator name or password".to_owned(),
+            ));
+        }
         let now = self.clock.now();
         if let SignInGate::Throttled { oldest } = self
             .store

@@ -21,6 +21,15 @@ pub struct EnrolledUser {
     pub palms: Vec<Palm>,
 }
 
+/// 404 for an external id no user can have: one with a NUL character, which enrollment
+/// refuses and PostgreSQL cannot even compare.
+fn storable(external_user_id: &str) -> DomainResult<()> {
+    if external_user_id.contains('\0') {
+        return Err(DomainError::NotFound("user"));
+    }
+    Ok(())
+}
+
 /// Enrolled users of the tenants.
 pub struct Users {
     store: Arc<dyn Store>,
@@ -63,6 +72,7 @@ impl Users {
     /// One enrolled user (404 when they hold no palm).
     pub async fn get(&self, caller: &Caller, external_user_id: &str) -> DomainResult<EnrolledUser> {
         caller.require(Scope::Users)?;
+        storable(external_user_id)?;
         match self
             .store
             .get_user_with_palms(caller.tenant_id, external_user_id)
@@ -79,6 +89,7 @@ impl Users {
     /// log).
     pub async fn erase(&self, caller: &Caller, external_user_id: &str) -> DomainResult<()> {
         caller.require(Scope::Users)?;
+        storable(external_user_id)?;
         let user = self
             .store
             .get_user(caller.tenant_id, external_user_id)

@@ -85,7 +85,8 @@ pub use settings::{DuplicateCheck, MatchPolicy, MatchingSettings, SettingsStore,
 pub use signals::{Signal, Signals, SIGNAL_BUFFER, SIGNAL_MAX_BYTES};
 pub use sqlite::SqliteStore;
 pub use templates::{
-    LogEntry, LogOp, LoggedTemplate, SealedTemplate, StoredTemplate, TemplateStore, UnsealedPalm,
+    ImportBatch, LogEntry, LogOp, LoggedTemplate, SealedTemplate, StoredTemplate, TemplateStore,
+    UnsealedPalm,
 };
 pub use tenants::{Tenant, TenantStore};
 pub use users::{Erasure, Palm, PalmType, User, UserStore};

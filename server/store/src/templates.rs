@@ -8,7 +8,7 @@
 use uuid::Uuid;
 
 use crate::vocabulary::named_values;
-use crate::{Palm, PalmType, StoreResult};
+use crate::{AuditRecord, Palm, PalmType, StoreResult, User};
 
 named_values! {
     /// What a template log entry does to the galleries.
@@ -81,6 +81,21 @@ pub(crate) const LOG_TEMPLATES_AFTER: &str =
      AND p.tenant_id = l.tenant_id \
      WHERE l.tenant_id = $1 AND l.sequence > $2 ORDER BY l.sequence LIMIT $3";
 
+/// One batch of an import of enrolled users: written together or not at all
+/// ([`TemplateStore::import_palms`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImportBatch {
+    /// Users the batch creates: no user of the tenant may have their external id yet.
+    pub new_users: Vec<User>,
+    /// Users that existed when the batch was prepared and receive palms: each must still
+    /// exist.
+    pub existing_users: Vec<Uuid>,
+    /// The palms with their sealed templates: no user may hold a palm of that type yet.
+    pub palms: Vec<(Palm, SealedTemplate)>,
+    /// The audit entry of the batch.
+    pub audit: AuditRecord,
+}
+
 /// Storage of sealed templates and the template log.
 ///
 /// Concurrency of the log: a tenant's sequences are drawn from its head row inside the
@@ -127,4 +142,20 @@ pub trait TemplateStore: Send + Sync {
         templates: &[(Uuid, SealedTemplate)],
         now: i64,
     ) -> StoreResult<u64>;
+
+    /// The tenant's users among these external ids, each with the palm types they hold.
+    async fn users_with_palm_types(
+        &self,
+        tenant: Uuid,
+        external_ids: &[String],
+    ) -> StoreResult<Vec<(User, Vec<PalmType>)>>;
+    /// Writes an import batch in one transaction: its new users, its palms with their
+    /// sealed templates, an `insert` log entry per palm and the batch's audit entry.
+    /// Returns the log head after it. `Conflict`, with nothing written, when a new user's
+    /// external id exists, an existing user is gone, or a user holds a palm of that type.
+    ///
+    /// Concurrency: an enrollment or erasure of the same users at the same moment either
+    /// lands first (and the batch fails with `Conflict`, to be prepared again) or waits for
+    /// the batch; log sequences are drawn under the tenant's log head as for enrollments.
+    async fn import_palms(&self, tenant: Uuid, batch: &ImportBatch, now: i64) -> StoreResult<u64>;
 }

@@ -286,3 +286,54 @@ async fn a_retried_challenge_creation_creates_one_challenge() {
     let polled = h.get("/v1/device/challenges", &s.secret).await;
     assert_eq!(polled.body["data"].as_array().unwrap().len(), 1);
 }
+
+/// A NUL character is a valid JSON string character that PostgreSQL text refuses: in
+/// metadata it is kept (as JSON, escaped), and wherever it would be compared with a text
+/// column it answers as the contract says, the same on both backends, never 500.
+#[tokio::test]
+async fn nul_characters_are_kept_in_metadata_and_refused_as_ids_without_a_500() {
+    let h = Harness::start().await;
+    let t = h.tenant().await;
+    let s = h.scanner(&t, "hw-nul").await;
+    let metadata = json!({"note": "a\u{0}b", "k\u{0}": ["\u{0}"]});
+    let id = h
+        .challenge(
+            &t,
+            "/v1/enroll",
+            json!({"external_user_id": "nul", "hardware_id": s.hardware_id,
+                   "palm_type": "right", "metadata": metadata}),
+        )
+        .await;
+    let r = h
+        .capture(
+            &s,
+            &id,
+            json!([crate::support::capture("right", &crate::support::palm(3))]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["data"]["result"]["metadata"], metadata);
+    let read = h.get(&format!("/v1/challenges/{id}"), &t.token).await;
+    assert_eq!(read.body["data"]["metadata"], metadata);
+
+    let refused = h
+        .post(
+            "/v1/enroll",
+            &t.token,
+            json!({"external_user_id": "a\u{0}b", "hardware_id": s.hardware_id, "palm_type": "right"}),
+        )
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert_eq!(refused.body["errors"][0]["field"], "external_user_id");
+    for (method, path) in [
+        (Method::GET, "/v1/users/a%00b"),
+        (Method::DELETE, "/v1/users/a%00b"),
+    ] {
+        let r = h.call(method, path, Some(&t.token), None).await;
+        assert_eq!(r.status, 404, "{path}: {}", r.body);
+        assert_eq!(r.body["code"], "not_found");
+    }
+    let r = h.get("/v1/audit?action=a%00b", &t.token).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "action");
+}

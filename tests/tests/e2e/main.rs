@@ -4,6 +4,9 @@
 //!   `PALMLINK_TEST_DATABASE_URL` is set, on embedded SQLite otherwise), an HTTP client, synthetic palm templates
 //!   and a scriptable webhook receiver with an independent Standard Webhooks verifier.
 //! - `audit`: the hash-chained audit log, its listing, `audit verify`, SIGKILL mid-burst.
+//! - `bulk`: `gallery export` and `import` through the binary: users moved to a fresh
+//!   deployment verify with the same scores, an import idempotent and killed at random
+//!   points, truncated and corrupted files refused naming the record, tenants kept apart.
 //! - `tokens`: OAuth client credentials, JWT checks, scopes, rotation, client deletion.
 //! - `devices`: registration, pagination, pairing codes, revocation.
 //! - `scanner`: long polling, capture validation, double capture, cancellation, expiry.
@@ -31,6 +34,7 @@
 //!   when they are not installed).
 
 mod audit;
+mod bulk;
 mod console;
 mod console_browser;
 mod crash;

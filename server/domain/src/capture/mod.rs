@@ -28,6 +28,7 @@ pub use results::{
     EnrollmentComplete, IdentificationComplete, IdentifiedCandidate, SearchReport,
     VerificationComplete,
 };
+pub(crate) use template::decode_template;
 pub use template::{CaptureItem, CaptureReport, CaptureSubmission, TemplateBody};
 
 use crate::audit::record;

@@ -129,7 +129,9 @@ fn template_error(prefix: &str, err: &TemplateError, base64: bool) -> FieldError
     }
 }
 
-fn decode(prefix: &str, body: &TemplateBody) -> Result<Template, FieldError> {
+/// Decodes a template body into an engine template; the error names the field under
+/// `prefix`.
+pub(crate) fn decode_template(prefix: &str, body: &TemplateBody) -> Result<Template, FieldError> {
     let layout = Layout::DEFAULT;
     match (body.format.as_str(), &body.blocks, &body.data) {
         ("f32", Some(blocks), _) => {
@@ -195,7 +197,7 @@ pub(crate) fn probes(challenge: &Challenge, body: &CaptureSubmission) -> DomainR
                 ));
             }
         }
-        match decode(&format!("{prefix}.template"), &c.template) {
+        match decode_template(&format!("{prefix}.template"), &c.template) {
             Ok(template) => out.push(Probe {
                 palm: c.palm_type,
                 template,

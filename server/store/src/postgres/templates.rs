@@ -1,17 +1,20 @@
 //! [`TemplateStore`] on PostgreSQL.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use super::audit::append as append_audit;
 use super::log::{append_log, LogItem};
-use super::sql::{fetch_all, fetch_optional, get, parsed};
-use super::users::{palm_cols, palm_row};
+use super::sql::{execute, fetch_all, fetch_optional, get, parsed};
+use super::users::{palm_cols, palm_row, user_row};
 use super::PostgresStore;
 use crate::templates::LOG_TEMPLATES_AFTER;
 use crate::{
-    LogEntry, LogOp, LoggedTemplate, SealedTemplate, StoreResult, StoredTemplate, TemplateStore,
-    UnsealedPalm,
+    ImportBatch, LogEntry, LogOp, LoggedTemplate, PalmType, SealedTemplate, StoreError,
+    StoreResult, StoredTemplate, TemplateStore, UnsealedPalm, User,
 };
 
 fn log_row(row: &Row) -> StoreResult<LogEntry> {
@@ -172,6 +175,107 @@ impl TemplateStore for PostgresStore {
             }
         }
         let head = append_log(&tx, tenant, &entries, now).await?;
+        tx.commit().await?;
+        Ok(head)
+    }
+
+    async fn users_with_palm_types(
+        &self,
+        tenant: Uuid,
+        external_ids: &[String],
+    ) -> StoreResult<Vec<(User, Vec<PalmType>)>> {
+        let rows = fetch_all(
+            &self.pool.get().await?,
+            "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.palm_type \
+             FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
+             WHERE u.tenant_id = $1 AND u.external_user_id = ANY($2)",
+            &[&tenant.to_string(), &external_ids],
+            |r| {
+                let palm: Option<PalmType> = match get::<Option<&str>>(r, "palm_type")? {
+                    Some(_) => Some(parsed(r, "palm_type")?),
+                    None => None,
+                };
+                Ok((user_row(r)?, palm))
+            },
+        )
+        .await?;
+        let mut out: Vec<(User, Vec<PalmType>)> = Vec::new();
+        let mut at: HashMap<Uuid, usize> = HashMap::new();
+        for (user, palm) in rows {
+            let i = *at.entry(user.id).or_insert_with(|| {
+                out.push((user, Vec::new()));
+                out.len() - 1
+            });
+            out[i].1.extend(palm);
+        }
+        Ok(out)
+    }
+
+    async fn import_palms(&self, tenant: Uuid, batch: &ImportBatch, now: i64) -> StoreResult<u64> {
+        let tenant_text = tenant.to_string();
+        let mut c = self.pool.get().await?;
+        let tx = c.transaction().await?;
+        if !batch.existing_users.is_empty() {
+            // Held until the commit: an erasure of one of them waits for the batch.
+            let ids: Vec<String> = batch.existing_users.iter().map(Uuid::to_string).collect();
+            let found = fetch_all(
+                &tx,
+                "SELECT id FROM users WHERE tenant_id = $1 AND id = ANY($2) FOR KEY SHARE",
+                &[&tenant_text, &ids],
+                |r| get::<String>(r, "id"),
+            )
+            .await?;
+            if found.len() != ids.len() {
+                return Err(StoreError::Conflict(
+                    "a user of the batch is gone".to_owned(),
+                ));
+            }
+        }
+        if !batch.new_users.is_empty() {
+            let u = &batch.new_users;
+            let ids: Vec<String> = u.iter().map(|u| u.id.to_string()).collect();
+            let externals: Vec<&str> = u.iter().map(|u| u.external_user_id.as_str()).collect();
+            let created: Vec<i64> = u.iter().map(|u| u.created_at).collect();
+            execute(
+                &tx,
+                "INSERT INTO users (id, tenant_id, external_user_id, created_at) \
+                 SELECT i, $1, e, c FROM unnest($2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS t(i, e, c)",
+                &[&tenant_text, &ids, &externals, &created],
+            )
+            .await?;
+        }
+        let p = &batch.palms;
+        let features: Vec<String> = p.iter().map(|(p, _)| p.feature_id.to_string()).collect();
+        let users: Vec<String> = p.iter().map(|(p, _)| p.user_id.to_string()).collect();
+        let types: Vec<&str> = p.iter().map(|(p, _)| p.palm_type.as_str()).collect();
+        let enrolled: Vec<i64> = p.iter().map(|(p, _)| p.enrolled_at).collect();
+        let vendors: Vec<&str> = p.iter().map(|(p, _)| p.vendor.as_str()).collect();
+        let challenges: Vec<String> = p.iter().map(|(p, _)| p.challenge_id.to_string()).collect();
+        let sealed: Vec<&[u8]> = p.iter().map(|(_, s)| s.sealed.as_slice()).collect();
+        execute(
+            &tx,
+            "INSERT INTO palms (feature_id, tenant_id, user_id, palm_type, enrolled_at, vendor, \
+             challenge_id, template) SELECT f, $1, u, p, e, v, c, t FROM unnest($2::TEXT[], \
+             $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::TEXT[], $7::TEXT[], $8::BYTEA[]) \
+             AS x(f, u, p, e, v, c, t)",
+            &[
+                &tenant_text,
+                &features,
+                &users,
+                &types,
+                &enrolled,
+                &vendors,
+                &challenges,
+                &sealed,
+            ],
+        )
+        .await?;
+        let entries: Vec<LogItem> = p
+            .iter()
+            .map(|(p, _)| (LogOp::Insert, p.feature_id, p.user_id, p.palm_type))
+            .collect();
+        let head = append_log(&tx, tenant, &entries, now).await?;
+        append_audit(&tx, &batch.audit).await?;
         tx.commit().await?;
         Ok(head)
     }

@@ -13,7 +13,7 @@ use crate::{
     AuditRecord, Erasure, LogOp, Palm, SealedTemplate, StoreError, StoreResult, User, UserStore,
 };
 
-fn user_row(row: &Row) -> StoreResult<User> {
+pub(super) fn user_row(row: &Row) -> StoreResult<User> {
     Ok(User {
         id: parsed(row, "id")?,
         tenant_id: parsed(row, "tenant_id")?,

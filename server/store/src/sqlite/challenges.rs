@@ -12,7 +12,7 @@ use super::audit::append as append_audit;
 use super::log::{append_log, LogItem};
 use super::outbox::insert_event;
 use super::sql::{execute, fetch_all, fetch_optional, json_column, parsed};
-use super::users::palm_cols;
+use super::users::insert_palm;
 use super::SqliteStore;
 use crate::{
     Challenge, ChallengeEnd, ChallengeFilter, ChallengeStore, EndRecords, EnrollmentCommit,
@@ -235,24 +235,7 @@ impl ChallengeStore for SqliteStore {
                 }
                 let mut entries: Vec<LogItem> = Vec::with_capacity(commit.palms.len());
                 for (p, sealed) in &commit.palms {
-                    execute(
-                        c,
-                        concat!(
-                            "INSERT INTO palms (",
-                            palm_cols!(),
-                            ", template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                        ),
-                        params![
-                            p.feature_id.to_string(),
-                            p.tenant_id.to_string(),
-                            p.user_id.to_string(),
-                            p.palm_type.as_str(),
-                            p.enrolled_at,
-                            p.vendor,
-                            p.challenge_id.to_string(),
-                            sealed.sealed,
-                        ],
-                    )?;
+                    insert_palm(c, p, sealed)?;
                     entries.push((LogOp::Insert, p.feature_id, p.user_id, p.palm_type));
                 }
                 let head = match commit.palms.first() {

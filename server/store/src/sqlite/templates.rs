@@ -3,15 +3,25 @@
 use rusqlite::{params, Row};
 use uuid::Uuid;
 
+use super::audit::append as append_audit;
 use super::log::{append_log, LogItem};
-use super::sql::{fetch_all, fetch_optional, parsed};
-use super::users::{palm_cols, palm_row};
+use super::sql::{execute, fetch_all, fetch_optional, parsed};
+use super::users::{insert_palm, palm_cols, palm_row, user_row};
 use super::SqliteStore;
 use crate::templates::LOG_TEMPLATES_AFTER;
 use crate::{
-    LogEntry, LogOp, LoggedTemplate, SealedTemplate, StoreResult, StoredTemplate, TemplateStore,
-    UnsealedPalm,
+    ImportBatch, LogEntry, LogOp, LoggedTemplate, PalmType, SealedTemplate, StoreResult,
+    StoredTemplate, TemplateStore, UnsealedPalm, User,
 };
+
+/// A refusal of a write that conflicts with rows written meanwhile: rolls the write back and
+/// reaches the caller as [`StoreError::Conflict`](crate::StoreError::Conflict).
+fn conflict(what: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE),
+        Some(what.to_owned()),
+    )
+}
 
 fn log_row(row: &Row<'_>) -> rusqlite::Result<LogEntry> {
     Ok(LogEntry {
@@ -181,6 +191,84 @@ impl TemplateStore for SqliteStore {
                     .map(|h| h.map_or(0, |h| u64::try_from(h).unwrap_or(0)));
                 }
                 append_log(c, tenant, &entries, now)
+            })
+            .await?)
+    }
+
+    async fn users_with_palm_types(
+        &self,
+        tenant: Uuid,
+        external_ids: &[String],
+    ) -> StoreResult<Vec<(User, Vec<PalmType>)>> {
+        let tenant_text = tenant.to_string();
+        Ok(self.db.read(|c| {
+            let mut out = Vec::new();
+            for external in external_ids {
+                let rows = fetch_all(
+                    c,
+                    "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.palm_type \
+                     FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id \
+                     AND p.user_id = u.id WHERE u.tenant_id = $1 AND u.external_user_id = $2",
+                    params![tenant_text, external],
+                    |r| {
+                        let palm: Option<PalmType> =
+                            match r.get::<_, Option<String>>("palm_type")? {
+                                Some(_) => Some(parsed(r, "palm_type")?),
+                                None => None,
+                            };
+                        Ok((user_row(r)?, palm))
+                    },
+                )?;
+                let mut rows = rows.into_iter();
+                if let Some((user, first)) = rows.next() {
+                    let palms = first
+                        .into_iter()
+                        .chain(rows.filter_map(|(_, p)| p))
+                        .collect();
+                    out.push((user, palms));
+                }
+            }
+            Ok(out)
+        })?)
+    }
+
+    async fn import_palms(&self, tenant: Uuid, batch: &ImportBatch, now: i64) -> StoreResult<u64> {
+        let tenant_text = tenant.to_string();
+        Ok(self
+            .db
+            .write(|c| {
+                for id in &batch.existing_users {
+                    let found = fetch_optional(
+                        c,
+                        "SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2",
+                        params![tenant_text, id.to_string()],
+                        |r| r.get::<_, i64>(0),
+                    )?;
+                    if found.is_none() {
+                        return Err(conflict("a user of the batch is gone"));
+                    }
+                }
+                for u in &batch.new_users {
+                    execute(
+                        c,
+                        "INSERT INTO users (id, tenant_id, external_user_id, created_at) \
+                         VALUES ($1, $2, $3, $4)",
+                        params![
+                            u.id.to_string(),
+                            tenant_text,
+                            u.external_user_id,
+                            u.created_at
+                        ],
+                    )?;
+                }
+                let mut entries: Vec<LogItem> = Vec::with_capacity(batch.palms.len());
+                for (p, sealed) in &batch.palms {
+                    insert_palm(c, p, sealed)?;
+                    entries.push((LogOp::Insert, p.feature_id, p.user_id, p.palm_type));
+                }
+                let head = append_log(c, tenant, &entries, now)?;
+                append_audit(c, &batch.audit)?;
+                Ok(head)
             })
             .await?)
     }

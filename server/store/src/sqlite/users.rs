@@ -1,6 +1,6 @@
 //! [`UserStore`] on SQLite.
 
-use rusqlite::{params, Row};
+use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
 
 use super::audit::append as append_audit;
@@ -8,9 +8,11 @@ use super::log::{append_log, LogItem};
 use super::sql::{execute, fetch_all, fetch_optional, parsed};
 use super::SqliteStore;
 use crate::users::user_with_palms;
-use crate::{AuditRecord, Erasure, LogOp, Palm, StoreError, StoreResult, User, UserStore};
+use crate::{
+    AuditRecord, Erasure, LogOp, Palm, SealedTemplate, StoreError, StoreResult, User, UserStore,
+};
 
-fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
+pub(super) fn user_row(row: &Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: parsed(row, "id")?,
         tenant_id: parsed(row, "tenant_id")?,
@@ -37,6 +39,33 @@ pub(super) fn palm_row(row: &Row<'_>) -> rusqlite::Result<Palm> {
         vendor: row.get("vendor")?,
         challenge_id: parsed(row, "challenge_id")?,
     })
+}
+
+/// Stores `p` with its sealed template, inside the caller's transaction.
+pub(super) fn insert_palm(
+    c: &Connection,
+    p: &Palm,
+    sealed: &SealedTemplate,
+) -> rusqlite::Result<()> {
+    execute(
+        c,
+        concat!(
+            "INSERT INTO palms (",
+            palm_cols!(),
+            ", template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ),
+        params![
+            p.feature_id.to_string(),
+            p.tenant_id.to_string(),
+            p.user_id.to_string(),
+            p.palm_type.as_str(),
+            p.enrolled_at,
+            p.vendor,
+            p.challenge_id.to_string(),
+            sealed.sealed,
+        ],
+    )
+    .map(drop)
 }
 
 #[async_trait::async_trait]

@@ -116,6 +116,7 @@ suite! {
         templates::the_log_orders_enrollments_and_erasures,
         templates::sealed_templates_are_read_by_feature_and_by_page,
         templates::deleting_a_tenant_leaves_none_of_its_rows,
+        templates::an_import_batch_commits_whole_or_not_at_all,
         webhooks::subscriptions_are_unique_per_tenant,
         webhooks::fan_out_delivers_each_event_once_to_whoever_wanted_it,
         webhooks::a_leased_delivery_is_not_claimed_twice,

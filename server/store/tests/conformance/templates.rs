@@ -1,8 +1,8 @@
 //! Keys, sealed templates and the template log.
 
 use palmlink_store::{
-    Challenge, ChallengeKind, ChallengePalm, EnrollmentCommit, LogOp, Palm, PalmType,
-    SealedTemplate, Store,
+    AuditFilter, Challenge, ChallengeKind, ChallengePalm, EnrollmentCommit, ImportBatch, LogOp,
+    Palm, PalmType, SealedTemplate, Store, StoreError, User,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -253,4 +253,156 @@ pub async fn deleting_a_tenant_leaves_none_of_its_rows(store: &dyn Store) {
     );
     assert_eq!(store.all_palms(tenant_b).await.unwrap().len(), 1);
     assert_eq!(store.log_head(tenant_b).await.unwrap(), 1);
+}
+
+/// A palm of `user` of `tenant` to import, with a sealed template of `n`s.
+fn imported(tenant: Uuid, user: Uuid, palm_type: PalmType, n: u8) -> (Palm, SealedTemplate) {
+    (
+        Palm {
+            feature_id: Uuid::new_v4(),
+            tenant_id: tenant,
+            user_id: user,
+            palm_type,
+            enrolled_at: 3,
+            vendor: "other".into(),
+            challenge_id: Uuid::nil(),
+        },
+        SealedTemplate {
+            sealed: vec![n; 64],
+        },
+    )
+}
+
+pub async fn an_import_batch_commits_whole_or_not_at_all(store: &dyn Store) {
+    let tenant_a = tenant(store, "t").await;
+    let tenant_b = tenant(store, "u").await;
+    let (x, _) = enroll(store, tenant_a, "x", &[(PalmType::Left, 1)]).await;
+    let ids = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let found = store
+        .users_with_palm_types(tenant_a, &ids(&["x", "nobody"]))
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        (found[0].0.id, found[0].1.clone()),
+        (x[0].user_id, vec![PalmType::Left])
+    );
+    let y = User {
+        id: Uuid::new_v4(),
+        tenant_id: tenant_a,
+        external_user_id: "y".into(),
+        created_at: 2,
+    };
+    let palms = vec![
+        imported(tenant_a, x[0].user_id, PalmType::Right, 5),
+        imported(tenant_a, y.id, PalmType::Left, 6),
+    ];
+    let batch = ImportBatch {
+        new_users: vec![y.clone()],
+        existing_users: vec![x[0].user_id],
+        palms: palms.clone(),
+        audit: audit(tenant_a, "users.imported"),
+    };
+    assert_eq!(store.import_palms(tenant_a, &batch, 9).await.unwrap(), 3);
+    let log = store.log_after(tenant_a, 1, 10).await.unwrap();
+    assert_eq!(
+        log.iter().map(|e| (e.op, e.feature_id)).collect::<Vec<_>>(),
+        [
+            (LogOp::Insert, palms[0].0.feature_id),
+            (LogOp::Insert, palms[1].0.feature_id)
+        ]
+    );
+    let stored = store
+        .sealed_templates(tenant_a, &[palms[1].0.feature_id])
+        .await
+        .unwrap();
+    assert_eq!(stored[0].palm, palms[1].0);
+    assert_eq!(stored[0].sealed, palms[1].1.sealed);
+    assert_eq!(
+        store.get_user(tenant_a, "y").await.unwrap(),
+        Some(y.clone())
+    );
+    let mut found = store
+        .users_with_palm_types(tenant_a, &ids(&["x", "y"]))
+        .await
+        .unwrap();
+    found.sort_by(|a, b| a.0.external_user_id.cmp(&b.0.external_user_id));
+    for f in &mut found {
+        f.1.sort();
+    }
+    assert_eq!(
+        found
+            .iter()
+            .map(|(u, p)| (u.external_user_id.as_str(), p.clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("x", vec![PalmType::Left, PalmType::Right]),
+            ("y", vec![PalmType::Left])
+        ]
+    );
+    let filter = AuditFilter {
+        since: None,
+        action: Some("users.imported".into()),
+        ..AuditFilter::default()
+    };
+    assert_eq!(
+        store.list_audit(tenant_a, &filter, 0, 10).await.unwrap().1,
+        1
+    );
+
+    // Each refused batch writes nothing: not its new user, not its log entries.
+    let z = User {
+        external_user_id: "z".into(),
+        id: Uuid::new_v4(),
+        ..y.clone()
+    };
+    let refused = [
+        // A palm the user holds already.
+        ImportBatch {
+            new_users: vec![z.clone()],
+            existing_users: vec![x[0].user_id],
+            palms: vec![
+                imported(tenant_a, z.id, PalmType::Left, 7),
+                imported(tenant_a, x[0].user_id, PalmType::Left, 7),
+            ],
+            audit: audit(tenant_a, "users.imported"),
+        },
+        // A new user whose external id exists.
+        ImportBatch {
+            new_users: vec![
+                z.clone(),
+                User {
+                    id: Uuid::new_v4(),
+                    ..y.clone()
+                },
+            ],
+            existing_users: vec![],
+            palms: vec![imported(tenant_a, z.id, PalmType::Left, 7)],
+            audit: audit(tenant_a, "users.imported"),
+        },
+        // A user that is gone.
+        ImportBatch {
+            new_users: vec![z.clone()],
+            existing_users: vec![Uuid::new_v4()],
+            palms: vec![imported(tenant_a, z.id, PalmType::Left, 7)],
+            audit: audit(tenant_a, "users.imported"),
+        },
+    ];
+    for batch in &refused {
+        let err = store.import_palms(tenant_a, batch, 9).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert_eq!(store.log_head(tenant_a).await.unwrap(), 3);
+        assert_eq!(store.get_user(tenant_a, "z").await.unwrap(), None);
+        assert_eq!(
+            store.list_audit(tenant_a, &filter, 0, 10).await.unwrap().1,
+            1
+        );
+    }
+    // Nothing of it in another tenant.
+    assert!(store
+        .users_with_palm_types(tenant_b, &ids(&["x", "y"]))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(store.log_head(tenant_b).await.unwrap(), 0);
 }

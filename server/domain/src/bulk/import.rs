@@ -1,0 +1,447 @@
+//! `palmlink gallery import`: a gallery file into a tenant, checked whole first, then
+//! written in batches that each commit in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use palmlink_store::{Actor, ImportBatch, Palm, PalmType, StoreError, User};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::format::{self, Item, Record};
+use super::{Bulk, Progress, Unit};
+use crate::audit::{record, CLI_OPERATOR};
+use crate::{DomainError, DomainResult, FieldError};
+
+/// Invalid records kept in a summary (the rest are counted).
+const MAX_LISTED: usize = 100;
+/// Attempts of a batch that meets concurrent writes to the same users.
+const ATTEMPTS: usize = 5;
+/// Read buffer of the file.
+const READ_BUFFER: usize = 1 << 20;
+
+/// How an import behaves.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// Import the valid records of a file that has invalid ones (listed in the summary)
+    /// instead of refusing the whole file.
+    pub skip_invalid: bool,
+    /// Records per transaction (1-10,000).
+    pub batch_size: usize,
+}
+
+impl Default for ImportOptions {
+    fn default() -> ImportOptions {
+        ImportOptions {
+            skip_invalid: false,
+            batch_size: 1000,
+        }
+    }
+}
+
+/// A record the import did not take, by its line in the file (the header is line 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct InvalidRecord {
+    /// Its line.
+    pub line: u64,
+    /// Its number among the records (the first record is 1).
+    pub record: u64,
+    /// What is wrong, field by field.
+    pub errors: Vec<FieldError>,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// The tenant.
+    pub tenant_id: Uuid,
+    /// Records in the file.
+    pub read: u64,
+    /// Palms added.
+    pub imported: u64,
+    /// Records whose user already holds that palm (an earlier run, or an enrollment).
+    pub skipped_existing: u64,
+    /// Invalid records (all of them counted).
+    pub invalid_count: u64,
+    /// The first invalid records.
+    pub invalid: Vec<InvalidRecord>,
+    /// Why nothing was imported, when the file was refused.
+    pub refused: Option<String>,
+    /// The tenant's template log head after the import.
+    pub log_head: u64,
+}
+
+/// What the check of the whole file found.
+struct Checked {
+    records: u64,
+    invalid: Vec<InvalidRecord>,
+    invalid_lines: HashSet<u64>,
+    refused: Option<String>,
+}
+
+fn unreadable(path: &Path, e: &std::io::Error) -> DomainError {
+    DomainError::field("in", format!("reading {}: {e}", path.display()))
+}
+
+/// Reads the file's lines: `(line number, bytes)` in order to `each`, which may stop early.
+fn lines(
+    path: &Path,
+    mut each: impl FnMut(u64, &[u8], u64) -> Result<bool, String>,
+) -> Result<Result<(), String>, DomainError> {
+    let file = File::open(path).map_err(|e| unreadable(path, &e))?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, file);
+    let mut buf = Vec::with_capacity(8 * 1024);
+    let mut number = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| unreadable(path, &e))?;
+        if n == 0 {
+            return Ok(Ok(()));
+        }
+        number += 1;
+        match each(number, &buf, n as u64) {
+            Ok(true) => {}
+            Ok(false) => return Ok(Ok(())),
+            Err(problem) => return Ok(Err(problem)),
+        }
+    }
+}
+
+/// Checks every line of the file: the header, each record, no key twice, the end line
+/// and its count.
+fn check_file(path: &Path, progress: &dyn Progress) -> DomainResult<Checked> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| unreadable(path, &e))?
+        .len();
+    progress.begin("checking", size, Unit::Bytes);
+    let mut checked = Checked {
+        records: 0,
+        invalid: Vec::new(),
+        invalid_lines: HashSet::new(),
+        refused: None,
+    };
+    let mut seen: HashMap<(String, PalmType), u64> = HashMap::new();
+    let mut end: Option<(u64, u64)> = None;
+    let mut last_line = 0;
+    let outcome = lines(path, |number, line, n| {
+        progress.advance(n);
+        last_line = number;
+        if number == 1 {
+            return format::header(line)
+                .map(|_| true)
+                .map_err(|e| format!("line 1 (the header): {e}"));
+        }
+        if let Some((end_line, _)) = end {
+            return Err(format!(
+                "line {number}: the file goes on after its end line (line {end_line})"
+            ));
+        }
+        let record = number - 1;
+        let errors = match format::item(line) {
+            Ok(Item::End(announced)) => {
+                end = Some((number, announced));
+                return Ok(true);
+            }
+            Ok(Item::Record(r)) => {
+                checked.records += 1;
+                match seen.insert((r.external_user_id, r.palm_type), number) {
+                    None => return Ok(true),
+                    Some(first) => vec![FieldError::new(
+                        "external_user_id",
+                        format!(
+                            "this user's {} palm is already on line {first}",
+                            r.palm_type.as_str()
+                        ),
+                    )],
+                }
+            }
+            Err(errors) => {
+                checked.records += 1;
+                errors
+            }
+        };
+        checked.invalid_lines.insert(number);
+        if checked.invalid.len() < MAX_LISTED {
+            checked.invalid.push(InvalidRecord {
+                line: number,
+                record,
+                errors,
+            });
+        }
+        Ok(true)
+    })?;
+    progress.end();
+    checked.refused = match (outcome, end) {
+        (Err(problem), _) => Some(problem),
+        (Ok(()), _) if last_line == 0 => Some("the file is empty".to_owned()),
+        (Ok(()), None) => Some(format!(
+            "the file ends after line {last_line} (record {}) without its end line: it is \
+             truncated",
+            last_line.saturating_sub(1)
+        )),
+        (Ok(()), Some((line, announced))) if announced != checked.records => Some(format!(
+            "the end line (line {line}) announces {announced} records, the file holds {}",
+            checked.records
+        )),
+        _ => None,
+    };
+    Ok(checked)
+}
+
+/// A first problem, as a sentence naming its line and record.
+fn describe(invalid: &InvalidRecord) -> String {
+    let what: Vec<String> = invalid
+        .errors
+        .iter()
+        .map(|e| format!("{} {}", e.field, e.message))
+        .collect();
+    format!(
+        "line {} (record {}): {}",
+        invalid.line,
+        invalid.record,
+        what.join("; ")
+    )
+}
+
+/// Parses the file again on a thread of its own, sending batches of valid records.
+fn read_batches(
+    path: PathBuf,
+    skip: HashSet<u64>,
+    batch_size: usize,
+    tx: mpsc::Sender<Result<Vec<(u64, Record)>, String>>,
+) {
+    let mut batch = Vec::with_capacity(batch_size);
+    let outcome = lines(&path, |number, line, _| {
+        if number == 1 || skip.contains(&number) {
+            return Ok(true);
+        }
+        match format::item(line) {
+            Ok(Item::Record(r)) => batch.push((number, r)),
+            Ok(Item::End(_)) => return Ok(false),
+            Err(_) => {
+                return Err(format!(
+                    "line {number} changed since the file was checked: run the import again"
+                ))
+            }
+        }
+        if batch.len() == batch_size {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+            if tx.blocking_send(Ok(full)).is_err() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    });
+    let last = match outcome {
+        Ok(Ok(())) => Ok(batch),
+        Ok(Err(problem)) => Err(problem),
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = tx.blocking_send(last);
+}
+
+impl Bulk {
+    /// Imports the gallery file at `path` into `tenant`. The whole file is checked first
+    /// (header, every record, no `(external_user_id, palm_type)` twice, the end line and its
+    /// count); a file with a problem is refused before anything is written, unless
+    /// `skip_invalid` lets its valid records through. Then batches of records are written,
+    /// each in one transaction; records whose user already holds that palm are skipped.
+    pub async fn import(
+        &self,
+        tenant: Uuid,
+        path: &Path,
+        options: &ImportOptions,
+        progress: Arc<dyn Progress>,
+    ) -> DomainResult<ImportSummary> {
+        if !(1..=10_000).contains(&options.batch_size) {
+            return Err(DomainError::field("batch_size", "must be 1-10000"));
+        }
+        self.require_tenant(tenant).await?;
+        let checked = {
+            let (path, progress) = (path.to_owned(), progress.clone());
+            tokio::task::spawn_blocking(move || check_file(&path, progress.as_ref()))
+                .await
+                .map_err(DomainError::internal)??
+        };
+        let mut summary = ImportSummary {
+            tenant_id: tenant,
+            read: checked.records,
+            imported: 0,
+            skipped_existing: 0,
+            invalid_count: checked.invalid_lines.len() as u64,
+            invalid: checked.invalid,
+            refused: checked.refused,
+            log_head: self.store.log_head(tenant).await?,
+        };
+        if summary.refused.is_none() && !options.skip_invalid {
+            summary.refused = summary.invalid.first().map(|first| {
+                format!(
+                    "{} invalid record(s), the first on {}; nothing was imported \
+                     (--skip-invalid imports the others)",
+                    summary.invalid_count,
+                    describe(first)
+                )
+            });
+        }
+        if summary.refused.is_some() {
+            return Ok(summary);
+        }
+        let valid = summary.read - summary.invalid_count;
+        progress.begin("importing", valid, Unit::Records);
+        let (tx, mut rx) = mpsc::channel(2);
+        let owned = path.to_owned();
+        let skip = checked.invalid_lines;
+        let batch_size = options.batch_size;
+        let reader = std::thread::spawn(move || read_batches(owned, skip, batch_size, tx));
+        while let Some(batch) = rx.recv().await {
+            let batch = batch.map_err(|problem| DomainError::field("in", problem))?;
+            if batch.is_empty() {
+                continue;
+            }
+            let (imported, head) = self.write_batch(tenant, &batch).await?;
+            summary.imported += imported;
+            summary.skipped_existing += batch.len() as u64 - imported;
+            if let Some(head) = head {
+                summary.log_head = head;
+                self.wakeups.templates_changed(tenant);
+            }
+            progress.advance(batch.len() as u64);
+        }
+        let _ = reader.join();
+        progress.end();
+        Ok(summary)
+    }
+
+    /// Writes the records of one batch that the tenant does not hold yet; returns how many
+    /// it wrote and the log head after them (`None` when it wrote none).
+    async fn write_batch(
+        &self,
+        tenant: Uuid,
+        batch: &[(u64, Record)],
+    ) -> DomainResult<(u64, Option<u64>)> {
+        for attempt in 1..=ATTEMPTS {
+            let Some(writes) = self.prepare(tenant, batch).await? else {
+                return Ok((0, None));
+            };
+            let n = writes.palms.len() as u64;
+            match self
+                .store
+                .import_palms(tenant, &writes, self.clock.now())
+                .await
+            {
+                Ok(head) => return Ok((n, Some(head))),
+                // Another writer enrolled or erased one of these users meanwhile: read
+                // them again.
+                Err(StoreError::Conflict(_)) if attempt < ATTEMPTS => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DomainError::internal(
+            "an import batch kept meeting concurrent writes",
+        ))
+    }
+
+    /// The writes of a batch: its records whose palm the tenant does not hold yet, with
+    /// their users (existing or new) and templates sealed; `None` when there are none.
+    async fn prepare(
+        &self,
+        tenant: Uuid,
+        batch: &[(u64, Record)],
+    ) -> DomainResult<Option<ImportBatch>> {
+        let externals: Vec<String> = batch
+            .iter()
+            .map(|(_, r)| r.external_user_id.clone())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let mut users: HashMap<String, (Uuid, bool, Vec<PalmType>)> = self
+            .store
+            .users_with_palm_types(tenant, &externals)
+            .await?
+            .into_iter()
+            .map(|(u, palms)| (u.external_user_id, (u.id, false, palms)))
+            .collect();
+        let now = self.clock.now();
+        let mut new_users = Vec::new();
+        let mut palms = Vec::new();
+        let mut imported = Vec::new();
+        for (_, r) in batch {
+            let enrolled_at = r.enrolled_at.unwrap_or(now);
+            let (user_id, _, held) = users.entry(r.external_user_id.clone()).or_insert_with(|| {
+                let user = User {
+                    id: Uuid::new_v4(),
+                    tenant_id: tenant,
+                    external_user_id: r.external_user_id.clone(),
+                    created_at: enrolled_at,
+                };
+                let id = user.id;
+                new_users.push(user);
+                (id, true, Vec::new())
+            });
+            if held.contains(&r.palm_type) {
+                continue;
+            }
+            held.push(r.palm_type);
+            let feature_id = Uuid::new_v4();
+            let sealed = self
+                .vault
+                .seal_template(tenant, *user_id, feature_id, &r.template)
+                .await?;
+            imported.push(serde_json::json!({
+                "external_user_id": r.external_user_id,
+                "palm_type": r.palm_type,
+                "feature_id": feature_id,
+            }));
+            palms.push((
+                Palm {
+                    feature_id,
+                    tenant_id: tenant,
+                    user_id: *user_id,
+                    palm_type: r.palm_type,
+                    enrolled_at,
+                    vendor: r.vendor.clone(),
+                    challenge_id: Uuid::nil(),
+                },
+                sealed,
+            ));
+        }
+        if palms.is_empty() {
+            return Ok(None);
+        }
+        let receiving: HashSet<Uuid> = palms.iter().map(|(p, _)| p.user_id).collect();
+        let existing_users: Vec<Uuid> = users
+            .values()
+            .filter(|(id, new, _)| !new && receiving.contains(id))
+            .map(|(id, _, _)| *id)
+            .collect();
+        let lines = (
+            batch.first().map_or(0, |b| b.0),
+            batch.last().map_or(0, |b| b.0),
+        );
+        let audit = record(
+            tenant,
+            now,
+            Actor::operator(CLI_OPERATOR),
+            "users.imported",
+            ("tenant", tenant.to_string()),
+            "success",
+            serde_json::json!({
+                "lines": [lines.0, lines.1],
+                "new_users": new_users.len(),
+                "palms": imported,
+            }),
+        );
+        Ok(Some(ImportBatch {
+            new_users,
+            existing_users,
+            palms,
+            audit,
+        }))
+    }
+}
