@@ -1,0 +1,223 @@
+//! What the duplicate-identity check costs an enrollment: enrollment throughput through HTTP
+//! with `duplicate_check` `off` and `flag`, at a given gallery size, in one run.
+//!
+//! ```text
+//! cargo run --release -p palmlink-benches --bin enroll_duplicates -- [GALLERY] [PER_PHASE] [CLIENTS]
+//! ```
+//!
+//! A node in-process (SQLite in a fresh directory; `PALMLINK_LOAD_DATABASE_URL` for
+//! PostgreSQL) first enrolls `GALLERY` distinct users (default 10,000) with the check off,
+//! from `CLIENTS` concurrent scanners (default 32). Then four phases of `PER_PHASE`
+//! enrollments each (default 1,000), in the order off, flag, flag, off, so that the gallery's
+//! growth during the run weighs on both settings alike. Under `flag` every enrollment
+//! searches the tenant's gallery 1:N for other users' matching templates (the passing scan:
+//! every template that passes the decision) before it is stored. Every enrollment of a
+//! distinct palm must report no duplicate, and a last enrollment of an enrolled palm under a
+//! new name must report one: the check ran.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use palmlink_benches::service::{arg, capture_body, palm, percentile, Api, BenchService};
+use serde_json::{json, Value};
+
+/// The allocator of the `palmlink` binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What one phase of enrollments measured.
+struct Phase {
+    check: &'static str,
+    count: usize,
+    seconds: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// Enrolls one user with `seed`'s palm through `scanner`; returns the completed result.
+async fn enroll_one(
+    api: &Api,
+    (hardware_id, secret): &(String, String),
+    user: &str,
+    seed: u64,
+) -> anyhow::Result<Value> {
+    let c = api
+        .post(
+            "/v1/enroll",
+            &api.token,
+            json!({"external_user_id": user, "hardware_id": hardware_id, "palm_type": "right"}),
+        )
+        .await?;
+    let id = c["data"]["challenge_id"].as_str().unwrap_or_default();
+    let done = api
+        .post(
+            &format!("/v1/device/challenges/{id}/capture"),
+            secret,
+            capture_body(&palm(seed)),
+        )
+        .await?;
+    anyhow::ensure!(
+        done["data"]["status"] == "completed",
+        "enrollment of {user}: {done}"
+    );
+    Ok(done)
+}
+
+/// Enrolls users `range` (seeds `range + 1`) through the scanners; every result must list
+/// no duplicate.
+async fn enroll(
+    api: &Arc<Api>,
+    scanners: &[(String, String)],
+    range: std::ops::Range<usize>,
+) -> anyhow::Result<(usize, f64, Vec<f64>)> {
+    let started = Instant::now();
+    let n = scanners.len();
+    let mut tasks = Vec::with_capacity(n);
+    for (c, scanner) in scanners.iter().enumerate() {
+        let api = Arc::clone(api);
+        let scanner = scanner.clone();
+        let mine: Vec<usize> = range.clone().skip(c).step_by(n).collect();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(mine.len());
+            for user in mine {
+                let t0 = Instant::now();
+                let done =
+                    enroll_one(&api, &scanner, &format!("user-{user}"), user as u64 + 1).await?;
+                let flagged = done["data"]["result"]["duplicates"]
+                    .as_array()
+                    .map_or(0, Vec::len);
+                anyhow::ensure!(flagged == 0, "user-{user} flagged as a duplicate: {done}");
+                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    Ok((all.len(), seconds, all))
+}
+
+/// Sets the tenant's `duplicate_check`, leaving the other matching settings as they are.
+async fn set_duplicate_check(api: &Api, check: &str) -> anyhow::Result<()> {
+    let url = format!("{}/v1/settings/matching", api.base);
+    let current: Value = api
+        .http
+        .get(&url)
+        .bearer_auth(&api.token)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut settings = current["data"].clone();
+    settings["duplicate_check"] = json!(check);
+    api.http
+        .put(&url)
+        .bearer_auth(&api.token)
+        .json(&settings)
+        .send()
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let gallery = arg(1, 10_000);
+    let per_phase = arg(2, 1_000).max(1);
+    let clients = arg(3, 32).max(1);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let database_url = std::env::var("PALMLINK_LOAD_DATABASE_URL").ok();
+    let service = BenchService::start(&http, |c| c.database_url = database_url.clone()).await?;
+    let api = Arc::new(Api {
+        http: http.clone(),
+        base: service.base.clone(),
+        token: service.token.clone(),
+    });
+    let mut scanners = Vec::with_capacity(clients);
+    for c in 0..clients {
+        let hardware_id = format!("hw-enroll-{c}");
+        let secret = api.pair(&hardware_id).await?;
+        scanners.push((hardware_id, secret));
+    }
+
+    set_duplicate_check(&api, "off").await?;
+    let (preloaded, preload_seconds, _) = enroll(&api, &scanners, 0..gallery).await?;
+
+    let mut phases = Vec::new();
+    let mut next = gallery;
+    for check in ["off", "flag", "flag", "off"] {
+        set_duplicate_check(&api, check).await?;
+        let (count, seconds, latencies) = enroll(&api, &scanners, next..next + per_phase).await?;
+        next += per_phase;
+        phases.push(Phase {
+            check,
+            count,
+            seconds,
+            p50_ms: percentile(&latencies, 0.5),
+            p99_ms: percentile(&latencies, 0.99),
+        });
+    }
+
+    // The check ran: an enrolled palm under a new name is flagged.
+    set_duplicate_check(&api, "flag").await?;
+    let twin = enroll_one(&api, &scanners[0], "twin-of-user-0", 1).await?;
+    let twins = twin["data"]["result"]["duplicates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    anyhow::ensure!(
+        twins.iter().any(|d| d["external_user_id"] == "user-0"),
+        "an enrolled palm under a new name was not flagged: {twin}"
+    );
+
+    println!("enrollment with the duplicate-identity check off and on (flag)");
+    println!(
+        "  store: {}; {clients} clients; gallery {preloaded} users enrolled first ({:.0}/s), growing to {next} during the phases",
+        if database_url.is_some() { "PostgreSQL" } else { "SQLite in a fresh temp dir" },
+        preloaded as f64 / preload_seconds
+    );
+    println!(
+        "  cores: {}",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
+    println!();
+    println!(
+        "| phase | duplicate_check | enrollments | seconds | enrollments/s | p50 ms | p99 ms |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (i, p) in phases.iter().enumerate() {
+        println!(
+            "| {} | {} | {} | {:.2} | {:.0} | {:.2} | {:.2} |",
+            i + 1,
+            p.check,
+            p.count,
+            p.seconds,
+            p.count as f64 / p.seconds,
+            p.p50_ms,
+            p.p99_ms
+        );
+    }
+    let rate = |check: &str| {
+        let (n, s) = phases
+            .iter()
+            .filter(|p| p.check == check)
+            .fold((0, 0.0), |(n, s), p| (n + p.count, s + p.seconds));
+        n as f64 / s
+    };
+    let (off, flag) = (rate("off"), rate("flag"));
+    println!();
+    println!(
+        "  off {off:.0}/s, flag {flag:.0}/s: flag/off = {:.2}",
+        flag / off
+    );
+    println!("  an enrolled palm under a new name was flagged as a duplicate of user-0");
+    service.stop().await?;
+    Ok(())
+}
