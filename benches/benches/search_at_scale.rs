@@ -16,7 +16,9 @@
 //! * `PALMLINK_ANN_REUSE_INDEX=1`: no build; use the index saved by an
 //!   earlier run (loaded at open) to measure searches again;
 //! * `PALMLINK_ANN_EFC=<n>`: `efConstruction` of the graph build (default
-//!   that of `AnnParams`, 100).
+//!   that of `AnnParams`, 100);
+//! * `PALMLINK_ANN_BUILDER=native`: build with the native builder instead
+//!   of `hnsw_rs` (`GraphBuilder::Native`).
 //!
 //! Before the timed part it prints (and writes to
 //! `target/bench-data/search_at_scale-<n>.txt`): open, copy-derivation, build,
@@ -42,7 +44,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ndarray::Array2;
 use palmlink_benches::{data_dir, ids, read_npy_f32, read_npy_i64, synthetic_templates};
 use palmlink_engine::{
-    Candidate, Gallery, IndexPolicy, Layout, MatchSettings, RowId, SearchQuery, Strategy, Template,
+    Candidate, Gallery, GraphBuilder, IndexPolicy, Layout, MatchSettings, RowId, SearchQuery,
+    Strategy, Template,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -63,6 +66,9 @@ fn manual() -> IndexPolicy {
         .and_then(|v| v.parse().ok())
     {
         policy.params.ef_construction = efc;
+    }
+    if std::env::var("PALMLINK_ANN_BUILDER").is_ok_and(|v| v == "native") {
+        policy.params.builder = GraphBuilder::Native;
     }
     policy
 }
@@ -392,21 +398,37 @@ fn search_at_scale(c: &mut Criterion) {
     let reuse = std::env::var("PALMLINK_ANN_REUSE_INDEX").is_ok_and(|v| v == "1");
     if !skip_index && !reuse {
         let rss0 = rss_anon_bytes();
+        // The peak of anonymous memory during the build, sampled every 20 ms.
+        let peak = std::sync::atomic::AtomicUsize::new(rss0);
+        let done = std::sync::atomic::AtomicBool::new(false);
         let t = Instant::now();
-        let info = g.rebuild_index().expect("build index");
-        let build_s = t.elapsed().as_secs_f64();
+        let (info, build_s) = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    peak.fetch_max(rss_anon_bytes(), std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            let info = g.rebuild_index().expect("build index");
+            let build_s = t.elapsed().as_secs_f64();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            (info, build_s)
+        });
         let rss1 = rss_anon_bytes();
         let p = g.ann_params();
         say!(
-            "index build (M {}, efConstruction {}, 2 threads, save included): {build_s:.1} s; {} points, {} orphans",
+            "index build ({:?}, M {}, efConstruction {}, 2 threads, save included): {build_s:.1} s; {} points, {} orphans",
+            p.builder,
             p.max_connections,
             p.ef_construction,
             info.points,
             info.orphans
         );
         say!(
-            "index memory: {} B/template by RSS growth, {} B/template estimated",
+            "index memory: {} B/template by RSS growth, {} B/template peak during the build \
+             (anonymous memory, sampled), {} B/template estimated",
             rss1.saturating_sub(rss0) / n,
+            peak.into_inner().saturating_sub(rss0) / n,
             info.estimated_bytes / n
         );
         let t = Instant::now();

@@ -78,7 +78,7 @@ pub use error::GalleryError;
 pub use gallery::Gallery;
 pub use ids::{PalmSide, RecordIds, RowId};
 pub use scoring::{block_scores, compare, Comparison, MatchPolicy, MatchSettings, SettingsError};
-pub use search::graph::{AnnParams, IndexOrigin};
+pub use search::graph::{AnnParams, GraphBuilder, IndexOrigin};
 pub use search::lifecycle::{IndexInfo, IndexPolicy, IndexState, FOLD_ROWS};
 pub use search::strategy::{Strategy, AUTO_ANN_MIN_ROWS};
 pub use search::{Candidate, SearchFilter, SearchMode, SearchOutcome, SearchQuery, MAX_TOP_K};

@@ -41,7 +41,8 @@ use std::time::{Duration, Instant};
 use super::compact::CompactCopy;
 use super::graph::build::{self, Builder, META_FILE};
 use super::graph::format::FLAT_FILE;
-use super::graph::{self, AnnParams, GraphIndex, IndexOrigin};
+use super::graph::native::{NativeGraph, Threads};
+use super::graph::{self, AnnParams, GraphBuilder, GraphIndex, IndexOrigin};
 #[cfg(doc)]
 use super::query::SearchMode;
 use super::strategy::AUTO_ANN_MIN_ROWS;
@@ -248,6 +249,9 @@ impl GraphShared {
     fn make(&self, snap: &Snapshot, from_files: bool, cancel: &dyn Fn() -> bool) -> Made {
         let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
         let params = self.params();
+        if params.builder == GraphBuilder::Native {
+            return self.make_native(snap, params, from_files, cancel);
+        }
         let loaded = if from_files {
             Builder::load(&self.dir, snap, params)
                 .map_err(|reason| self.refuse(reason))
@@ -270,6 +274,51 @@ impl GraphShared {
             let _ = builder.save(&self.dir, snap);
         }
         match builder.flatten(&self.dir, snap, origin) {
+            Ok(index) => Made::Index(Box::new(index)),
+            Err(e) => Made::Failed(e.to_string()),
+        }
+    }
+
+    /// [`GraphShared::make`] by the native builder: the installed graph
+    /// extended with the rows added since (when `from_files` and the native
+    /// builder made it with these parameters), else a graph built from the
+    /// gallery; written as `hnsw.flat` (the builder's own form), and the
+    /// files of `hnsw_rs` removed, so no stale copy of the keys remains.
+    fn make_native(
+        &self,
+        snap: &Snapshot,
+        params: AnnParams,
+        from_files: bool,
+        cancel: &dyn Fn() -> bool,
+    ) -> Made {
+        let live_rows = |from: u64| (from..snap.count).filter(|&r| snap.is_live(r));
+        let extended = if from_files {
+            let installed = self.index.read().unwrap_or_else(|p| p.into_inner());
+            installed.as_ref().and_then(|index| {
+                let more = live_rows(index.rows).count();
+                NativeGraph::from_flat(&index.flat, params, more)
+            })
+        } else {
+            None
+        };
+        let made = match extended {
+            Some(mut graph) => graph
+                .extend(snap, Threads::Parallel, cancel)
+                .map(|()| (graph, IndexOrigin::Loaded)),
+            None => {
+                let rows: Vec<u64> = live_rows(0).collect();
+                NativeGraph::build(snap, &rows, params, Threads::Parallel, cancel)
+                    .map(|graph| (graph, IndexOrigin::Built))
+            }
+        };
+        let Ok((graph, origin)) = made else {
+            return Made::Cancelled;
+        };
+        let _files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = build::remove_builder_files(&self.dir) {
+            return Made::Failed(e.to_string());
+        }
+        match graph.save(&self.dir, snap, origin) {
             Ok(index) => Made::Index(Box::new(index)),
             Err(e) => Made::Failed(e.to_string()),
         }

@@ -54,7 +54,7 @@ const DATA_MAGIC: u32 = 0xa67f_0000;
 const META_MAGIC: [u8; 8] = *b"PLMHNSW\0";
 const META_VERSION: u32 = 1;
 /// Rows inserted per `parallel_insert` call while building (a cancel point).
-const BUILD_BATCH: usize = 4096;
+pub(super) const BUILD_BATCH: usize = 4096;
 /// Base-layer slots added to each point for links back to the points that
 /// link to it.
 pub(crate) const REVERSE_LINKS: usize = 16;
@@ -434,7 +434,9 @@ pub(crate) fn flatten(
     let tops: Vec<u32> = (0..nodes.len() as u32)
         .filter(|&p| nodes[p as usize].level == levels)
         .collect();
-    let orphans = unreached(&base, &tops);
+    let orphans = unreached(base.len(), &tops, |p, out| {
+        out.extend(&base[p as usize]);
+    });
     let rows_of_points = nodes.iter().map(|n| n.row as u32).collect();
     let lists = FlatLists {
         dim,
@@ -488,19 +490,18 @@ fn with_links_back(mut base: Vec<Vec<u32>>, nodes: &[NodeParts]) -> Vec<Vec<u32>
     base
 }
 
-/// Points not reachable from `starts` over the base-layer lists `links`.
-fn unreached(links: &[Vec<u32>], starts: &[u32]) -> Vec<u32> {
-    let mut seen = vec![false; links.len()];
+/// Points of a graph of `n` not reachable from `starts` over the
+/// base-layer links that `links(p, out)` pushes onto `out`.
+pub(super) fn unreached(n: usize, starts: &[u32], links: impl Fn(u32, &mut Vec<u32>)) -> Vec<u32> {
+    let mut seen = vec![false; n];
     let mut stack: Vec<u32> = starts.to_vec();
     while let Some(p) = stack.pop() {
         if std::mem::replace(&mut seen[p as usize], true) {
             continue;
         }
-        stack.extend(links[p as usize].iter().filter(|&&q| !seen[q as usize]));
+        links(p, &mut stack);
     }
-    (0..links.len() as u32)
-        .filter(|&p| !seen[p as usize])
-        .collect()
+    (0..n as u32).filter(|&p| !seen[p as usize]).collect()
 }
 
 /// The metadata file of a saved index.
@@ -552,6 +553,19 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), GalleryError> {
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(|e| GalleryError::io(path, e))
+}
+
+/// Removes the builder's files from `dir` (the metadata first, so that a
+/// crash in between leaves files no load uses), if there are any.
+pub(crate) fn remove_builder_files(dir: &Path) -> Result<(), GalleryError> {
+    for name in [META_FILE, GRAPH_FILE, DATA_FILE] {
+        match fs::remove_file(dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(GalleryError::io(dir.join(name), e)),
+        }
+    }
+    Ok(())
 }
 
 /// Overwrites with zeros the keys of `rows` in the builder's data file

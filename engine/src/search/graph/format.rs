@@ -47,7 +47,7 @@ use crate::storage::GraphMapping;
 pub(crate) const FLAT_FILE: &str = "hnsw.flat";
 /// Where the file is written before it is renamed into place.
 pub(crate) const FLAT_TMP: &str = "hnsw.flat.tmp";
-const MAGIC: [u8; 8] = *b"PLMFLAT\0";
+pub(super) const MAGIC: [u8; 8] = *b"PLMFLAT\0";
 /// Version 3: each key has its own CRC, outside the body CRC, so that keys
 /// can be erased in place (version 2: base lists carry links back, see
 /// `build.rs`). A file of an earlier version is refused, and the graph is
@@ -76,9 +76,17 @@ pub(super) struct Header {
     pub(super) body_crc: u32,
     pub(super) max_connections: u32,
     pub(super) ef_construction: u32,
-    pub(super) reserved: [u8; 44],
+    /// Which builder made the graph: [`BY_HNSW_RS`] (0, also in files
+    /// written before this field) or [`BY_NATIVE`].
+    pub(super) builder: u32,
+    pub(super) reserved: [u8; 40],
     pub(super) crc: u32,
 }
+
+/// [`Header::builder`] of a graph flattened from `hnsw_rs`.
+pub(super) const BY_HNSW_RS: u32 = 0;
+/// [`Header::builder`] of a graph written by the native builder.
+pub(super) const BY_NATIVE: u32 = 1;
 
 pub(super) const HEADER_LEN: usize = std::mem::size_of::<Header>();
 const _: () = assert!(HEADER_LEN == 128);
@@ -95,17 +103,18 @@ impl Header {
 pub(super) struct Sections {
     pub(super) rows: (usize, usize),
     pub(super) keys: (usize, usize),
-    key_crcs: (usize, usize),
+    pub(super) key_crcs: (usize, usize),
     pub(super) base: (usize, usize),
-    level_start: (usize, usize),
-    upper_points: (usize, usize),
-    upper_links: (usize, usize),
-    orphans: (usize, usize),
+    pub(super) level_start: (usize, usize),
+    pub(super) upper_points: (usize, usize),
+    pub(super) upper_links: (usize, usize),
+    pub(super) orphans: (usize, usize),
     pub(super) end: usize,
 }
 
 impl Sections {
-    fn of(h: &Header) -> Option<Sections> {
+    /// The sections of the file `h` describes; `None` if they overflow.
+    pub(super) fn of(h: &Header) -> Option<Sections> {
         let n = usize::try_from(h.points).ok()?;
         let upper = usize::try_from(h.upper).ok()?;
         let orphans = usize::try_from(h.orphans).ok()?;
@@ -245,6 +254,7 @@ impl FlatGraph {
         header.digest = digest;
         header.max_connections = lists.max_connections;
         header.ef_construction = lists.ef_construction;
+        header.builder = BY_HNSW_RS;
         let sections = Sections::of(&header).expect("sections of an in-memory graph fit");
         let mut words = vec![0u64; sections.end.div_ceil(8)];
         {
@@ -523,11 +533,24 @@ impl FlatGraph {
             .and_then(|()| f.sync_all())
             .map_err(|e| GalleryError::io(&tmp, e))?;
         drop(f);
-        let to = dir.join(FLAT_FILE);
-        fs::rename(&tmp, &to).map_err(|e| GalleryError::io(&to, e))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| GalleryError::io(dir, e))
+        put_in_place(dir)
+    }
+
+    /// A graph held in memory from the bytes of a whole file whose header
+    /// is `header` (as [`FlatWriter`](super::write::FlatWriter) writes it).
+    pub(super) fn from_bytes(bytes: &[u8], header: Header) -> Option<FlatGraph> {
+        let sections = Sections::of(&header)?;
+        if sections.end != bytes.len() {
+            return None;
+        }
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        Some(FlatGraph {
+            bytes: Bytes::Owned(words),
+            header,
+            sections,
+            erased_at_load: Vec::new(),
+        })
     }
 
     pub(super) fn slice(&self, (start, len): (usize, usize)) -> &[u8] {
@@ -625,6 +648,16 @@ impl FlatGraph {
             self.header.degree as usize,
         )
     }
+}
+
+/// Renames the written and synced [`FLAT_TMP`] in `dir` to [`FLAT_FILE`]
+/// and syncs the directory.
+pub(super) fn put_in_place(dir: &Path) -> Result<(), GalleryError> {
+    let (tmp, to) = (dir.join(FLAT_TMP), dir.join(FLAT_FILE));
+    fs::rename(&tmp, &to).map_err(|e| GalleryError::io(&to, e))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| GalleryError::io(dir, e))
 }
 
 /// Overwrites the whole of a refused file with zeros and makes that durable

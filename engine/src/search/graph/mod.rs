@@ -53,9 +53,13 @@
 
 pub(crate) mod build;
 pub(crate) mod format;
+pub(crate) mod native;
+#[cfg(test)]
+mod native_tests;
 pub(crate) mod search;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -82,6 +86,21 @@ pub struct AnnParams {
     /// Candidates explored while searching (`ef`); the search proposes
     /// `max(ef_search, top_k)` rows for re-scoring.
     pub ef_search: usize,
+    /// Which builder makes the graph.
+    pub builder: GraphBuilder,
+}
+
+/// Which code builds the graph (both give the same flat search form).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GraphBuilder {
+    /// `hnsw_rs`, flattened after the build, with links back added; its own
+    /// files beside the gallery are what an extension starts from.
+    #[default]
+    HnswRs,
+    /// This crate's parallel builder (`native.rs`): fixed-size `u32` lists
+    /// over the i8 keys, written straight into `hnsw.flat`, which is also
+    /// what an extension starts from.
+    Native,
 }
 
 impl Default for AnnParams {
@@ -94,6 +113,7 @@ impl Default for AnnParams {
             max_connections: 16,
             ef_construction: 100,
             ef_search: 128,
+            builder: GraphBuilder::default(),
         }
     }
 }
@@ -105,6 +125,7 @@ impl AnnParams {
             max_connections: self.max_connections.clamp(4, 64),
             ef_construction: self.ef_construction.clamp(8, 4096),
             ef_search: self.ef_search.clamp(1, 8192),
+            builder: self.builder,
         }
     }
 }
@@ -123,10 +144,16 @@ impl Distance<i8> for KeyDistance {
 
 /// The i8 key of a row's values.
 pub(crate) fn key_of(values: &[f32]) -> Vec<i8> {
-    values
-        .iter()
-        .map(|v| (v * KEY_SCALE).round().clamp(-127.0, 127.0) as i8)
-        .collect()
+    let mut key = vec![0; values.len()];
+    key_into(values, &mut key);
+    key
+}
+
+/// Writes the i8 key of a row's values into `key` (of the same length).
+pub(crate) fn key_into(values: &[f32], key: &mut [i8]) {
+    for (k, v) in key.iter_mut().zip(values) {
+        *k = (v * KEY_SCALE).round().clamp(-127.0, 127.0) as i8;
+    }
 }
 
 /// How the current index came to be.

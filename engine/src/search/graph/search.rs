@@ -17,21 +17,29 @@ use crate::storage::Snapshot;
 use crate::template::Template;
 
 thread_local! {
-    static VISITED: RefCell<Visited> = const { RefCell::new(Visited { bits: Vec::new(), seen: Vec::new() }) };
+    static VISITED: RefCell<Visited> = const { RefCell::new(Visited::new()) };
 }
 
 /// Points seen by the current search: one bit per point (128 KiB for a
 /// million points, so the checks stay in the core's own cache), and the
 /// points marked, whose words the next search clears instead of clearing
-/// the whole set.
-struct Visited {
+/// the whole set. The builder keeps one per thread too.
+pub(super) struct Visited {
     bits: Vec<u64>,
     seen: Vec<u32>,
 }
 
 impl Visited {
+    /// An empty set.
+    pub(super) const fn new() -> Visited {
+        Visited {
+            bits: Vec::new(),
+            seen: Vec::new(),
+        }
+    }
+
     /// Forgets the previous search's marks and makes room for `points`.
-    fn start(&mut self, points: usize) {
+    pub(super) fn start(&mut self, points: usize) {
         for &point in &self.seen {
             self.bits[point as usize / 64] = 0;
         }
@@ -43,7 +51,7 @@ impl Visited {
 
     /// True the first time `point` is seen in this search.
     #[inline]
-    fn first_visit(&mut self, point: u32) -> bool {
+    pub(super) fn first_visit(&mut self, point: u32) -> bool {
         let word = &mut self.bits[point as usize / 64];
         let bit = 1u64 << (point % 64);
         if *word & bit != 0 {

@@ -276,10 +276,12 @@ fn params_are_clamped_to_what_hnsw_rs_accepts() {
         max_connections: 1000,
         ef_construction: 0,
         ef_search: 0,
+        builder: GraphBuilder::Native,
     }
     .checked();
     assert_eq!(p.max_connections, 64);
     assert!(p.ef_construction >= 8 && p.ef_search >= 1);
+    assert_eq!(p.builder, GraphBuilder::Native);
 }
 
 /// A row the graph cannot return is found only through the orphan list:
