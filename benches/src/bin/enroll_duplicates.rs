@@ -6,8 +6,9 @@
 //! ```
 //!
 //! A node in-process (SQLite in a fresh directory; `PALMLINK_LOAD_DATABASE_URL` for
-//! PostgreSQL) first enrolls `GALLERY` distinct users (default 10,000) with the check off,
-//! from `CLIENTS` concurrent scanners (default 32). Then four phases of `PER_PHASE`
+//! PostgreSQL) first holds `GALLERY` distinct users (default 10,000), brought in as
+//! `palmlink gallery import` does (not timed) and applied by the node's galleries before it
+//! answers ready. Then, from `CLIENTS` concurrent scanners (default 32), four phases of `PER_PHASE`
 //! enrollments each (default 1,000), in the order off, flag, flag, off, so that the gallery's
 //! growth during the run weighs on both settings alike. Under `flag` every enrollment
 //! searches the tenant's gallery 1:N for other users' matching templates (the passing scan:
@@ -15,10 +16,15 @@
 //! distinct palm must report no duplicate, and a last enrollment of an enrolled palm under a
 //! new name must report one: the check ran.
 
+use std::io::Write as _;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use palmlink_benches::service::{arg, capture_body, palm, percentile, Api, BenchService};
+use palmlink_domain::gallery_file::{end_line, record_line, Header};
+use palmlink_domain::{ImportOptions, Silent};
+use palmlink_engine::{Layout, Template};
+use palmlink_store::PalmType;
 use serde_json::{json, Value};
 
 /// The allocator of the `palmlink` binary.
@@ -101,6 +107,80 @@ async fn enroll(
     Ok((all.len(), seconds, all))
 }
 
+/// Imports users `0..count` (seeds `1..=count`, right palms) into the service's one tenant
+/// through the import of `palmlink gallery import`, then restarts the node so that its
+/// galleries apply them before it answers ready. Returns the import's seconds.
+async fn preload(service: BenchService, count: usize) -> anyhow::Result<(BenchService, f64)> {
+    let file = service.dir.path().join("preload.jsonl");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file)?);
+    writeln!(out, "{}", serde_json::to_string(&Header::new(0))?)?;
+    for user in 0..count {
+        let template = Template::from_blocks(Layout::DEFAULT, &palm(user as u64 + 1))?;
+        let line = record_line(
+            &format!("user-{user}"),
+            PalmType::Right,
+            1_700_000_000_000_000,
+            "bench",
+            &template,
+        );
+        writeln!(out, "{line}")?;
+    }
+    writeln!(out, "{}", end_line(count as u64))?;
+    out.into_inner()?.sync_all()?;
+
+    let started = Instant::now();
+    let (domain, _stopping) = palmlink_api::open_domain(&service.config).await?;
+    let tenant = domain.store.list_tenant_ids().await?[0];
+    let options = ImportOptions {
+        skip_invalid: false,
+        batch_size: 1000,
+    };
+    let summary = domain
+        .bulk
+        .import(tenant, &file, &options, Arc::new(Silent))
+        .await?;
+    anyhow::ensure!(
+        summary.imported == count as u64,
+        "the import did not take every record: {summary:?}"
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    drop(domain);
+    std::fs::remove_file(&file)?;
+
+    // The node restarted on its address: ready once its galleries hold the import.
+    let BenchService {
+        server,
+        base,
+        token,
+        dir,
+        config,
+        schema,
+    } = service;
+    let mut restart = config.clone();
+    restart.listen = server.addr();
+    server.stop().await?;
+    let server = palmlink_api::start(restart).await?;
+    let ready = format!("{base}/readyz");
+    let http = reqwest::Client::new();
+    while !http
+        .get(&ready)
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let service = BenchService {
+        server,
+        base,
+        token,
+        dir,
+        config,
+        schema,
+    };
+    Ok((service, seconds))
+}
+
 /// Sets the tenant's `duplicate_check`, leaving the other matching settings as they are.
 async fn set_duplicate_check(api: &Api, check: &str) -> anyhow::Result<()> {
     let url = format!("{}/v1/settings/matching", api.base);
@@ -135,6 +215,11 @@ async fn main() -> anyhow::Result<()> {
         .build()?;
     let database_url = std::env::var("PALMLINK_LOAD_DATABASE_URL").ok();
     let service = BenchService::start(&http, |c| c.database_url = database_url.clone()).await?;
+    let (service, preload_seconds) = preload(service, gallery).await?;
+    // Connections of its own to the restarted node.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     let api = Arc::new(Api {
         http: http.clone(),
         base: service.base.clone(),
@@ -146,9 +231,6 @@ async fn main() -> anyhow::Result<()> {
         let secret = api.pair(&hardware_id).await?;
         scanners.push((hardware_id, secret));
     }
-
-    set_duplicate_check(&api, "off").await?;
-    let (preloaded, preload_seconds, _) = enroll(&api, &scanners, 0..gallery).await?;
 
     let mut phases = Vec::new();
     let mut next = gallery;
@@ -179,9 +261,9 @@ async fn main() -> anyhow::Result<()> {
 
     println!("enrollment with the duplicate-identity check off and on (flag)");
     println!(
-        "  store: {}; {clients} clients; gallery {preloaded} users enrolled first ({:.0}/s), growing to {next} during the phases",
+        "  store: {}; {clients} clients; gallery of {gallery} users imported first ({:.0}/s), growing to {next} during the phases",
         if database_url.is_some() { "PostgreSQL" } else { "SQLite in a fresh temp dir" },
-        preloaded as f64 / preload_seconds
+        gallery as f64 / preload_seconds
     );
     println!(
         "  cores: {}",
