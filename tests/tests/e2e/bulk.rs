@@ -16,6 +16,10 @@ use serde_json::{json, Value};
 use crate::support::{capture, palm, recapture, Blocks, Harness, Rng, Scanner, Tenant};
 
 /// Runs `palmlink ARGS` on the node's storage (data directory, database, master key).
+///
+/// The node runs on this test's runtime and may hold a row lock across an await (its audit
+/// sealer chaining entries); the command is waited for off the runtime's workers so that
+/// the node keeps running meanwhile (the tests run on the multi-threaded runtime).
 fn cli(h: &Harness, args: &[&str]) -> Output {
     let mut command = Command::new(palmlink_tests::palmlink_binary());
     command
@@ -27,7 +31,7 @@ fn cli(h: &Harness, args: &[&str]) -> Output {
     if let Some(url) = &h.config.database_url {
         command.env("PALMLINK_DATABASE_URL", url);
     }
-    command.output().expect("run palmlink")
+    tokio::task::block_in_place(|| command.output()).expect("run palmlink")
 }
 
 /// The JSON summary an import or export printed.
@@ -86,7 +90,7 @@ fn population() -> Vec<(String, &'static str, u64)> {
     people
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_exported_and_imported_into_a_fresh_deployment_verify_with_the_same_scores() {
     let source = Harness::start().await;
     let t = source.tenant().await;
@@ -244,7 +248,7 @@ fn check(h: &Harness, tenant: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_killed_at_random_points_ends_with_every_user_exactly_once() {
     const N: usize = 3000;
     let h = Harness::start().await;
@@ -282,7 +286,7 @@ async fn an_import_killed_at_random_points_ends_with_every_user_exactly_once() {
         tokio::time::sleep(Duration::from_millis(delay)).await;
         let finished = child.try_wait().expect("wait").is_some();
         let _ = child.kill();
-        let _ = child.wait();
+        let _ = tokio::task::block_in_place(|| child.wait());
         let stored = check(&h, &t.id)["database_templates"].as_u64().unwrap();
         match stored {
             0 => window_ms *= 2.0,
@@ -330,7 +334,7 @@ async fn an_import_killed_at_random_points_ends_with_every_user_exactly_once() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_or_corrupted_files_are_refused_naming_the_record() {
     let h = Harness::start().await;
     let t = h.tenant().await;
