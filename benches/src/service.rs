@@ -216,6 +216,73 @@ impl Api {
     }
 }
 
+/// Enrolls `user` with the right palm of `seed` through the paired scanner
+/// `(hardware_id, secret)`: `POST /v1/enroll`, then the scanner's capture, whose 200 means
+/// the enrollment is durable. Returns the completed challenge.
+pub async fn enroll_one(
+    api: &Api,
+    (hardware_id, secret): &(String, String),
+    user: &str,
+    seed: u64,
+) -> anyhow::Result<Value> {
+    let c = api
+        .post(
+            "/v1/enroll",
+            &api.token,
+            json!({"external_user_id": user, "hardware_id": hardware_id, "palm_type": "right"}),
+        )
+        .await?;
+    let id = c["data"]["challenge_id"].as_str().unwrap_or_default();
+    let done = api
+        .post(
+            &format!("/v1/device/challenges/{id}/capture"),
+            secret,
+            capture_body(&palm(seed)),
+        )
+        .await?;
+    anyhow::ensure!(
+        done["data"]["status"] == "completed",
+        "enrollment of {user}: {done}"
+    );
+    Ok(done)
+}
+
+/// Enrolls users `range` (`user-N` with the palm of seed `N + 1`), the scanners sharing
+/// them round robin, each scanner one enrollment at a time; `check` judges every completed
+/// challenge. Returns the seconds taken and every enrollment's latency in ms, ascending.
+pub async fn enroll_users(
+    api: &Arc<Api>,
+    scanners: &[(String, String)],
+    range: std::ops::Range<usize>,
+    check: fn(usize, &Value) -> anyhow::Result<()>,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    let started = std::time::Instant::now();
+    let n = scanners.len();
+    let mut tasks = Vec::with_capacity(n);
+    for (c, scanner) in scanners.iter().enumerate() {
+        let api = Arc::clone(api);
+        let scanner = scanner.clone();
+        let mine: Vec<usize> = range.clone().skip(c).step_by(n).collect();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(mine.len());
+            for user in mine {
+                let t0 = std::time::Instant::now();
+                let done =
+                    enroll_one(&api, &scanner, &format!("user-{user}"), user as u64 + 1).await?;
+                check(user, &done)?;
+                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_by(f64::total_cmp);
+    Ok((started.elapsed().as_secs_f64(), all))
+}
+
 /// Uniform values in [-1, 1) from a seed (xorshift64*).
 fn values(seed: u64, n: usize) -> Vec<f32> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -20,7 +20,9 @@ use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palmlink_benches::service::{arg, capture_body, palm, percentile, Api, BenchService};
+use palmlink_benches::service::{
+    arg, enroll_one, enroll_users, palm, percentile, Api, BenchService,
+};
 use palmlink_domain::gallery_file::{end_line, record_line, Header};
 use palmlink_domain::{ImportOptions, Silent};
 use palmlink_engine::{Layout, Template};
@@ -40,71 +42,13 @@ struct Phase {
     p99_ms: f64,
 }
 
-/// Enrolls one user with `seed`'s palm through `scanner`; returns the completed result.
-async fn enroll_one(
-    api: &Api,
-    (hardware_id, secret): &(String, String),
-    user: &str,
-    seed: u64,
-) -> anyhow::Result<Value> {
-    let c = api
-        .post(
-            "/v1/enroll",
-            &api.token,
-            json!({"external_user_id": user, "hardware_id": hardware_id, "palm_type": "right"}),
-        )
-        .await?;
-    let id = c["data"]["challenge_id"].as_str().unwrap_or_default();
-    let done = api
-        .post(
-            &format!("/v1/device/challenges/{id}/capture"),
-            secret,
-            capture_body(&palm(seed)),
-        )
-        .await?;
-    anyhow::ensure!(
-        done["data"]["status"] == "completed",
-        "enrollment of {user}: {done}"
-    );
-    Ok(done)
-}
-
-/// Enrolls users `range` (seeds `range + 1`) through the scanners; every result must list
-/// no duplicate.
-async fn enroll(
-    api: &Arc<Api>,
-    scanners: &[(String, String)],
-    range: std::ops::Range<usize>,
-) -> anyhow::Result<(usize, f64, Vec<f64>)> {
-    let started = Instant::now();
-    let n = scanners.len();
-    let mut tasks = Vec::with_capacity(n);
-    for (c, scanner) in scanners.iter().enumerate() {
-        let api = Arc::clone(api);
-        let scanner = scanner.clone();
-        let mine: Vec<usize> = range.clone().skip(c).step_by(n).collect();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(mine.len());
-            for user in mine {
-                let t0 = Instant::now();
-                let done =
-                    enroll_one(&api, &scanner, &format!("user-{user}"), user as u64 + 1).await?;
-                let flagged = done["data"]["result"]["duplicates"]
-                    .as_array()
-                    .map_or(0, Vec::len);
-                anyhow::ensure!(flagged == 0, "user-{user} flagged as a duplicate: {done}");
-                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    all.sort_by(f64::total_cmp);
-    Ok((all.len(), seconds, all))
+/// That an enrollment of a distinct palm reported no duplicate.
+fn no_duplicate(user: usize, done: &Value) -> anyhow::Result<()> {
+    let flagged = done["data"]["result"]["duplicates"]
+        .as_array()
+        .map_or(0, Vec::len);
+    anyhow::ensure!(flagged == 0, "user-{user} flagged as a duplicate: {done}");
+    Ok(())
 }
 
 /// Imports users `0..count` (seeds `1..=count`, right palms) into the service's one tenant
@@ -236,7 +180,9 @@ async fn main() -> anyhow::Result<()> {
     let mut next = gallery;
     for check in ["off", "flag", "flag", "off"] {
         set_duplicate_check(&api, check).await?;
-        let (count, seconds, latencies) = enroll(&api, &scanners, next..next + per_phase).await?;
+        let (seconds, latencies) =
+            enroll_users(&api, &scanners, next..next + per_phase, no_duplicate).await?;
+        let count = latencies.len();
         next += per_phase;
         phases.push(Phase {
             check,

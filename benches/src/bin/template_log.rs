@@ -25,8 +25,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palmlink_benches::service::{arg, capture_body, palm, percentile, Api, BenchService};
-use serde_json::json;
+use palmlink_benches::service::{arg, enroll_users, percentile, Api, BenchService};
 
 /// The allocator of the `palmlink` binary.
 #[global_allocator]
@@ -40,54 +39,13 @@ struct Enrolled {
     p99_ms: f64,
 }
 
-/// Enrolls users `range` through `clients` concurrent scanners.
+/// Enrolls users `range` through the scanners.
 async fn enroll(
     api: &Arc<Api>,
     scanners: &[(String, String)],
     range: std::ops::Range<usize>,
 ) -> anyhow::Result<Enrolled> {
-    let started = Instant::now();
-    let n = scanners.len();
-    let mut tasks = Vec::with_capacity(n);
-    for (c, (hardware_id, secret)) in scanners.iter().enumerate() {
-        let api = Arc::clone(api);
-        let (hardware_id, secret) = (hardware_id.clone(), secret.clone());
-        let mine: Vec<usize> = range.clone().skip(c).step_by(n).collect();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(mine.len());
-            for user in mine {
-                let t0 = Instant::now();
-                let c = api
-                    .post(
-                        "/v1/enroll",
-                        &api.token,
-                        json!({"external_user_id": format!("user-{user}"),
-                               "hardware_id": hardware_id, "palm_type": "right"}),
-                    )
-                    .await?;
-                let id = c["data"]["challenge_id"].as_str().unwrap_or_default();
-                let done = api
-                    .post(
-                        &format!("/v1/device/challenges/{id}/capture"),
-                        &secret,
-                        capture_body(&palm(user as u64 + 1)),
-                    )
-                    .await?;
-                anyhow::ensure!(
-                    done["data"]["status"] == "completed",
-                    "enrollment of user-{user}: {done}"
-                );
-                latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    all.sort_by(f64::total_cmp);
+    let (seconds, all) = enroll_users(api, scanners, range, |_, _| Ok(())).await?;
     Ok(Enrolled {
         count: all.len(),
         seconds,
