@@ -38,6 +38,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::background;
 use super::compact::CompactCopy;
 use super::graph::build::{self, Builder, META_FILE};
 use super::graph::format::FLAT_FILE;
@@ -398,21 +399,9 @@ impl Accelerators {
             std::thread::Builder::new()
                 .name("palmlink-quantise".into())
                 .spawn(move || {
-                    // The lead block first: the passing scan needs only it.
-                    // A row erased while a part was derived may have been read
-                    // before: each part is installed, then the deleted rows
-                    // erased from it, under one write lock (an erasure marks
-                    // its rows deleted before it takes that lock).
-                    let lead = CompactCopy::lead_only(&snap);
-                    {
-                        let mut store = compact.write().unwrap_or_else(|p| p.into_inner());
-                        *store = lead;
-                        store.erase_deleted(&snap);
-                    }
-                    let part = CompactCopy::derive_row_major(&snap);
-                    let mut store = compact.write().unwrap_or_else(|p| p.into_inner());
-                    store.install(part);
-                    store.erase_deleted(&snap);
+                    // On the global pool, as searches: they need its result, and a
+                    // build running on the background pool must not hold it back.
+                    derive(&compact, &snap);
                 })
                 .ok()
         };
@@ -458,7 +447,7 @@ impl Accelerators {
         let shared = self.graph.clone();
         let spawned = std::thread::Builder::new()
             .name("palmlink-index".into())
-            .spawn(move || shared.run(&snap, job));
+            .spawn(move || background::run(|| shared.run(&snap, job)));
         match spawned {
             Ok(h) => *builder = Some(h),
             Err(e) => self
@@ -647,4 +636,22 @@ impl Drop for Accelerators {
             let _ = h.join();
         }
     }
+}
+
+/// Derives the compact copy of `snap` into `compact`: the lead block first (the
+/// passing scan needs only it), then the rest. A row erased while a part was
+/// derived may have been read before: each part is installed, then the deleted
+/// rows erased from it, under one write lock (an erasure marks its rows deleted
+/// before it takes that lock).
+fn derive(compact: &RwLock<CompactCopy>, snap: &Snapshot) {
+    let lead = CompactCopy::lead_only(snap);
+    {
+        let mut store = compact.write().unwrap_or_else(|p| p.into_inner());
+        *store = lead;
+        store.erase_deleted(snap);
+    }
+    let part = CompactCopy::derive_row_major(snap);
+    let mut store = compact.write().unwrap_or_else(|p| p.into_inner());
+    store.install(part);
+    store.erase_deleted(snap);
 }

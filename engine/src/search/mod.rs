@@ -10,10 +10,12 @@
 //! * `graph/`: the graph index (build, on-disk format, search);
 //! * `strategy.rs`: which of them a query runs, and `outcome.rs` what it
 //!   reports;
-//! * `lifecycle.rs`: the accelerators, their background jobs and policy;
+//! * `lifecycle.rs`: the accelerators, their background jobs and policy, and
+//!   `background.rs` the thread pool those jobs run on;
 //! * `query.rs`: what a search is asked, and which rows it may return;
 //! * `top_k.rs`: the bounded best-k collectors they share.
 
+mod background;
 pub(crate) mod compact;
 pub(crate) mod exact;
 pub(crate) mod graph;
