@@ -58,6 +58,27 @@ pub(crate) struct CompactCopy {
     pub(crate) derived: bool,
 }
 
+/// `r.round().clamp(-limit, limit)` as an integer (halves away from zero, NaN
+/// to 0), computed without a call to the C library's `roundf`, so that the
+/// loops over it vectorise: clamped first (the same for an integer `limit`),
+/// truncated, and the exact remainder (`|r| < 2^23`) rounds the half away.
+/// `limit` is an integer in `0..2^23`.
+#[inline]
+pub(crate) fn round_clamped(r: f32, limit: f32) -> i32 {
+    let c = r.clamp(-limit, limit);
+    let t = c as i32;
+    let rest = c - t as f32;
+    t + i32::from(rest >= 0.5) - i32::from(rest <= -0.5)
+}
+
+/// Rows appended at once from which [`CompactCopy::catch_up`] quantises them
+/// in parallel (a batch insert's; one enrollment's row stays on its thread).
+const PARALLEL_CATCH_UP_ROWS: usize = 256;
+
+/// A row's place in the compact copy's arrays, numbered: its values, scales and
+/// sketch words.
+type RowParts<'a> = (usize, ((&'a mut [i8], &'a mut [f32]), &'a mut [u64]));
+
 /// One quantised row, written into caller-provided buffers.
 fn quantise_row(layout: Layout, v: &[f32], q: &mut [i8], scales: &mut [f32], sketch: &mut [u64]) {
     for (b, (block, qb)) in v
@@ -70,29 +91,31 @@ fn quantise_row(layout: Layout, v: &[f32], q: &mut [i8], scales: &mut [f32], ske
         scales[b] = s;
         if s > 0.0 && s.is_finite() {
             for (x, o) in block.iter().zip(qb.iter_mut()) {
-                *o = (x / s).round().clamp(-127.0, 127.0) as i8;
+                *o = round_clamped(x / s, 127.0) as i8;
             }
         } else {
             qb.fill(0);
         }
     }
     sketch.fill(0);
-    for (i, x) in v.iter().enumerate() {
-        if *x >= 0.0 {
-            sketch[i / 64] |= 1 << (i % 64);
-        }
+    for (word, values) in sketch.iter_mut().zip(v.chunks(64)) {
+        *word = sign_bits(values);
     }
+}
+
+/// The sign bits of up to 64 values: bit i set when value i is >= 0 (a
+/// branch-free fold the compiler vectorises).
+#[inline]
+fn sign_bits(values: &[f32]) -> u64 {
+    values
+        .iter()
+        .enumerate()
+        .fold(0u64, |word, (i, x)| word | (u64::from(*x >= 0.0) << i))
 }
 
 /// The sign sketch of `values` (bit i set when value i is >= 0).
 pub(crate) fn sketch_of(values: &[f32]) -> Vec<u64> {
-    let mut out = vec![0u64; values.len().div_ceil(64)];
-    for (i, x) in values.iter().enumerate() {
-        if *x >= 0.0 {
-            out[i / 64] |= 1 << (i % 64);
-        }
-    }
-    out
+    values.chunks(64).map(sign_bits).collect()
 }
 
 /// Quantises a lead block to codes in `-7..=7` (written into `codes`) and
@@ -105,7 +128,7 @@ pub(super) fn lead_codes(block: &[f32], codes: &mut [i8]) -> f32 {
     let s = max / q_max;
     if s > 0.0 && s.is_finite() {
         for (x, o) in block.iter().zip(codes.iter_mut()) {
-            *o = (x / s).round().clamp(-q_max, q_max) as i8;
+            *o = round_clamped(x / s, q_max) as i8;
         }
     } else {
         codes.fill(0);
@@ -315,20 +338,37 @@ impl CompactCopy {
     /// Appends rows `self.rows()..snap.count` of `snap` to both parts.
     pub(crate) fn catch_up(&mut self, snap: &Snapshot) {
         let (len, blocks, words) = (self.layout.len(), self.layout.blocks, self.words);
-        while (self.rows as u64) < snap.count {
-            let row = self.rows as u64;
+        let new = usize::try_from(snap.count)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(self.rows);
+        if new > 0 {
             let (vo, so, ko) = (self.values.len(), self.scales.len(), self.sketches.len());
-            self.values.resize(vo + len, 0);
-            self.scales.resize(so + blocks, 0.0);
-            self.sketches.resize(ko + words, 0);
-            quantise_row(
-                self.layout,
-                snap.vector(row),
-                &mut self.values[vo..],
-                &mut self.scales[so..],
-                &mut self.sketches[ko..],
-            );
-            self.rows += 1;
+            self.values.resize(vo + new * len, 0);
+            self.scales.resize(so + new * blocks, 0.0);
+            self.sketches.resize(ko + new * words, 0);
+            let (layout, first) = (self.layout, self.rows);
+            let quantise = |(i, ((q, scales), sketch)): RowParts<'_>| {
+                quantise_row(layout, snap.vector((first + i) as u64), q, scales, sketch);
+            };
+            let values = &mut self.values[vo..];
+            let scales = &mut self.scales[so..];
+            let sketches = &mut self.sketches[ko..];
+            if new >= PARALLEL_CATCH_UP_ROWS {
+                values
+                    .par_chunks_mut(len)
+                    .zip(scales.par_chunks_mut(blocks))
+                    .zip(sketches.par_chunks_mut(words))
+                    .enumerate()
+                    .for_each(quantise);
+            } else {
+                values
+                    .chunks_mut(len)
+                    .zip(scales.chunks_mut(blocks))
+                    .zip(sketches.chunks_mut(words))
+                    .enumerate()
+                    .for_each(quantise);
+            }
+            self.rows += new;
         }
         while (self.lead_rows as u64) < snap.count {
             self.push_lead(snap);
@@ -366,6 +406,58 @@ impl CompactCopy {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
+    /// The plain rounding `round_clamped` stands for.
+    fn round_reference(r: f32, limit: f32) -> i32 {
+        r.round().clamp(-limit, limit) as i32
+    }
+
+    #[test]
+    fn round_clamped_matches_the_library_rounding_at_halves_and_their_neighbours() {
+        for limit in [7.0f32, 127.0] {
+            for k in -300..=300 {
+                let half = k as f32 + 0.5;
+                for r in [
+                    half,
+                    half.next_up(),
+                    half.next_down(),
+                    k as f32,
+                    (k as f32).next_up(),
+                    (k as f32).next_down(),
+                ] {
+                    assert_eq!(round_clamped(r, limit), round_reference(r, limit), "{r}");
+                }
+            }
+            for r in [
+                f32::NAN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                0.0,
+                -0.0,
+                f32::MAX,
+                f32::MIN,
+            ] {
+                assert_eq!(round_clamped(r, limit), round_reference(r, limit), "{r}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_clamped_matches_the_library_rounding(bits in any::<u32>(), wide in any::<bool>()) {
+            let r = f32::from_bits(bits);
+            let limit = if wide { 127.0 } else { 7.0 };
+            prop_assert_eq!(round_clamped(r, limit), round_reference(r, limit));
+        }
+
+        #[test]
+        fn round_clamped_matches_in_the_quantiser_range(r in -130.0f32..130.0) {
+            prop_assert_eq!(round_clamped(r, 127.0), round_reference(r, 127.0));
+            prop_assert_eq!(round_clamped(r, 7.0), round_reference(r, 7.0));
+        }
+    }
+
     use super::*;
     use crate::search::test_support::{insert_all, store as row_store, uniform};
     use crate::template::Template;
@@ -418,7 +510,43 @@ mod tests {
 
     #[test]
     fn sketch_sets_sign_bits() {
-        let v = [1.0, -1.0, 0.0, -0.5];
-        assert_eq!(sketch_of(&v), vec![0b0101]);
+        let v = [1.0, -1.0, 0.0, -0.5, -0.0, f32::NAN];
+        assert_eq!(sketch_of(&v), vec![0b010101]);
+    }
+
+    /// The plain sign sketch: bit i of word i / 64 set when value i is >= 0.
+    fn sketch_reference(values: &[f32]) -> Vec<u64> {
+        let mut out = vec![0u64; values.len().div_ceil(64)];
+        for (i, x) in values.iter().enumerate() {
+            if *x >= 0.0 {
+                out[i / 64] |= 1 << (i % 64);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn sketches_match_the_plain_sign_sketch(
+            bits in proptest::collection::vec(any::<u32>(), 0..300),
+        ) {
+            let values: Vec<f32> = bits.into_iter().map(f32::from_bits).collect();
+            prop_assert_eq!(sketch_of(&values), sketch_reference(&values));
+        }
+
+        #[test]
+        fn a_quantised_row_carries_the_plain_sign_sketch(
+            values in proptest::collection::vec(-2.0f32..2.0, 3 * 20),
+        ) {
+            let layout = Layout::new(3, 20).unwrap();
+            let (mut q, mut scales, mut sketch) = (vec![0i8; 60], vec![0.0f32; 3], vec![u64::MAX; 1]);
+            quantise_row(layout, &values, &mut q, &mut scales, &mut sketch);
+            prop_assert_eq!(sketch, sketch_reference(&values));
+            for (b, block) in values.chunks(20).enumerate() {
+                for (x, q) in block.iter().zip(&q[b * 20..(b + 1) * 20]) {
+                    prop_assert!((x - scales[b] * f32::from(*q)).abs() <= scales[b] * 0.5 + 1e-6);
+                }
+            }
+        }
     }
 }
