@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use palmlink_domain::{run_retention, run_sweeper, unlock, Domain, Parts, SigningKey, SystemClock};
 use palmlink_store::Store;
@@ -112,12 +113,33 @@ impl RunningServer {
         self.webhook_worker.abort();
         self.replicator.abort();
         self.signals.abort();
-        if let Some(task) = self.metrics_task {
+        if let Some(task) = &self.metrics_task {
             task.abort();
         }
-        self.task.await.map_err(std::io::Error::other)?
+        let served = self.task.await.map_err(std::io::Error::other)?;
+        // The aborted tasks are dropped once awaited: what they held (the galleries and
+        // their files' locks among it) is released before this returns.
+        for task in [
+            self.sweeper,
+            self.retention,
+            self.webhook_worker,
+            self.replicator,
+            self.signals,
+        ]
+        .into_iter()
+        .chain(self.metrics_task)
+        {
+            let _ = task.await;
+        }
+        served
     }
 }
+
+/// The first pause before a failed start-up of the galleries is tried again; each next
+/// pause doubles, up to [`START_UP_RETRY_MAX`].
+const START_UP_RETRY_FIRST: Duration = Duration::from_millis(250);
+/// The longest pause between two tries of the galleries' start-up.
+const START_UP_RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Opens storage and key material, binds `config.listen` and serves in the background.
 /// The galleries catch up with the database meanwhile (`/readyz` answers 503 until they
@@ -163,8 +185,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let galleries = domain.galleries.clone();
     let follow_interval = config.follow_interval;
     let replicator = tokio::spawn(async move {
-        if let Err(e) = galleries.start_up().await {
-            tracing::error!(error = %e, "the galleries could not catch up with the database");
+        // Until the galleries have caught up, `/readyz` answers 503; a start-up that fails
+        // (the database unreachable, a gallery still locked by a process on its way out) is
+        // tried again rather than leaving the node unready for good.
+        let mut pause = START_UP_RETRY_FIRST;
+        while let Err(e) = galleries.start_up().await {
+            tracing::error!(error = %e, retry_in = ?pause, "the galleries could not catch up with the database");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(START_UP_RETRY_MAX);
         }
         galleries.follow(follow_interval).await;
     });

@@ -363,3 +363,34 @@ async fn an_erased_template_leaves_no_copy_in_the_data_directory() {
     assert!(verifies(&h, &t, &s, "p8", &palm(908), 1).await);
     drop(server);
 }
+
+#[tokio::test]
+async fn a_node_whose_gallery_is_locked_at_start_up_becomes_ready_once_it_is_free() {
+    let mut h = Harness::start().await;
+    let t = h.tenant().await;
+    let s = h.scanner(&t, "hw-locked").await;
+    let blocks = palm(4242);
+    h.enroll(&t, &s, "held", "right", &blocks).await;
+    h.server
+        .take()
+        .expect("server")
+        .stop()
+        .await
+        .expect("stops");
+
+    // Another process still holds the tenant's gallery (an old node on its way out, say).
+    let dir = h.config.data_dir.join("galleries").join(&t.id);
+    let holder = palmlink_engine::Gallery::open(&dir).expect("the gallery opens");
+    let server = palmlink_api::start(h.config.clone())
+        .await
+        .expect("server starts");
+    h.base = format!("http://{}", server.addr());
+    h.server = Some(server);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let ready = h.call(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 503, "ready with its gallery locked elsewhere");
+
+    drop(holder);
+    h.wait_ready().await;
+    assert!(verifies(&h, &t, &s, "held", &blocks, 1).await);
+}
