@@ -20,6 +20,10 @@
 //!
 //! Every phase ends with `palmlink gallery check`'s agreement: the gallery holds exactly the
 //! database's templates.
+//!
+//! The node builds no graph index at open (`index_policy.at_open` off): from 50,000 rows a
+//! build would start in the background at every restart and share the cores with the
+//! catch-up and the rebuild being timed.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -110,7 +114,11 @@ async fn main() -> anyhow::Result<()> {
         .pool_max_idle_per_host(256)
         .build()?;
     let database_url = std::env::var("PALMLINK_LOAD_DATABASE_URL").ok();
-    let service = BenchService::start(&http, |c| c.database_url = database_url.clone()).await?;
+    let service = BenchService::start(&http, |c| {
+        c.database_url = database_url.clone();
+        c.index_policy.at_open = false;
+    })
+    .await?;
     let mut config = service.config.clone();
     config.listen = service.server.addr();
     let api = Arc::new(Api {
