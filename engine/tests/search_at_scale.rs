@@ -14,8 +14,8 @@ mod common;
 use std::time::Duration;
 
 use palmlink_engine::{
-    Gallery, IndexOrigin, IndexPolicy, Layout, MatchPolicy, MatchSettings, PalmSide, RecordIds,
-    SearchFilter, SearchMode, SearchQuery, Strategy, Template,
+    Gallery, GraphBuilder, IndexOrigin, IndexPolicy, Layout, MatchPolicy, MatchSettings, PalmSide,
+    RecordIds, SearchFilter, SearchMode, SearchQuery, Strategy, Template,
 };
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -386,6 +386,26 @@ fn reload_outlives_the_loader_and_gives_the_same_answers() {
     assert_eq!(after, before);
 }
 
+/// `policy` with `hnsw_rs` as the builder: the tests of the builder's own
+/// files (`hnsw.meta`, `hnsw.hnsw.*`, which the native builder does not
+/// write) use it.
+fn by_hnsw_rs(policy: IndexPolicy) -> IndexPolicy {
+    let mut policy = policy;
+    policy.params.builder = GraphBuilder::HnswRs;
+    policy
+}
+
+/// A gallery of `n` identities whose graph `hnsw_rs` built and saved, with
+/// its own files beside the flat graph.
+fn saved_reference_index(n: usize, seed: u64) -> (tempfile::TempDir, Vec<Template>) {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = by_hnsw_rs(manual());
+    let (g, templates) = gallery(dir.path(), n, seed, Layout::DEFAULT, policy);
+    g.rebuild_index().unwrap();
+    drop(g);
+    (dir, templates)
+}
+
 fn saved_index(n: usize, seed: u64) -> (tempfile::TempDir, Vec<Template>) {
     let dir = tempfile::tempdir().unwrap();
     let (g, templates) = gallery(dir.path(), n, seed, Layout::DEFAULT, manual());
@@ -396,9 +416,11 @@ fn saved_index(n: usize, seed: u64) -> (tempfile::TempDir, Vec<Template>) {
 
 /// Opens the gallery, waits for its index and checks how it came to be, that
 /// the saved files were refused for a reason, and that it answers correctly;
-/// then that the next open maps the saved flat graph without complaint.
+/// then that the next open maps the saved flat graph without complaint
+/// (both opens building with `hnsw_rs`).
 fn assert_remade(dir: &std::path::Path, templates: &[Template], origin: IndexOrigin) {
-    let g = Gallery::open(dir).unwrap();
+    let open = || Gallery::open_with(dir, by_hnsw_rs(IndexPolicy::default())).unwrap();
+    let g = open();
     assert!(g.wait_for_index(Duration::from_secs(120)));
     let info = g.index_info();
     assert_eq!(info.origin, Some(origin), "{info:?}");
@@ -412,7 +434,7 @@ fn assert_remade(dir: &std::path::Path, templates: &[Template], origin: IndexOri
         assert_eq!(out.candidates[0].row.0, mate as u64);
     }
     drop(g);
-    let g = Gallery::open(dir).unwrap();
+    let g = open();
     assert!(g.wait_for_index(Duration::from_secs(120)));
     let info = g.index_info();
     assert_eq!(info.origin, Some(IndexOrigin::Loaded));
@@ -455,7 +477,7 @@ const BUILDER_DAMAGE: [(&str, Harm); 5] = [
 #[test]
 fn a_damaged_flat_graph_is_flattened_again() {
     for (what, harm) in FLAT_DAMAGE {
-        let (dir, templates) = saved_index(600, 41);
+        let (dir, templates) = saved_reference_index(600, 41);
         harm(dir.path());
         eprintln!("damage: {what}");
         assert_remade(dir.path(), &templates, IndexOrigin::Loaded);
@@ -468,7 +490,7 @@ fn a_damaged_flat_graph_is_flattened_again() {
 #[test]
 fn damaged_index_files_are_rebuilt() {
     for (what, harm) in BUILDER_DAMAGE {
-        let (dir, templates) = saved_index(600, 41);
+        let (dir, templates) = saved_reference_index(600, 41);
         FLAT_DAMAGE[1].1(dir.path());
         harm(dir.path());
         eprintln!("damage: {what}");
@@ -480,12 +502,12 @@ fn damaged_index_files_are_rebuilt() {
 /// the damage only shows when the tail is folded in, which then rebuilds.
 #[test]
 fn builder_damage_waits_for_the_next_fold() {
-    let (dir, mut templates) = saved_index(600, 42);
+    let (dir, mut templates) = saved_reference_index(600, 42);
     BUILDER_DAMAGE[0].1(dir.path());
-    let policy = IndexPolicy {
+    let policy = by_hnsw_rs(IndexPolicy {
         fold_rows: 50,
         ..IndexPolicy::default()
-    };
+    });
     let g = Gallery::open_with(dir.path(), policy).unwrap();
     assert!(g.wait_for_index(Duration::from_secs(120)));
     assert_eq!(g.index_info().origin, Some(IndexOrigin::Loaded));
@@ -510,7 +532,7 @@ fn builder_damage_waits_for_the_next_fold() {
 fn an_unsaved_flat_graph_still_serves() {
     let n = 600;
     let dir = tempfile::tempdir().unwrap();
-    let (g, templates) = gallery(dir.path(), n, 44, Layout::DEFAULT, manual());
+    let (g, templates) = gallery(dir.path(), n, 44, Layout::DEFAULT, by_hnsw_rs(manual()));
     let blocker = dir.path().join("hnsw.flat");
     std::fs::create_dir(&blocker).unwrap();
     std::fs::write(blocker.join("keep"), b"x").unwrap();
@@ -537,8 +559,8 @@ fn an_unsaved_flat_graph_still_serves() {
 /// rows than the gallery holds is stale and rebuilt.
 #[test]
 fn stale_index_files_are_rebuilt() {
-    let (other, _) = saved_index(700, 51);
-    let (mine, templates) = saved_index(600, 52);
+    let (other, _) = saved_reference_index(700, 51);
+    let (mine, templates) = saved_reference_index(600, 52);
     for f in [
         "hnsw.flat",
         "hnsw.meta",

@@ -94,12 +94,16 @@ pub struct AnnParams {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GraphBuilder {
     /// `hnsw_rs`, flattened after the build, with links back added; its own
-    /// files beside the gallery are what an extension starts from.
-    #[default]
+    /// files beside the gallery are what an extension starts from. The
+    /// reference the native builder's graph quality is tested against.
     HnswRs,
-    /// This crate's parallel builder (`native.rs`): fixed-size `u32` lists
-    /// over the i8 keys, written straight into `hnsw.flat`, which is also
-    /// what an extension starts from.
+    /// This crate's parallel builder (`native.rs`), the default: fixed-size
+    /// `u32` lists over the i8 keys (base lists with slots for links back),
+    /// written straight into `hnsw.flat`, which is also what an extension
+    /// starts from. On 100k structured templates it misses the same mates
+    /// at the same `ef` as `hnsw_rs`'s graph, built in a sixth of the time
+    /// with a seventh of the memory (`BENCHMARKS.md`).
+    #[default]
     Native,
 }
 
