@@ -17,8 +17,9 @@
 //!   earlier run (loaded at open) to measure searches again;
 //! * `PALMLINK_ANN_EFC=<n>`: `efConstruction` of the graph build (default
 //!   that of `AnnParams`, 100);
-//! * `PALMLINK_ANN_BUILDER=native`: build with the native builder instead
-//!   of `hnsw_rs` (`GraphBuilder::Native`).
+//! * `PALMLINK_ANN_BUILDER=hnsw_rs`: build with `hnsw_rs` (the reference
+//!   builder, `GraphBuilder::HnswRs`) instead of the default native builder;
+//!   `native` names the default.
 //!
 //! Before the timed part it prints (and writes to
 //! `target/bench-data/search_at_scale-<n>.txt`): open, copy-derivation, build,
@@ -67,8 +68,10 @@ fn manual() -> IndexPolicy {
     {
         policy.params.ef_construction = efc;
     }
-    if std::env::var("PALMLINK_ANN_BUILDER").is_ok_and(|v| v == "native") {
-        policy.params.builder = GraphBuilder::Native;
+    match std::env::var("PALMLINK_ANN_BUILDER").as_deref() {
+        Ok("native") => policy.params.builder = GraphBuilder::Native,
+        Ok("hnsw_rs") => policy.params.builder = GraphBuilder::HnswRs,
+        _ => {}
     }
     policy
 }

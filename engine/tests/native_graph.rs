@@ -179,12 +179,15 @@ fn a_damaged_native_graph_is_rebuilt() {
 
 /// Both builders write the same search form: a gallery whose graph
 /// `hnsw_rs` made is rebuilt natively (the other builder's files removed),
-/// and the default builder's gallery then maps that graph.
+/// and a gallery building with `hnsw_rs` then maps that graph.
 #[test]
 fn a_graph_of_either_builder_serves_the_other() {
     let dir = tempfile::tempdir().unwrap();
-    let (g, mut templates) = gallery(dir.path(), 600, 79, Layout::DEFAULT, manual());
+    let mut reference = manual();
+    reference.params.builder = GraphBuilder::HnswRs;
+    let (g, mut templates) = gallery(dir.path(), 600, 79, Layout::DEFAULT, reference);
     g.rebuild_index().unwrap();
+    assert!(dir.path().join("hnsw.meta").exists());
     drop(g);
     let g = Gallery::open_with(dir.path(), native(manual())).unwrap();
     let mut rng = StdRng::seed_from_u64(80);
@@ -201,7 +204,9 @@ fn a_graph_of_either_builder_serves_the_other() {
     assert_eq!(g.index_info().origin, Some(IndexOrigin::Built));
     assert!(!dir.path().join("hnsw.meta").exists());
     drop(g);
-    let g = Gallery::open(dir.path()).unwrap();
+    let mut policy = IndexPolicy::default();
+    policy.params.builder = GraphBuilder::HnswRs;
+    let g = Gallery::open_with(dir.path(), policy).unwrap();
     assert!(g.wait_for_index(Duration::from_secs(120)));
     assert_eq!(
         g.index_info().origin,

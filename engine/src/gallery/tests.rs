@@ -39,12 +39,14 @@ fn templates(n: usize, seed: u64) -> Vec<Template> {
 }
 
 /// A gallery of `n` templates whose graph index is built and saved (the
-/// policy builds none at open, so the test decides when).
+/// policy builds none at open, so the test decides when), by `hnsw_rs`:
+/// the builder that leaves the most files holding keys.
 fn gallery_with_graph(dir: &Path, n: usize) -> (Gallery, Vec<Template>) {
-    let policy = IndexPolicy {
+    let mut policy = IndexPolicy {
         at_open: false,
         ..IndexPolicy::default()
     };
+    policy.params.builder = crate::GraphBuilder::HnswRs;
     drop(Gallery::create(dir, Layout::DEFAULT).unwrap());
     let g = Gallery::open_with(dir, policy).unwrap();
     let t = templates(n, 0x5eed_0001);

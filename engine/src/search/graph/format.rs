@@ -19,9 +19,14 @@
 //! | their neighbours on that layer | `u32` | `upper · degree` |
 //! | orphans: points no search reaches | `u32` | `orphans` |
 //!
-//! Neighbour lists are padded with [`NONE`]. A file is only used when both
-//! CRCs hold, its digest matches the gallery, and every index in it is in
-//! range (checked once at open), so a search never reads out of bounds.
+//! Neighbour lists are padded with [`NONE`]. A base-layer list has two
+//! parts, each padded at its end: its first `forward0` slots hold the links
+//! the build chose, the other `degree0 - forward0` the links back it added
+//! afterwards (a graph flattened from `hnsw_rs` has one part: its links back
+//! are appended to the build's, and `forward0 = degree0`). A file is only
+//! used when both CRCs hold, its digest matches the gallery, and every index
+//! in it is in range (checked once at open), so a search never reads out of
+//! bounds.
 //!
 //! # Erasure
 //!
@@ -48,11 +53,14 @@ pub(crate) const FLAT_FILE: &str = "hnsw.flat";
 /// Where the file is written before it is renamed into place.
 pub(crate) const FLAT_TMP: &str = "hnsw.flat.tmp";
 pub(super) const MAGIC: [u8; 8] = *b"PLMFLAT\0";
-/// Version 3: each key has its own CRC, outside the body CRC, so that keys
-/// can be erased in place (version 2: base lists carry links back, see
-/// `build.rs`). A file of an earlier version is refused, and the graph is
-/// flattened again from the saved build.
-pub(super) const VERSION: u32 = 3;
+/// Version 4: base-layer lists have two parts, `forward0` slots of the
+/// build's own links and the rest for links back ([`Header::forward0`]);
+/// version 3: each key has its own CRC, outside the body CRC, so that keys
+/// can be erased in place; version 2: base lists carry links back (see
+/// `build.rs`). A file of an earlier version is refused with its version
+/// named, and the graph is flattened again from the saved build or built
+/// again.
+pub(super) const VERSION: u32 = 4;
 /// Padding of a neighbour list.
 pub(crate) const NONE: u32 = u32::MAX;
 const ALIGN: usize = 64;
@@ -79,7 +87,11 @@ pub(super) struct Header {
     /// Which builder made the graph: [`BY_HNSW_RS`] (0, also in files
     /// written before this field) or [`BY_NATIVE`].
     pub(super) builder: u32,
-    pub(super) reserved: [u8; 40],
+    /// Slots of each base-layer list that hold the build's own links (at
+    /// most `degree0`); the rest hold links back. Each part is padded with
+    /// [`NONE`] at its end.
+    pub(super) forward0: u32,
+    pub(super) reserved: [u8; 36],
     pub(super) crc: u32,
 }
 
@@ -255,6 +267,7 @@ impl FlatGraph {
         header.max_connections = lists.max_connections;
         header.ef_construction = lists.ef_construction;
         header.builder = BY_HNSW_RS;
+        header.forward0 = degree0 as u32;
         let sections = Sections::of(&header).expect("sections of an in-memory graph fit");
         let mut words = vec![0u64; sections.end.div_ceil(8)];
         {
@@ -348,7 +361,11 @@ impl FlatGraph {
             return Err((map, format!("{FLAT_FILE} header is damaged")));
         }
         if header.version != VERSION {
-            return Err((map, format!("{FLAT_FILE} version {}", header.version)));
+            let why = format!(
+                "{FLAT_FILE} version {}, this build reads version {VERSION}",
+                header.version
+            );
+            return Err((map, why));
         }
         let Some(sections) = Sections::of(&header) else {
             return Err((map, format!("{FLAT_FILE} header is inconsistent")));
@@ -488,6 +505,9 @@ impl FlatGraph {
         let bad = |what: &str| Err(format!("{FLAT_FILE}: {what} out of range"));
         if n > 0 && h.entry as usize >= n || n == 0 && h.levels != 0 {
             return bad("entry point");
+        }
+        if h.forward0 > h.degree0 {
+            return bad("forward part of the base lists");
         }
         let rows = self.u32s(self.sections.rows);
         if rows.windows(2).any(|w| w[0] >= w[1])
@@ -632,9 +652,15 @@ impl FlatGraph {
         bytemuck::cast_slice(self.slice(self.sections.keys))
     }
 
-    /// The base-layer lists (padded with [`NONE`]) and their length.
-    pub(super) fn base(&self) -> (&[u32], usize) {
-        (self.u32s(self.sections.base), self.header.degree0 as usize)
+    /// The base-layer lists, their length, and the length of their first
+    /// part (the build's own links; the rest are links back). Each part is
+    /// padded with [`NONE`] at its end.
+    pub(super) fn base(&self) -> (&[u32], usize, usize) {
+        (
+            self.u32s(self.sections.base),
+            self.header.degree0 as usize,
+            self.header.forward0 as usize,
+        )
     }
 
     /// The upper layers, top first excluded: the start of each layer in the

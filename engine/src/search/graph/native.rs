@@ -4,60 +4,65 @@
 //!
 //! # Structure
 //!
-//! Every point has fixed-size lists of `u32` point numbers: `2·M` slots on
-//! the base layer, `M` on each upper layer it is on, padded with [`NONE`],
-//! the layout of the file itself, so that writing the file is a copy. The
-//! slots are atomics: a build thread reads a list without a lock (it may see
-//! a list being rewritten, every slot of which names a point) and rewrites a
-//! list only under the point's lock (striped, one lock held at a time).
+//! Every point has fixed-size lists of `u32` point numbers, padded with
+//! [`NONE`]: on the base layer `2·M` slots for the links the build chose and
+//! `M` for links back, on each upper layer it is on `M`; the layout of the
+//! file itself, so that writing the file is a copy. The slots are atomics: a
+//! build thread reads a list without a lock (it may see a list being
+//! rewritten, every slot of which names a point) and rewrites a list only
+//! under the point's lock (striped, one lock held at a time).
 //!
 //! # Algorithm
 //!
-//! HNSW as published (Malkov and Yashunin, 2018) and as hnswlib builds it:
-//! a point's level is drawn from `-ln(u)/ln(M)`, with `u` a hash of its row
-//! (so levels, and a single-threaded build, are deterministic); it descends
-//! greedily from the entry point to its level, then on each of its layers
-//! explores `efConstruction` candidates from the previous layer's, keeps `M`
-//! of them by the neighbour-selection heuristic (a candidate is kept only
-//! when it is nearer to the point than to every neighbour kept before it),
-//! and links each kept neighbour back; a neighbour whose list is full
-//! re-selects its list by the same heuristic among its links and the new
-//! point. The point on the highest layer is inserted first and stays the
-//! entry point (an extension whose new point is higher inserts that one
-//! first and makes it the entry). Points the base layer does not reach from
-//! the entry point (a re-selection can drop a point's last link in, more
-//! often when its neighbours were inserted at the same time) are linked
-//! back in after the inserts; any a few rounds of that leave are listed as
-//! orphans and scanned exactly.
+//! HNSW as published (Malkov and Yashunin, 2018): a point's level is drawn
+//! from `-ln(u)/ln(M)`, with `u` a hash of its row (so levels, and a
+//! single-threaded build, are deterministic); it descends greedily from the
+//! entry point to its level, then on each of its layers explores
+//! `efConstruction` candidates from the previous layer's and keeps some of
+//! them by the neighbour-selection heuristic (a candidate is kept only when
+//! it is nearer to the point than to every neighbour kept before it): up to
+//! `2·M` on the base layer, `M` above. Each kept neighbour links back. A full
+//! base list keeps its `2·M` nearest links (the distance of each is kept
+//! beside it while building, so the farthest is found without computing
+//! any), as `hnsw_rs` does; a full upper list re-selects by the heuristic,
+//! as hnswlib does. The point on the highest layer is inserted first and
+//! stays the entry point (an extension whose new point is higher inserts
+//! that one first and makes it the entry).
+//!
+//! After the inserts, each point's slots for links back are filled with
+//! the points whose own list links to it while its own does not link back
+//! (those with the fewest links in first, then the nearest), the links a
+//! full list dropped: what `hnsw_rs`'s flattening adds to its graph
+//! (`build.rs`), without which the search needs a larger `ef` for the same
+//! mates. Points the base layer then does not reach from the entry point
+//! are linked back in; any a few rounds of that leave are listed as orphans
+//! and scanned exactly.
 //!
 //! # Memory
 //!
-//! The key (one byte a value), `2·M` base slots, the row and level, about
-//! `M·4/(M-1)` bytes of upper lists and an offset, per point: 797 bytes at
-//! 640 values and `M = 16`, nothing else per point while building or writing.
+//! Per point: the key (one byte a value), `3·M` base slots, the row and
+//! level, about `M·4/(M-1)` bytes of upper lists and an offset, and while
+//! points are inserted the `2·M` distances of its own base links: 973 bytes
+//! at 640 values and `M = 16`. The distances are dropped before the links
+//! back are made, which hold two counters and an offset per point and one
+//! `u32` per link without its link back, for as long as that takes.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::fs;
-use std::io::BufWriter;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use bytemuck::Zeroable;
 use rayon::prelude::*;
 
-use super::build::{unreached, BUILD_BATCH};
-use super::format::{
-    put_in_place, FlatGraph, Header, BY_NATIVE, FLAT_FILE, FLAT_TMP, NONE, VERSION,
-};
+use super::build::BUILD_BATCH;
+use super::format::{FlatGraph, BY_NATIVE, NONE};
 use super::search::Visited;
-use super::write::{FlatWriter, Part};
-use super::{key_into, rows_digest, AnnParams, Cancelled, GraphIndex, IndexOrigin};
-use crate::error::GalleryError;
+use super::{key_into, AnnParams, Cancelled};
 use crate::kernels::{self, prefetch};
 use crate::storage::Snapshot;
+
+mod links;
+mod save;
 
 /// Highest level a point is drawn on.
 const MAX_LEVEL: usize = 16;
@@ -80,8 +85,11 @@ pub(crate) enum Threads {
 
 /// A graph being built.
 pub(crate) struct NativeGraph {
-    /// `M`: links per upper list; base lists hold `2·M`.
+    /// `M`: links per upper list; base lists hold `2·M` links of the
+    /// build's own and `back` links back.
     m: usize,
+    /// Slots for links back at the end of each base list (`M`).
+    back: usize,
     ef_construction: usize,
     dim: usize,
     /// The row of each point, increasing.
@@ -89,6 +97,10 @@ pub(crate) struct NativeGraph {
     keys: Vec<i8>,
     levels: Vec<u8>,
     base: Vec<AtomicU32>,
+    /// While points are inserted: the distance of each link of the build's
+    /// own in `base` (`2·M` per point), so that a full list drops its
+    /// farthest link without computing its distances again.
+    dists0: Vec<AtomicI32>,
     /// Per point, its first upper list in `upper` (layer 1), or [`NONE`].
     upper_at: Vec<u32>,
     upper: Vec<AtomicU32>,
@@ -107,6 +119,8 @@ struct Scratch {
     found: BinaryHeap<(i64, u32)>,
     fresh: Vec<u32>,
     chosen: Vec<(i64, u32)>,
+    /// The links of the point being inserted, per layer, to link back.
+    picked: Vec<(usize, i64, u32)>,
     pool: Vec<(i64, u32)>,
 }
 
@@ -118,9 +132,17 @@ impl Scratch {
             found: BinaryHeap::new(),
             fresh: Vec::new(),
             chosen: Vec::new(),
+            picked: Vec::new(),
             pool: Vec::new(),
         }
     }
+}
+
+/// A distance as kept beside a link: `|key·key'|` is at most
+/// `dim·127²`, which fits unless keys are longer than 133,000 values
+/// (saturated then, which only blurs the order of the farthest links).
+fn narrow(d: i64) -> i32 {
+    d.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 /// The level of the point of `row` in a graph of `M = m`.
@@ -137,18 +159,21 @@ impl NativeGraph {
     fn empty(params: AnnParams, dim: usize, capacity: usize) -> NativeGraph {
         let params = params.checked();
         let m = params.max_connections;
+        let back = m;
         let mut base = Vec::new();
-        base.reserve_exact(capacity * 2 * m);
+        base.reserve_exact(capacity * (2 * m + back));
         let mut keys = Vec::new();
         keys.reserve_exact(capacity * dim);
         NativeGraph {
             m,
+            back,
             ef_construction: params.ef_construction,
             dim,
             rows: Vec::with_capacity(capacity),
             keys,
             levels: Vec::with_capacity(capacity),
             base,
+            dists0: Vec::new(),
             upper_at: Vec::with_capacity(capacity),
             upper: Vec::new(),
             locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
@@ -177,22 +202,23 @@ impl NativeGraph {
     pub(crate) fn from_flat(flat: &FlatGraph, params: AnnParams, more: usize) -> Option<Self> {
         let h = &flat.header;
         let m = params.checked().max_connections;
-        if h.builder != BY_NATIVE
-            || h.max_connections as usize != m
-            || h.degree0 as usize != 2 * m
-            || h.degree as usize != m
-        {
-            return None;
-        }
         let params = AnnParams {
             ef_construction: h.ef_construction as usize,
             ..params
         };
         let n = flat.points();
         let mut g = NativeGraph::empty(params, flat.dim(), n + more);
+        if h.builder != BY_NATIVE
+            || h.max_connections as usize != m
+            || h.forward0 as usize != 2 * m
+            || h.degree0 as usize != g.width0()
+            || h.degree as usize != m
+        {
+            return None;
+        }
         g.rows.extend_from_slice(flat.rows_of_points());
         g.keys.extend_from_slice(flat.keys());
-        let (base, _) = flat.base();
+        let (base, _, _) = flat.base();
         g.base.extend(base.iter().map(|&p| AtomicU32::new(p)));
         g.levels.resize(n, 0);
         let (starts, ups, links, _) = flat.upper();
@@ -264,7 +290,8 @@ impl NativeGraph {
             .zip(rows.par_iter())
             .for_each(|(key, &r)| key_into(snap.vector(r), key));
         self.base
-            .extend((0..rows.len() * 2 * m).map(|_| AtomicU32::new(NONE)));
+            .extend((0..rows.len() * self.width0()).map(|_| AtomicU32::new(NONE)));
+        self.dists0 = self.own_distances();
         let mut next = (self.upper.len() / m) as u32;
         for &r in rows {
             let level = level_of(r, m);
@@ -315,6 +342,7 @@ impl NativeGraph {
                 }
             }
         }
+        self.dists0 = Vec::new();
         self.reconnect(&mut scratch);
         self.covered = self.covered.max(snap.count);
         Ok(())
@@ -330,21 +358,41 @@ impl NativeGraph {
         -kernels::dot_i8(key, self.key(p))
     }
 
-    /// The slots of `p`'s list on `layer` (a layer it is on).
+    /// Slots of a base list: `2·M` for the build's own links, then the
+    /// links back.
+    fn width0(&self) -> usize {
+        2 * self.m + self.back
+    }
+
+    /// The slots of `p`'s list of its own links on `layer` (a layer it is
+    /// on).
     fn list(&self, p: u32, layer: usize) -> &[AtomicU32] {
         if layer == 0 {
-            let d = 2 * self.m;
-            &self.base[p as usize * d..(p as usize + 1) * d]
+            let at = p as usize * self.width0();
+            &self.base[at..at + 2 * self.m]
         } else {
             let at = (self.upper_at[p as usize] as usize + layer - 1) * self.m;
             &self.upper[at..at + self.m]
         }
     }
 
+    /// The slots of `p`'s links back on the base layer.
+    fn back_list(&self, p: u32) -> &[AtomicU32] {
+        let at = p as usize * self.width0();
+        &self.base[at + 2 * self.m..at + self.width0()]
+    }
+
     fn links(list: &[AtomicU32]) -> impl Iterator<Item = u32> + '_ {
         list.iter()
             .map(|s| s.load(Relaxed))
             .take_while(|&q| q != NONE)
+    }
+
+    /// Every link of `p` on `layer`: its own, then (on the base layer) its
+    /// links back.
+    fn all_links(&self, p: u32, layer: usize) -> impl Iterator<Item = u32> + '_ {
+        let back: &[AtomicU32] = if layer == 0 { self.back_list(p) } else { &[] };
+        Self::links(self.list(p, layer)).chain(Self::links(back))
     }
 
     fn lock(&self, p: u32) -> std::sync::MutexGuard<'_, ()> {
@@ -373,77 +421,72 @@ impl NativeGraph {
         (best, ep)
     }
 
+    /// Inserts `p`: its own lists on every layer first, top down, and only
+    /// then the links back to it, so that no search reaches `p` (and starts
+    /// a layer from it) before all its lists are there.
     fn insert(&self, p: u32, s: &mut Scratch) {
         let key = self.key(p);
         let level = usize::from(self.levels[p as usize]);
         let mut starts = vec![self.descend(key, level)];
+        s.picked.clear();
         for layer in (0..=level.min(self.top)).rev() {
             let mut near = self.search_layer(key, &starts, layer, s);
             near.retain(|&(_, q)| q != p);
-            self.select(&near, self.m, &mut s.chosen);
+            let keep = if layer == 0 { 2 * self.m } else { self.m };
+            self.select(&near, keep, &mut s.chosen);
             {
                 let _guard = self.lock(p);
                 let list = self.list(p, layer);
                 for (i, slot) in list.iter().enumerate() {
                     slot.store(s.chosen.get(i).map_or(NONE, |&(_, q)| q), Relaxed);
                 }
+                if layer == 0 {
+                    for (slot, &(d, _)) in self.dists_of(p).iter().zip(&s.chosen) {
+                        slot.store(narrow(d), Relaxed);
+                    }
+                }
             }
-            for i in 0..s.chosen.len() {
-                let (d, q) = s.chosen[i];
-                self.link_back(q, p, d, layer, &mut s.pool);
-            }
+            s.picked
+                .extend(s.chosen.iter().map(|&(d, q)| (layer, d, q)));
             starts = near;
         }
-    }
-
-    /// Links the points the base layer does not reach from the entry point
-    /// back in (a full list elsewhere can drop a point's last link to it):
-    /// each into the list of the nearest reached point with room, else in
-    /// place of the farthest link of the nearest one; in rounds, as a point
-    /// displaced may be left unreached in turn. What a few rounds leave is
-    /// listed as orphans.
-    fn reconnect(&self, s: &mut Scratch) {
-        for _ in 0..4 {
-            let orphans = self.orphans();
-            if orphans.is_empty() {
-                return;
-            }
-            for &o in &orphans {
-                let key = self.key(o);
-                let near = self.search_layer(key, &[self.descend(key, 0)], 0, s);
-                let mut near = near.iter().map(|&(_, q)| q).filter(|&q| q != o);
-                let Some(nearest) = near.next() else {
-                    continue;
-                };
-                let full = 2 * self.m;
-                let host = std::iter::once(nearest)
-                    .chain(near)
-                    .find(|&q| Self::links(self.list(q, 0)).count() < full);
-                let q = host.unwrap_or(nearest);
-                let _guard = self.lock(q);
-                let list = self.list(q, 0);
-                let links: Vec<u32> = Self::links(list).collect();
-                if links.contains(&o) {
-                    continue;
-                }
-                let slot = if links.len() < full {
-                    links.len()
-                } else {
-                    let kq = self.key(q);
-                    (0..links.len())
-                        .max_by_key(|&i| self.distance(kq, links[i]))
-                        .unwrap_or(0)
-                };
-                list[slot].store(o, Relaxed);
-            }
+        for i in 0..s.picked.len() {
+            let (layer, d, q) = s.picked[i];
+            self.link_back(q, p, d, layer, &mut s.pool);
         }
     }
 
-    /// Adds `p` (at distance `d`) to `q`'s list on `layer`; a full list is
-    /// re-selected among its links and `p`.
+    /// Adds `p` (at distance `d`) to `q`'s list on `layer`. A full base
+    /// list keeps its `2·M` nearest (as `hnsw_rs` does: the links back
+    /// added after the build make up for the far links it drops); a full
+    /// upper list is re-selected among its links and `p` by the heuristic.
     fn link_back(&self, q: u32, p: u32, d: i64, layer: usize, pool: &mut Vec<(i64, u32)>) {
         let _guard = self.lock(q);
         let list = self.list(q, layer);
+        if layer == 0 {
+            let dists = self.dists_of(q);
+            let (mut len, mut far, mut far_at) = (0, i32::MIN, 0);
+            for (i, r) in Self::links(list).enumerate() {
+                if r == p {
+                    return;
+                }
+                let dr = dists[i].load(Relaxed);
+                if dr > far {
+                    (far, far_at) = (dr, i);
+                }
+                len += 1;
+            }
+            let at = if len < list.len() {
+                len
+            } else if narrow(d) < far {
+                far_at
+            } else {
+                return;
+            };
+            list[at].store(p, Relaxed);
+            dists[at].store(narrow(d), Relaxed);
+            return;
+        }
         let mut len = 0;
         for r in Self::links(list) {
             if r == p {
@@ -465,6 +508,28 @@ impl NativeGraph {
         for (i, slot) in list.iter().enumerate() {
             slot.store(kept.get(i).map_or(NONE, |&(_, r)| r), Relaxed);
         }
+    }
+
+    /// The distances of `p`'s own base links, while points are inserted.
+    fn dists_of(&self, p: u32) -> &[AtomicI32] {
+        let d = 2 * self.m;
+        &self.dists0[p as usize * d..(p as usize + 1) * d]
+    }
+
+    /// The distance of every own base link of every point (slots for the
+    /// points not inserted yet are left at 0).
+    fn own_distances(&self) -> Vec<AtomicI32> {
+        let d = 2 * self.m;
+        let mut dists: Vec<AtomicI32> = Vec::new();
+        dists.reserve_exact(self.points() * d);
+        dists.extend((0..self.points() * d).map(|_| AtomicI32::new(0)));
+        dists.par_chunks(d).enumerate().for_each(|(p, slots)| {
+            let key = self.key(p as u32);
+            for (slot, q) in slots.iter().zip(Self::links(self.list(p as u32, 0))) {
+                slot.store(narrow(self.distance(key, q)), Relaxed);
+            }
+        });
+        dists
     }
 
     /// The neighbour-selection heuristic: of `near` (sorted, nearest
@@ -514,7 +579,7 @@ impl NativeGraph {
                 break;
             }
             s.fresh.clear();
-            for q in Self::links(self.list(p, layer)) {
+            for q in self.all_links(p, layer) {
                 if s.visited.first_visit(q) {
                     prefetch(self.key(q));
                     s.fresh.push(q);
@@ -533,132 +598,5 @@ impl NativeGraph {
             }
         }
         std::mem::take(&mut s.found).into_sorted_vec()
-    }
-
-    /// The file header of the graph, without its CRCs.
-    fn header(&self, orphans: usize, digest: u32) -> Header {
-        let mut h = Header::zeroed();
-        h.magic = super::format::MAGIC;
-        h.version = VERSION;
-        h.dim = self.dim as u32;
-        h.points = self.points() as u64;
-        h.rows = self.covered;
-        h.upper = (1..=self.top)
-            .map(|l| self.levels.iter().filter(|&&v| usize::from(v) >= l).count() as u64)
-            .sum();
-        h.orphans = orphans as u64;
-        h.degree0 = 2 * self.m as u32;
-        h.degree = self.m as u32;
-        h.levels = self.top as u32;
-        h.entry = if self.entry == NONE { 0 } else { self.entry };
-        h.digest = digest;
-        h.max_connections = self.m as u32;
-        h.ef_construction = self.ef_construction as u32;
-        h.builder = BY_NATIVE;
-        h
-    }
-
-    /// Writes every section of the file to `w`.
-    fn write<W: std::io::Write>(
-        &self,
-        w: &mut FlatWriter<W>,
-        orphans: &[u32],
-    ) -> std::io::Result<()> {
-        const CHUNK: usize = 1 << 14;
-        w.put(Part::Rows, bytemuck::cast_slice(&self.rows))?;
-        w.put(Part::Keys, bytemuck::cast_slice(&self.keys))?;
-        for keys in self.keys.chunks(CHUNK * self.dim.max(1)) {
-            let crcs: Vec<u32> = keys
-                .par_chunks(self.dim.max(1))
-                .map(|k| {
-                    if k.iter().all(|&v| v == 0) {
-                        0
-                    } else {
-                        crc32fast::hash(bytemuck::cast_slice(k))
-                    }
-                })
-                .collect();
-            w.put(Part::KeyCrcs, bytemuck::cast_slice(&crcs))?;
-        }
-        let mut buf: Vec<u32> = Vec::with_capacity(CHUNK);
-        for slots in self.base.chunks(CHUNK) {
-            buf.clear();
-            buf.extend(slots.iter().map(|s| s.load(Relaxed)));
-            w.put(Part::Base, bytemuck::cast_slice(&buf))?;
-        }
-        let mut starts = vec![0u64];
-        let mut on_layer: Vec<Vec<u32>> = Vec::new();
-        for layer in 1..=self.top {
-            let points: Vec<u32> = (0..self.points() as u32)
-                .filter(|&p| usize::from(self.levels[p as usize]) >= layer)
-                .collect();
-            starts.push(starts[layer - 1] + points.len() as u64);
-            on_layer.push(points);
-        }
-        w.put(Part::LevelStart, bytemuck::cast_slice(&starts))?;
-        for points in &on_layer {
-            w.put(Part::UpperPoints, bytemuck::cast_slice(points))?;
-        }
-        for (layer, points) in (1..).zip(&on_layer) {
-            for &p in points {
-                buf.clear();
-                buf.extend(self.list(p, layer).iter().map(|s| s.load(Relaxed)));
-                w.put(Part::UpperLinks, bytemuck::cast_slice(&buf))?;
-            }
-        }
-        w.put(Part::Orphans, bytemuck::cast_slice(orphans))
-    }
-
-    /// Points the base layer does not reach from the entry point.
-    fn orphans(&self) -> Vec<u32> {
-        if self.entry == NONE {
-            return Vec::new();
-        }
-        unreached(self.points(), &[self.entry], |p, out| {
-            out.extend(Self::links(self.list(p, 0)));
-        })
-    }
-
-    /// Writes the graph to `dir` as `hnsw.flat` and maps it; held in memory
-    /// only if the save fails (the next open then rebuilds).
-    pub(crate) fn save(
-        &self,
-        dir: &Path,
-        snap: &Snapshot,
-        origin: IndexOrigin,
-    ) -> Result<GraphIndex, GalleryError> {
-        let orphans = self.orphans();
-        let header = self.header(orphans.len(), rows_digest(snap, self.covered));
-        let tmp = dir.join(FLAT_TMP);
-        let saved = (|| -> std::io::Result<()> {
-            let file = fs::File::create(&tmp)?;
-            let mut w = FlatWriter::new(BufWriter::with_capacity(1 << 20, file), header)?;
-            self.write(&mut w, &orphans)?;
-            let (out, header) = w.finish()?;
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            file.write_all_at(bytemuck::bytes_of(&header), 0)?;
-            file.sync_all()
-        })();
-        let mapped = saved
-            .map_err(|e| GalleryError::io(&tmp, e))
-            .and_then(|()| put_in_place(dir))
-            .ok()
-            .and_then(|()| GraphIndex::load(dir, snap).ok());
-        if let Some(index) = mapped {
-            return Ok(GraphIndex { origin, ..index });
-        }
-        let _ = fs::remove_file(&tmp);
-        let mut w = FlatWriter::new(Vec::new(), header)
-            .map_err(|e| GalleryError::io(dir.join(FLAT_FILE), e))?;
-        self.write(&mut w, &orphans)
-            .map_err(|e| GalleryError::io(dir.join(FLAT_FILE), e))?;
-        let (mut bytes, header) = w
-            .finish()
-            .map_err(|e| GalleryError::io(dir.join(FLAT_FILE), e))?;
-        bytes[..super::format::HEADER_LEN].copy_from_slice(bytemuck::bytes_of(&header));
-        let flat = FlatGraph::from_bytes(&bytes, header).ok_or_else(|| {
-            GalleryError::io(dir, std::io::Error::other("flat graph does not fit"))
-        })?;
-        Ok(GraphIndex::from_flat(flat, snap, origin))
     }
 }

@@ -124,7 +124,7 @@ pub(crate) fn propose(
     }
 
     let ef = ef.max(knn);
-    let (base, degree0) = graph.base();
+    let (base, degree0, forward0) = graph.base();
     let row = |p: u32| u64::from(rows[p as usize]);
     VISITED.with_borrow_mut(|visited| {
         visited.start(n);
@@ -143,8 +143,10 @@ pub(crate) fn propose(
                 break;
             }
             let at = p as usize * degree0;
+            let (own, back) = base[at..at + degree0].split_at(forward0);
             fresh.clear();
-            for &next in base[at..at + degree0].iter().take_while(|&&q| q != NONE) {
+            let links = own.iter().take_while(|&&q| q != NONE);
+            for &next in links.chain(back.iter().take_while(|&&q| q != NONE)) {
                 if visited.first_visit(next) {
                     prefetch(&keys[next as usize * dim..(next as usize + 1) * dim]);
                     prefetch(&rows[next as usize..=next as usize]);

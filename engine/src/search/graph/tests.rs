@@ -183,7 +183,27 @@ fn a_file_of_the_previous_version_is_refused() {
     let g = flatten(ring(8), 80, 7).unwrap();
     save_altered(dir.path(), &g, |header, _| header.version = VERSION - 1);
     let refused = load(dir.path(), 80, 7).err().unwrap();
-    assert_eq!(refused, format!("{FLAT_FILE} version {}", VERSION - 1));
+    assert_eq!(
+        refused,
+        format!(
+            "{FLAT_FILE} version {}, this build reads version {VERSION}",
+            VERSION - 1
+        )
+    );
+}
+
+/// A base list's first part cannot be longer than the list: a header that
+/// says so (with valid CRCs) is refused before any search splits a list.
+#[test]
+fn a_forward_part_longer_than_the_lists_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = flatten(ring(8), 80, 7).unwrap();
+    assert_eq!(g.header.forward0, g.header.degree0);
+    save_altered(dir.path(), &g, |header, _| {
+        header.forward0 = header.degree0 + 1
+    });
+    let refused = load(dir.path(), 80, 7).err().unwrap();
+    assert!(refused.contains("forward part"), "{refused}");
 }
 
 #[test]
