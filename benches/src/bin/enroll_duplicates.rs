@@ -116,8 +116,12 @@ async fn preload(service: BenchService, count: usize) -> anyhow::Result<(BenchSe
     let mut restart = config.clone();
     restart.listen = server.addr();
     server.stop().await?;
-    // The galleries removed: the restarted node rebuilds them from the database.
-    std::fs::remove_dir_all(config.data_dir.join("galleries"))?;
+    // No galleries (the import writes the database only; any left are removed): the
+    // restarted node rebuilds them from the database.
+    let galleries = config.data_dir.join("galleries");
+    if galleries.exists() {
+        std::fs::remove_dir_all(galleries)?;
+    }
     let rebuilding = Instant::now();
     let server = palmlink_api::start(restart).await?;
     let ready = format!("{base}/readyz");
