@@ -316,3 +316,32 @@ fn delete_before_the_saved_graph_is_loaded_scrubs_its_file() {
     assert!(g.wait_for_index(std::time::Duration::from_secs(60)));
     assert!(g.get(RowId(21)).unwrap().is_none());
 }
+
+#[test]
+fn after_waiting_for_the_quantised_copy_it_covers_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3000;
+    {
+        let g = Gallery::create(dir.path(), Layout::DEFAULT).unwrap();
+        let t = templates(n, 41);
+        let items: Vec<(RecordIds, &Template)> = t
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (ids(i as u64), t))
+            .collect();
+        g.insert_batch(&items).unwrap();
+    }
+    let g = Gallery::open_with(
+        dir.path(),
+        IndexPolicy {
+            at_open: false,
+            ..IndexPolicy::default()
+        },
+    )
+    .unwrap();
+    g.wait_for_quantised_copy();
+    assert_eq!(g.quantised_rows(), n as u64);
+    assert_eq!(g.passing_rows(), n as u64);
+    // Waiting again returns at once.
+    g.wait_for_quantised_copy();
+}

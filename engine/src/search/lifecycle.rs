@@ -580,6 +580,19 @@ impl Accelerators {
         }
     }
 
+    /// Waits until the compact copy derived after open is in place (returns
+    /// at once when it is).
+    pub(crate) fn wait_derived(&self) {
+        let deriving = self
+            .deriving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = deriving {
+            let _ = h.join();
+        }
+    }
+
     /// Waits until no index build is running, at most `timeout`; true if an
     /// index is then ready.
     pub(crate) fn wait(&self, timeout: Duration) -> bool {

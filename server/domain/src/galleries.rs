@@ -485,7 +485,7 @@ impl Galleries {
     }
 
     /// Brings every gallery of this node into agreement with the database before the node
-    /// serves: moves the templates of palms written before templates lived in the database
+    /// serves, with its quantised copy derived: moves the templates of palms written before templates lived in the database
     /// into it (from this node's galleries), applies every tenant's log, and removes the
     /// galleries of tenants that no longer exist.
     pub async fn start_up(&self) -> DomainResult<()> {
@@ -499,6 +499,10 @@ impl Galleries {
         for tenant in tenants {
             self.seal_legacy(tenant).await?;
             let applied = self.catch_up(tenant).await?;
+            // Ready means fast as well as current: the scans read the quantised copy,
+            // derived in the background after open (a second or two at 1M rows).
+            let gallery = self.get(tenant).map_err(engine)?;
+            run_blocking(move || gallery.wait_for_quantised_copy()).await?;
             tracing::debug!(%tenant, applied, "gallery caught up");
         }
         self.ready.store(true, Ordering::Release);
