@@ -83,6 +83,19 @@ impl BenchService {
         })
     }
 
+    /// [`BenchService::start`] for the enrollment benches: on the store
+    /// `PALMLINK_LOAD_DATABASE_URL` names (SQLite in the fresh directory without it), with no
+    /// graph index built at open, so that no background build shares the cores with what
+    /// they time.
+    pub async fn start_for_enrollments(http: &reqwest::Client) -> anyhow::Result<BenchService> {
+        let database_url = std::env::var("PALMLINK_LOAD_DATABASE_URL").ok();
+        BenchService::start(http, |c| {
+            c.database_url = database_url;
+            c.index_policy.at_open = false;
+        })
+        .await
+    }
+
     /// Starts another node on `first`'s database and master key, with a data directory of
     /// its own (its galleries follow the database's template log).
     pub async fn start_node(

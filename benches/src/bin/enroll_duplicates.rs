@@ -185,12 +185,8 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let database_url = std::env::var("PALMLINK_LOAD_DATABASE_URL").ok();
-    let service = BenchService::start(&http, |c| {
-        c.database_url = database_url.clone();
-        c.index_policy.at_open = false;
-    })
-    .await?;
+    let service = BenchService::start_for_enrollments(&http).await?;
+    let on_postgres = service.config.database_url.is_some();
     let (service, preloaded) = preload(service, gallery).await?;
     // Connections of its own to the restarted node.
     let http = reqwest::Client::builder()
@@ -249,7 +245,7 @@ async fn main() -> anyhow::Result<()> {
     println!("enrollment with the duplicate-identity check off and on (flag)");
     println!(
         "  store: {}; {clients} clients; gallery of {gallery} users imported first ({:.0}/s), growing to {next} during the phases",
-        if database_url.is_some() { "PostgreSQL" } else { "SQLite in a fresh temp dir" },
+        if on_postgres { "PostgreSQL" } else { "SQLite in a fresh temp dir" },
         gallery as f64 / preloaded.import_seconds
     );
     println!(

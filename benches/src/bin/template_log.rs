@@ -113,12 +113,8 @@ async fn main() -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
-    let database_url = std::env::var("PALMLINK_LOAD_DATABASE_URL").ok();
-    let service = BenchService::start(&http, |c| {
-        c.database_url = database_url.clone();
-        c.index_policy.at_open = false;
-    })
-    .await?;
+    let service = BenchService::start_for_enrollments(&http).await?;
+    let on_postgres = service.config.database_url.is_some();
     let mut config = service.config.clone();
     config.listen = service.server.addr();
     let api = Arc::new(Api {
@@ -171,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
     println!("templates in the database, galleries following the log");
     println!(
         "  store: {}; {clients} clients; {enrolled} users enrolled through HTTP",
-        if database_url.is_some() {
+        if on_postgres {
             "PostgreSQL (a schema of its own)"
         } else {
             "SQLite in a fresh temp dir"
