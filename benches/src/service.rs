@@ -187,6 +187,18 @@ pub struct Api {
 }
 
 impl Api {
+    /// Pairs `count` scanners (`hw-enroll-0`, ...) for the enrollment benches; their
+    /// hardware ids and secrets.
+    pub async fn pair_scanners(&self, count: usize) -> anyhow::Result<Vec<(String, String)>> {
+        let mut scanners = Vec::with_capacity(count);
+        for c in 0..count {
+            let hardware_id = format!("hw-enroll-{c}");
+            let secret = self.pair(&hardware_id).await?;
+            scanners.push((hardware_id, secret));
+        }
+        Ok(scanners)
+    }
+
     /// POSTs `body` as JSON with `bearer`; the JSON answer of a 2xx, an error otherwise.
     pub async fn post(&self, path: &str, bearer: &str, body: Value) -> anyhow::Result<Value> {
         let r = self
@@ -332,4 +344,26 @@ pub fn recapture(base: &[Vec<f32>], seed: u64) -> Vec<Vec<f32>> {
 pub fn capture_body(blocks: &[Vec<f32>]) -> Value {
     json!({"vendor": "mock", "captures": [{"palm_type": "right",
         "template": {"format": "f32", "blocks": blocks}, "quality": 0.93, "liveness": 0.99}]})
+}
+
+/// Starts a node on `config` and times it until `/readyz` answers 200 (its galleries have
+/// caught up): the node and the seconds.
+pub async fn start_until_ready(
+    http: &reqwest::Client,
+    config: &palmlink_api::Config,
+) -> anyhow::Result<(palmlink_api::RunningServer, f64)> {
+    let started = std::time::Instant::now();
+    let server = palmlink_api::start(config.clone()).await?;
+    let ready = format!("http://{}/readyz", server.addr());
+    loop {
+        if http
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return Ok((server, started.elapsed().as_secs_f64()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
 }

@@ -24,10 +24,10 @@
 
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use palmlink_benches::service::{
-    arg, enroll_one, enroll_users, palm, percentile, Api, BenchService,
+    arg, enroll_one, enroll_users, palm, percentile, start_until_ready, Api, BenchService,
 };
 use palmlink_domain::gallery_file::{end_line, record_line, Header};
 use palmlink_domain::{ImportOptions, Silent};
@@ -123,19 +123,7 @@ async fn preload(service: BenchService, count: usize) -> anyhow::Result<(BenchSe
     if galleries.exists() {
         std::fs::remove_dir_all(galleries)?;
     }
-    let rebuilding = Instant::now();
-    let server = palmlink_api::start(restart).await?;
-    let ready = format!("{base}/readyz");
-    let http = reqwest::Client::new();
-    while !http
-        .get(&ready)
-        .send()
-        .await
-        .is_ok_and(|r| r.status() == 200)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let rebuild_seconds = rebuilding.elapsed().as_secs_f64();
+    let (server, rebuild_seconds) = start_until_ready(&reqwest::Client::new(), &restart).await?;
     let service = BenchService {
         server,
         base,
@@ -197,12 +185,7 @@ async fn main() -> anyhow::Result<()> {
         base: service.base.clone(),
         token: service.token.clone(),
     });
-    let mut scanners = Vec::with_capacity(clients);
-    for c in 0..clients {
-        let hardware_id = format!("hw-enroll-{c}");
-        let secret = api.pair(&hardware_id).await?;
-        scanners.push((hardware_id, secret));
-    }
+    let scanners = api.pair_scanners(clients).await?;
 
     // A warm-up, not reported: the restarted node derives its quantised copy in the
     // background and its caches are cold; the first phase would pay for both.

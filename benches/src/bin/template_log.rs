@@ -27,9 +27,10 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use palmlink_benches::service::{arg, enroll_users, percentile, Api, BenchService};
+use palmlink_benches::service::{
+    arg, enroll_users, percentile, start_until_ready, Api, BenchService,
+};
 
 /// The allocator of the `palmlink` binary.
 #[global_allocator]
@@ -56,27 +57,6 @@ async fn enroll(
         p50_ms: percentile(&all, 0.5),
         p99_ms: percentile(&all, 0.99),
     })
-}
-
-/// Starts a node on `config` and times it until `/readyz` answers 200.
-async fn start_timed(
-    http: &reqwest::Client,
-    config: &palmlink_api::Config,
-) -> anyhow::Result<(palmlink_api::RunningServer, f64)> {
-    let started = Instant::now();
-    let server = palmlink_api::start(config.clone()).await?;
-    let ready = format!("http://{}/readyz", server.addr());
-    loop {
-        if http
-            .get(&ready)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return Ok((server, started.elapsed().as_secs_f64()));
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
 }
 
 /// Copies a directory tree.
@@ -122,12 +102,7 @@ async fn main() -> anyhow::Result<()> {
         base: service.base.clone(),
         token: service.token.clone(),
     });
-    let mut scanners = Vec::with_capacity(clients);
-    for c in 0..clients {
-        let hardware_id = format!("hw-enroll-{c}");
-        let secret = api.pair(&hardware_id).await?;
-        scanners.push((hardware_id, secret));
-    }
+    let scanners = api.pair_scanners(clients).await?;
 
     // 1. Enrollment through HTTP, in two halves; the galleries of the first half set aside.
     let half = total / 2;
@@ -142,24 +117,24 @@ async fn main() -> anyhow::Result<()> {
     let galleries = config.data_dir.join("galleries");
     let aside = dir.path().join("galleries-at-half");
     copy_tree(&galleries, &aside)?;
-    let (server, _) = start_timed(&http, &config).await?;
+    let (server, _) = start_until_ready(&http, &config).await?;
     let second = enroll(&api, &scanners, half..total).await?;
     server.stop().await?;
 
     // 2. Start-up with nothing to apply.
-    let (server, idle) = start_timed(&http, &config).await?;
+    let (server, idle) = start_until_ready(&http, &config).await?;
     server.stop().await?;
 
     // 3. Catch-up of the second half from the log.
     std::fs::remove_dir_all(&galleries)?;
     copy_tree(&aside, &galleries)?;
-    let (server, catch_up) = start_timed(&http, &config).await?;
+    let (server, catch_up) = start_until_ready(&http, &config).await?;
     server.stop().await?;
     let (caught_up_agrees, held_after_catch_up) = galleries_agree(&config).await?;
 
     // 4. Rebuild of everything from the database.
     std::fs::remove_dir_all(&galleries)?;
-    let (server, rebuild) = start_timed(&http, &config).await?;
+    let (server, rebuild) = start_until_ready(&http, &config).await?;
     server.stop().await?;
     let (rebuilt_agrees, held_after_rebuild) = galleries_agree(&config).await?;
 

@@ -32,7 +32,7 @@ use axum::body::Bytes;
 use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use palmlink_benches::service::{
-    arg, capture_body, node_count, palm, percentile, recapture, Api, BenchService,
+    arg, capture_body, enroll_one, node_count, palm, percentile, recapture, Api, BenchService,
 };
 use serde_json::json;
 
@@ -421,20 +421,8 @@ async fn main() -> anyhow::Result<()> {
             let seed = (d * USERS_PER_DEVICE + u) as u64 + 1;
             let user = format!("user-{d}-{u}");
             let enrolled = palm(seed);
-            let c = api
-                .post(
-                    "/v1/enroll",
-                    &api.token,
-                    json!({"external_user_id": user, "hardware_id": hardware_id, "palm_type": "right"}),
-                )
-                .await?;
-            let id = c["data"]["challenge_id"].as_str().unwrap_or_default();
-            api.post(
-                &format!("/v1/device/challenges/{id}/capture"),
-                &scanner,
-                capture_body(&enrolled),
-            )
-            .await?;
+            let paired = (hardware_id.clone(), scanner.clone());
+            enroll_one(&api, &paired, &user, seed).await?;
             let verify =
                 json!({"external_user_id": user, "hardware_id": hardware_id, "palm_type": "right"});
             subjects.push(Subject {
