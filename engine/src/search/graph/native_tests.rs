@@ -14,7 +14,7 @@ use super::search::propose;
 use super::write::{FlatWriter, Part};
 use super::*;
 use crate::search::test_support::{insert_all, store as row_store, uniform};
-use crate::storage::RowStore;
+use crate::storage::{RowStore, Snapshot};
 use crate::template::{Layout, Template};
 
 /// `n` templates with population structure (a 16-dimensional latent
@@ -45,6 +45,23 @@ fn stored(dir: &Path, templates: &[Template]) -> RowStore {
     let rows = row_store(dir, Layout::DEFAULT);
     insert_all(&rows, 0, templates, true);
     rows
+}
+
+/// `templates` stored in `dir` and the reference graph of them (`hnsw_rs`,
+/// efC 100, flattened with links back): the row store, its snapshot, every
+/// row, and the reference index.
+fn with_reference(
+    dir: &Path,
+    templates: &[Template],
+) -> (RowStore, std::sync::Arc<Snapshot>, Vec<u64>, GraphIndex) {
+    let rows = stored(dir, templates);
+    let snap = rows.snapshot();
+    let all: Vec<u64> = (0..snap.count).collect();
+    let reference = Builder::build_rows(&snap, all.clone(), params(100), &never)
+        .unwrap()
+        .flatten(dir, &snap, IndexOrigin::Built)
+        .unwrap();
+    (rows, snap, all, reference)
 }
 
 /// Amplitude of the noise of the probes of the mate tests.
@@ -150,13 +167,7 @@ fn native_graph_is_as_good_as_hnsw_rs_and_reaches_every_point() {
         .map(|i| near(&templates[i * 13], 0.05, &mut next))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let rows = stored(dir.path(), &templates);
-    let snap = rows.snapshot();
-    let all: Vec<u64> = (0..snap.count).collect();
-    let reference = Builder::build_rows(&snap, all.clone(), params(100), &never)
-        .unwrap()
-        .flatten(dir.path(), &snap, IndexOrigin::Built)
-        .unwrap();
+    let (_rows, snap, all, reference) = with_reference(dir.path(), &templates);
     for threads in [Threads::Sequential, Threads::Parallel] {
         let graph = NativeGraph::build(&snap, &all, params(100), threads, &never).unwrap();
         let index = graph.save(dir.path(), &snap, IndexOrigin::Built).unwrap();
@@ -203,13 +214,7 @@ fn native_graph_misses_no_more_mates_than_hnsw_rs() {
         })
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let rows = stored(dir.path(), &templates);
-    let snap = rows.snapshot();
-    let all: Vec<u64> = (0..snap.count).collect();
-    let reference = Builder::build_rows(&snap, all.clone(), params(100), &never)
-        .unwrap()
-        .flatten(dir.path(), &snap, IndexOrigin::Built)
-        .unwrap();
+    let (_rows, snap, all, reference) = with_reference(dir.path(), &templates);
     let ours = NativeGraph::build(&snap, &all, params(100), Threads::Sequential, &never)
         .unwrap()
         .save(dir.path(), &snap, IndexOrigin::Built)
