@@ -248,52 +248,67 @@ fn check(h: &Harness, tenant: &str) -> Value {
     serde_json::from_slice(&out.stdout).expect("one JSON line")
 }
 
+/// Starts `gallery import` of `file` into `tenant` in the background.
+fn spawn_import(h: &Harness, tenant: &str, file: &Path) -> std::process::Child {
+    let mut command = Command::new(palmlink_tests::palmlink_binary());
+    command
+        .args([
+            "gallery",
+            "import",
+            "--tenant",
+            tenant,
+            "--batch-size",
+            "50",
+            "--in",
+        ])
+        .arg(file)
+        .arg("--data-dir")
+        .arg(&h.config.data_dir)
+        .env_remove("PALMLINK_DATABASE_URL")
+        .env("PALMLINK_LOG", "warn")
+        .stdout(std::process::Stdio::null());
+    if let Some(url) = &h.config.database_url {
+        command.env("PALMLINK_DATABASE_URL", url);
+    }
+    command.spawn().expect("spawn import")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_killed_at_random_points_ends_with_every_user_exactly_once() {
     const N: usize = 3000;
     let h = Harness::start().await;
-    let t = h.tenant().await;
+    let mut t = h.tenant().await;
     let files = tempfile::tempdir().expect("temp dir");
     let file = files.path().join("big.jsonl");
     std::fs::write(&file, synthetic(N)).unwrap();
-    let bin = palmlink_tests::palmlink_binary();
     let mut rng = Rng::new(23);
-    let mut window_ms = 300.0f32;
     let mut partial = 0;
-    for _ in 0..10 {
-        let mut command = Command::new(&bin);
-        command
-            .args([
-                "gallery",
-                "import",
-                "--tenant",
-                &t.id,
-                "--batch-size",
-                "50",
-                "--in",
-            ])
-            .arg(&file)
-            .arg("--data-dir")
-            .arg(&h.config.data_dir)
-            .env_remove("PALMLINK_DATABASE_URL")
-            .env("PALMLINK_LOG", "warn")
-            .stdout(std::process::Stdio::null());
-        if let Some(url) = &h.config.database_url {
-            command.env("PALMLINK_DATABASE_URL", url);
-        }
-        let mut child = command.spawn().expect("spawn import");
-        let delay = ((rng.next() + 1.0) / 2.0 * window_ms) as u64;
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        let finished = child.try_wait().expect("wait").is_some();
+    for _ in 0..12 {
+        // Kill once this run is seen writing, a random few milliseconds later: a kill
+        // timed by the clock alone misses the import on a machine faster or slower than ours.
+        let before = check(&h, &t.id)["database_templates"].as_u64().unwrap();
+        let mut child = spawn_import(&h, &t.id, &file);
+        let finished = loop {
+            if child.try_wait().expect("wait").is_some() {
+                break true;
+            }
+            if check(&h, &t.id)["database_templates"].as_u64().unwrap() > before {
+                let delay = ((rng.next() + 1.0) / 2.0 * 40.0) as u64;
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
         let _ = child.kill();
         let _ = tokio::task::block_in_place(|| child.wait());
-        let stored = check(&h, &t.id)["database_templates"].as_u64().unwrap();
-        match stored {
-            0 => window_ms *= 2.0,
-            n if (n as usize) < N => partial += 1,
-            _ => {}
+        let stored = check(&h, &t.id)["database_templates"].as_u64().unwrap() as usize;
+        if stored < N {
+            partial += 1;
+        } else if partial == 0 {
+            // It finished before the kill: try again on an empty tenant.
+            t = h.tenant().await;
         }
-        if finished || partial >= 3 {
+        if partial >= 3 || (finished && partial > 0) {
             break;
         }
     }
