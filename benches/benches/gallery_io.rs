@@ -1,5 +1,7 @@
 //! Gallery I/O: opening a 1M gallery, and durable insert throughput, one at a
-//! time (one flush and commit each) and in batches of 1,000 (group commit).
+//! time (one flush and commit each) and in batches of 1,000 (group commit),
+//! beside the floor of the batch: the same 1,000 templates' bytes appended to a
+//! plain file with one `write` and one `fdatasync`.
 //!
 //! `cargo bench -p palmlink-benches --bench gallery_io`
 
@@ -77,6 +79,17 @@ fn insert(c: &mut Criterion) {
             |items| black_box(gallery.insert_batch(&items).expect("batch")),
             BatchSize::SmallInput,
         )
+    });
+    // The floor: the batch's row bytes appended to a plain file and synced once.
+    let bytes: Vec<u8> = templates.iter().flat_map(|t| t.to_le_bytes()).collect();
+    let plain = dir.join("plain-write.bin");
+    let mut file = std::fs::File::create(&plain).expect("plain file");
+    group.bench_function("batch_1000_plain_write", |b| {
+        b.iter(|| {
+            use std::io::Write as _;
+            file.write_all(&bytes).expect("write");
+            file.sync_data().expect("sync");
+        })
     });
     group.finish();
     drop(gallery);

@@ -103,7 +103,8 @@ pub use sessions::{
     SESSION_TTL, SIGN_IN_LIMIT, SIGN_IN_WINDOW,
 };
 pub use settings::{
-    engine_settings, stored_settings, Settings, SettingsUpdate, TenantSettings, MAX_RETENTION_DAYS,
+    engine_settings, stored_settings, InForce, Settings, SettingsUpdate, TenantSettings,
+    MAX_RETENTION_DAYS,
 };
 pub use sweeper::run as run_sweeper;
 pub use tokens::{

@@ -164,6 +164,15 @@ pub fn stored_settings(s: &MatchSettings) -> MatchingSettings {
     }
 }
 
+/// What a tenant's decisions apply: its engine settings and its trust policy.
+#[derive(Clone, Debug)]
+pub struct InForce {
+    /// Thresholds and decision policy, as the engine takes them.
+    pub matching: MatchSettings,
+    /// Minimum quality and liveness, the duplicate check, retention.
+    pub trust: TrustPolicy,
+}
+
 /// Matching settings of the tenants.
 pub struct Settings {
     store: Arc<dyn Store>,
@@ -176,30 +185,32 @@ impl Settings {
         Settings { store, clock }
     }
 
-    /// The engine settings in force for a tenant: its own, or the defaults when it has
-    /// none (or has some the engine cannot apply, which is logged).
-    pub async fn in_force(&self, tenant: Uuid) -> DomainResult<MatchSettings> {
+    /// The settings in force for a tenant, in one read: its engine settings (its own, or
+    /// the defaults when it has none or has some the engine cannot apply, which is logged)
+    /// and its trust policy.
+    pub async fn in_force(&self, tenant: Uuid) -> DomainResult<InForce> {
+        let stored = self.store.get_settings(tenant).await?;
         let defaults = || MatchSettings::default_for(Layout::DEFAULT);
-        Ok(match self.store.get_settings(tenant).await? {
+        let matching = match stored.matching {
             None => defaults(),
             Some(stored) => engine_settings(&stored).unwrap_or_else(|e| {
                 tracing::error!(%tenant, error = %e, "stored matching settings are invalid; using the defaults");
                 defaults()
             }),
+        };
+        Ok(InForce {
+            matching,
+            trust: stored.trust,
         })
-    }
-
-    /// The tenant's trust policy in force.
-    pub async fn trust(&self, tenant: Uuid) -> DomainResult<TrustPolicy> {
-        Ok(self.store.get_trust_policy(tenant).await?)
     }
 
     /// The tenant's settings in force (scope `verify`).
     pub async fn get(&self, caller: &Caller) -> DomainResult<TenantSettings> {
         caller.require(Scope::Verify)?;
+        let in_force = self.in_force(caller.tenant_id).await?;
         Ok(TenantSettings {
-            matching: stored_settings(&self.in_force(caller.tenant_id).await?),
-            trust: self.trust(caller.tenant_id).await?,
+            matching: stored_settings(&in_force.matching),
+            trust: in_force.trust,
         })
     }
 
@@ -212,7 +223,7 @@ impl Settings {
         update: SettingsUpdate,
     ) -> DomainResult<TenantSettings> {
         caller.require(Scope::Verify)?;
-        let current = self.trust(caller.tenant_id).await?;
+        let current = self.store.get_settings(caller.tenant_id).await?.trust;
         let settings = update.parse(current)?;
         let details = serde_json::json!({
             "thresholds": settings.matching.thresholds,

@@ -81,7 +81,9 @@ pub use operators::{ConsoleSession, Operator, OperatorStore, SignInGate};
 pub use outbox::{OutboxEvent, OutboxStore};
 pub use postgres::PostgresStore;
 pub use retention::{Purged, RetentionStore};
-pub use settings::{DuplicateCheck, MatchPolicy, MatchingSettings, SettingsStore, TrustPolicy};
+pub use settings::{
+    DuplicateCheck, MatchPolicy, MatchingSettings, SettingsStore, TenantSettingsRecord, TrustPolicy,
+};
 pub use signals::{Signal, Signals, SIGNAL_BUFFER, SIGNAL_MAX_BYTES};
 pub use sqlite::SqliteStore;
 pub use templates::{

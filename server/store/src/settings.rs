@@ -85,13 +85,20 @@ pub struct MatchingSettings {
     pub policy: MatchPolicy,
 }
 
+/// A tenant's settings as stored, read together: a capture needs both.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TenantSettingsRecord {
+    /// The matching settings, if set (`None`: the defaults).
+    pub matching: Option<MatchingSettings>,
+    /// The trust policy (the defaults for an unknown tenant).
+    pub trust: TrustPolicy,
+}
+
 /// Storage of matching settings.
 #[async_trait::async_trait]
 pub trait SettingsStore: Send + Sync {
-    /// The tenant's matching settings, if set.
-    async fn get_settings(&self, tenant: Uuid) -> StoreResult<Option<MatchingSettings>>;
-    /// The tenant's trust policy (the defaults for an unknown tenant).
-    async fn get_trust_policy(&self, tenant: Uuid) -> StoreResult<TrustPolicy>;
+    /// The tenant's matching settings and trust policy, in one read.
+    async fn get_settings(&self, tenant: Uuid) -> StoreResult<TenantSettingsRecord>;
     /// Replaces the tenant's matching settings and trust policy together, with the audit
     /// entry (last writer wins).
     async fn put_settings(

@@ -15,7 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palmlink_engine::{Comparison, GalleryError, RecordIds, SearchFilter, SearchMode, SearchQuery};
+use palmlink_engine::{
+    Comparison, GalleryError, MatchSettings, RecordIds, SearchFilter, SearchMode, SearchQuery,
+};
 use palmlink_store::{
     Actor, Challenge, ChallengeEnd, ChallengeKind, ChallengePalm, ChallengeStatus, Device,
     DuplicateCheck, EnrollmentCommit, FailureReason, Palm, PalmType, Store, StoreError,
@@ -94,8 +96,9 @@ impl Captures {
         let probes = probes(&challenge, &body)?;
         let reports = reports(&body);
         let captures = serde_json::to_value(&reports).map_err(DomainError::internal)?;
-        let trust = self.settings.trust(challenge.tenant_id).await?;
-        if let Some(reason) = refused(&trust, &reports) {
+        // The tenant's settings, read once for the whole capture.
+        let in_force = self.settings.in_force(challenge.tenant_id).await?;
+        if let Some(reason) = refused(&in_force.trust, &reports) {
             // Below the tenant's minimum: nothing is enrolled, nothing is compared.
             if !self
                 .challenges
@@ -111,7 +114,8 @@ impl Captures {
             vendor: &vendor,
             captures,
             started,
-            duplicate_check: trust.duplicate_check,
+            duplicate_check: in_force.trust.duplicate_check,
+            settings: in_force.matching,
         };
         let completion = match challenge.kind {
             ChallengeKind::Enroll => self.enroll(&challenge, probes, taken).await?,
@@ -202,7 +206,13 @@ impl Captures {
         let vendor = taken.vendor;
         let external = c.external_user_id.clone().unwrap_or_default();
         let duplicates = self
-            .duplicates(c, &external, &probes, taken.duplicate_check)
+            .duplicates(
+                c,
+                &external,
+                &probes,
+                taken.duplicate_check,
+                &taken.settings,
+            )
             .await?;
         if taken.duplicate_check == DuplicateCheck::Reject && !duplicates.is_empty() {
             let found = serde_json::to_value(&duplicates).map_err(DomainError::internal)?;
@@ -332,6 +342,7 @@ impl Captures {
         external: &str,
         probes: &[Probe],
         check: DuplicateCheck,
+        settings: &MatchSettings,
     ) -> DomainResult<Vec<Duplicate>> {
         if check == DuplicateCheck::Off {
             return Ok(Vec::new());
@@ -341,7 +352,6 @@ impl Captures {
             .get_user_with_palms(c.tenant_id, external)
             .await?
             .map(|(u, _)| u.id);
-        let settings = self.settings.in_force(c.tenant_id).await?;
         let head = self.store.log_head(c.tenant_id).await?;
         self.galleries
             .ensure(c.tenant_id, head, CATCH_UP_WAIT)
@@ -350,7 +360,15 @@ impl Captures {
             .galleries
             .get(c.tenant_id)
             .map_err(DomainError::internal)?;
-        duplicates::find(&self.store, c.tenant_id, gallery, probes, settings, own).await
+        duplicates::find(
+            &self.store,
+            c.tenant_id,
+            gallery,
+            probes,
+            settings.clone(),
+            own,
+        )
+        .await
     }
 
     /// 1:1 against the user's own template(s); with several, the best comparison decides.
@@ -385,7 +403,7 @@ impl Captures {
         let (Some(user), false) = (user, targets.is_empty()) else {
             return self.fail(c, FailureReason::UserNotEnrolled).await;
         };
-        let settings = self.settings.in_force(c.tenant_id).await?;
+        let settings = &taken.settings;
         self.galleries
             .ensure(c.tenant_id, c.log_position, CATCH_UP_WAIT)
             .await?;
@@ -401,7 +419,7 @@ impl Captures {
                 tracing::error!(feature_id = %p.feature_id, "ENROLLMENT WITHOUT TEMPLATE: not in this node's gallery");
                 continue;
             };
-            match gallery.compare(&probe.template, row, &settings) {
+            match gallery.compare(&probe.template, row, settings) {
                 Ok(cmp) => results.push((p.palm_type, cmp)),
                 Err(GalleryError::Deleted(_) | GalleryError::UnknownRow(_)) => {
                     tracing::error!(
@@ -434,7 +452,7 @@ impl Captures {
                 .iter()
                 .map(|t| f64::from(*t))
                 .collect(),
-            match_policy: stored_settings(&settings).policy.as_str(),
+            match_policy: stored_settings(settings).policy.as_str(),
             latency_ms: started.elapsed().as_millis() as u64,
             vendor: vendor.to_owned(),
             verified_at: rfc3339(now),
@@ -471,7 +489,7 @@ impl Captures {
         let Some(probe) = probes.into_iter().next() else {
             return Err(DomainError::field("captures", "one capture is required"));
         };
-        let settings = self.settings.in_force(c.tenant_id).await?;
+        let settings = taken.settings;
         self.galleries
             .ensure(c.tenant_id, c.log_position, CATCH_UP_WAIT)
             .await?;
@@ -599,6 +617,8 @@ struct Taken<'a> {
     started: Instant,
     /// The tenant's duplicate-identity check.
     duplicate_check: DuplicateCheck,
+    /// The tenant's thresholds and decision policy.
+    settings: MatchSettings,
 }
 
 /// A challenge this request completed: the stored result, captures and completion time.

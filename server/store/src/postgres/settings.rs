@@ -6,50 +6,42 @@ use super::audit::audited_execute;
 use super::sql::{fetch_optional, get};
 use super::PostgresStore;
 use crate::settings::{settings_columns, settings_from_columns, trust_from_columns};
-use crate::{AuditRecord, MatchingSettings, SettingsStore, StoreResult, TrustPolicy};
+use crate::{
+    AuditRecord, MatchingSettings, SettingsStore, StoreResult, TenantSettingsRecord, TrustPolicy,
+};
 
 #[async_trait::async_trait]
 impl SettingsStore for PostgresStore {
-    async fn get_settings(&self, tenant: Uuid) -> StoreResult<Option<MatchingSettings>> {
+    async fn get_settings(&self, tenant: Uuid) -> StoreResult<TenantSettingsRecord> {
         let row = fetch_optional(
             &self.pool.get().await?,
-            "SELECT match_thresholds, match_policy, match_k FROM tenants WHERE id = $1",
+            "SELECT match_thresholds, match_policy, match_k, min_quality, min_liveness, \
+             duplicate_check, retention_days FROM tenants WHERE id = $1",
             &[&tenant.to_string()],
             |row| {
                 Ok((
-                    get(row, "match_thresholds")?,
-                    get(row, "match_policy")?,
-                    get(row, "match_k")?,
+                    (
+                        get(row, "match_thresholds")?,
+                        get(row, "match_policy")?,
+                        get(row, "match_k")?,
+                    ),
+                    (
+                        get::<f64>(row, "min_quality")?,
+                        get::<f64>(row, "min_liveness")?,
+                        get::<String>(row, "duplicate_check")?,
+                        get::<Option<i64>>(row, "retention_days")?,
+                    ),
                 ))
             },
         )
         .await?;
-        match row {
-            Some((thresholds, policy, k)) => settings_from_columns(thresholds, policy, k),
-            None => Ok(None),
-        }
-    }
-
-    async fn get_trust_policy(&self, tenant: Uuid) -> StoreResult<TrustPolicy> {
-        let row = fetch_optional(
-            &self.pool.get().await?,
-            "SELECT min_quality, min_liveness, duplicate_check, retention_days FROM tenants \
-                 WHERE id = $1",
-            &[&tenant.to_string()],
-            |row| {
-                Ok((
-                    get::<f64>(row, "min_quality")?,
-                    get::<f64>(row, "min_liveness")?,
-                    get::<String>(row, "duplicate_check")?,
-                    get::<Option<i64>>(row, "retention_days")?,
-                ))
-            },
-        )
-        .await?;
-        match row {
-            Some((q, l, d, r)) => trust_from_columns(q, l, &d, r),
-            None => Ok(TrustPolicy::default()),
-        }
+        let Some(((thresholds, policy, k), (q, l, d, r))) = row else {
+            return Ok(TenantSettingsRecord::default());
+        };
+        Ok(TenantSettingsRecord {
+            matching: settings_from_columns(thresholds, policy, k)?,
+            trust: trust_from_columns(q, l, &d, r)?,
+        })
     }
 
     async fn put_settings(

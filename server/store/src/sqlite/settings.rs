@@ -7,52 +7,43 @@ use super::audit::audited;
 use super::sql::{execute, fetch_optional};
 use super::SqliteStore;
 use crate::settings::{settings_columns, settings_from_columns, trust_from_columns};
-use crate::{AuditRecord, MatchingSettings, SettingsStore, StoreResult, TrustPolicy};
+use crate::{
+    AuditRecord, MatchingSettings, SettingsStore, StoreResult, TenantSettingsRecord, TrustPolicy,
+};
 
 #[async_trait::async_trait]
 impl SettingsStore for SqliteStore {
-    async fn get_settings(&self, tenant: Uuid) -> StoreResult<Option<MatchingSettings>> {
+    async fn get_settings(&self, tenant: Uuid) -> StoreResult<TenantSettingsRecord> {
         let row = self.db.read(|c| {
             fetch_optional(
                 c,
-                "SELECT match_thresholds, match_policy, match_k FROM tenants WHERE id = $1",
+                "SELECT match_thresholds, match_policy, match_k, min_quality, min_liveness, \
+                 duplicate_check, retention_days FROM tenants WHERE id = $1",
                 [tenant.to_string()],
                 |row| {
                     Ok((
-                        row.get("match_thresholds")?,
-                        row.get("match_policy")?,
-                        row.get("match_k")?,
+                        (
+                            row.get("match_thresholds")?,
+                            row.get("match_policy")?,
+                            row.get("match_k")?,
+                        ),
+                        (
+                            row.get::<_, f64>("min_quality")?,
+                            row.get::<_, f64>("min_liveness")?,
+                            row.get::<_, String>("duplicate_check")?,
+                            row.get::<_, Option<i64>>("retention_days")?,
+                        ),
                     ))
                 },
             )
         })?;
-        match row {
-            Some((thresholds, policy, k)) => settings_from_columns(thresholds, policy, k),
-            None => Ok(None),
-        }
-    }
-
-    async fn get_trust_policy(&self, tenant: Uuid) -> StoreResult<TrustPolicy> {
-        let row = self.db.read(|c| {
-            fetch_optional(
-                c,
-                "SELECT min_quality, min_liveness, duplicate_check, retention_days FROM tenants \
-                 WHERE id = $1",
-                [tenant.to_string()],
-                |row| {
-                    Ok((
-                        row.get::<_, f64>("min_quality")?,
-                        row.get::<_, f64>("min_liveness")?,
-                        row.get::<_, String>("duplicate_check")?,
-                        row.get::<_, Option<i64>>("retention_days")?,
-                    ))
-                },
-            )
-        })?;
-        match row {
-            Some((q, l, d, r)) => trust_from_columns(q, l, &d, r),
-            None => Ok(TrustPolicy::default()),
-        }
+        let Some(((thresholds, policy, k), (q, l, d, r))) = row else {
+            return Ok(TenantSettingsRecord::default());
+        };
+        Ok(TenantSettingsRecord {
+            matching: settings_from_columns(thresholds, policy, k)?,
+            trust: trust_from_columns(q, l, &d, r)?,
+        })
     }
 
     async fn put_settings(

@@ -1,7 +1,8 @@
 //! The outbox, idempotency keys and matching settings.
 
 use palmlink_store::{
-    DuplicateCheck, IdempotencyStart, MatchPolicy, MatchingSettings, Store, TrustPolicy,
+    DuplicateCheck, IdempotencyStart, MatchPolicy, MatchingSettings, Store, TenantSettingsRecord,
+    TrustPolicy,
 };
 use uuid::Uuid;
 
@@ -83,10 +84,12 @@ pub async fn idempotency_keys_replay_refuse_and_expire(store: &dyn Store) {
 pub async fn settings_are_per_tenant(store: &dyn Store) {
     let tenant_a = tenant(store, "t").await;
     let tenant_b = tenant(store, "u").await;
-    assert!(store.get_settings(tenant_a).await.unwrap().is_none());
-    // A tenant without settings has the default trust policy: no minimum, duplicates flagged.
+    // A tenant without settings has the default matching settings and trust policy: no
+    // minimum, duplicates flagged.
+    let unset = store.get_settings(tenant_a).await.unwrap();
+    assert_eq!(unset.matching, None);
     assert_eq!(
-        store.get_trust_policy(tenant_a).await.unwrap(),
+        unset.trust,
         TrustPolicy {
             min_quality: 0.0,
             min_liveness: 0.0,
@@ -118,12 +121,17 @@ pub async fn settings_are_per_tenant(store: &dyn Store) {
             )
             .await
             .unwrap();
-        assert_eq!(store.get_settings(tenant_a).await.unwrap(), Some(settings));
-        assert_eq!(store.get_trust_policy(tenant_a).await.unwrap(), trust);
+        let stored = store.get_settings(tenant_a).await.unwrap();
+        assert_eq!(stored.matching, Some(settings));
+        assert_eq!(stored.trust, trust);
     }
-    assert!(store.get_settings(tenant_b).await.unwrap().is_none());
     assert_eq!(
-        store.get_trust_policy(tenant_b).await.unwrap(),
-        TrustPolicy::default()
+        store.get_settings(tenant_b).await.unwrap(),
+        TenantSettingsRecord::default()
+    );
+    // An unknown tenant reads as the defaults too.
+    assert_eq!(
+        store.get_settings(Uuid::new_v4()).await.unwrap(),
+        TenantSettingsRecord::default()
     );
 }
