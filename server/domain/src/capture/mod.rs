@@ -230,7 +230,8 @@ impl Captures {
         let mut palms = Vec::with_capacity(probes.len());
         let mut rows = Vec::with_capacity(probes.len());
         for probe in probes {
-            let feature = Uuid::new_v4();
+            // Time-ordered: new palms land at the end of the id indexes.
+            let feature = Uuid::now_v7();
             let sealed = self
                 .vault
                 .seal_template(c.tenant_id, user.id, feature, &probe.template)

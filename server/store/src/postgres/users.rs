@@ -92,7 +92,8 @@ impl UserStore for PostgresStore {
             "INSERT INTO users (id, tenant_id, external_user_id, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, external_user_id) DO NOTHING",
             &[
-                &Uuid::new_v4().to_string(),
+                // Time-ordered: a new user lands at the end of the id index.
+                &Uuid::now_v7().to_string(),
                 &tenant,
                 &external_user_id,
                 &now,

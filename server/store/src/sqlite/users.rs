@@ -83,7 +83,8 @@ impl UserStore for SqliteStore {
                     "INSERT INTO users (id, tenant_id, external_user_id, created_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, external_user_id) DO NOTHING",
                     params![
-                        Uuid::new_v4().to_string(),
+                        // Time-ordered: a new user lands at the end of the id index.
+                        Uuid::now_v7().to_string(),
                         tenant.to_string(),
                         external_user_id,
                         now,
