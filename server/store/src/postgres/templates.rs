@@ -184,11 +184,16 @@ impl TemplateStore for PostgresStore {
         tenant: Uuid,
         external_ids: &[String],
     ) -> StoreResult<Vec<(User, Vec<PalmType>)>> {
+        // One index look-up of (tenant, external id) per id asked for. Written as a join
+        // with the list so that the cached generic plan, made while the table was still
+        // small, cannot filter the tenant's every user against the list instead; palms are
+        // joined on the user id alone (it names one user of one tenant).
         let rows = fetch_all(
             &self.pool.get().await?,
             "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.palm_type \
-             FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
-             WHERE u.tenant_id = $1 AND u.external_user_id = ANY($2)",
+             FROM unnest($2::TEXT[]) AS wanted(external_user_id) \
+             JOIN users u ON u.tenant_id = $1 AND u.external_user_id = wanted.external_user_id \
+             LEFT JOIN palms p ON p.user_id = u.id",
             &[&tenant.to_string(), &external_ids],
             |r| {
                 let palm: Option<PalmType> = match get::<Option<&str>>(r, "palm_type")? {

@@ -125,11 +125,13 @@ impl UserStore for PostgresStore {
         tenant: Uuid,
         external_user_id: &str,
     ) -> StoreResult<Option<(User, Vec<Palm>)>> {
+        // Palms joined on the user id alone (it names one user of one tenant): a tenant
+        // condition on palms would tempt the planner into scanning the tenant's palm index.
         let rows = fetch_all(
             &self.pool.get().await?,
             "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.feature_id, \
              p.palm_type, p.enrolled_at, p.vendor, p.challenge_id \
-             FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
+             FROM users u LEFT JOIN palms p ON p.user_id = u.id \
              WHERE u.tenant_id = $1 AND u.external_user_id = $2 ORDER BY p.palm_type",
             &[&tenant.to_string(), &external_user_id],
             |row| {

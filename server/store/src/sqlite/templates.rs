@@ -207,8 +207,8 @@ impl TemplateStore for SqliteStore {
                 let rows = fetch_all(
                     c,
                     "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.palm_type \
-                     FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id \
-                     AND p.user_id = u.id WHERE u.tenant_id = $1 AND u.external_user_id = $2",
+                     FROM users u LEFT JOIN palms p ON p.user_id = u.id \
+                     WHERE u.tenant_id = $1 AND u.external_user_id = $2",
                     params![tenant_text, external],
                     |r| {
                         let palm: Option<PalmType> =

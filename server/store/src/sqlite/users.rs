@@ -119,7 +119,7 @@ impl UserStore for SqliteStore {
                 c,
                 "SELECT u.id, u.tenant_id, u.external_user_id, u.created_at, p.feature_id, \
                  p.palm_type, p.enrolled_at, p.vendor, p.challenge_id \
-                 FROM users u LEFT JOIN palms p ON p.tenant_id = u.tenant_id AND p.user_id = u.id \
+                 FROM users u LEFT JOIN palms p ON p.user_id = u.id \
                  WHERE u.tenant_id = $1 AND u.external_user_id = $2 ORDER BY p.palm_type",
                 params![tenant.to_string(), external_user_id],
                 |row| {
