@@ -12,7 +12,7 @@ use super::Gallery;
 use crate::ids::{PalmSide, RecordIds, RowId};
 use crate::search::graph::key_of;
 use crate::search::lifecycle::IndexPolicy;
-use crate::search::test_support::uniform;
+use crate::search::test_support::uniform_templates as templates;
 use crate::storage::format::{
     ErasureIntent, HeaderSlot, ERASURE_FILE, RECORDS_FILE, SLOT_B_OFFSET,
 };
@@ -28,13 +28,12 @@ fn ids(i: u64) -> RecordIds {
     }
 }
 
-fn templates(n: usize, seed: u64) -> Vec<Template> {
-    let mut next = uniform(seed);
-    (0..n)
-        .map(|_| {
-            let v: Vec<f32> = (0..Layout::DEFAULT.len()).map(|_| next()).collect();
-            Template::from_f32(Layout::DEFAULT, &v).unwrap()
-        })
+/// `templates` numbered from 0 with [`ids`], as a batch insert takes them.
+fn items(templates: &[Template]) -> Vec<(RecordIds, &Template)> {
+    templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (ids(i as u64), t))
         .collect()
 }
 
@@ -50,12 +49,7 @@ fn gallery_with_graph(dir: &Path, n: usize) -> (Gallery, Vec<Template>) {
     drop(Gallery::create(dir, Layout::DEFAULT).unwrap());
     let g = Gallery::open_with(dir, policy).unwrap();
     let t = templates(n, 0x5eed_0001);
-    let items: Vec<(RecordIds, &Template)> = t
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (ids(i as u64), t))
-        .collect();
-    g.insert_batch_logged(&items, 1).unwrap();
+    g.insert_batch_logged(&items(&t), 1).unwrap();
     g.rebuild_index().unwrap();
     (g, t)
 }
@@ -318,18 +312,12 @@ fn delete_before_the_saved_graph_is_loaded_scrubs_its_file() {
 }
 
 #[test]
-fn after_waiting_for_the_quantised_copy_it_covers_every_row() {
+fn every_caller_waiting_for_the_quantised_copy_finds_it_covering_every_row() {
     let dir = tempfile::tempdir().unwrap();
     let n = 3000;
     {
         let g = Gallery::create(dir.path(), Layout::DEFAULT).unwrap();
-        let t = templates(n, 41);
-        let items: Vec<(RecordIds, &Template)> = t
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (ids(i as u64), t))
-            .collect();
-        g.insert_batch(&items).unwrap();
+        g.insert_batch(&items(&templates(n, 41))).unwrap();
     }
     let g = Gallery::open_with(
         dir.path(),
@@ -339,9 +327,16 @@ fn after_waiting_for_the_quantised_copy_it_covers_every_row() {
         },
     )
     .unwrap();
-    g.wait_for_quantised_copy();
-    assert_eq!(g.quantised_rows(), n as u64);
-    assert_eq!(g.passing_rows(), n as u64);
+    // Two callers at once: each returns only once the copy covers every row.
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                g.wait_for_quantised_copy();
+                assert_eq!(g.quantised_rows(), n as u64);
+                assert_eq!(g.passing_rows(), n as u64);
+            });
+        }
+    });
     // Waiting again returns at once.
     g.wait_for_quantised_copy();
 }

@@ -6,9 +6,9 @@
 //! alike): on the global pool its workers would keep finding work of their
 //! own and leave a search's or an insert's loop queued until the build ends,
 //! minutes at a million rows. On a pool of its own the build shares the cores
-//! with them (and with the derivation of the compact copy at open, which
-//! searches wait for, and which therefore stays on the global pool) through the operating system's scheduler instead, and every
-//! request keeps making progress while it runs.
+//! with them through the operating system's scheduler instead, and every
+//! request keeps making progress while it runs. The derivation of the compact
+//! copy at open stays on the global pool: searches wait for it.
 
 use std::sync::OnceLock;
 
@@ -43,19 +43,8 @@ mod tests {
     use rayon::prelude::*;
 
     use super::*;
-    use crate::search::test_support::{insert_all, store, uniform};
-    use crate::{Gallery, IndexPolicy, Layout, Template};
-
-    fn templates(count: usize, seed: u64) -> Vec<Template> {
-        let layout = Layout::DEFAULT;
-        let mut next = uniform(seed);
-        (0..count)
-            .map(|_| {
-                let v: Vec<f32> = (0..layout.len()).map(|_| next()).collect();
-                Template::from_f32(layout, &v).unwrap()
-            })
-            .collect()
-    }
+    use crate::search::test_support::{insert_all, store, uniform_templates as templates};
+    use crate::{Gallery, IndexPolicy, Layout};
 
     /// Occupies every thread of the background pool until the returned sender
     /// is dropped or sent to.

@@ -408,6 +408,10 @@ impl CompactCopy {
 mod tests {
     use proptest::prelude::*;
 
+    use super::*;
+    use crate::search::test_support::{insert_all, store as row_store, uniform};
+    use crate::template::Template;
+
     /// The plain rounding `round_clamped` stands for.
     fn round_reference(r: f32, limit: f32) -> i32 {
         r.round().clamp(-limit, limit) as i32
@@ -457,10 +461,6 @@ mod tests {
             prop_assert_eq!(round_clamped(r, 7.0), round_reference(r, 7.0));
         }
     }
-
-    use super::*;
-    use crate::search::test_support::{insert_all, store as row_store, uniform};
-    use crate::template::Template;
 
     /// Deriving the copy in parallel after open (lead block first, in tasks
     /// of 64 groups, then the row-major part) gives the same bytes as

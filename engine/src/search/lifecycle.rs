@@ -581,14 +581,11 @@ impl Accelerators {
     }
 
     /// Waits until the compact copy derived after open is in place (returns
-    /// at once when it is).
+    /// at once when it is). The lock is held through the join, so a second
+    /// caller waits for the same derivation instead of finding no handle.
     pub(crate) fn wait_derived(&self) {
-        let deriving = self
-            .deriving
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(h) = deriving {
+        let mut deriving = self.deriving.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = deriving.take() {
             let _ = h.join();
         }
     }

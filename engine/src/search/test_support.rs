@@ -18,6 +18,17 @@ pub(crate) fn uniform(seed: u64) -> impl FnMut() -> f32 {
     }
 }
 
+/// `n` templates of the default layout with uniform values from `seed`.
+pub(crate) fn uniform_templates(n: usize, seed: u64) -> Vec<Template> {
+    let mut next = uniform(seed);
+    (0..n)
+        .map(|_| {
+            let v: Vec<f32> = (0..Layout::DEFAULT.len()).map(|_| next()).collect();
+            Template::from_f32(Layout::DEFAULT, &v).unwrap()
+        })
+        .collect()
+}
+
 /// An empty row store of `layout` in `dir`.
 pub(crate) fn store(dir: &Path, layout: Layout) -> RowStore {
     RowStore::create(dir, layout).unwrap()

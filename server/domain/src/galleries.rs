@@ -485,9 +485,9 @@ impl Galleries {
     }
 
     /// Brings every gallery of this node into agreement with the database before the node
-    /// serves, with its quantised copy derived: moves the templates of palms written before templates lived in the database
-    /// into it (from this node's galleries), applies every tenant's log, and removes the
-    /// galleries of tenants that no longer exist.
+    /// serves, with its quantised copy derived: moves the templates of palms written before
+    /// templates lived in the database into it (from this node's galleries), applies every
+    /// tenant's log, and removes the galleries of tenants that no longer exist.
     pub async fn start_up(&self) -> DomainResult<()> {
         let tenants: HashSet<Uuid> = self.store.list_tenant_ids().await?.into_iter().collect();
         for gone in self.tenants_on_disk() {
