@@ -1,7 +1,8 @@
 //! The native graph builder through the gallery: a build reaches every
 //! point and finds every mate, it leaves no file of the other builder, it
 //! folds the tail into its own saved graph, and damaged or missing graph
-//! files are refused and rebuilt, never trusted.
+//! files are refused and rebuilt, never trusted; a gallery served by its
+//! graph alone holds no quantised copy.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use palmlink_engine::{
     Gallery, GraphBuilder, IndexOrigin, IndexPolicy, Layout, MatchPolicy, MatchSettings,
-    SearchMode, SearchQuery, Template,
+    SearchMode, SearchQuery, Strategy, Template,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -215,4 +216,85 @@ fn a_graph_of_either_builder_serves_the_other() {
     );
     let some: Vec<usize> = (590..610).collect();
     assert_mates_found(&g, &templates, &some, 81);
+}
+
+/// A gallery kept without the quantised copy holds none (after inserts and
+/// after a reopen), its scans return exactly what the f32 scan returns, and
+/// `Auto` runs the graph once it is ready, even for the default policy that
+/// the passing scan serves when the copy is held.
+#[test]
+fn a_gallery_without_the_quantised_copy_scans_in_f32_and_serves_auto_by_the_graph() {
+    let n = 1500;
+    let without = IndexPolicy {
+        quantised_copy: false,
+        auto_ann_min_rows: 1000,
+        ..native(manual())
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (g, templates) = gallery(dir.path(), n, 79, Layout::DEFAULT, without);
+    assert_eq!((g.quantised_rows(), g.quantised_bytes()), (0, 0));
+    let mut rng = StdRng::seed_from_u64(80);
+    let probes: Vec<Template> = (0..20)
+        .map(|_| {
+            let mate = rng.random_range(0..n);
+            genuine(&mut rng, &templates[mate])
+        })
+        .collect();
+    let q = SearchQuery::new(5, MatchSettings::default_for(Layout::DEFAULT));
+    let rows_and_scores = |g: &Gallery, p: &Template, s: Strategy| -> Vec<(u64, u32)> {
+        let out = g.search_with(p, &q, s).unwrap();
+        out.candidates
+            .iter()
+            .map(|c| (c.row.0, c.confidence.to_bits()))
+            .collect()
+    };
+    for p in &probes {
+        let exact = rows_and_scores(&g, p, Strategy::F32Scan);
+        assert_eq!(rows_and_scores(&g, p, Strategy::QuantisedScan), exact);
+        assert_eq!(rows_and_scores(&g, p, Strategy::PassingScan), exact);
+        assert_eq!(g.search(p, &q).unwrap().strategy, Strategy::QuantisedScan);
+    }
+    g.rebuild_index().unwrap();
+    let ef = g.ann_params().ef_search;
+    assert_eq!(
+        g.search(&probes[0], &q).unwrap().strategy,
+        Strategy::Hnsw { ef }
+    );
+    drop(g);
+
+    let g = Gallery::open_with(
+        dir.path(),
+        IndexPolicy {
+            at_open: true,
+            ..without
+        },
+    )
+    .unwrap();
+    assert!(g.wait_for_index(Duration::from_secs(120)));
+    assert_eq!((g.quantised_rows(), g.quantised_bytes()), (0, 0));
+    for p in &probes {
+        let out = g.search(p, &q).unwrap();
+        assert_eq!(out.strategy, Strategy::Hnsw { ef });
+        assert_eq!(
+            out.candidates[0].row,
+            g.search_with(p, &q, Strategy::F32Scan).unwrap().candidates[0].row
+        );
+    }
+    drop(g);
+
+    // The same gallery with the copy: it is held, and the passing scan serves `Auto`.
+    let g = Gallery::open_with(
+        dir.path(),
+        native(IndexPolicy {
+            auto_ann_min_rows: 1000,
+            ..manual()
+        }),
+    )
+    .unwrap();
+    g.wait_for_quantised_copy();
+    assert!(g.quantised_bytes() > 0);
+    assert_eq!(
+        g.search(&probes[0], &q).unwrap().strategy,
+        Strategy::PassingScan
+    );
 }

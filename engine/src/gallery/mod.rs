@@ -339,6 +339,7 @@ impl Gallery {
             self.live_count(),
             self.accel.auto_ann_min_rows(),
             self.accel.params().ef_search,
+            self.accel.quantised_copy(),
             || self.accel.graph().is_some(),
         )
     }

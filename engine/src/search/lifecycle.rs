@@ -71,6 +71,13 @@ pub struct IndexPolicy {
     /// (walked through by searches, never returned) before the graph is
     /// rebuilt from the gallery in the background.
     pub rebuild_deleted_percent: u32,
+    /// Hold the quantised copy that the exact and passing scans read (796 B
+    /// a template in memory, derived after open). Without it those scans read
+    /// the f32 rows instead (exact, but about 4x the bytes), `Auto` runs the
+    /// graph once it is ready whatever the match policy, and a search by the
+    /// graph holds only the graph's file and the records in memory: how a
+    /// gallery too large for the copy and the graph together is served.
+    pub quantised_copy: bool,
 }
 
 /// Default [`IndexPolicy::fold_rows`]: scanning 4,096 rows exactly adds
@@ -88,6 +95,7 @@ impl Default for IndexPolicy {
             auto_ann_min_rows: AUTO_ANN_MIN_ROWS,
             fold_rows: FOLD_ROWS,
             rebuild_deleted_percent: 20,
+            quantised_copy: true,
         }
     }
 }
@@ -144,6 +152,8 @@ struct GraphShared {
     cancel: AtomicBool,
     params: Mutex<AnnParams>,
     auto_ann_min_rows: usize,
+    /// [`IndexPolicy::quantised_copy`].
+    quantised_copy: bool,
     fold_rows: u64,
     rebuild_deleted_percent: u32,
     /// Held while an index is made: one builder writes the files at a time.
@@ -390,9 +400,10 @@ impl Accelerators {
         policy: IndexPolicy,
     ) -> Accelerators {
         let mut store = CompactCopy::new(snap.layout);
-        store.derived = snap.count == 0;
+        // Never derived without the copy: inserts then do not append to it.
+        store.derived = policy.quantised_copy && snap.count == 0;
         let compact = Arc::new(RwLock::new(store));
-        let deriving = if snap.count == 0 {
+        let deriving = if snap.count == 0 || !policy.quantised_copy {
             None
         } else {
             let (compact, snap) = (compact.clone(), snap.clone());
@@ -419,6 +430,7 @@ impl Accelerators {
                 cancel: AtomicBool::new(false),
                 params: Mutex::new(policy.params),
                 auto_ann_min_rows: policy.auto_ann_min_rows,
+                quantised_copy: policy.quantised_copy,
                 fold_rows: policy.fold_rows as u64,
                 rebuild_deleted_percent: policy.rebuild_deleted_percent,
                 making: Mutex::new(()),
@@ -530,6 +542,11 @@ impl Accelerators {
     /// Live rows from which `Auto` searches run an approximate strategy.
     pub(crate) fn auto_ann_min_rows(&self) -> usize {
         self.graph.auto_ann_min_rows
+    }
+
+    /// Whether the quantised copy is held (see [`IndexPolicy::quantised_copy`]).
+    pub(crate) fn quantised_copy(&self) -> bool {
+        self.graph.quantised_copy
     }
 
     /// The graph parameters in force.

@@ -86,15 +86,18 @@ impl Strategy {
 /// The strategy `query`'s mode selects on a gallery of `live` rows: `Auto`
 /// runs the approximate strategy from `auto_ann_min_rows` live rows unless
 /// the query is restricted to one user; the graph (with `ef`) only when
-/// `graph_ready` says an index is there, else the quantised scan.
+/// `graph_ready` says an index is there, else the quantised scan. The
+/// passing scan is the approximate strategy where it serves the policy and
+/// the gallery holds the quantised copy (`copy_held`); the graph otherwise.
 pub(crate) fn choose(
     query: &SearchQuery,
     live: usize,
     auto_ann_min_rows: usize,
     ef: usize,
+    copy_held: bool,
     graph_ready: impl FnOnce() -> bool,
 ) -> Strategy {
-    let ann = if passing::serves(&query.settings) {
+    let ann = if copy_held && passing::serves(&query.settings) {
         Strategy::PassingScan
     } else {
         Strategy::Hnsw { ef }
@@ -128,7 +131,7 @@ mod tests {
             5,
             MatchSettings::new(vec![0.5; 10], MatchPolicy::Mean).unwrap(),
         );
-        let pick = |q: &SearchQuery, live, ready| choose(q, live, 100, 64, || ready);
+        let pick = |q: &SearchQuery, live, ready| choose(q, live, 100, 64, true, || ready);
         assert_eq!(pick(&all, 99, true), Strategy::QuantisedScan);
         assert_eq!(pick(&all, 100, false), Strategy::PassingScan);
         assert_eq!(pick(&mean, 100, false), Strategy::QuantisedScan);
@@ -142,6 +145,11 @@ mod tests {
         let mut ann = mean.clone();
         ann.mode = SearchMode::Ann;
         assert_eq!(pick(&ann, 1, false), Strategy::Hnsw { ef: 64 });
+        // Without the quantised copy the graph serves every policy, once ready.
+        let no_copy = |q: &SearchQuery, ready| choose(q, 1000, 100, 64, false, || ready);
+        assert_eq!(no_copy(&all, true), Strategy::Hnsw { ef: 64 });
+        assert_eq!(no_copy(&all, false), Strategy::QuantisedScan);
+        assert_eq!(no_copy(&mean, true), Strategy::Hnsw { ef: 64 });
     }
 
     #[test]
