@@ -1,21 +1,27 @@
 //! Build time, peak build memory and search quality of one graph builder on
-//! a peer benchmark dump (`peers.py gen`), measured by the engine alone.
+//! a peer benchmark dump (`peers.py gen`), measured by the engine alone; or
+//! the open, search time and resident memory of a saved graph.
 //!
 //! ```sh
 //! cargo run --release -p palmlink-engine --example graph_quality -- \
-//!     <dump> <work dir> <native|hnsw_rs> [efConstruction] [rows]
+//!     <dump> <work dir> <native|hnsw_rs|saved> [efConstruction] [rows]
 //! ```
 //!
 //! The first run copies the dump's gallery (its first `rows` templates, all
-//! by default) into `<work dir>/gallery-<rows>`; later runs reuse it. Then:
-//! the exact top 10 of every probe by the f32 scan; one graph build with the
-//! builder asked for (`M` 16, save included), timed, with the peak of the
-//! process's anonymous memory sampled every 20 ms (the rows are mapped, so
-//! they are not counted); and for each `ef`, the genuine probes whose mate
-//! exact search finds at rank 1 but the graph search does not, recall@10
-//! against exact search, and the median single-query time. Run it once per
-//! builder, alternately, for figures that compare.
+//! by default), streaming it, into `<work dir>/gallery-<rows>`; later runs
+//! reuse it. The gallery holds no quantised copy (the graph is what is
+//! measured). The exact top 10 of every probe by the f32 scan is taken once
+//! and kept in `<work dir>/truth-<rows>.txt`. Then, with a builder: one graph
+//! build (`M` 16, save included), timed, with the peak of the process's
+//! anonymous memory sampled every 20 ms (the rows are mapped, so they are not
+//! counted). With `saved`: the saved graph is opened as a service would open
+//! it, timed until it is ready, and the process's resident memory is read
+//! after the searches. For each `ef`, either way: the genuine probes whose
+//! mate exact search finds at rank 1 but the graph search does not, recall@10
+//! against exact search, and the single-query times (p50, p99). Run builders
+//! alternately, for figures that compare.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -28,20 +34,31 @@ use palmlink_engine::{
 
 const EFS: [usize; 11] = [8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128];
 
-/// The payload of a peer benchmark `.npy` file (its header is 128 bytes).
+/// The header of a peer benchmark `.npy` file (128 bytes).
+const NPY_HEADER: usize = 128;
+
+/// The payload of a peer benchmark `.npy` file.
 fn npy_payload(path: &Path, dtype: &str) -> Vec<u8> {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(bytes.starts_with(b"\x93NUMPY") && bytes.len() >= 128);
-    let header = String::from_utf8_lossy(&bytes[10..128]);
-    assert!(header.contains(dtype), "{}: not {dtype}", path.display());
-    bytes[128..].to_vec()
+    check_header(path, &bytes, dtype);
+    bytes[NPY_HEADER..].to_vec()
 }
 
-fn f32s(path: &Path) -> Vec<f32> {
-    npy_payload(path, "'<f4'")
+fn check_header(path: &Path, bytes: &[u8], dtype: &str) {
+    assert!(bytes.starts_with(b"\x93NUMPY") && bytes.len() >= NPY_HEADER);
+    let header = String::from_utf8_lossy(&bytes[10..NPY_HEADER]);
+    assert!(header.contains(dtype), "{}: not {dtype}", path.display());
+}
+
+fn le_f32s(bytes: &[u8]) -> Vec<f32> {
+    bytes
         .chunks_exact(4)
         .map(|w| f32::from_le_bytes([w[0], w[1], w[2], w[3]]))
         .collect()
+}
+
+fn f32s(path: &Path) -> Vec<f32> {
+    le_f32s(&npy_payload(path, "'<f4'"))
 }
 
 fn i64s(path: &Path) -> Vec<i64> {
@@ -63,19 +80,10 @@ fn ids(i: u64) -> RecordIds {
     }
 }
 
-fn rss_anon() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("RssAnon:"))?;
-            line.split_whitespace().nth(1)?.parse::<usize>().ok()
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
-fn policy(builder: GraphBuilder, efc: Option<usize>) -> IndexPolicy {
+fn policy(builder: GraphBuilder, efc: Option<usize>, at_open: bool) -> IndexPolicy {
     let mut policy = IndexPolicy {
-        at_open: false,
+        at_open,
+        quantised_copy: false,
         ..IndexPolicy::default()
     };
     policy.params.builder = builder;
@@ -85,12 +93,13 @@ fn policy(builder: GraphBuilder, efc: Option<usize>) -> IndexPolicy {
     policy
 }
 
-/// The gallery of the dump's first `rows` templates, made once.
+/// The gallery of the dump's first `rows` templates, made once, streaming
+/// the dump 50,000 rows at a time.
 fn gallery(dump: &Path, work: &Path, rows: Option<usize>, policy: IndexPolicy) -> Gallery {
     let len = Layout::DEFAULT.len();
     let path = dump.join("gallery.npy");
     let size = std::fs::metadata(&path).expect("gallery.npy").len() as usize;
-    let all = (size - 128) / (4 * len);
+    let all = (size - NPY_HEADER) / (4 * len);
     let n = rows.unwrap_or(all).min(all);
     let dir: PathBuf = work.join(format!("gallery-{n}"));
     if let Ok(g) = Gallery::open_with(&dir, policy) {
@@ -98,13 +107,21 @@ fn gallery(dump: &Path, work: &Path, rows: Option<usize>, policy: IndexPolicy) -
             return g;
         }
     }
-    let values = f32s(&path);
+    let mut file = std::fs::File::open(&path).expect("gallery.npy");
+    let mut header = [0u8; NPY_HEADER];
+    file.read_exact(&mut header).expect("header");
+    check_header(&path, &header, "'<f4'");
     let _ = std::fs::remove_dir_all(&dir);
     drop(Gallery::create(&dir, Layout::DEFAULT).expect("create gallery"));
     let g = Gallery::open_with(&dir, policy).expect("open gallery");
+    let t = Instant::now();
+    let mut bytes = vec![0u8; 50_000 * len * 4];
     for start in (0..n).step_by(50_000) {
         let end = (start + 50_000).min(n);
-        let templates: Vec<Template> = values[start * len..end * len]
+        let chunk = &mut bytes[..(end - start) * len * 4];
+        file.read_exact(chunk).expect("gallery rows");
+        let values = le_f32s(chunk);
+        let templates: Vec<Template> = values
             .chunks(len)
             .map(|v| Template::from_f32(Layout::DEFAULT, v).expect("valid template"))
             .collect();
@@ -115,7 +132,93 @@ fn gallery(dump: &Path, work: &Path, rows: Option<usize>, policy: IndexPolicy) -
             .collect();
         g.insert_batch(&items).expect("insert");
     }
+    println!("{n} templates copied in {:.1} s", t.elapsed().as_secs_f64());
     g
+}
+
+/// The exact top 10 rows of every probe by the f32 scan, kept in
+/// `<work>/truth-<n>.txt` (one line of rows a probe) once taken.
+fn exact_rows(g: &Gallery, work: &Path, probes: &Array2<f32>) -> Vec<Vec<u64>> {
+    let path = work.join(format!("truth-{}.txt", g.row_count()));
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let rows: Vec<Vec<u64>> = text
+            .lines()
+            .map(|l| l.split(' ').filter_map(|r| r.parse().ok()).collect())
+            .collect();
+        if rows.len() == probes.nrows() {
+            return rows;
+        }
+    }
+    let t = Instant::now();
+    let rows: Vec<Vec<u64>> = candidates(g, probes, Strategy::F32Scan)
+        .iter()
+        .map(|c| c.iter().map(|c| c.row.0).collect())
+        .collect();
+    println!("exact top 10 in {:.1} s", t.elapsed().as_secs_f64());
+    let text: Vec<String> = rows
+        .iter()
+        .map(|r| r.iter().map(u64::to_string).collect::<Vec<_>>().join(" "))
+        .collect();
+    std::fs::write(&path, text.join("\n") + "\n").expect("truth file");
+    rows
+}
+
+/// Resident memory of this process from `/proc/self/status`: (anonymous,
+/// file-backed) bytes.
+fn resident() -> (usize, usize) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok())
+            .map_or(0, |kb| kb * 1024)
+    };
+    (field("RssAnon:"), field("RssFile:"))
+}
+
+/// Resident bytes of each file of `dir` mapped by this process, from
+/// `/proc/self/smaps`, by file name.
+fn resident_files(dir: &Path) -> Vec<(String, usize)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut by_file: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut current: Option<String> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            current = words
+                .nth(4)
+                .map(Path::new)
+                .filter(|p| p.parent() == Some(dir.as_path()))
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned());
+        } else if first == "Rss:" {
+            if let (Some(name), Some(kb)) = (&current, words.next()) {
+                *by_file.entry(name.clone()).or_default() +=
+                    kb.parse::<usize>().unwrap_or(0) * 1024;
+            }
+        }
+    }
+    by_file.into_iter().collect()
+}
+
+/// Prints the process's resident memory per template, and the mapped
+/// files' share of it.
+fn print_resident(when: &str, g: &Gallery) {
+    let n = g.row_count().max(1) as usize;
+    let (anon, file) = resident();
+    let files: Vec<String> = resident_files(g.dir())
+        .iter()
+        .map(|(name, bytes)| format!("{name} {}", bytes / n))
+        .collect();
+    println!(
+        "resident {when}: {} B/template anonymous, {} B/template file-backed ({})",
+        anon / n,
+        file / n,
+        files.join(", ")
+    );
 }
 
 fn candidates(g: &Gallery, probes: &Array2<f32>, strategy: Strategy) -> Vec<Vec<Candidate>> {
@@ -129,20 +232,31 @@ fn candidates(g: &Gallery, probes: &Array2<f32>, strategy: Strategy) -> Vec<Vec<
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [dump, work, builder, rest @ ..] = args.as_slice() else {
-        panic!("usage: graph_quality <dump> <work dir> <native|hnsw_rs> [efC] [rows]");
+    let [dump, work, mode, rest @ ..] = args.as_slice() else {
+        panic!("usage: graph_quality <dump> <work dir> <native|hnsw_rs|saved> [efC] [rows]");
     };
-    let builder = match builder.as_str() {
-        "native" => GraphBuilder::Native,
-        "hnsw_rs" => GraphBuilder::HnswRs,
-        other => panic!("unknown builder {other}"),
+    let (builder, saved) = match mode.as_str() {
+        "native" => (GraphBuilder::Native, false),
+        "hnsw_rs" => (GraphBuilder::HnswRs, false),
+        "saved" => (GraphBuilder::Native, true),
+        other => panic!("unknown mode {other}"),
     };
     let efc = rest.first().map(|v| v.parse().expect("efConstruction"));
     let rows = rest.get(1).map(|v| v.parse().expect("rows"));
     let (dump, work) = (Path::new(dump), Path::new(work));
-    let g = gallery(dump, work, rows, policy(builder, efc));
-    while g.quantised_rows() < g.row_count() || g.passing_rows() < g.row_count() {
-        std::thread::sleep(Duration::from_millis(5));
+    let t = Instant::now();
+    let g = gallery(dump, work, rows, policy(builder, efc, saved));
+    if saved {
+        let open_s = t.elapsed().as_secs_f64();
+        assert!(
+            g.wait_for_index(Duration::from_secs(3600)),
+            "no saved graph"
+        );
+        println!(
+            "opened in {open_s:.2} s, saved graph ready {:.2} s after the open began",
+            t.elapsed().as_secs_f64(),
+        );
+        print_resident("when ready", &g);
     }
     let n = g.row_count() as usize;
 
@@ -155,43 +269,43 @@ fn main() {
         .iter()
         .map(|&m| u64::try_from(m).ok().filter(|&m| m < n as u64))
         .collect();
-    let t = Instant::now();
-    let exact = candidates(&g, &probes, Strategy::F32Scan);
+    let exact = exact_rows(&g, work, &probes);
     println!(
-        "{n} templates, {} probes ({} with a mate in the gallery); exact top 10 in {:.1} s",
+        "{n} templates, {} probes ({} with a mate in the gallery)",
         mates.len(),
         mates.iter().flatten().count(),
-        t.elapsed().as_secs_f64()
     );
 
-    let rss0 = rss_anon();
-    let peak = AtomicUsize::new(rss0);
-    let done = AtomicBool::new(false);
-    let t = Instant::now();
-    let info = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_anon(), Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(20));
-            }
+    if !saved {
+        let rss0 = resident().0;
+        let peak = AtomicUsize::new(rss0);
+        let done = AtomicBool::new(false);
+        let t = Instant::now();
+        let info = std::thread::scope(|s| {
+            s.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(resident().0, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            let info = g.rebuild_index().expect("build");
+            done.store(true, Ordering::Relaxed);
+            info
         });
-        let info = g.rebuild_index().expect("build");
-        done.store(true, Ordering::Relaxed);
-        info
-    });
-    let build_s = t.elapsed().as_secs_f64();
-    let p = g.ann_params();
-    println!(
-        "build {:?}, M {}, efConstruction {}, save included: {build_s:.1} s; {} points, {} \
-         unreachable; peak build memory {} B/template beyond the rows; graph {} B/template",
-        p.builder,
-        p.max_connections,
-        p.ef_construction,
-        info.points,
-        info.orphans,
-        peak.into_inner().saturating_sub(rss0) / n,
-        info.estimated_bytes / n
-    );
+        let build_s = t.elapsed().as_secs_f64();
+        let p = g.ann_params();
+        println!(
+            "build {:?}, M {}, efConstruction {}, save included: {build_s:.1} s; {} points, {} \
+             unreachable; peak build memory {} B/template beyond the rows; graph {} B/template",
+            p.builder,
+            p.max_connections,
+            p.ef_construction,
+            info.points,
+            info.orphans,
+            peak.into_inner().saturating_sub(rss0) / n,
+            info.estimated_bytes / n
+        );
+    }
 
     let q = SearchQuery::new(10, MatchSettings::default_for(Layout::DEFAULT));
     let mut smallest = None;
@@ -201,10 +315,10 @@ fn main() {
         for ((got, truth), mate) in got.iter().zip(&exact).zip(&mates) {
             overlap += truth
                 .iter()
-                .filter(|c| got.iter().any(|h| h.row == c.row))
+                .filter(|&&row| got.iter().any(|h| h.row.0 == row))
                 .count();
             if let Some(mate) = mate {
-                if truth.first().map(|c| c.row.0) == Some(*mate) {
+                if truth.first() == Some(mate) {
                     found += 1;
                     if got.first().map(|c| c.row.0) != Some(*mate) {
                         missed += 1;
@@ -229,13 +343,15 @@ fn main() {
         }
         println!(
             "ef {ef}: mates missed {missed} of {found} exact finds; recall@10 {:.3}; \
-             single query p50 {:.3} ms",
+             single query p50 {:.3} ms, p99 {:.3} ms",
             overlap as f64 / (10 * exact.len()) as f64,
-            ms[ms.len() / 2]
+            ms[ms.len() / 2],
+            ms[ms.len() * 99 / 100]
         );
     }
     match smallest {
         Some(ef) => println!("smallest ef missing no mate: {ef}"),
         None => println!("smallest ef missing no mate: above {}", EFS[EFS.len() - 1]),
     }
+    print_resident("after the searches", &g);
 }
