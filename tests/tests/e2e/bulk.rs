@@ -242,6 +242,61 @@ fn synthetic(n: usize) -> String {
     text
 }
 
+/// Batches of an odd size split users' two palms across consecutive batches, which are
+/// written while the next is prepared: each user is created once and gets both palms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_whose_palms_straddle_two_batches_are_created_once_with_both_palms() {
+    const N: usize = 60;
+    let h = Harness::start().await;
+    let t = h.tenant().await;
+    let files = tempfile::tempdir().expect("temp dir");
+    let file = files.path().join("odd.jsonl");
+    std::fs::write(&file, synthetic(N)).unwrap();
+    let out = import(&h, &t.id, &file, &["--batch-size", "7"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done = summary(&out);
+    assert_eq!(
+        (done["imported"].as_u64(), done["skipped_existing"].as_u64()),
+        (Some(N as u64), Some(0))
+    );
+    assert_eq!(
+        h.get("/v1/users?limit=1", &t.token).await.body["total"],
+        N / 2
+    );
+    for user in ["p3", "p10", "p17", "p29"] {
+        let got = h.get(&format!("/v1/users/{user}"), &t.token).await;
+        assert_eq!(got.status, 200, "{}", got.body);
+        let mut hands: Vec<String> = got.body["data"]["palms"]
+            .as_array()
+            .expect("palms")
+            .iter()
+            .map(|p| p["palm_type"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        hands.sort();
+        assert_eq!(hands, ["left", "right"], "{user}: {}", got.body);
+    }
+    let checked = check(&h, &t.id);
+    assert_eq!(
+        (
+            checked["database_templates"].as_u64(),
+            checked["log_head"].as_u64()
+        ),
+        (Some(N as u64), Some(N as u64))
+    );
+    let again = summary(&import(&h, &t.id, &file, &["--batch-size", "7"]));
+    assert_eq!(
+        (
+            again["imported"].as_u64(),
+            again["skipped_existing"].as_u64()
+        ),
+        (Some(0), Some(N as u64))
+    );
+}
+
 /// The tenant's palms, log head and check as `gallery check` sees them.
 fn check(h: &Harness, tenant: &str) -> Value {
     let out = cli(h, &["gallery", "check", "--tenant", tenant]);

@@ -75,6 +75,21 @@ pub struct ImportSummary {
     pub log_head: u64,
 }
 
+/// A batch of records with its writes, prepared before they are written (`None` when it
+/// has nothing to write).
+struct Prepared {
+    writes: Option<ImportBatch>,
+    /// The batch's users with the palm types they hold once it is written.
+    pending: Pending,
+}
+
+/// The users and palm types of a batch being written, by external id: the next batch
+/// is prepared meanwhile and must see them as held even before they commit.
+#[derive(Default)]
+struct Pending {
+    users: HashMap<String, (Uuid, Vec<PalmType>)>,
+}
+
 /// What the check of the whole file found.
 struct Checked {
     records: u64,
@@ -299,34 +314,96 @@ impl Bulk {
         let skip = checked.invalid_lines;
         let batch_size = options.batch_size;
         let reader = std::thread::spawn(move || read_batches(owned, skip, batch_size, tx));
-        while let Some(batch) = rx.recv().await {
-            let batch = batch.map_err(|problem| DomainError::field("in", problem))?;
-            if batch.is_empty() {
-                continue;
-            }
-            let (imported, head) = self.write_batch(tenant, &batch).await?;
+        // Batch k+1 is prepared (users read, templates sealed) while batch k is written:
+        // the writes wait only for the store. What k adds is carried into k+1's
+        // preparation, since k+1 may read before k commits.
+        let mut prepared: Option<(Vec<(u64, Record)>, Prepared)> = None;
+        loop {
+            let next = match rx.recv().await {
+                Some(batch) => Some(batch.map_err(|problem| DomainError::field("in", problem))?),
+                None => None,
+            };
+            let next = next.filter(|batch| !batch.is_empty());
+            let Some((records, current)) = prepared.take() else {
+                match next {
+                    Some(records) => {
+                        let writes = self.prepare(tenant, &records, &Pending::default()).await?;
+                        prepared = Some((records, writes));
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            let (written, following) = tokio::join!(self.write_prepared(tenant, &current), async {
+                match &next {
+                    Some(next) => Some(self.prepare(tenant, next, &current.pending).await),
+                    None => None,
+                }
+            });
+            let (imported, head) = match written {
+                Ok(done) => {
+                    prepared = match (next, following) {
+                        (Some(next), Some(writes)) => Some((next, writes?)),
+                        _ => None,
+                    };
+                    done
+                }
+                // Another writer enrolled or erased one of these users meanwhile: the
+                // batch is written again from fresh reads, and the next prepared anew.
+                Err(StoreError::Conflict(_)) => {
+                    let done = self.write_batch(tenant, &records).await?;
+                    prepared = match next {
+                        Some(next) => {
+                            let writes = self.prepare(tenant, &next, &Pending::default()).await?;
+                            Some((next, writes))
+                        }
+                        None => None,
+                    };
+                    done
+                }
+                Err(e) => return Err(e.into()),
+            };
             summary.imported += imported;
-            summary.skipped_existing += batch.len() as u64 - imported;
+            summary.skipped_existing += records.len() as u64 - imported;
             if let Some(head) = head {
                 summary.log_head = head;
                 self.wakeups.templates_changed(tenant);
             }
-            progress.advance(batch.len() as u64);
+            progress.advance(records.len() as u64);
         }
         let _ = reader.join();
         progress.end();
         Ok(summary)
     }
 
-    /// Writes the records of one batch that the tenant does not hold yet; returns how many
-    /// it wrote and the log head after them (`None` when it wrote none).
+    /// Writes a prepared batch once; returns how many palms it wrote and the log head after
+    /// them (`None` when it had none to write).
+    async fn write_prepared(
+        &self,
+        tenant: Uuid,
+        prepared: &Prepared,
+    ) -> Result<(u64, Option<u64>), StoreError> {
+        let Some(writes) = &prepared.writes else {
+            return Ok((0, None));
+        };
+        let head = self
+            .store
+            .import_palms(tenant, writes, self.clock.now())
+            .await?;
+        Ok((writes.palms.len() as u64, Some(head)))
+    }
+
+    /// Writes the records of one batch that the tenant does not hold yet, reading the
+    /// tenant's users afresh for each attempt; returns how many it wrote and the log head
+    /// after them (`None` when it wrote none).
     async fn write_batch(
         &self,
         tenant: Uuid,
         batch: &[(u64, Record)],
     ) -> DomainResult<(u64, Option<u64>)> {
         for attempt in 1..=ATTEMPTS {
-            let Some(writes) = self.prepare(tenant, batch).await? else {
+            let prepared = self.prepare(tenant, batch, &Pending::default()).await?;
+            let Some(writes) = prepared.writes else {
                 return Ok((0, None));
             };
             let n = writes.palms.len() as u64;
@@ -353,7 +430,8 @@ impl Bulk {
         &self,
         tenant: Uuid,
         batch: &[(u64, Record)],
-    ) -> DomainResult<Option<ImportBatch>> {
+        pending: &Pending,
+    ) -> DomainResult<Prepared> {
         let externals: Vec<String> = batch
             .iter()
             .map(|(_, r)| r.external_user_id.clone())
@@ -367,6 +445,20 @@ impl Bulk {
             .into_iter()
             .map(|(u, palms)| (u.external_user_id, (u.id, false, palms)))
             .collect();
+        // What the batch being written adds, whether or not it has committed yet.
+        for external in &externals {
+            if let Some((id, types)) = pending.users.get(external) {
+                let (_, _, held) =
+                    users
+                        .entry(external.clone())
+                        .or_insert((*id, false, Vec::new()));
+                for t in types {
+                    if !held.contains(t) {
+                        held.push(*t);
+                    }
+                }
+            }
+        }
         let now = self.clock.now();
         let mut new_users = Vec::new();
         let mut palms = Vec::new();
@@ -415,7 +507,10 @@ impl Bulk {
             ));
         }
         if palms.is_empty() {
-            return Ok(None);
+            return Ok(Prepared {
+                writes: None,
+                pending: Pending::default(),
+            });
         }
         let receiving: HashSet<Uuid> = palms.iter().map(|(p, _)| p.user_id).collect();
         let existing_users: Vec<Uuid> = users
@@ -440,11 +535,20 @@ impl Bulk {
                 "palms": imported,
             }),
         );
-        Ok(Some(ImportBatch {
-            new_users,
-            existing_users,
-            palms,
-            audit,
-        }))
+        let pending = Pending {
+            users: users
+                .into_iter()
+                .map(|(external, (id, _, held))| (external, (id, held)))
+                .collect(),
+        };
+        Ok(Prepared {
+            writes: Some(ImportBatch {
+                new_users,
+                existing_users,
+                palms,
+                audit,
+            }),
+            pending,
+        })
     }
 }
