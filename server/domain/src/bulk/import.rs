@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use palmlink_store::{Actor, ImportBatch, Palm, PalmType, StoreError, User};
+use rayon::prelude::*;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -128,23 +129,86 @@ fn lines(
     }
 }
 
+/// Lines parsed at once, in parallel, by the check.
+const CHECK_CHUNK: usize = 2048;
+
+/// The check's state as it goes through the file in order.
+struct Checking {
+    checked: Checked,
+    seen: HashMap<(String, PalmType), u64>,
+    end: Option<(u64, u64)>,
+}
+
+impl Checking {
+    /// Parses `chunk` (numbered lines after the header) in parallel, then takes the
+    /// results in order: the end line, duplicate keys, invalid records.
+    fn take(&mut self, chunk: &mut Vec<(u64, Vec<u8>)>) -> Result<(), String> {
+        let parsed: Vec<Result<Item, Vec<FieldError>>> = chunk
+            .par_iter()
+            .map(|(_, line)| format::item(line))
+            .collect();
+        for ((number, _), item) in chunk.drain(..).zip(parsed) {
+            if let Some((end_line, _)) = self.end {
+                return Err(format!(
+                    "line {number}: the file goes on after its end line (line {end_line})"
+                ));
+            }
+            let errors = match item {
+                Ok(Item::End(announced)) => {
+                    self.end = Some((number, announced));
+                    continue;
+                }
+                Ok(Item::Record(r)) => {
+                    self.checked.records += 1;
+                    match self.seen.insert((r.external_user_id, r.palm_type), number) {
+                        None => continue,
+                        Some(first) => vec![FieldError::new(
+                            "external_user_id",
+                            format!(
+                                "this user's {} palm is already on line {first}",
+                                r.palm_type.as_str()
+                            ),
+                        )],
+                    }
+                }
+                Err(errors) => {
+                    self.checked.records += 1;
+                    errors
+                }
+            };
+            self.checked.invalid_lines.insert(number);
+            if self.checked.invalid.len() < MAX_LISTED {
+                self.checked.invalid.push(InvalidRecord {
+                    line: number,
+                    record: number - 1,
+                    errors,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Checks every line of the file: the header, each record, no key twice, the end line
-/// and its count.
+/// and its count. Records are parsed in parallel, a chunk of lines at a time.
 fn check_file(path: &Path, progress: &dyn Progress) -> DomainResult<Checked> {
     let size = std::fs::metadata(path)
         .map_err(|e| unreadable(path, &e))?
         .len();
     progress.begin("checking", size, Unit::Bytes);
-    let mut checked = Checked {
-        records: 0,
-        invalid: Vec::new(),
-        invalid_lines: HashSet::new(),
-        refused: None,
+    let mut state = Checking {
+        checked: Checked {
+            records: 0,
+            invalid: Vec::new(),
+            invalid_lines: HashSet::new(),
+            refused: None,
+        },
+        seen: HashMap::new(),
+        end: None,
     };
-    let mut seen: HashMap<(String, PalmType), u64> = HashMap::new();
-    let mut end: Option<(u64, u64)> = None;
+    let mut chunk: Vec<(u64, Vec<u8>)> = Vec::with_capacity(CHECK_CHUNK);
     let mut last_line = 0;
-    let outcome = lines(path, |number, line, n| {
+    let read = lines(path, |number, line, n| {
         progress.advance(n);
         last_line = number;
         if number == 1 {
@@ -152,46 +216,17 @@ fn check_file(path: &Path, progress: &dyn Progress) -> DomainResult<Checked> {
                 .map(|_| true)
                 .map_err(|e| format!("line 1 (the header): {e}"));
         }
-        if let Some((end_line, _)) = end {
-            return Err(format!(
-                "line {number}: the file goes on after its end line (line {end_line})"
-            ));
-        }
-        let record = number - 1;
-        let errors = match format::item(line) {
-            Ok(Item::End(announced)) => {
-                end = Some((number, announced));
-                return Ok(true);
-            }
-            Ok(Item::Record(r)) => {
-                checked.records += 1;
-                match seen.insert((r.external_user_id, r.palm_type), number) {
-                    None => return Ok(true),
-                    Some(first) => vec![FieldError::new(
-                        "external_user_id",
-                        format!(
-                            "this user's {} palm is already on line {first}",
-                            r.palm_type.as_str()
-                        ),
-                    )],
-                }
-            }
-            Err(errors) => {
-                checked.records += 1;
-                errors
-            }
-        };
-        checked.invalid_lines.insert(number);
-        if checked.invalid.len() < MAX_LISTED {
-            checked.invalid.push(InvalidRecord {
-                line: number,
-                record,
-                errors,
-            });
+        chunk.push((number, line.to_vec()));
+        if chunk.len() == CHECK_CHUNK {
+            state.take(&mut chunk)?;
         }
         Ok(true)
     })?;
+    let outcome = read.and_then(|()| state.take(&mut chunk));
     progress.end();
+    let Checking {
+        mut checked, end, ..
+    } = state;
     checked.refused = match (outcome, end) {
         (Err(problem), _) => Some(problem),
         (Ok(()), _) if last_line == 0 => Some("the file is empty".to_owned()),
