@@ -152,8 +152,6 @@ struct GraphShared {
     cancel: AtomicBool,
     params: Mutex<AnnParams>,
     auto_ann_min_rows: usize,
-    /// [`IndexPolicy::quantised_copy`].
-    quantised_copy: bool,
     fold_rows: u64,
     rebuild_deleted_percent: u32,
     /// Held while an index is made: one builder writes the files at a time.
@@ -386,6 +384,8 @@ impl GraphShared {
 pub(crate) struct Accelerators {
     compact: Arc<RwLock<CompactCopy>>,
     deriving: Mutex<Option<JoinHandle<()>>>,
+    /// [`IndexPolicy::quantised_copy`]: whether `compact` is ever derived.
+    quantised_copy: bool,
     graph: Arc<GraphShared>,
     builder: Mutex<Option<JoinHandle<()>>>,
 }
@@ -419,6 +419,7 @@ impl Accelerators {
         let accel = Accelerators {
             compact,
             deriving: Mutex::new(deriving),
+            quantised_copy: policy.quantised_copy,
             graph: Arc::new(GraphShared {
                 dir: dir.to_path_buf(),
                 index: RwLock::new(None),
@@ -430,7 +431,6 @@ impl Accelerators {
                 cancel: AtomicBool::new(false),
                 params: Mutex::new(policy.params),
                 auto_ann_min_rows: policy.auto_ann_min_rows,
-                quantised_copy: policy.quantised_copy,
                 fold_rows: policy.fold_rows as u64,
                 rebuild_deleted_percent: policy.rebuild_deleted_percent,
                 making: Mutex::new(()),
@@ -546,7 +546,7 @@ impl Accelerators {
 
     /// Whether the quantised copy is held (see [`IndexPolicy::quantised_copy`]).
     pub(crate) fn quantised_copy(&self) -> bool {
-        self.graph.quantised_copy
+        self.quantised_copy
     }
 
     /// The graph parameters in force.
