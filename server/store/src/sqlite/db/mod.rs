@@ -46,7 +46,7 @@
 //! after a `COMMIT`, with the writer held, and the WAL starts over. Every write waits while
 //! that one runs, so it must have little to copy: once the WAL holds [`CATCH_UP_PERCENT`] of
 //! its limit (SQLite reports the frames it holds after every commit), a checkpoint beside the
-//! commits runs whenever it has grown by another [`CATCH_UP_STEP_PERCENT`], and the one with
+//! commits runs whenever it has grown by another [`CATCH_UP_STEP_BYTES`], and the one with
 //! the writer held is asked for only once the last of them has finished. It then copies only
 //! the frames committed since that last one began, not the WAL's backlog.
 //!
@@ -85,15 +85,20 @@ const STATEMENT_CACHE: usize = 128;
 /// The syncer checkpoints the WAL after this many groups, or after [`CHECKPOINT_EVERY`].
 const CHECKPOINT_GROUPS: u64 = 256;
 /// The WAL's size past which a checkpoint runs with no commit beside it, so that the WAL
-/// starts over; also the size it is truncated to when it does.
-const WAL_LIMIT_BYTES: u64 = 16 << 20;
+/// starts over; also the size it is truncated to when it does. One transaction of an
+/// import writes about 4.5 MB of frames (1,000 templates), so a WAL of a few of them would
+/// start over, and hold every write, every few transactions.
+const WAL_LIMIT_BYTES: u64 = 128 << 20;
 /// The share of [`WAL_LIMIT_BYTES`] (in percent) from which checkpoints beside the commits
 /// catch up with the WAL, so that the one with the writer held finds little left to copy.
-const CATCH_UP_PERCENT: u64 = 75;
+/// Under a steady bulk load the checkpointer then works beside the commits for most of a
+/// cycle, rather than idle until the WAL is nearly full.
+const CATCH_UP_PERCENT: u64 = 25;
 /// While catching up, a checkpoint beside the commits is asked for once the WAL has grown by
-/// this share of its limit (in percent) since the last one was asked for: each has a few
-/// hundred frames to copy, and a cycle of the WAL takes a handful of them, not one per group.
-const CATCH_UP_STEP_PERCENT: u64 = 5;
+/// this many bytes since the last one was asked for: the one with the writer held then has
+/// about this much to copy, whatever the limit, which keeps the pause it makes in the writes
+/// short.
+const CATCH_UP_STEP_BYTES: u64 = 1 << 20;
 /// A checkpoint with the writer held that takes longer than this is logged as a warning.
 const SLOW_RESTART: Duration = Duration::from_millis(100);
 /// The longest time between checkpoints while groups are committed.
@@ -102,6 +107,10 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// load a sync covers more writes (fewer device flushes, each of which costs CPU time as well
 /// as latency); a lone write is committed at once.
 const COMMIT_DELAY: Duration = Duration::from_millis(1);
+/// The writer's page cache, in KiB: a transaction's dirty pages stay in it until `COMMIT`
+/// instead of being spilled into the WAL while its statements run (SQLite's default is
+/// 2 MB, less than one import batch of templates).
+const WRITER_CACHE_KIB: i64 = 64 << 10;
 /// How long the writer sleeps before it asks again for a write lock held by another process.
 const BUSY_RETRY: Duration = Duration::from_millis(2);
 
@@ -179,6 +188,14 @@ impl SqliteDb {
     /// The database at `url` (created if missing), shared with every other user of the same
     /// file in this process.
     pub(crate) async fn open(url: &str) -> Result<Arc<SqliteDb>, DbError> {
+        Self::open_with_wal_limit(url, WAL_LIMIT_BYTES).await
+    }
+
+    /// [`SqliteDb::open`] with a WAL that starts over past `wal_limit_bytes`.
+    async fn open_with_wal_limit(
+        url: &str,
+        wal_limit_bytes: u64,
+    ) -> Result<Arc<SqliteDb>, DbError> {
         let path = path_of_url(url)?;
         let mut open = lock(registry());
         if let Some(db) = std::fs::canonicalize(&path)
@@ -197,7 +214,13 @@ impl SqliteDb {
             Ok(())
         }))?;
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-        let limit_frames = limit_frames(u64::try_from(page_size).unwrap_or(4096));
+        let page_size = u64::try_from(page_size).unwrap_or(4096);
+        let limits = WalFrames {
+            limit: frames_in(wal_limit_bytes, page_size),
+            catch_up: frames_in(wal_limit_bytes / 100 * CATCH_UP_PERCENT, page_size),
+            catch_up_step: frames_in(CATCH_UP_STEP_BYTES, page_size),
+        };
+        conn.pragma_update(None, "journal_size_limit", wal_limit_bytes as i64)?;
         // Make sure the WAL file exists before it is opened for syncing.
         conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")?;
         // From now on the writer never waits inside SQLite (see the module docs).
@@ -209,7 +232,7 @@ impl SqliteDb {
             readers: Mutex::new(Vec::new()),
             writer: {
                 let shared = Shared::new(conn);
-                syncer::spawn(&shared, checkpointer, wal, wal_frames, limit_frames)?;
+                syncer::spawn(&shared, checkpointer, wal, wal_frames, limits)?;
                 shared
             },
             path: key.clone(),
@@ -291,10 +314,22 @@ impl SqliteDb {
     }
 }
 
-/// The frames [`WAL_LIMIT_BYTES`] holds with pages of `page_size` bytes (a frame is a page
-/// and its 24-byte header).
-fn limit_frames(page_size: u64) -> u64 {
-    WAL_LIMIT_BYTES / (page_size + 24)
+/// The frames `bytes` of WAL hold with pages of `page_size` bytes (a frame is a page and its
+/// 24-byte header).
+fn frames_in(bytes: u64, page_size: u64) -> u64 {
+    bytes / (page_size + 24)
+}
+
+/// The sizes, in frames, by which the syncer schedules checkpoints.
+#[derive(Clone, Copy, Debug)]
+struct WalFrames {
+    /// The WAL's limit ([`WAL_LIMIT_BYTES`] in the service).
+    limit: u64,
+    /// From where checkpoints beside the commits catch up ([`CATCH_UP_PERCENT`] of the
+    /// limit).
+    catch_up: u64,
+    /// The growth between two of them while catching up ([`CATCH_UP_STEP_BYTES`]).
+    catch_up_step: u64,
 }
 
 /// What a connection is for.
@@ -331,7 +366,7 @@ fn connect(path: &Path, role: Role) -> Result<Connection, DbError> {
                 "PRAGMA synchronous = NORMAL;
                  PRAGMA wal_autocheckpoint = 0;",
             )?;
-            conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES as i64)?;
+            conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         }
         Role::Checkpointer => conn.execute_batch("PRAGMA synchronous = FULL;")?,
     }

@@ -12,8 +12,7 @@ use tokio::sync::watch;
 
 use super::writer::{Outcome, Shared};
 use super::{
-    control, lock, CATCH_UP_PERCENT, CATCH_UP_STEP_PERCENT, CHECKPOINT_EVERY, CHECKPOINT_GROUPS,
-    COMMIT_DELAY, SLOW_RESTART,
+    control, lock, WalFrames, CHECKPOINT_EVERY, CHECKPOINT_GROUPS, COMMIT_DELAY, SLOW_RESTART,
 };
 
 /// Starts the checkpointer's thread and the syncer's thread of a writer.
@@ -22,7 +21,7 @@ pub(super) fn spawn(
     checkpointer: Connection,
     wal: File,
     wal_frames: Arc<AtomicU64>,
-    limit_frames: u64,
+    limits: WalFrames,
 ) -> std::io::Result<()> {
     // One pending request at most: a checkpoint asked for while one runs is merged into it.
     let (checkpoint, requests) = std::sync::mpsc::sync_channel::<CheckpointRequest>(1);
@@ -45,9 +44,7 @@ pub(super) fn spawn(
         checkpoint,
         progress,
         wal_frames,
-        limit_frames,
-        catch_up_frames: limit_frames / 100 * CATCH_UP_PERCENT,
-        catch_up_step: limit_frames / 100 * CATCH_UP_STEP_PERCENT,
+        limits,
         wal,
     };
     std::thread::Builder::new()
@@ -65,14 +62,8 @@ pub(super) struct Syncer {
     pub(super) progress: Arc<CheckpointProgress>,
     /// Frames in the WAL after the last commit (SQLite's WAL hook).
     pub(super) wal_frames: Arc<AtomicU64>,
-    /// The frames [`WAL_LIMIT_BYTES`] holds.
-    pub(super) limit_frames: u64,
-    /// The frames from which checkpoints beside the commits catch up with the WAL
-    /// ([`CATCH_UP_PERCENT`] of the limit).
-    pub(super) catch_up_frames: u64,
-    /// The growth of the WAL between two checkpoints while catching up
-    /// ([`CATCH_UP_STEP_PERCENT`] of the limit).
-    pub(super) catch_up_step: u64,
+    /// The sizes that schedule the checkpoints.
+    pub(super) limits: WalFrames,
     pub(super) wal: File,
 }
 
@@ -173,7 +164,7 @@ impl Syncer {
 
     /// After a group is durable: asks for a checkpoint beside the commits when one is due
     /// and none is running. Past the catch-up share of the limit, whenever the WAL has grown
-    /// by [`CATCH_UP_STEP_PERCENT`] of it; at any size, every [`CHECKPOINT_GROUPS`] groups or
+    /// by [`WalFrames::catch_up_step`]; at any size, every [`CHECKPOINT_GROUPS`] groups or
     /// [`CHECKPOINT_EVERY`].
     fn plan_checkpoints(&self, schedule: &mut Schedule, restarted: bool) {
         if restarted {
@@ -186,10 +177,10 @@ impl Syncer {
             return;
         }
         let frames = self.wal_frames.load(Ordering::Acquire);
-        let catching_up = frames >= self.catch_up_frames;
+        let catching_up = frames >= self.limits.catch_up;
         let due = (catching_up
             && (schedule.catching_up_since.is_none()
-                || frames.saturating_sub(schedule.frames_at_last) >= self.catch_up_step))
+                || frames.saturating_sub(schedule.frames_at_last) >= self.limits.catch_up_step))
             || schedule.groups >= CHECKPOINT_GROUPS
             || schedule.last.elapsed() >= CHECKPOINT_EVERY;
         // The checkpointer is idle, so the request finds the channel empty.
@@ -246,7 +237,7 @@ impl Syncer {
                 Ok(()) => {
                     shared.groups_committed.fetch_add(1, Ordering::Relaxed);
                     let frames = self.wal_frames.load(Ordering::Acquire);
-                    let restart = frames > self.limit_frames && schedule.caught_up(&self.progress);
+                    let restart = frames > self.limits.limit && schedule.caught_up(&self.progress);
                     if restart {
                         self.restart_wal(frames);
                     }
