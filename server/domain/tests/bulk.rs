@@ -1,0 +1,158 @@
+//! The import against writes that land between its batches.
+
+mod support;
+
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use palmlink_domain::gallery_file::{end_line, record_line, Header};
+use palmlink_domain::{Caller, DomainError, ImportOptions, Progress, Unit};
+use palmlink_engine::{Layout, Template};
+use palmlink_fixtures::PalmSide;
+use palmlink_store::PalmType;
+use support::{world, World};
+
+/// Erases one user once the import has written its first batch: by then the import has
+/// prepared its second batch, which adds a palm to that user.
+struct EraseAfterFirstBatch {
+    world: Arc<World>,
+    caller: Caller,
+    user: &'static str,
+    importing: AtomicBool,
+    batches: AtomicU64,
+}
+
+impl Progress for EraseAfterFirstBatch {
+    fn begin(&self, phase: &'static str, _: u64, _: Unit) {
+        self.importing.store(phase == "importing", Ordering::SeqCst);
+    }
+
+    fn advance(&self, _: u64) {
+        if !self.importing.load(Ordering::SeqCst) {
+            return;
+        }
+        if self.batches.fetch_add(1, Ordering::SeqCst) == 0 {
+            tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(self.world.domain.users.erase(&self.caller, self.user))
+                    .expect("the user of the first batch is erased");
+            });
+        }
+    }
+
+    fn end(&self) {}
+}
+
+fn template(w: &World, identity: u64, palm: PalmSide) -> Template {
+    Template::from_blocks(
+        Layout::DEFAULT,
+        &w.population.enrollment(identity, palm).to_blocks(),
+    )
+    .unwrap()
+}
+
+/// Palm types `external` holds, sorted.
+async fn palms_of(w: &World, caller: &Caller, external: &str) -> Option<Vec<PalmType>> {
+    match w.domain.users.get(caller, external).await {
+        Ok(user) => {
+            let mut types: Vec<PalmType> = user.palms.iter().map(|p| p.palm_type).collect();
+            types.sort_by_key(|t| format!("{t:?}"));
+            Some(types)
+        }
+        Err(DomainError::NotFound(_)) => None,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_erased_between_two_batches_is_created_anew_by_the_second() {
+    let w = Arc::new(world().await);
+    let caller = w.caller().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gallery.jsonl");
+    // Batches of two: p1 and p2; then p1's second palm and p3; then p4 and p2's second.
+    let records = [
+        ("p1", 1, PalmSide::Right),
+        ("p2", 2, PalmSide::Right),
+        ("p1", 1, PalmSide::Left),
+        ("p3", 3, PalmSide::Right),
+        ("p4", 4, PalmSide::Right),
+        ("p2", 2, PalmSide::Left),
+    ];
+    let mut out = std::fs::File::create(&file).unwrap();
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string(&Header::new(w.clock.0.load(Ordering::SeqCst))).unwrap()
+    )
+    .unwrap();
+    for (external, identity, palm) in records {
+        let palm_type = match palm {
+            PalmSide::Left => PalmType::Left,
+            PalmSide::Right => PalmType::Right,
+        };
+        let line = record_line(
+            external,
+            palm_type,
+            1_700_000_000_000_000,
+            "mock",
+            &template(&w, identity, palm),
+        );
+        writeln!(out, "{line}").unwrap();
+    }
+    writeln!(out, "{}", end_line(records.len() as u64)).unwrap();
+    drop(out);
+
+    let progress = Arc::new(EraseAfterFirstBatch {
+        world: w.clone(),
+        caller: caller.clone(),
+        user: "p1",
+        importing: AtomicBool::new(false),
+        batches: AtomicU64::new(0),
+    });
+    let options = ImportOptions {
+        skip_invalid: false,
+        batch_size: 2,
+    };
+    let summary = w
+        .domain
+        .bulk
+        .import(caller.tenant_id, &file, &options, progress.clone())
+        .await
+        .unwrap();
+    assert_eq!(progress.batches.load(Ordering::SeqCst), 3);
+    assert!(summary.refused.is_none(), "{summary:?}");
+    // The second batch met the erasure of its user when written: it was written again
+    // from fresh reads, which found no p1 and created one.
+    assert_eq!((summary.imported, summary.skipped_existing), (6, 0));
+    assert_eq!(
+        palms_of(&w, &caller, "p1").await,
+        Some(vec![PalmType::Left])
+    );
+    let both = Some(vec![PalmType::Left, PalmType::Right]);
+    assert_eq!(palms_of(&w, &caller, "p2").await, both);
+    assert_eq!(
+        palms_of(&w, &caller, "p3").await,
+        Some(vec![PalmType::Right])
+    );
+    assert_eq!(
+        palms_of(&w, &caller, "p4").await,
+        Some(vec![PalmType::Right])
+    );
+
+    // The same file again adds only what the erasure took: p1's right palm.
+    let again = w
+        .domain
+        .bulk
+        .import(
+            caller.tenant_id,
+            &file,
+            &options,
+            Arc::new(palmlink_domain::Silent),
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.imported, again.skipped_existing), (1, 5));
+    assert_eq!(palms_of(&w, &caller, "p1").await, both);
+}
