@@ -44,6 +44,17 @@ impl Progress for EraseAfterFirstBatch {
     fn end(&self) {}
 }
 
+/// Writes a gallery file of the header and `lines` (records and end lines as given).
+fn write_file(w: &World, path: &std::path::Path, lines: &[String]) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let header = Header::new(w.clock.0.load(Ordering::SeqCst));
+    writeln!(out, "{}", serde_json::to_string(&header).unwrap()).unwrap();
+    for line in lines {
+        writeln!(out, "{line}").unwrap();
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
+}
+
 fn template(w: &World, identity: u64, palm: PalmSide) -> Template {
     Template::from_blocks(
         Layout::DEFAULT,
@@ -80,29 +91,19 @@ async fn a_user_erased_between_two_batches_is_created_anew_by_the_second() {
         ("p4", 4, PalmSide::Right),
         ("p2", 2, PalmSide::Left),
     ];
-    let mut out = std::fs::File::create(&file).unwrap();
-    writeln!(
-        out,
-        "{}",
-        serde_json::to_string(&Header::new(w.clock.0.load(Ordering::SeqCst))).unwrap()
-    )
-    .unwrap();
-    for (external, identity, palm) in records {
-        let palm_type = match palm {
-            PalmSide::Left => PalmType::Left,
-            PalmSide::Right => PalmType::Right,
-        };
-        let line = record_line(
-            external,
-            palm_type,
-            1_700_000_000_000_000,
-            "mock",
-            &template(&w, identity, palm),
-        );
-        writeln!(out, "{line}").unwrap();
-    }
-    writeln!(out, "{}", end_line(records.len() as u64)).unwrap();
-    drop(out);
+    let mut lines: Vec<String> = records
+        .iter()
+        .map(|&(external, identity, palm)| {
+            let palm_type = match palm {
+                PalmSide::Left => PalmType::Left,
+                PalmSide::Right => PalmType::Right,
+            };
+            let palm = template(&w, identity, palm);
+            record_line(external, palm_type, 1_700_000_000_000_000, "mock", &palm)
+        })
+        .collect();
+    lines.push(end_line(records.len() as u64));
+    write_file(&w, &file, &lines);
 
     let progress = Arc::new(EraseAfterFirstBatch {
         world: w.clone(),
@@ -155,4 +156,53 @@ async fn a_user_erased_between_two_batches_is_created_anew_by_the_second() {
         .unwrap();
     assert_eq!((again.imported, again.skipped_existing), (1, 5));
     assert_eq!(palms_of(&w, &caller, "p1").await, both);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_goes_on_after_its_end_line_is_refused_naming_both_lines() {
+    let w = world().await;
+    let caller = w.caller().await;
+    let dir = tempfile::tempdir().unwrap();
+    let palm = template(&w, 1, PalmSide::Right);
+    let record = |i: usize| record_line(&format!("u{i}"), PalmType::Right, 0, "mock", &palm);
+    let options = ImportOptions {
+        skip_invalid: true,
+        batch_size: 100,
+    };
+    // The check parses 2,048 lines at a time: the end line and the record after it in one
+    // chunk, then in two (line 2,049 is the last of the first chunk).
+    for records_before_end in [3, 2048] {
+        let mut lines: Vec<String> = (0..records_before_end).map(record).collect();
+        lines.push(end_line(records_before_end as u64));
+        lines.push(record(records_before_end));
+        let file = dir
+            .path()
+            .join(format!("after-end-{records_before_end}.jsonl"));
+        write_file(&w, &file, &lines);
+        let summary = w
+            .domain
+            .bulk
+            .import(
+                caller.tenant_id,
+                &file,
+                &options,
+                Arc::new(palmlink_domain::Silent),
+            )
+            .await
+            .unwrap();
+        let end = records_before_end + 2;
+        assert_eq!(
+            summary.refused.as_deref(),
+            Some(
+                format!(
+                    "line {}: the file goes on after its end line (line {end})",
+                    end + 1
+                )
+                .as_str()
+            ),
+            "{summary:?}"
+        );
+        assert_eq!(summary.imported, 0);
+        assert!(palms_of(&w, &caller, "u0").await.is_none());
+    }
 }
