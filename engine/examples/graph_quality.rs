@@ -16,10 +16,13 @@
 //! anonymous memory sampled every 20 ms (the rows are mapped, so they are not
 //! counted). With `saved`: the saved graph is opened as a service would open
 //! it, timed until it is ready, and the process's resident memory is read
-//! after the searches. For each `ef`, either way: the genuine probes whose
-//! mate exact search finds at rank 1 but the graph search does not, recall@10
-//! against exact search, and the single-query times (p50, p99). Run builders
-//! alternately, for figures that compare.
+//! after the searches. For each `ef` (those of `GRAPH_QUALITY_EFS`, a comma
+//! list, if set), either way: the single-query times (p50, p99), then the
+//! genuine probes whose mate exact search finds at rank 1 but the graph
+//! search does not, and recall@10 against exact search. The times come first,
+//! so that with one `ef` and the page cache dropped before a `saved` run they
+//! are those of rows read from disk (the open reads the graph, not the rows).
+//! Run builders alternately, for figures that compare.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -230,6 +233,21 @@ fn candidates(g: &Gallery, probes: &Array2<f32>, strategy: Strategy) -> Vec<Vec<
         .collect()
 }
 
+/// The time of each probe's search with `ef`, one query at a time, in ms.
+fn single_query_ms(g: &Gallery, probes: &Array2<f32>, q: &SearchQuery, ef: usize) -> Vec<f64> {
+    probes
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let probe =
+                Template::from_f32(Layout::DEFAULT, row.as_slice().expect("row")).expect("probe");
+            let t = Instant::now();
+            std::hint::black_box(g.search_with(&probe, q, Strategy::Hnsw { ef }).ok());
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect()
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dump, work, mode, rest @ ..] = args.as_slice() else {
@@ -308,8 +326,13 @@ fn main() {
     }
 
     let q = SearchQuery::new(10, MatchSettings::default_for(Layout::DEFAULT));
+    let efs: Vec<usize> = match std::env::var("GRAPH_QUALITY_EFS") {
+        Ok(list) => list.split(',').map(|v| v.parse().expect("ef")).collect(),
+        Err(_) => EFS.to_vec(),
+    };
     let mut smallest = None;
-    for ef in EFS {
+    for &ef in &efs {
+        let mut ms = single_query_ms(&g, &probes, &q, ef);
         let got = candidates(&g, &probes, Strategy::Hnsw { ef });
         let (mut found, mut missed, mut overlap) = (0, 0, 0);
         for ((got, truth), mate) in got.iter().zip(&exact).zip(&mates) {
@@ -326,17 +349,6 @@ fn main() {
                 }
             }
         }
-        let mut ms: Vec<f64> = probes
-            .rows()
-            .into_iter()
-            .map(|row| {
-                let probe = Template::from_f32(Layout::DEFAULT, row.as_slice().expect("row"))
-                    .expect("probe");
-                let t = Instant::now();
-                std::hint::black_box(g.search_with(&probe, &q, Strategy::Hnsw { ef }).ok());
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .collect();
         ms.sort_by(f64::total_cmp);
         if missed == 0 && smallest.is_none() {
             smallest = Some(ef);
@@ -351,7 +363,7 @@ fn main() {
     }
     match smallest {
         Some(ef) => println!("smallest ef missing no mate: {ef}"),
-        None => println!("smallest ef missing no mate: above {}", EFS[EFS.len() - 1]),
+        None => println!("smallest ef missing no mate: above {efs:?}"),
     }
     print_resident("after the searches", &g);
 }

@@ -84,6 +84,15 @@ impl Mapping {
         bytemuck::cast_slice(self.bytes(offset, count * 4))
     }
 
+    /// Asks the kernel to start reading `offset..offset + len` (a hint: a
+    /// failure only means the read happens when the bytes are touched).
+    pub(crate) fn will_need(&self, offset: usize, len: usize) {
+        self.check(offset, len);
+        let _ = self
+            .map
+            .advise_range(memmap2::Advice::WillNeed, offset, len);
+    }
+
     /// Copies `data` to `offset`. Only the writer calls this, and only for
     /// uncommitted rows or header slots no reader reads.
     pub(crate) fn write(&self, offset: usize, data: &[u8]) {

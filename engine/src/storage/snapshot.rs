@@ -47,6 +47,13 @@ impl Snapshot {
             .f32s(self.vector_offset(row), self.layout.len())
     }
 
+    /// Asks the kernel to start reading the vector of `row` from disk, for a
+    /// search about to score it among others (their reads then overlap).
+    pub(crate) fn will_need_vector(&self, row: u64) {
+        self.vectors
+            .will_need(self.vector_offset(row), self.layout.len() * 4);
+    }
+
     /// The state word of `row`, read atomically.
     pub(crate) fn state(&self, row: u64) -> u32 {
         self.records

@@ -197,6 +197,8 @@ pub(crate) struct GraphIndex {
     pub(crate) origin: IndexOrigin,
     /// Points whose row has been deleted (counted at load, then per delete).
     pub(crate) deleted: AtomicUsize,
+    /// Whether searches ask for their rows ahead (see [`search::ReadAhead`]).
+    pub(crate) read_ahead: search::ReadAhead,
 }
 
 impl GraphIndex {
@@ -212,6 +214,7 @@ impl GraphIndex {
             orphans: flat.orphan_rows(),
             origin,
             flat,
+            read_ahead: search::ReadAhead::default(),
         }
     }
 

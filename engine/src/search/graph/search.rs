@@ -2,11 +2,13 @@
 //! graph and a best-first walk of its base layer, over contiguous `u32`
 //! lists with a visited bit set and the fused i8 kernel; then the gallery
 //! search around it, which adds the graph's orphans and the rows past the
-//! graph and re-scores every proposal exactly.
+//! graph and re-scores the nearest proposals exactly.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use super::format::{FlatGraph, NONE};
 use super::{key_of, GraphIndex};
@@ -195,9 +197,22 @@ impl RowFilter for Admissible<'_> {
     }
 }
 
+/// How many of a walk's proposals, nearest by key first, a query for `top_k`
+/// results re-scores in f32. The i8 key ranks a row about where its exact
+/// score does, so a large `ef` serves the walk (it finds the mate) and only
+/// the head of its proposals is worth reading: re-scoring the nearest `top_k`
+/// alone missed no mate on the 1M structured dump at any `ef`, and lost 0.2%
+/// of recall@10; twice that, at least 16, lost none. The f32 rows of a large
+/// gallery lie on disk, so this bounds a query's reads whatever its `ef`.
+fn rescored(top_k: usize) -> usize {
+    (2 * top_k).max(16)
+}
+
 /// The graph search of `index` for `probe`: the graph's proposals (with
-/// `ef` candidates explored), its orphans and the rows past the graph,
-/// re-scored exactly.
+/// `ef` candidates explored), the nearest of them by key (see [`rescored`]),
+/// its orphans and the rows past the graph, re-scored exactly. The rows to
+/// re-score are asked of the kernel together first, so that where they lie
+/// on disk their reads overlap instead of following one another.
 pub(crate) fn search(
     snap: &Snapshot,
     index: &GraphIndex,
@@ -208,9 +223,68 @@ pub(crate) fn search(
     let admit = Admissible { snap, query };
     let knn = ef.max(query.top_k);
     let mut rows = propose(&index.flat, &key_of(probe.as_slice()), knn, ef, &admit);
+    rows.truncate(rescored(query.top_k));
+    if index.read_ahead.wanted() {
+        for &row in &rows {
+            snap.will_need_vector(row);
+        }
+    }
     rows.extend(index.orphans.iter().copied().filter(|&r| admit.keep(r)));
     rows.sort_unstable();
     rows.dedup();
+    let (count, started) = (rows.len(), Instant::now());
     let top = exact::rescore(snap, probe, query.top_k, rows);
+    index.read_ahead.observe(count, started.elapsed());
     exact::finish_past(snap, probe, query, top, index.rows)
+}
+
+/// Whether a search asks the kernel for its rows before it re-scores them:
+/// worth a system call per row where the rows come from disk (their reads
+/// then overlap), a loss where they are in memory. Each search times its
+/// re-score and leaves its verdict to the next: a re-score that took longer
+/// than rows in memory can take waited for the device.
+#[derive(Debug, Default)]
+pub(crate) struct ReadAhead(AtomicBool);
+
+/// A re-score of rows in memory takes less than this...
+const IN_MEMORY_FLOOR: Duration = Duration::from_micros(50);
+/// ... plus this per row (the row's page mapped at its first touch included).
+const IN_MEMORY_PER_ROW: Duration = Duration::from_micros(2);
+
+impl ReadAhead {
+    fn wanted(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn observe(&self, rows: usize, took: Duration) {
+        self.0.store(from_disk(rows, took), Ordering::Relaxed);
+    }
+}
+
+/// Whether re-scoring `rows` rows in `took` must have waited for the device.
+fn from_disk(rows: usize, took: Duration) -> bool {
+    let rows = u32::try_from(rows).unwrap_or(u32::MAX);
+    took > IN_MEMORY_FLOOR.saturating_add(IN_MEMORY_PER_ROW.saturating_mul(rows))
+}
+
+#[cfg(test)]
+mod read_ahead_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_slow_re_score_asks_for_read_ahead() {
+        let ahead = ReadAhead::default();
+        assert!(!ahead.wanted(), "rows are taken to be in memory at first");
+        ahead.observe(20, Duration::from_micros(30));
+        assert!(!ahead.wanted());
+        // One read from disk (about 100 µs) among 20 rows.
+        ahead.observe(20, Duration::from_micros(130));
+        assert!(ahead.wanted());
+        // Many rows in memory are not mistaken for a read.
+        ahead.observe(200, Duration::from_micros(300));
+        assert!(!ahead.wanted());
+        ahead.observe(200, Duration::from_micros(900));
+        assert!(ahead.wanted());
+        assert!(!from_disk(usize::MAX, Duration::from_secs(1)));
+    }
 }
