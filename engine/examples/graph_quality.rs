@@ -12,9 +12,9 @@
 //! reuse it. The gallery holds no quantised copy (the graph is what is
 //! measured). The exact top 10 of every probe by the f32 scan is taken once
 //! and kept in `<work dir>/truth-<rows>.txt`. Then, with a builder: one graph
-//! build (`M` 16, save included), timed, with the peak of the process's
-//! anonymous memory sampled every 20 ms (the rows are mapped, so they are not
-//! counted). With `saved`: the saved graph is opened as a service would open
+//! build (`M` 16, or `GRAPH_QUALITY_M`; save included), timed, with the peak
+//! of the process's anonymous memory sampled every 20 ms (the rows are
+//! mapped, so they are not counted). With `saved`: the saved graph is opened as a service would open
 //! it, timed until it is ready, and the process's resident memory is read
 //! after the searches. For each `ef` (those of `GRAPH_QUALITY_EFS`, a comma
 //! list, if set), either way: the single-query times (p50, p99), then the
@@ -92,6 +92,9 @@ fn policy(builder: GraphBuilder, efc: Option<usize>, at_open: bool) -> IndexPoli
     policy.params.builder = builder;
     if let Some(efc) = efc {
         policy.params.ef_construction = efc;
+    }
+    if let Ok(m) = std::env::var("GRAPH_QUALITY_M") {
+        policy.params.max_connections = m.parse().expect("M");
     }
     policy
 }
