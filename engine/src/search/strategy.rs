@@ -14,9 +14,10 @@
 //!   candidates only where fewer pass (see the guarantee in `passing.rs`).
 //!   Reported as [`SearchMode::Exact`]: no passing row is ever missed.
 //! * [`Strategy::Hnsw`]: what [`SearchMode::Ann`] runs for the other policies
-//!   (`mean`, `k_of_n` with fewer blocks). The graph proposes
-//!   `max(ef, top_k)` rows, plus the graph's orphans and the rows not yet in
-//!   the graph; all are re-scored in f32 and the exact scores rank them.
+//!   (`mean`, `k_of_n` with fewer blocks). The graph explores `max(ef,
+//!   top_k)` rows and proposes the nearest `2·top_k` (at least 16) by key;
+//!   they, the graph's orphans and the rows not yet in the graph are
+//!   re-scored in f32 and the exact scores rank them.
 //! * [`Strategy::F32Scan`] and [`Strategy::SketchPrefilter`]: the plain scan
 //!   and the 1-bit sign-sketch prefilter, for comparison (benches, tests).
 //!

@@ -9,8 +9,9 @@
 //! A row's key is its normalised blocks concatenated and rounded to i8 at a
 //! fixed scale ([`KEY_SCALE`]), so the key's inner product ranks like the mean
 //! block score. The distance is `len·127² - key·key'` (never negative, exact in
-//! integers, one fused AVX-512 kernel). The index only proposes: every
-//! proposed row is re-scored exactly in f32 and the exact scores decide.
+//! integers, one fused AVX-512 kernel). The index only proposes: the
+//! proposals nearest by key are re-scored exactly in f32 and the exact scores
+//! decide.
 //! i8 keys hold the graph's copy of the data at 640 bytes a template instead
 //! of 2560, and need no `anndists` SIMD feature.
 //!
@@ -93,8 +94,9 @@ pub struct AnnParams {
     pub max_connections: usize,
     /// Candidates explored while inserting (`efConstruction`).
     pub ef_construction: usize,
-    /// Candidates explored while searching (`ef`); the search proposes
-    /// `max(ef_search, top_k)` rows for re-scoring.
+    /// Candidates explored while searching (`ef`); the search explores
+    /// `max(ef_search, top_k)` and re-scores the nearest `2·top_k` of them
+    /// by key (at least 16).
     pub ef_search: usize,
     /// Which builder makes the graph.
     pub builder: GraphBuilder,
