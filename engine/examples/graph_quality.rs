@@ -14,14 +14,16 @@
 //! and kept in `<work dir>/truth-<rows>.txt`. Then, with a builder: one graph
 //! build (`M` 16, or `GRAPH_QUALITY_M`; save included), timed, with the peak
 //! of the process's anonymous memory sampled every 20 ms (the rows are
-//! mapped, so they are not counted). With `saved`: the saved graph is opened as a service would open
-//! it, timed until it is ready, and the process's resident memory is read
-//! after the searches. For each `ef` (those of `GRAPH_QUALITY_EFS`, a comma
-//! list, if set), either way: the single-query times (p50, p99), then the
-//! genuine probes whose mate exact search finds at rank 1 but the graph
-//! search does not, and recall@10 against exact search. The times come first,
-//! so that with one `ef` and the page cache dropped before a `saved` run they
-//! are those of rows read from disk (the open reads the graph, not the rows).
+//! mapped, so they are not counted). With `saved`: the saved graph is opened
+//! as a service would open it, timed until it is ready; one 1:1 comparison
+//! per probe is timed (rows read here and there, as verifications read
+//! them); and the process's resident memory is read after the searches. For
+//! each `ef` (those of `GRAPH_QUALITY_EFS`, a comma list, if set), either
+//! way: the single-query times (p50, p99), then the genuine probes whose mate
+//! exact search finds at rank 1 but the graph search does not, and recall@10
+//! against exact search. The times come first, so that with one `ef` and the
+//! page cache dropped before a `saved` run they are those of rows read from
+//! disk (the open reads the graph, not the rows).
 //! Run builders alternately, for figures that compare.
 
 use std::io::Read;
@@ -32,7 +34,7 @@ use std::time::{Duration, Instant};
 use ndarray::Array2;
 use palmlink_engine::{
     Candidate, Gallery, GraphBuilder, IndexPolicy, Layout, MatchSettings, PalmSide, RecordIds,
-    SearchQuery, Strategy, Template,
+    RowId, SearchQuery, Strategy, Template,
 };
 
 const EFS: [usize; 11] = [8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128];
@@ -236,6 +238,36 @@ fn candidates(g: &Gallery, probes: &Array2<f32>, strategy: Strategy) -> Vec<Vec<
         .collect()
 }
 
+/// Prints the times of 1:1 comparisons, one per probe, against its mate's
+/// row or, for an impostor, a row spread over the gallery: rows read here
+/// and there, as verifications read them (after a drop of the page cache,
+/// from disk).
+fn compare_times(g: &Gallery, probes: &Array2<f32>, mates: &[Option<u64>]) {
+    let settings = MatchSettings::default_for(Layout::DEFAULT);
+    let n = g.row_count();
+    let mut ms: Vec<f64> = probes
+        .rows()
+        .into_iter()
+        .zip(mates)
+        .enumerate()
+        .map(|(i, (row, mate))| {
+            let probe =
+                Template::from_f32(Layout::DEFAULT, row.as_slice().expect("row")).expect("probe");
+            let target = mate.unwrap_or((i as u64 * 7_919_993) % n);
+            let t = Instant::now();
+            std::hint::black_box(g.compare(&probe, RowId(target), &settings).ok());
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    println!(
+        "1:1 comparisons of {} probes: p50 {:.3} ms, p99 {:.3} ms",
+        ms.len(),
+        ms[ms.len() / 2],
+        ms[ms.len() * 99 / 100]
+    );
+}
+
 /// The time of each probe's search with `ef`, one query at a time, in ms.
 fn single_query_ms(g: &Gallery, probes: &Array2<f32>, q: &SearchQuery, ef: usize) -> Vec<f64> {
     probes
@@ -328,6 +360,9 @@ fn main() {
         );
     }
 
+    if saved {
+        compare_times(&g, &probes, &mates);
+    }
     let q = SearchQuery::new(10, MatchSettings::default_for(Layout::DEFAULT));
     let efs: Vec<usize> = match std::env::var("GRAPH_QUALITY_EFS") {
         Ok(list) => list.split(',').map(|v| v.parse().expect("ef")).collect(),

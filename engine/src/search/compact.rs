@@ -183,7 +183,7 @@ impl CompactCopy {
                 let mut codes = vec![0i8; dim];
                 let first = c * GROUP_ROWS * 64;
                 for (r, scale) in lead_scales.iter_mut().enumerate().take(n - first) {
-                    let v = snap.vector((first + r) as u64);
+                    let v = snap.scanned_vector((first + r) as u64);
                     *scale = lead_codes(&v[LEAD_BLOCK * dim..(LEAD_BLOCK + 1) * dim], &mut codes);
                     let (g, lane) = (r / GROUP_ROWS, r % GROUP_ROWS);
                     kernels::lead_put(&mut lines[g * per..(g + 1) * per], lane, &codes);
@@ -216,7 +216,7 @@ impl CompactCopy {
                     let row = (c * 1024 + r) as u64;
                     quantise_row(
                         layout,
-                        snap.vector(row),
+                        snap.scanned_vector(row),
                         &mut q[r * len..(r + 1) * len],
                         &mut s[r * blocks..(r + 1) * blocks],
                         &mut k[r * words..(r + 1) * words],
@@ -348,7 +348,13 @@ impl CompactCopy {
             self.sketches.resize(ko + new * words, 0);
             let (layout, first) = (self.layout, self.rows);
             let quantise = |(i, ((q, scales), sketch)): RowParts<'_>| {
-                quantise_row(layout, snap.vector((first + i) as u64), q, scales, sketch);
+                quantise_row(
+                    layout,
+                    snap.scanned_vector((first + i) as u64),
+                    q,
+                    scales,
+                    sketch,
+                );
             };
             let values = &mut self.values[vo..];
             let scales = &mut self.scales[so..];

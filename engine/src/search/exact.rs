@@ -50,7 +50,7 @@ pub(crate) fn scan_range(
         if !admissible(snap, query, row) {
             continue;
         }
-        let mean = exact_mean(kern, snap, probe, row, scores);
+        let mean = scanned_mean(kern, snap, probe, row, scores);
         if mean > top.floor() || mean == top.floor() {
             top.push(Scored { score: mean, row });
         }
@@ -106,7 +106,7 @@ pub(crate) fn search_batch(
             for (tile, tops) in probes.chunks(BATCH_TILE).zip(tops.chunks_mut(BATCH_TILE)) {
                 for &row in &block {
                     for (probe, top) in tile.iter().zip(tops.iter_mut()) {
-                        let mean = exact_mean(kern, snap, probe, row, scores);
+                        let mean = scanned_mean(kern, snap, probe, row, scores);
                         if mean >= top.floor() {
                             top.push(Scored { score: mean, row });
                         }
@@ -136,7 +136,8 @@ pub(crate) fn search_batch(
         .collect()
 }
 
-/// Exact f32 mean of `row`, with the kernel the exact scan uses.
+/// Exact f32 mean of `row`, with the kernel the exact scan uses (for rows
+/// read here and there: candidates and survivors).
 #[inline]
 pub(crate) fn exact_mean(
     kern: Kernel,
@@ -145,13 +146,30 @@ pub(crate) fn exact_mean(
     row: u64,
     scores: &mut [f32],
 ) -> f32 {
-    kernels::block_dots_with(
+    mean_of(kern, probe, snap.vector(row), snap.layout.dim, scores)
+}
+
+/// [`exact_mean`] for a pass over rows in order.
+#[inline]
+fn scanned_mean(
+    kern: Kernel,
+    snap: &Snapshot,
+    probe: &Template,
+    row: u64,
+    scores: &mut [f32],
+) -> f32 {
+    mean_of(
         kern,
-        probe.as_slice(),
-        snap.vector(row),
+        probe,
+        snap.scanned_vector(row),
         snap.layout.dim,
         scores,
-    );
+    )
+}
+
+#[inline]
+fn mean_of(kern: Kernel, probe: &Template, vector: &[f32], dim: usize, scores: &mut [f32]) -> f32 {
+    kernels::block_dots_with(kern, probe.as_slice(), vector, dim, scores);
     mean_score(scores)
 }
 

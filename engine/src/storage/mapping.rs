@@ -3,9 +3,11 @@
 //! # Safety
 //!
 //! A [`Mapping`] is a shared, writable mapping of a whole file (`MmapRaw`, so no
-//! Rust reference to the mapped bytes exists unless this module hands one out).
-//! Slices handed out by [`Mapping::bytes`] and [`Mapping::f32s`] are sound under
-//! these invariants, which the gallery upholds:
+//! Rust reference to the mapped bytes exists unless this module hands one out),
+//! with, for the rows' file, a second read-only view of the same file for
+//! reads of one row here and there. Slices handed out by [`Mapping::bytes`],
+//! [`Mapping::f32s`] and [`Mapping::point_f32s`] are sound under these
+//! invariants, which the gallery upholds:
 //!
 //! 1. Only the gallery's writer (one at a time, under its mutex) writes, and it
 //!    writes committed rows in exactly two ways: the 4-byte state word of a
@@ -44,6 +46,12 @@ use crate::error::GalleryError;
 /// A shared read-write mapping of a whole file.
 pub(crate) struct Mapping {
     map: MmapRaw,
+    /// A second read-only view of the same file for reads of one row here and
+    /// there, advised `MADV_RANDOM`: a fault through it reads its own page,
+    /// where a fault through `map` also reads the device's read-ahead around
+    /// it (8 MB on some machines) for the passes over the whole file. Both
+    /// views share the file's page cache, so each sees every write.
+    points: Option<MmapRaw>,
     path: PathBuf,
 }
 
@@ -55,8 +63,21 @@ impl Mapping {
             .map_err(|e| GalleryError::io(path, e))?;
         Ok(Mapping {
             map,
+            points: None,
             path: path.to_path_buf(),
         })
+    }
+
+    /// [`Mapping::new`], with the second view [`Mapping::point_f32s`] reads.
+    pub(crate) fn with_point_reads(file: &File, path: &Path) -> Result<Mapping, GalleryError> {
+        let mut mapping = Mapping::new(file, path)?;
+        let points = MmapOptions::new()
+            .map_raw_read_only(file)
+            .map_err(|e| GalleryError::io(path, e))?;
+        // A hint: where it fails, a fault reads around as through `map`.
+        let _ = points.advise(memmap2::Advice::Random);
+        mapping.points = Some(points);
+        Ok(mapping)
     }
 
     fn check(&self, offset: usize, len: usize) {
@@ -84,13 +105,30 @@ impl Mapping {
         bytemuck::cast_slice(self.bytes(offset, count * 4))
     }
 
+    /// [`Mapping::f32s`] through the view for reads of one row here and
+    /// there, if the mapping has one.
+    pub(crate) fn point_f32s(&self, offset: usize, count: usize) -> &[f32] {
+        let Some(points) = &self.points else {
+            return self.f32s(offset, count);
+        };
+        let len = count * 4;
+        self.check(offset, len);
+        // SAFETY: `points` maps the same whole file as `map` (same length,
+        // checked range above), lives as long as `self`, and is never written
+        // through; the file's bytes change only through `map` under the module
+        // invariants, so this read is sound exactly where a read through
+        // `map` is. The test `point_reads_see_every_write` checks that the
+        // two views show the same bytes.
+        let bytes = unsafe { std::slice::from_raw_parts(points.as_ptr().add(offset), len) };
+        bytemuck::cast_slice(bytes)
+    }
+
     /// Asks the kernel to start reading `offset..offset + len` (a hint: a
     /// failure only means the read happens when the bytes are touched).
     pub(crate) fn will_need(&self, offset: usize, len: usize) {
         self.check(offset, len);
-        let _ = self
-            .map
-            .advise_range(memmap2::Advice::WillNeed, offset, len);
+        let view = self.points.as_ref().unwrap_or(&self.map);
+        let _ = view.advise_range(memmap2::Advice::WillNeed, offset, len);
     }
 
     /// Copies `data` to `offset`. Only the writer calls this, and only for
@@ -238,6 +276,48 @@ mod tests {
         m.erase(64, 4);
         assert_eq!(m.f32s(64, 1), &[0.0]);
         m.flush(0, 4096).unwrap();
+    }
+
+    #[test]
+    fn point_reads_see_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.bin");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(3 * 4096).unwrap();
+        let m = Mapping::with_point_reads(&file, &path).unwrap();
+        let values: Vec<f32> = (0..1024).map(|i| i as f32 * 0.5).collect();
+        m.write(4096, bytemuck::cast_slice(&values));
+        assert_eq!(m.point_f32s(4096, 1024), &values[..]);
+        assert_eq!(m.point_f32s(4096, 1024), m.f32s(4096, 1024));
+        m.erase(4096 + 8, 8);
+        assert_eq!(m.point_f32s(4096, 4), &[0.0, 0.5, 0.0, 0.0]);
+        m.will_need(4096, 4096);
+        // A mapping without the second view reads through the first.
+        let plain = Mapping::new(&file, &path).unwrap();
+        assert_eq!(plain.point_f32s(4096 + 16, 2), &[2.0, 2.5]);
+    }
+
+    #[test]
+    #[should_panic(expected = "outside mapping")]
+    fn point_reads_are_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.bin");
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(4096).unwrap();
+        let m = Mapping::with_point_reads(&file, &path).unwrap();
+        let _ = m.point_f32s(4092, 2);
     }
 
     #[test]

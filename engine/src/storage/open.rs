@@ -221,7 +221,7 @@ impl RowStore {
             ));
         }
 
-        let vectors = Arc::new(Mapping::new(&vectors_file, &vectors_path)?);
+        let vectors = Arc::new(Mapping::with_point_reads(&vectors_file, &vectors_path)?);
         let records = Arc::new(Mapping::new(&records_file, &records_path)?);
         let erasing = erasure_file(dir)?;
         // An erasure whose commit happened is finished before anything reads

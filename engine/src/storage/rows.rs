@@ -548,7 +548,7 @@ impl RowStore {
             .set_len(HEADER_BYTES as u64 + capacity * RECORD_BYTES as u64)
             .and_then(|()| w.records_file.sync_all())
             .map_err(io(&records_path))?;
-        w.vectors = Arc::new(Mapping::new(&w.vectors_file, &vectors_path)?);
+        w.vectors = Arc::new(Mapping::with_point_reads(&w.vectors_file, &vectors_path)?);
         w.records = Arc::new(Mapping::new(&w.records_file, &records_path)?);
         w.capacity = capacity;
         self.publish(w);

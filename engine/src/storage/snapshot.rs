@@ -40,8 +40,17 @@ impl Snapshot {
         HEADER_BYTES + row as usize * RECORD_BYTES
     }
 
-    /// The normalised values of `row` (committed rows only).
+    /// The normalised values of `row` (committed rows only), for a read of
+    /// one row here and there: a fault reads its own page and no more.
     pub(crate) fn vector(&self, row: u64) -> &[f32] {
+        debug_assert!(row < self.count);
+        self.vectors
+            .point_f32s(self.vector_offset(row), self.layout.len())
+    }
+
+    /// The vector of `row`, for a pass over many rows in order: read through
+    /// the view whose faults read ahead (see [`Mapping::with_point_reads`]).
+    pub(crate) fn scanned_vector(&self, row: u64) -> &[f32] {
         debug_assert!(row < self.count);
         self.vectors
             .f32s(self.vector_offset(row), self.layout.len())

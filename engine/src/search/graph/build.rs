@@ -118,7 +118,7 @@ impl Builder {
     fn insert(&mut self, snap: &Snapshot, rows: &[u64]) {
         let keys: Vec<(Vec<i8>, usize)> = rows
             .par_iter()
-            .map(|&r| (key_of(snap.vector(r)), r as usize))
+            .map(|&r| (key_of(snap.scanned_vector(r)), r as usize))
             .collect();
         if keys.len() > 64 {
             let refs: Vec<(&Vec<i8>, usize)> = keys.iter().map(|(k, r)| (k, *r)).collect();

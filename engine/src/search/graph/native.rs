@@ -288,7 +288,7 @@ impl NativeGraph {
         self.keys[first * dim..]
             .par_chunks_mut(dim)
             .zip(rows.par_iter())
-            .for_each(|(key, &r)| key_into(snap.vector(r), key));
+            .for_each(|(key, &r)| key_into(snap.scanned_vector(r), key));
         self.base
             .extend((0..rows.len() * self.width0()).map(|_| AtomicU32::new(NONE)));
         self.dists0 = self.own_distances();
