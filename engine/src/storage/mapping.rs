@@ -249,7 +249,8 @@ mod tests {
     use super::*;
     use std::sync::atomic::Ordering;
 
-    fn mapping(len: u64) -> (tempfile::TempDir, Mapping) {
+    /// A fresh file of `len` zero bytes.
+    fn file(len: u64) -> (tempfile::TempDir, File, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.bin");
         let file = File::options()
@@ -260,8 +261,12 @@ mod tests {
             .open(&path)
             .unwrap();
         file.set_len(len).unwrap();
-        let m = Mapping::new(&file, &path).unwrap();
-        (dir, m)
+        (dir, file, path)
+    }
+
+    fn mapping(len: u64) -> (tempfile::TempDir, Mapping) {
+        let (dir, file, path) = file(len);
+        (dir, Mapping::new(&file, &path).unwrap())
     }
 
     #[test]
@@ -280,16 +285,7 @@ mod tests {
 
     #[test]
     fn point_reads_see_every_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.bin");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(3 * 4096).unwrap();
+        let (_d, file, path) = file(3 * 4096);
         let m = Mapping::with_point_reads(&file, &path).unwrap();
         let values: Vec<f32> = (0..1024).map(|i| i as f32 * 0.5).collect();
         m.write(4096, bytemuck::cast_slice(&values));
@@ -306,16 +302,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "outside mapping")]
     fn point_reads_are_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.bin");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(4096).unwrap();
+        let (_d, file, path) = file(4096);
         let m = Mapping::with_point_reads(&file, &path).unwrap();
         let _ = m.point_f32s(4092, 2);
     }
