@@ -50,7 +50,7 @@ pub(crate) fn scan_range(
         if !admissible(snap, query, row) {
             continue;
         }
-        let mean = scanned_mean(kern, snap, probe, row, scores);
+        let mean = mean_of(kern, probe, snap.scanned_vector(row), layout.dim, scores);
         if mean > top.floor() || mean == top.floor() {
             top.push(Scored { score: mean, row });
         }
@@ -105,8 +105,9 @@ pub(crate) fn search_batch(
             block.extend((start..end).filter(|&row| admissible(snap, query, row)));
             for (tile, tops) in probes.chunks(BATCH_TILE).zip(tops.chunks_mut(BATCH_TILE)) {
                 for &row in &block {
+                    let vector = snap.scanned_vector(row);
                     for (probe, top) in tile.iter().zip(tops.iter_mut()) {
-                        let mean = scanned_mean(kern, snap, probe, row, scores);
+                        let mean = mean_of(kern, probe, vector, layout.dim, scores);
                         if mean >= top.floor() {
                             top.push(Scored { score: mean, row });
                         }
@@ -149,24 +150,7 @@ pub(crate) fn exact_mean(
     mean_of(kern, probe, snap.vector(row), snap.layout.dim, scores)
 }
 
-/// [`exact_mean`] for a pass over rows in order.
-#[inline]
-fn scanned_mean(
-    kern: Kernel,
-    snap: &Snapshot,
-    probe: &Template,
-    row: u64,
-    scores: &mut [f32],
-) -> f32 {
-    mean_of(
-        kern,
-        probe,
-        snap.scanned_vector(row),
-        snap.layout.dim,
-        scores,
-    )
-}
-
+/// Exact f32 mean of `vector`, with the kernel the exact scan uses.
 #[inline]
 fn mean_of(kern: Kernel, probe: &Template, vector: &[f32], dim: usize, scores: &mut [f32]) -> f32 {
     kernels::block_dots_with(kern, probe.as_slice(), vector, dim, scores);
