@@ -171,22 +171,20 @@ fn exact_rows(g: &Gallery, work: &Path, probes: &Array2<f32>) -> Vec<Vec<u64>> {
     rows
 }
 
-/// Resident memory of this process from `/proc/self/status`: (anonymous,
-/// file-backed) bytes.
-fn resident() -> (usize, usize) {
+/// Anonymous resident memory of this process, from `/proc/self/status`.
+fn resident_anon() -> usize {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok())
-            .map_or(0, |kb| kb * 1024)
-    };
-    (field("RssAnon:"), field("RssFile:"))
+    status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 /// Resident bytes of each file of `dir` mapped by this process, from
-/// `/proc/self/smaps`, by file name.
+/// `/proc/self/smaps`, by file name: the largest of its mappings (the rows'
+/// file is mapped twice, both views sharing its page cache, so a sum would
+/// count a page read through both twice).
 fn resident_files(dir: &Path) -> Vec<(String, usize)> {
     let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
     let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
@@ -204,8 +202,8 @@ fn resident_files(dir: &Path) -> Vec<(String, usize)> {
                 .map(|n| n.to_string_lossy().into_owned());
         } else if first == "Rss:" {
             if let (Some(name), Some(kb)) = (&current, words.next()) {
-                *by_file.entry(name.clone()).or_default() +=
-                    kb.parse::<usize>().unwrap_or(0) * 1024;
+                let bytes = by_file.entry(name.clone()).or_default();
+                *bytes = (*bytes).max(kb.parse::<usize>().unwrap_or(0) * 1024);
             }
         }
     }
@@ -216,13 +214,15 @@ fn resident_files(dir: &Path) -> Vec<(String, usize)> {
 /// files' share of it.
 fn print_resident(when: &str, g: &Gallery) {
     let n = g.row_count().max(1) as usize;
-    let (anon, file) = resident();
-    let files: Vec<String> = resident_files(g.dir())
+    let anon = resident_anon();
+    let files = resident_files(g.dir());
+    let file: usize = files.iter().map(|(_, bytes)| bytes).sum();
+    let files: Vec<String> = files
         .iter()
         .map(|(name, bytes)| format!("{name} {}", bytes / n))
         .collect();
     println!(
-        "resident {when}: {} B/template anonymous, {} B/template file-backed ({})",
+        "resident {when}: {} B/template anonymous, {} B/template of the gallery's files ({})",
         anon / n,
         file / n,
         files.join(", ")
@@ -330,14 +330,14 @@ fn main() {
     );
 
     if !saved {
-        let rss0 = resident().0;
+        let rss0 = resident_anon();
         let peak = AtomicUsize::new(rss0);
         let done = AtomicBool::new(false);
         let t = Instant::now();
         let info = std::thread::scope(|s| {
             s.spawn(|| {
                 while !done.load(Ordering::Relaxed) {
-                    peak.fetch_max(resident().0, Ordering::Relaxed);
+                    peak.fetch_max(resident_anon(), Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(20));
                 }
             });
