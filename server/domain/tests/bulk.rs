@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use palmlink_domain::gallery_file::{end_line, record_line, Header};
-use palmlink_domain::{Caller, DomainError, ImportOptions, Progress, Unit};
+use palmlink_domain::{Caller, DomainError, ImportOptions, ImportSummary, Progress, Unit};
 use palmlink_engine::{Layout, Template};
 use palmlink_fixtures::PalmSide;
 use palmlink_store::PalmType;
@@ -64,6 +64,21 @@ fn template(w: &World, identity: u64, palm: PalmSide) -> Template {
 }
 
 /// Palm types `external` holds, sorted.
+/// Imports `file` into the caller's tenant without reporting progress.
+async fn import_quietly(
+    w: &World,
+    caller: &Caller,
+    file: &std::path::Path,
+    options: &ImportOptions,
+) -> ImportSummary {
+    let silent = Arc::new(palmlink_domain::Silent);
+    w.domain
+        .bulk
+        .import(caller.tenant_id, file, options, silent)
+        .await
+        .unwrap()
+}
+
 async fn palms_of(w: &World, caller: &Caller, external: &str) -> Option<Vec<PalmType>> {
     match w.domain.users.get(caller, external).await {
         Ok(user) => {
@@ -143,17 +158,7 @@ async fn a_user_erased_between_two_batches_is_created_anew_by_the_second() {
     );
 
     // The same file again adds only what the erasure took: p1's right palm.
-    let again = w
-        .domain
-        .bulk
-        .import(
-            caller.tenant_id,
-            &file,
-            &options,
-            Arc::new(palmlink_domain::Silent),
-        )
-        .await
-        .unwrap();
+    let again = import_quietly(&w, &caller, &file, &options).await;
     assert_eq!((again.imported, again.skipped_existing), (1, 5));
     assert_eq!(palms_of(&w, &caller, "p1").await, both);
 }
@@ -179,17 +184,7 @@ async fn a_file_that_goes_on_after_its_end_line_is_refused_naming_both_lines() {
             .path()
             .join(format!("after-end-{records_before_end}.jsonl"));
         write_file(&w, &file, &lines);
-        let summary = w
-            .domain
-            .bulk
-            .import(
-                caller.tenant_id,
-                &file,
-                &options,
-                Arc::new(palmlink_domain::Silent),
-            )
-            .await
-            .unwrap();
+        let summary = import_quietly(&w, &caller, &file, &options).await;
         let end = records_before_end + 2;
         assert_eq!(
             summary.refused.as_deref(),
