@@ -244,7 +244,7 @@ fn candidates(g: &Gallery, probes: &Array2<f32>, strategy: Strategy) -> Vec<Vec<
 /// from disk).
 fn compare_times(g: &Gallery, probes: &Array2<f32>, mates: &[Option<u64>]) {
     let settings = MatchSettings::default_for(Layout::DEFAULT);
-    let n = g.row_count();
+    let n = g.row_count().max(1);
     let mut ms: Vec<f64> = probes
         .rows()
         .into_iter()

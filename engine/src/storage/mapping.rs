@@ -81,12 +81,14 @@ impl Mapping {
     }
 
     fn check(&self, offset: usize, len: usize) {
+        self.check_within(self.map.len(), offset, len);
+    }
+
+    /// Panics unless `offset..offset + len` lies within a view of `mapped` bytes.
+    fn check_within(&self, mapped: usize, offset: usize, len: usize) {
         assert!(
-            offset
-                .checked_add(len)
-                .is_some_and(|end| end <= self.map.len()),
-            "range {offset}+{len} outside mapping of {} bytes ({})",
-            self.map.len(),
+            offset.checked_add(len).is_some_and(|end| end <= mapped),
+            "range {offset}+{len} outside mapping of {mapped} bytes ({})",
             self.path.display()
         );
     }
@@ -112,13 +114,14 @@ impl Mapping {
             return self.f32s(offset, count);
         };
         let len = count * 4;
-        self.check(offset, len);
-        // SAFETY: `points` maps the same whole file as `map` (same length,
-        // checked range above), lives as long as `self`, and is never written
-        // through; the file's bytes change only through `map` under the module
-        // invariants, so this read is sound exactly where a read through
-        // `map` is. The test `point_reads_see_every_write` checks that the
-        // two views show the same bytes.
+        self.check_within(points.len(), offset, len);
+        // SAFETY: the range is inside this view (checked above, against its
+        // own length), which maps the same file as `map`, lives as long as
+        // `self` and is never written through; the file's bytes change only
+        // through `map` under the module invariants, so this read is sound
+        // exactly where a read through `map` is. The tests
+        // `point_reads_see_every_write` and `point_reads_are_bounded` check
+        // that the two views show the same bytes and that the bound holds.
         let bytes = unsafe { std::slice::from_raw_parts(points.as_ptr().add(offset), len) };
         bytemuck::cast_slice(bytes)
     }
