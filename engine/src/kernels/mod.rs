@@ -15,6 +15,8 @@
 //!   lead-block array (`lead.rs`), with the pruning test of the passing scan
 //!   applied to the 16 results at once.
 //! * `prefetch`: a hint to start loading memory a search is about to read.
+//! * `advise_huge_pages`: a hint to back a large buffer read at random with
+//!   huge pages.
 //!
 //! One file per instruction set: `avx512.rs`, `avx2.rs`, `popcnt.rs`; the
 //! plain versions in [`reference`], which the tests hold every other version
@@ -30,6 +32,7 @@
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+mod huge_pages;
 mod lead;
 #[cfg(target_arch = "x86_64")]
 mod popcnt;
@@ -38,6 +41,7 @@ pub mod reference;
 
 use simsimd::SpatialSimilarity;
 
+pub(crate) use huge_pages::advise_huge_pages;
 pub(crate) use lead::{
     lead_lines, lead_put, LeadProbe, LeadTest, Line, GROUP_ROWS, LEAD_CODE_MAX, LEAD_PROBE_MAX,
 };

@@ -195,3 +195,56 @@ fn prefetching_changes_nothing_and_accepts_any_slice() {
     assert_eq!(rows, (0..1000).collect::<Vec<u32>>());
     assert!(keys.iter().all(|&k| k == -3));
 }
+
+#[test]
+fn huge_page_advice_changes_no_memory_and_marks_the_buffer() {
+    let len = 3 << 20;
+    let mut before = vec![7u8; 1 << 20];
+    let mut buffer: Vec<u32> = Vec::with_capacity(len);
+    buffer.extend(0..1000);
+    let after = vec![9u8; 1 << 20];
+    advise_huge_pages(&buffer);
+    advise_huge_pages(&Vec::<u64>::new());
+    advise_huge_pages(&before);
+    assert_eq!(buffer, (0..1000).collect::<Vec<u32>>());
+    buffer.extend(1000..len as u32);
+    assert!(buffer.iter().enumerate().all(|(i, &v)| v == i as u32));
+    before[0] = 8;
+    assert!(before[1..].iter().all(|&b| b == 7) && after.iter().all(|&b| b == 9));
+    #[cfg(target_os = "linux")]
+    {
+        let mode = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled");
+        if mode.is_ok_and(|m| !m.contains("[never]")) {
+            let at = buffer.as_ptr() as usize + len * 2;
+            assert_eq!(
+                thp_eligible(at),
+                Some(true),
+                "the advised buffer may take huge pages"
+            );
+        }
+    }
+}
+
+/// Whether the mapping holding `address` may be backed by huge pages, from
+/// `/proc/self/smaps`.
+#[cfg(target_os = "linux")]
+fn thp_eligible(address: usize) -> Option<bool> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let head = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = head.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            {
+                inside = (lo..hi).contains(&address);
+                continue;
+            }
+        }
+        if inside {
+            if let Some(flag) = line.strip_prefix("THPeligible:") {
+                return Some(flag.trim() == "1");
+            }
+        }
+    }
+    None
+}

