@@ -3,23 +3,29 @@
 
 use std::collections::HashMap;
 
+/// The hasher of the index: foldhash, seeded per process. A gallery of 10M
+/// builds its index at open, where SipHash (the standard library's) took
+/// most of the open's time; the ids are UUIDs the service makes, not input
+/// an attacker chooses, and the seed is random anyway.
+type Hasher = foldhash::fast::RandomState;
+
 /// Feature id to live row. A feature is normally live in one row (logged
 /// inserts never insert a live feature again); plain inserts may insert it
 /// again, and then every live row of it is kept, the latest named first.
 #[derive(Debug, Default)]
 pub(crate) struct FeatureIndex {
     /// The latest live row of each feature.
-    rows: HashMap<u128, u64>,
+    rows: HashMap<u128, u64, Hasher>,
     /// Earlier live rows of the features live in several rows (rare).
-    earlier: HashMap<u128, Vec<u64>>,
+    earlier: HashMap<u128, Vec<u64>, Hasher>,
 }
 
 impl FeatureIndex {
     /// An empty index with room for `n` features.
     pub(crate) fn with_capacity(n: usize) -> FeatureIndex {
         FeatureIndex {
-            rows: HashMap::with_capacity(n),
-            earlier: HashMap::new(),
+            rows: HashMap::with_capacity_and_hasher(n, Hasher::default()),
+            earlier: HashMap::default(),
         }
     }
 
