@@ -63,7 +63,6 @@ fn template(w: &World, identity: u64, palm: PalmSide) -> Template {
     .unwrap()
 }
 
-/// Palm types `external` holds, sorted.
 /// Imports `file` into the caller's tenant without reporting progress.
 async fn import_quietly(
     w: &World,
@@ -79,6 +78,7 @@ async fn import_quietly(
         .unwrap()
 }
 
+/// Palm types `external` holds, sorted.
 async fn palms_of(w: &World, caller: &Caller, external: &str) -> Option<Vec<PalmType>> {
     match w.domain.users.get(caller, external).await {
         Ok(user) => {
