@@ -15,7 +15,8 @@
 //! build (`M` 16, or `GRAPH_QUALITY_M`; save included), timed, with the peak
 //! of the process's anonymous memory sampled every 20 ms (the rows are
 //! mapped, so they are not counted). With `saved`: the saved graph is opened
-//! as a service would open it, timed until it is ready; one 1:1 comparison
+//! as a service would open it, timed until it serves and until its keys are
+//! checked (searches run on it meanwhile); one 1:1 comparison
 //! per probe is timed (rows read here and there, as verifications read
 //! them); and the process's resident memory is read after the searches. For
 //! each `ef` (those of `GRAPH_QUALITY_EFS`, a comma list, if set), either
@@ -33,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 use palmlink_engine::{
-    Candidate, Gallery, GraphBuilder, IndexPolicy, Layout, MatchSettings, PalmSide, RecordIds,
-    RowId, SearchQuery, Strategy, Template,
+    Candidate, Gallery, GraphBuilder, IndexOrigin, IndexPolicy, IndexState, Layout, MatchSettings,
+    PalmSide, RecordIds, RowId, SearchQuery, Strategy, Template,
 };
 
 const EFS: [usize; 11] = [8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128];
@@ -301,12 +302,26 @@ fn main() {
     let g = gallery(dump, work, rows, policy(builder, efc, saved));
     if saved {
         let open_s = t.elapsed().as_secs_f64();
+        while g.index_info().state != IndexState::Ready {
+            assert!(
+                !matches!(g.index_info().state, IndexState::Failed(_)),
+                "no saved graph"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let serving_s = t.elapsed().as_secs_f64();
         assert!(
             g.wait_for_index(Duration::from_secs(3600)),
             "no saved graph"
         );
+        let info = g.index_info();
+        assert!(
+            info.keys_checked && info.origin == Some(IndexOrigin::Loaded),
+            "{info:?}"
+        );
         println!(
-            "opened in {open_s:.2} s, saved graph ready {:.2} s after the open began",
+            "opened in {open_s:.2} s, saved graph ready (serving) {serving_s:.2} s and its keys \
+             checked {:.2} s after the open began",
             t.elapsed().as_secs_f64(),
         );
         print_resident("when ready", &g);

@@ -17,7 +17,10 @@
 //! [`IndexPolicy::build_min_rows`] live rows, a background thread maps the
 //! saved flat graph (`hnsw.flat`) or, if it is missing, stale or damaged,
 //! flattens the saved builder graph again, or rebuilds the graph in parallel
-//! from the gallery, and saves it. Until it is ready, searches that would run
+//! from the gallery, and saves it. A mapped graph serves once its header,
+//! links and rows are checked; its keys, most of the file, are checked while
+//! it serves, and a damaged one drops it for a rebuild, as any other damage
+//! would. Until it is ready, searches that would run
 //! the graph run the quantised scan and report [`SearchMode::Exact`]. The
 //! passing scan needs no index.
 //!
@@ -135,11 +138,16 @@ pub struct IndexInfo {
     pub estimated_bytes: usize,
     /// Why saved index files were not used at the last open, if they were not.
     pub refused: Option<String>,
+    /// Whether every key of the graph has been checked against its CRC: a
+    /// graph mapped from its file serves while its keys are read.
+    pub keys_checked: bool,
 }
 
 struct Status {
     state: IndexState,
     refused: Option<String>,
+    /// The keys of the installed graph are being checked.
+    checking_keys: bool,
 }
 
 /// The graph index's slot and state, shared with its background thread.
@@ -213,18 +221,28 @@ impl GraphShared {
     fn run(&self, snap: &Snapshot, job: Job) {
         let mut job = job;
         if job == Job::Open {
-            match GraphIndex::load(&self.dir, snap) {
+            match GraphIndex::map(&self.dir, snap) {
                 Ok(index) => {
                     let tail = snap.count - index.rows;
+                    self.set_checking_keys(true);
                     if let Err(e) = self.install(snap, index) {
+                        self.set_checking_keys(false);
                         self.set_state(IndexState::Failed(e.to_string()));
                         return;
                     }
-                    if tail < self.fold_rows {
-                        return;
+                    let checked = self.check_installed_keys(snap);
+                    let cancelled = self.cancel.load(Ordering::Relaxed);
+                    match checked {
+                        Ok(()) if cancelled || tail < self.fold_rows => {
+                            self.set_checking_keys(false);
+                            return;
+                        }
+                        Ok(()) => job = Job::Extend,
+                        // Made again as if the file had been refused at once.
+                        Err(reason) => self.refuse(reason),
                     }
                     self.set_state(IndexState::Building);
-                    job = Job::Extend;
+                    self.set_checking_keys(false);
                 }
                 Err(reason) => self.refuse(reason),
             }
@@ -333,6 +351,59 @@ impl GraphShared {
         }
     }
 
+    fn set_checking_keys(&self, checking: bool) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        s.checking_keys = checking;
+        self.changed.notify_all();
+    }
+
+    /// Checks the keys of the graph just mapped and installed
+    /// ([`GraphIndex::map`]), a slice at a time under the read lock: searches
+    /// run on the graph meanwhile (a key only steers the walk, and every
+    /// candidate is scored on its row), and an erasure waits for one slice at
+    /// most. Holds `making`, so that no extension copies a key before it is
+    /// checked. Damage uninstalls the graph (its file overwritten with
+    /// zeros) and is the reason returned. Stops early, leaving the keys
+    /// pending, when cancelled or when another index was installed.
+    fn check_installed_keys(&self, snap: &Snapshot) -> Result<(), String> {
+        /// Points per slice: about 160 MB of keys at the default layout.
+        const SLICE: usize = 1 << 18;
+        let _making = self.making.lock().unwrap_or_else(|p| p.into_inner());
+        let mut from = 0;
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let installed = self.index.read().unwrap_or_else(|p| p.into_inner());
+            let Some(index) = installed.as_ref().filter(|i| i.keys_pending.is_some()) else {
+                return Ok(());
+            };
+            if from >= index.points {
+                break;
+            }
+            let checked = index.check_keys(from..from + SLICE, snap);
+            drop(installed);
+            if let Err(why) = checked {
+                let _erasing = self.erasing.lock().unwrap_or_else(|p| p.into_inner());
+                let taken = self.index.write().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(index) = taken {
+                    index.discard();
+                }
+                return Err(why);
+            }
+            from += SLICE;
+        }
+        if let Some(index) = self
+            .index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            index.keys_pending = None;
+        }
+        Ok(())
+    }
+
     /// Installs `index`, after erasing from it (memory and files) the rows
     /// deleted since the rows it was made from were read.
     fn install(&self, snap: &Snapshot, mut index: GraphIndex) -> Result<(), GalleryError> {
@@ -426,6 +497,7 @@ impl Accelerators {
                 status: Mutex::new(Status {
                     state: IndexState::Absent,
                     refused: None,
+                    checking_keys: false,
                 }),
                 changed: Condvar::new(),
                 cancel: AtomicBool::new(false),
@@ -577,6 +649,7 @@ impl Accelerators {
                 tail_rows: 0,
                 estimated_bytes: 0,
                 refused,
+                keys_checked: false,
             },
             Some(ix) => {
                 let live = (0..ix.rows.min(snap.count))
@@ -592,6 +665,7 @@ impl Accelerators {
                     tail_rows: snap.count.saturating_sub(ix.rows),
                     estimated_bytes: ix.estimated_bytes(),
                     refused,
+                    keys_checked: ix.keys_pending.is_none(),
                 }
             }
         }
@@ -612,7 +686,7 @@ impl Accelerators {
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut s = self.graph.status.lock().unwrap_or_else(|p| p.into_inner());
-        while s.state == IndexState::Building {
+        while s.state == IndexState::Building || s.checking_keys {
             let now = Instant::now();
             if now >= deadline {
                 return false;

@@ -26,7 +26,11 @@
 //! are appended to the build's, and `forward0 = degree0`). A file is only
 //! used when both CRCs hold, its digest matches the gallery, and every index
 //! in it is in range (checked once at open), so a search never reads out of
-//! bounds.
+//! bounds. The keys are checked against their own CRCs after that
+//! ([`FlatGraph::check_keys`]), while the graph may already serve: a key
+//! only steers the walk (every candidate is scored on its row), so a
+//! damaged key can cost a search a candidate until it is found, never give
+//! it a wrong score.
 //!
 //! # Erasure
 //!
@@ -41,6 +45,7 @@
 //! that happened while the graph was being built).
 
 use std::fs;
+use std::ops::Range;
 use std::path::Path;
 
 use bytemuck::{Pod, Zeroable};
@@ -313,17 +318,18 @@ impl FlatGraph {
     }
 
     /// Maps and checks the saved file in `dir`: it must be intact, cover at
-    /// most `count` rows, carry `digest_of(rows)` for the rows it covers, and
-    /// hold an intact key for every row `is_dead` does not call deleted. The
-    /// keys of deleted rows are erased in the file if they are not already.
-    /// The reason it is refused otherwise; a refused file is overwritten
-    /// with zeros (it is about to be replaced, and may hold keys of deleted
-    /// rows).
+    /// most `count` rows and carry `digest_of(rows)` for the rows it covers.
+    /// The keys of the rows `is_dead` calls deleted are erased in the file if
+    /// they are not already. The other keys are not read here:
+    /// [`FlatGraph::check_keys`] checks them, so that a large graph can serve
+    /// while they are read. The reason it is refused otherwise; a refused
+    /// file is overwritten with zeros (it is about to be replaced, and may
+    /// hold keys of deleted rows).
     pub(crate) fn load(
         dir: &Path,
         count: u64,
         digest_of: &dyn Fn(u64) -> u32,
-        is_dead: &(dyn Fn(u64) -> bool + Sync),
+        is_dead: &dyn Fn(u64) -> bool,
     ) -> Result<FlatGraph, String> {
         let path = dir.join(FLAT_FILE);
         if !path.exists() {
@@ -334,11 +340,9 @@ impl FlatGraph {
             zero_fill(map);
             why
         })?;
-        if let Err(why) = graph.check_keys(is_dead) {
-            if let Bytes::Mapped(map) = graph.bytes {
-                zero_fill(map);
-            }
-            return Err(why);
+        if let Err(e) = graph.erase_dead(is_dead) {
+            graph.discard();
+            return Err(e.to_string());
         }
         Ok(graph)
     }
@@ -403,49 +407,71 @@ impl FlatGraph {
         Ok(graph)
     }
 
-    /// Checks every key against its CRC, and erases the keys of the rows
-    /// `is_dead` calls deleted that are not erased yet. An erased key of a
-    /// live row, or a key that fails its CRC, is damage.
-    fn check_keys(&mut self, is_dead: &(dyn Fn(u64) -> bool + Sync)) -> Result<(), String> {
+    /// Erases the keys of the points whose rows `is_dead` calls deleted and
+    /// that are not erased yet, and keeps their rows in `erased_at_load`.
+    /// Reads only those points' keys.
+    fn erase_dead(&mut self, is_dead: &dyn Fn(u64) -> bool) -> Result<(), GalleryError> {
+        let dim = self.dim();
+        let keys = self.keys();
+        let missed: Vec<u64> = self
+            .rows_of_points()
+            .iter()
+            .enumerate()
+            .filter(|&(_, &row)| is_dead(u64::from(row)))
+            .filter(|&(p, _)| keys[p * dim..(p + 1) * dim].iter().any(|&v| v != 0))
+            .map(|(_, &row)| u64::from(row))
+            .collect();
+        self.erase_rows(&missed)?;
+        self.erased_at_load = missed;
+        Ok(())
+    }
+
+    /// Checks the keys of `points` (clamped to the graph's) against their
+    /// CRCs, in parallel. An erased key is damage unless `is_dead` calls its
+    /// row deleted; a key that fails its CRC is damage. The first damage
+    /// found, as a reason, if any.
+    pub(crate) fn check_keys(
+        &self,
+        points: Range<usize>,
+        is_dead: &(dyn Fn(u64) -> bool + Sync),
+    ) -> Result<(), String> {
         use rayon::prelude::*;
         const CHUNK: usize = 8192;
-        let n = self.points();
+        let end = points.end.min(self.points());
+        let start = points.start.min(end);
         let dim = self.dim();
         let rows = self.rows_of_points();
         let keys = self.keys();
         let crcs = self.u32s(self.sections.key_crcs);
-        let found: Result<Vec<Vec<u64>>, String> = (0..n.div_ceil(CHUNK))
+        (start..end)
+            .step_by(CHUNK)
+            .collect::<Vec<usize>>()
             .into_par_iter()
-            .map(|c| {
-                let mut missed = Vec::new();
-                for p in c * CHUNK..((c + 1) * CHUNK).min(n) {
+            .try_for_each(|from| {
+                for p in from..(from + CHUNK).min(end) {
                     let key = &keys[p * dim..(p + 1) * dim];
                     let row = u64::from(rows[p]);
-                    let erased = key.iter().all(|&v| v == 0);
-                    match (erased, is_dead(row)) {
-                        (true, true) => {}
-                        (true, false) => {
-                            return Err(format!("{FLAT_FILE}: the key of live row {row} is erased"))
+                    if key.iter().all(|&v| v == 0) {
+                        if !is_dead(row) {
+                            return Err(format!(
+                                "{FLAT_FILE}: the key of live row {row} is erased"
+                            ));
                         }
-                        (false, dead) => {
-                            if crc32fast::hash(bytemuck::cast_slice(key)) != crcs[p] {
-                                return Err(format!(
-                                    "{FLAT_FILE}: the key of row {row} is damaged"
-                                ));
-                            }
-                            if dead {
-                                missed.push(row);
-                            }
-                        }
+                    } else if crc32fast::hash(bytemuck::cast_slice(key)) != crcs[p] {
+                        return Err(format!("{FLAT_FILE}: the key of row {row} is damaged"));
                     }
                 }
-                Ok(missed)
+                Ok(())
             })
-            .collect();
-        let missed: Vec<u64> = found?.into_iter().flatten().collect();
-        self.erase_rows(&missed).map_err(|e| e.to_string())?;
-        self.erased_at_load = missed;
-        Ok(())
+    }
+
+    /// Drops the graph; a graph mapped from its file, found damaged, has
+    /// the file overwritten with zeros first (it is about to be replaced,
+    /// and may hold keys of deleted rows).
+    pub(crate) fn discard(self) {
+        if let Bytes::Mapped(map) = self.bytes {
+            zero_fill(map);
+        }
     }
 
     /// Erases the keys of those of `rows` that are points of the graph and

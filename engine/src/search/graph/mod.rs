@@ -72,6 +72,8 @@ pub(crate) mod search;
 mod tests;
 mod write;
 
+use std::collections::HashSet;
+use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -201,6 +203,11 @@ pub(crate) struct GraphIndex {
     pub(crate) deleted: AtomicUsize,
     /// Whether searches ask for their rows ahead (see [`search::ReadAhead`]).
     pub(crate) read_ahead: search::ReadAhead,
+    /// While the keys of a graph mapped from its file are not all checked
+    /// yet ([`GraphIndex::map`]): the rows erased from it since it was
+    /// mapped, whose zeroed keys are erasures, not damage. `None` once every
+    /// key is checked, and for a graph made in memory.
+    pub(crate) keys_pending: Option<HashSet<u64>>,
 }
 
 impl GraphIndex {
@@ -217,17 +224,57 @@ impl GraphIndex {
             origin,
             flat,
             read_ahead: search::ReadAhead::default(),
+            keys_pending: None,
         }
     }
 
-    /// Loads the flat graph saved beside the gallery if it is intact and
-    /// matches `snap` (the keys of rows deleted since it was saved are erased
-    /// in it); the reason it was refused otherwise. Never panics on a damaged
-    /// file.
-    pub(crate) fn load(dir: &Path, snap: &Snapshot) -> Result<GraphIndex, String> {
+    /// Maps the flat graph saved beside the gallery if its header, links and
+    /// rows are intact and match `snap` (the keys of rows deleted since it
+    /// was saved are erased in it); the reason it was refused otherwise.
+    /// Its other keys are not read yet: the graph can serve while
+    /// [`GraphIndex::check_keys`] reads them. Never panics on a damaged file.
+    pub(crate) fn map(dir: &Path, snap: &Snapshot) -> Result<GraphIndex, String> {
         let is_dead = |row: u64| row < snap.count && snap.is_dead(row);
         let flat = FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows), &is_dead)?;
-        Ok(GraphIndex::from_flat(flat, snap, IndexOrigin::Loaded))
+        Ok(GraphIndex {
+            keys_pending: Some(HashSet::new()),
+            ..GraphIndex::from_flat(flat, snap, IndexOrigin::Loaded)
+        })
+    }
+
+    /// [`GraphIndex::map`], then every key checked: the graph if it is
+    /// wholly intact, the reason it was refused otherwise (its file then
+    /// overwritten with zeros).
+    pub(crate) fn load(dir: &Path, snap: &Snapshot) -> Result<GraphIndex, String> {
+        let mut index = GraphIndex::map(dir, snap)?;
+        match index.check_keys(0..index.points, snap) {
+            Ok(()) => {
+                index.keys_pending = None;
+                Ok(index)
+            }
+            Err(why) => {
+                index.discard();
+                Err(why)
+            }
+        }
+    }
+
+    /// Checks the keys of `points` against their CRCs
+    /// ([`FlatGraph::check_keys`]): a zeroed key is an erasure if `snap` or
+    /// an erasure since the graph was mapped deleted its row, damage
+    /// otherwise.
+    pub(crate) fn check_keys(&self, points: Range<usize>, snap: &Snapshot) -> Result<(), String> {
+        let erased = self.keys_pending.as_ref();
+        let is_dead = |row: u64| {
+            row < snap.count && snap.is_dead(row) || erased.is_some_and(|e| e.contains(&row))
+        };
+        self.flat.check_keys(points, &is_dead)
+    }
+
+    /// Drops the index; one mapped from its file, found damaged, has the
+    /// file overwritten with zeros first.
+    pub(crate) fn discard(self) {
+        self.flat.discard();
     }
 
     /// Erases the keys of `rows` (deleted rows) from the graph, in memory and
@@ -239,6 +286,9 @@ impl GraphIndex {
         rebuild_percent: u32,
     ) -> Result<bool, GalleryError> {
         let erased = self.flat.erase_rows(rows)?;
+        if let Some(pending) = &mut self.keys_pending {
+            pending.extend(rows);
+        }
         let deleted = self.deleted.fetch_add(erased, Ordering::Relaxed) + erased;
         Ok(erased > 0 && deleted as u64 * 100 > self.points as u64 * u64::from(rebuild_percent))
     }

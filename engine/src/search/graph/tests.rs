@@ -89,9 +89,17 @@ fn star(chained: bool) -> GraphParts {
 }
 
 /// Loads the graph saved in `dir` for a gallery of `count` rows whose digest
-/// is `digest`, none of them deleted.
+/// is `digest`, none of them deleted, and checks every key (a damaged file
+/// zero-filled, as the index does).
 fn load(dir: &Path, count: u64, digest: u32) -> Result<FlatGraph, String> {
-    FlatGraph::load(dir, count, &|_| digest, &|_| false)
+    let g = FlatGraph::load(dir, count, &|_| digest, &|_| false)?;
+    match g.check_keys(0..usize::MAX, &|_| false) {
+        Ok(()) => Ok(g),
+        Err(why) => {
+            g.discard();
+            Err(why)
+        }
+    }
 }
 
 fn base_list(g: &FlatGraph, point: usize) -> Vec<u32> {
@@ -379,7 +387,8 @@ fn erasure_reaches_the_mapped_file() {
 }
 
 /// A deleted row's key is erased in the file when it is loaded, if an
-/// erasure missed it; a key that fails its checksum is refused.
+/// erasure missed it; a key that fails its checksum is refused by the key
+/// check.
 #[test]
 fn a_load_erases_the_keys_of_deleted_rows_and_refuses_damaged_keys() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,4 +411,25 @@ fn a_load_erases_the_keys_of_deleted_rows_and_refuses_damaged_keys() {
     let err = load(dir.path(), 80, 7).err().unwrap();
     assert!(err.contains("row 20 is damaged"), "{err}");
     assert!(fs::read(&path).unwrap().iter().all(|&b| b == 0));
+}
+
+/// The load maps a graph without reading the keys of live rows, so a
+/// damaged key is found by the key check, and only by a check whose points
+/// include it; points past the graph are no error.
+#[test]
+fn the_key_check_finds_a_damaged_key_in_its_own_points_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = flatten(ring(8), 80, 7).unwrap();
+    g.save(dir.path()).unwrap();
+    let path = dir.path().join(FLAT_FILE);
+    let mut bad = fs::read(&path).unwrap();
+    bad[g.sections.keys.0 + 6 * 4] ^= 4;
+    fs::write(&path, bad).unwrap();
+    let mapped = FlatGraph::load(dir.path(), 80, &|_| 7, &|_| false).unwrap();
+    let live = |_: u64| false;
+    assert_eq!(mapped.check_keys(0..6, &live), Ok(()));
+    assert_eq!(mapped.check_keys(7..1000, &live), Ok(()));
+    let err = mapped.check_keys(5..7, &live).unwrap_err();
+    assert_eq!(err, format!("{FLAT_FILE}: the key of row 60 is damaged"));
+    assert!(mapped.check_keys(0..usize::MAX, &live).is_err());
 }
