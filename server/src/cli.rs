@@ -11,6 +11,7 @@ use palmlink_domain::{
     remove_gallery, scope_text, DomainError, DomainResult, ImportOptions, OperatorActor, Operators,
     Sessions, SystemClock,
 };
+use palmlink_engine::IndexPolicy;
 
 use crate::bulk;
 use crate::explain::explain;
@@ -131,6 +132,44 @@ pub struct ServeArgs {
     /// the engine's choice).
     #[arg(long, env = "PALMLINK_GRAPH_MIN_ROWS")]
     pub graph_min_rows: Option<usize>,
+    /// Neighbours per point of the graph indexes (`M`, 4 to 64; default: the engine's, 16),
+    /// for the next build: 24 suits galleries of millions of templates.
+    #[arg(long, env = "PALMLINK_GRAPH_M", value_parser = clap::value_parser!(u16).range(4..=64))]
+    pub graph_m: Option<u16>,
+    /// Candidates a graph build explores per insertion (`efConstruction`, 8 to 4096; default:
+    /// the engine's, 100), for the next build.
+    #[arg(
+        long,
+        env = "PALMLINK_GRAPH_EF_CONSTRUCTION",
+        value_parser = clap::value_parser!(u16).range(8..=4096)
+    )]
+    pub graph_ef_construction: Option<u16>,
+    /// Candidates a graph search explores (`ef`, 1 to 8192; default: the engine's, 128): more
+    /// finds more mates in a large gallery, at the cost of time.
+    #[arg(long, env = "PALMLINK_GRAPH_EF", value_parser = clap::value_parser!(u16).range(1..=8192))]
+    pub graph_ef: Option<u16>,
+}
+
+impl ServeArgs {
+    /// `policy` with the graph options given on the command line.
+    pub fn index_policy(&self, policy: IndexPolicy) -> IndexPolicy {
+        let mut policy = policy;
+        if let Some(rows) = self.graph_min_rows {
+            policy.build_min_rows = rows;
+            policy.auto_ann_min_rows = rows;
+        }
+        let params = &mut policy.params;
+        if let Some(m) = self.graph_m {
+            params.max_connections = m.into();
+        }
+        if let Some(ef) = self.graph_ef_construction {
+            params.ef_construction = ef.into();
+        }
+        if let Some(ef) = self.graph_ef {
+            params.ef_search = ef.into();
+        }
+        policy
+    }
 }
 
 /// `tenant ...`.
@@ -284,6 +323,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = cli.storage.config();
     let output = match cli.command {
         Command::Serve(args) => {
+            config.index_policy = args.index_policy(config.index_policy);
             config.listen = args.listen;
             config.metrics_listen = args.metrics_listen;
             config.allow_http_webhooks = args.allow_http_webhooks;
@@ -297,10 +337,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(timeout) = args.webhook_timeout {
                 config.webhooks.timeout = timeout;
-            }
-            if let Some(rows) = args.graph_min_rows {
-                config.index_policy.build_min_rows = rows;
-                config.index_policy.auto_ann_min_rows = rows;
             }
             return Ok(palmlink_api::serve(config).await?);
         }
@@ -503,4 +539,50 @@ async fn verify_audit(config: &Config, tenant: Option<Uuid>) -> anyhow::Result<(
         anyhow::bail!("the audit chain does not hold at {}", broken.join("; "));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let line = ["palmlink", "serve"].iter().chain(args);
+        match Cli::try_parse_from(line)?.command {
+            Command::Serve(args) => Ok(args),
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    /// The graph options reach the galleries' index policy; those not given keep the
+    /// engine's defaults.
+    #[test]
+    fn graph_options_set_the_index_policy() {
+        let engine = IndexPolicy::default();
+        let args = serve_args(&["--graph-m", "24", "--graph-ef", "256"]).unwrap();
+        let policy = args.index_policy(engine);
+        assert_eq!(policy.params.max_connections, 24);
+        assert_eq!(policy.params.ef_search, 256);
+        assert_eq!(policy.params.ef_construction, engine.params.ef_construction);
+        assert_eq!(policy.build_min_rows, engine.build_min_rows);
+        let args = serve_args(&["--graph-ef-construction", "200", "--graph-min-rows", "16"]);
+        let policy = args.unwrap().index_policy(engine);
+        assert_eq!(policy.params.ef_construction, 200);
+        assert_eq!((policy.build_min_rows, policy.auto_ann_min_rows), (16, 16));
+        assert_eq!(policy.params.max_connections, engine.params.max_connections);
+        assert_eq!(serve_args(&[]).unwrap().index_policy(engine), engine);
+    }
+
+    /// Values the graph cannot take are refused with the option named.
+    #[test]
+    fn graph_options_out_of_range_are_refused() {
+        for (option, value) in [
+            ("--graph-m", "3"),
+            ("--graph-m", "65"),
+            ("--graph-ef", "0"),
+            ("--graph-ef-construction", "5000"),
+        ] {
+            let err = serve_args(&[option, value]).unwrap_err().to_string();
+            assert!(err.contains(option), "{option} {value}: {err}");
+        }
+    }
 }
