@@ -166,8 +166,10 @@ struct GraphShared {
     making: Mutex<()>,
     /// Held while rows are erased from the installed index, and while a new
     /// index is checked for deleted rows and installed, so that no erasure
-    /// falls between the two.
-    erasing: Mutex<()>,
+    /// falls between the two. It holds the rows erased in the saved files
+    /// while a saved graph was being mapped and not yet installed: their
+    /// zeroed keys are erasures, which the graph's key check must know.
+    erasing: Mutex<Vec<u64>>,
     /// Held while the builder's files are replaced or erased in.
     files: Mutex<()>,
 }
@@ -221,10 +223,10 @@ impl GraphShared {
     fn run(&self, snap: &Snapshot, job: Job) {
         let mut job = job;
         if job == Job::Open {
+            self.set_checking_keys(true);
             match GraphIndex::map(&self.dir, snap) {
                 Ok(index) => {
                     let tail = snap.count - index.rows;
-                    self.set_checking_keys(true);
                     if let Err(e) = self.install(snap, index) {
                         self.set_checking_keys(false);
                         self.set_state(IndexState::Failed(e.to_string()));
@@ -244,7 +246,10 @@ impl GraphShared {
                     self.set_state(IndexState::Building);
                     self.set_checking_keys(false);
                 }
-                Err(reason) => self.refuse(reason),
+                Err(reason) => {
+                    self.refuse(reason);
+                    self.set_checking_keys(false);
+                }
             }
         }
         let cancel = || self.cancel.load(Ordering::Relaxed);
@@ -385,8 +390,8 @@ impl GraphShared {
             drop(installed);
             if let Err(why) = checked {
                 let _erasing = self.erasing.lock().unwrap_or_else(|p| p.into_inner());
-                let taken = self.index.write().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(index) = taken {
+                let mut slot = self.index.write().unwrap_or_else(|p| p.into_inner());
+                if let Some(index) = slot.take_if(|i| i.keys_pending.is_some()) {
                     index.discard();
                 }
                 return Err(why);
@@ -407,7 +412,11 @@ impl GraphShared {
     /// Installs `index`, after erasing from it (memory and files) the rows
     /// deleted since the rows it was made from were read.
     fn install(&self, snap: &Snapshot, mut index: GraphIndex) -> Result<(), GalleryError> {
-        let _erasing = self.erasing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut erased_in_files = self.erasing.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pending) = &mut index.keys_pending {
+            pending.extend(erased_in_files.iter());
+        }
+        erased_in_files.clear();
         let dead = index.erase_deleted(snap)?;
         if !dead.is_empty() {
             let _files = self.files.lock().unwrap_or_else(|p| p.into_inner());
@@ -426,7 +435,7 @@ impl GraphShared {
     fn erase(&self, rows: &[u64]) -> Result<bool, GalleryError> {
         // An index is installed only under `erasing`: none can appear between the
         // look below and the erasure in the files.
-        let _erasing = self.erasing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut erased_in_files = self.erasing.lock().unwrap_or_else(|p| p.into_inner());
         let installed = match self
             .index
             .write()
@@ -443,6 +452,14 @@ impl GraphShared {
                 Ok(rebuild)
             }
             None => {
+                let mapping = self
+                    .status
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .checking_keys;
+                if mapping {
+                    erased_in_files.extend(rows);
+                }
                 graph::erase_in_files(&self.dir, rows)?;
                 Ok(false)
             }
@@ -506,7 +523,7 @@ impl Accelerators {
                 fold_rows: policy.fold_rows as u64,
                 rebuild_deleted_percent: policy.rebuild_deleted_percent,
                 making: Mutex::new(()),
-                erasing: Mutex::new(()),
+                erasing: Mutex::new(Vec::new()),
                 files: Mutex::new(()),
             }),
             builder: Mutex::new(None),
@@ -755,4 +772,59 @@ fn derive(compact: &RwLock<CompactCopy>, snap: &Snapshot) {
     let mut store = compact.write().unwrap_or_else(|p| p.into_inner());
     store.install(part);
     store.erase_deleted(snap);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::test_support::{insert_all, store, uniform_templates};
+    use crate::template::Layout;
+
+    /// Opens the saved graph of a 200-row gallery after row 7 was erased in
+    /// its file, as a delete does while no graph is installed; `while_mapping`
+    /// puts that erasure where `run` maps the file (after it began, before
+    /// the graph is installed). The open-time snapshot still has row 7 live.
+    fn open_after_erasure(while_mapping: bool) -> IndexInfo {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = store(dir.path(), Layout::DEFAULT);
+        insert_all(&rows, 0, &uniform_templates(200, 3), true);
+        let snap = rows.snapshot();
+        let all: Vec<u64> = (0..200).collect();
+        let params = AnnParams {
+            builder: GraphBuilder::Native,
+            ..AnnParams::default()
+        };
+        NativeGraph::build(&snap, &all, params, Threads::Sequential, &|| false)
+            .unwrap()
+            .save(dir.path(), &snap, IndexOrigin::Built)
+            .unwrap();
+        let policy = IndexPolicy {
+            at_open: false,
+            quantised_copy: false,
+            ..IndexPolicy::default()
+        };
+        let accel = Accelerators::open(dir.path(), snap.clone(), 200, policy);
+        accel.graph.set_checking_keys(while_mapping);
+        accel.graph.erase(&[7]).unwrap();
+        accel.graph.run(&snap, Job::Open);
+        accel.info(&snap)
+    }
+
+    /// A key erased while the saved graph was being mapped is an erasure to
+    /// the key check, so the graph serves; the same zeroed key met without
+    /// that record is damage, and the graph is rebuilt.
+    #[test]
+    fn an_erasure_while_the_saved_graph_is_mapped_is_not_damage() {
+        let info = open_after_erasure(true);
+        assert_eq!(
+            (info.origin, info.refused, info.keys_checked),
+            (Some(IndexOrigin::Loaded), None, true)
+        );
+        let info = open_after_erasure(false);
+        assert_eq!(info.origin, Some(IndexOrigin::Built));
+        assert_eq!(
+            info.refused.as_deref(),
+            Some("hnsw.flat: the key of live row 7 is erased")
+        );
+    }
 }
