@@ -146,8 +146,11 @@ pub struct IndexInfo {
 struct Status {
     state: IndexState,
     refused: Option<String>,
-    /// The keys of the installed graph are being checked.
-    checking_keys: bool,
+    /// A saved graph is being opened: from before its file is mapped until
+    /// every key of it is checked (or it is refused). Erasures in the files
+    /// meanwhile are recorded for its key check (see `erasing`), and
+    /// [`Accelerators::wait`] waits for it.
+    opening_saved: bool,
 }
 
 /// The graph index's slot and state, shared with its background thread.
@@ -223,12 +226,12 @@ impl GraphShared {
     fn run(&self, snap: &Snapshot, job: Job) {
         let mut job = job;
         if job == Job::Open {
-            self.set_checking_keys(true);
+            self.set_opening_saved(true);
             match GraphIndex::map(&self.dir, snap) {
                 Ok(index) => {
                     let tail = snap.count - index.rows;
                     if let Err(e) = self.install(snap, index) {
-                        self.set_checking_keys(false);
+                        self.set_opening_saved(false);
                         self.set_state(IndexState::Failed(e.to_string()));
                         return;
                     }
@@ -236,7 +239,7 @@ impl GraphShared {
                     let cancelled = self.cancel.load(Ordering::Relaxed);
                     match checked {
                         Ok(()) if cancelled || tail < self.fold_rows => {
-                            self.set_checking_keys(false);
+                            self.set_opening_saved(false);
                             return;
                         }
                         Ok(()) => job = Job::Extend,
@@ -244,11 +247,11 @@ impl GraphShared {
                         Err(reason) => self.refuse(reason),
                     }
                     self.set_state(IndexState::Building);
-                    self.set_checking_keys(false);
+                    self.set_opening_saved(false);
                 }
                 Err(reason) => {
                     self.refuse(reason);
-                    self.set_checking_keys(false);
+                    self.set_opening_saved(false);
                 }
             }
         }
@@ -356,9 +359,9 @@ impl GraphShared {
         }
     }
 
-    fn set_checking_keys(&self, checking: bool) {
+    fn set_opening_saved(&self, opening: bool) {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        s.checking_keys = checking;
+        s.opening_saved = opening;
         self.changed.notify_all();
     }
 
@@ -456,7 +459,7 @@ impl GraphShared {
                     .status
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .checking_keys;
+                    .opening_saved;
                 if mapping {
                     erased_in_files.extend(rows);
                 }
@@ -514,7 +517,7 @@ impl Accelerators {
                 status: Mutex::new(Status {
                     state: IndexState::Absent,
                     refused: None,
-                    checking_keys: false,
+                    opening_saved: false,
                 }),
                 changed: Condvar::new(),
                 cancel: AtomicBool::new(false),
@@ -703,7 +706,7 @@ impl Accelerators {
     pub(crate) fn wait(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut s = self.graph.status.lock().unwrap_or_else(|p| p.into_inner());
-        while s.state == IndexState::Building || s.checking_keys {
+        while s.state == IndexState::Building || s.opening_saved {
             let now = Instant::now();
             if now >= deadline {
                 return false;
@@ -804,7 +807,7 @@ mod tests {
             ..IndexPolicy::default()
         };
         let accel = Accelerators::open(dir.path(), snap.clone(), 200, policy);
-        accel.graph.set_checking_keys(while_mapping);
+        accel.graph.set_opening_saved(while_mapping);
         accel.graph.erase(&[7]).unwrap();
         accel.graph.run(&snap, Job::Open);
         accel.info(&snap)
