@@ -13,6 +13,20 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
+/// Sends the in-process nodes' warnings and errors (the detail behind a 500, say) to the
+/// output of the test that caused them, which is shown when it fails. `PALMLINK_LOG` sets
+/// another filter.
+fn log_warnings_to_the_test() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PALMLINK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Only the first call installs it; later ones find it in place.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .with_ansi(false)
+        .try_init();
+}
+
 /// A running server with its own data directory.
 pub struct Harness {
     /// The data directory, removed when the harness is dropped.
@@ -53,6 +67,7 @@ impl Harness {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Harness {
+        log_warnings_to_the_test();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::new(dir.path());
         config.listen = "127.0.0.1:0".parse().expect("addr");
