@@ -10,8 +10,8 @@ use common::{ids, noisy, random_template, rng};
 use palmlink_engine::format::{RECORDS_FILE, SLOT_B_OFFSET, VECTORS_FILE};
 use palmlink_engine::kernels::reference;
 use palmlink_engine::{
-    Gallery, GalleryError, Layout, MatchPolicy, MatchSettings, PalmSide, RowId, SearchFilter,
-    SearchQuery, Template,
+    Gallery, GalleryError, IndexPolicy, Layout, MatchPolicy, MatchSettings, PalmSide, RowId,
+    SearchFilter, SearchQuery, Template,
 };
 use proptest::prelude::*;
 
@@ -149,6 +149,23 @@ fn a_second_handle_on_one_gallery_is_refused() {
     ));
     drop(g);
     Gallery::open(dir.path()).unwrap();
+}
+
+#[test]
+fn a_gallery_created_with_a_policy_is_open_under_it_and_holds_its_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut policy = IndexPolicy::default();
+    policy.params.ef_search = 333;
+    let g = Gallery::create_with(dir.path(), small_layout(), policy).unwrap();
+    assert_eq!(g.ann_params().ef_search, 333);
+    // Never let go of between the create and the use: no other handle gets it.
+    assert!(matches!(
+        Gallery::open(dir.path()),
+        Err(GalleryError::Locked { .. })
+    ));
+    let t = random_template(&mut rng(5), small_layout());
+    g.insert(ids(1), &t).unwrap();
+    assert_eq!(g.live_count(), 1);
 }
 
 #[test]

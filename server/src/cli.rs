@@ -8,8 +8,8 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use palmlink_api::Config;
 use palmlink_domain::{
-    remove_gallery, scope_text, DomainError, DomainResult, ImportOptions, OperatorActor, Operators,
-    Sessions, SystemClock,
+    remove_gallery, scope_text, DomainResult, ImportOptions, OperatorActor, Operators, Sessions,
+    SystemClock,
 };
 use palmlink_engine::IndexPolicy;
 
@@ -484,10 +484,7 @@ async fn galleries(config: &Config, rebuild: bool, only: Option<Uuid>) -> anyhow
     for tenant in tenants {
         let check = if rebuild {
             // Taking the gallery first fails while a node serves it.
-            domain
-                .galleries
-                .get(tenant)
-                .map_err(DomainError::internal)?;
+            domain.galleries.get(tenant).await?;
             domain.galleries.rebuild(tenant).await?;
             domain.galleries.check(tenant).await
         } else {

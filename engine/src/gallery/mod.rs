@@ -49,8 +49,18 @@ impl Gallery {
     /// last, so a crash during creation leaves no half-made gallery behind
     /// (a later `create` or [`Gallery::open_or_create`] simply starts again).
     pub fn create(dir: &Path, layout: Layout) -> Result<Gallery, GalleryError> {
-        let rows = RowStore::create(dir, layout)?;
-        Gallery::over(rows, IndexPolicy::default())
+        Gallery::create_with(dir, layout, IndexPolicy::default())
+    }
+
+    /// As [`Gallery::create`], with a chosen policy for the graph index: the new gallery
+    /// is ready for use as it is, with no close and open in between (which would let go of
+    /// the directory's lock for a moment).
+    pub fn create_with(
+        dir: &Path,
+        layout: Layout,
+        policy: IndexPolicy,
+    ) -> Result<Gallery, GalleryError> {
+        Gallery::over(RowStore::create(dir, layout)?, policy)
     }
 
     /// Opens the gallery in `dir` if there is one, else creates it with `layout`.

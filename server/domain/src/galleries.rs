@@ -35,6 +35,12 @@ use crate::{DomainError, DomainResult};
 const LOG_BATCH: i64 = 4096;
 /// Templates read per page of a rebuild.
 const REBUILD_PAGE: i64 = 4096;
+/// How long opening a gallery waits for its directory's lock, held elsewhere, before it
+/// answers 503. A handle just closed can keep the lock for a moment: a child process forked
+/// meanwhile (by anything in the process) holds the file until it executes its program.
+const LOCKED_WAIT: Duration = Duration::from_secs(2);
+/// The pause between two tries of a gallery whose lock is held.
+const LOCKED_RETRY: Duration = Duration::from_millis(10);
 
 /// One template to add to a gallery.
 pub(crate) struct NewRow {
@@ -139,8 +145,29 @@ impl Galleries {
         self.root.join(tenant.to_string())
     }
 
-    /// The tenant's gallery, opened or created on first use.
-    pub fn get(&self, tenant: Uuid) -> Result<Arc<Gallery>, GalleryError> {
+    /// The tenant's gallery, opened or created on first use. While another handle holds
+    /// its directory (another process, or one just closed), it waits for it at most
+    /// [`LOCKED_WAIT`], then answers 503.
+    pub async fn get(&self, tenant: Uuid) -> DomainResult<Arc<Gallery>> {
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.open_now(tenant) {
+                Err(GalleryError::Locked { .. }) if waited < LOCKED_WAIT => {
+                    tokio::time::sleep(LOCKED_RETRY).await;
+                    waited += LOCKED_RETRY;
+                }
+                Err(GalleryError::Locked { .. }) => {
+                    return Err(DomainError::Unavailable(
+                        "the tenant's gallery is held by another process; try again".to_owned(),
+                    ))
+                }
+                other => return other.map_err(engine),
+            }
+        }
+    }
+
+    /// The tenant's gallery if open, else opened (or created) now, without waiting.
+    fn open_now(&self, tenant: Uuid) -> Result<Arc<Gallery>, GalleryError> {
         let mut open = lock(&self.open);
         if let Some(g) = open.get(&tenant) {
             return Ok(g.clone());
@@ -148,8 +175,7 @@ impl Galleries {
         let dir = self.dir(tenant);
         let gallery = match Gallery::open_with(&dir, self.policy) {
             Err(GalleryError::NotFound { .. }) => {
-                drop(Gallery::create(&dir, Layout::DEFAULT)?);
-                Gallery::open_with(&dir, self.policy)?
+                Gallery::create_with(&dir, Layout::DEFAULT, self.policy)?
             }
             other => other?,
         };
@@ -194,7 +220,7 @@ impl Galleries {
     ) -> DomainResult<()> {
         let writer = self.writer(tenant);
         let _one = writer.lock().await;
-        let gallery = self.get(tenant).map_err(engine)?;
+        let gallery = self.get(tenant).await?;
         if gallery.applied_sequence() + rows.len() as u64 == head {
             return run_blocking(move || {
                 let batch: Vec<(RecordIds, &Template)> =
@@ -217,7 +243,7 @@ impl Galleries {
     ) -> DomainResult<()> {
         let writer = self.writer(tenant);
         let _one = writer.lock().await;
-        let gallery = self.get(tenant).map_err(engine)?;
+        let gallery = self.get(tenant).await?;
         if gallery.applied_sequence() + features.len() as u64 == head {
             return run_blocking(move || {
                 let rows: Vec<RowId> = features
@@ -251,7 +277,7 @@ impl Galleries {
     /// Waits, at most `wait`, until the tenant's gallery has applied the log up to
     /// `position`; 503 when it cannot.
     pub async fn ensure(&self, tenant: Uuid, position: u64, wait: Duration) -> DomainResult<()> {
-        let gallery = self.get(tenant).map_err(engine)?;
+        let gallery = self.get(tenant).await?;
         if gallery.applied_sequence() >= position {
             return Ok(());
         }
@@ -267,7 +293,7 @@ impl Galleries {
     }
 
     async fn catch_up_locked(&self, tenant: Uuid) -> DomainResult<u64> {
-        let gallery = self.get(tenant).map_err(engine)?;
+        let gallery = self.get(tenant).await?;
         let head = self.store.log_head(tenant).await?;
         if gallery.applied_sequence() == 0 && head > 0 && gallery.live_count() == 0 {
             return self.rebuild_locked(tenant).await;
@@ -413,12 +439,13 @@ impl Galleries {
 
     /// Catches up a gallery that was just rebuilt (no second rebuild).
     async fn catch_up_inner_after_rebuild(&self, tenant: Uuid) -> DomainResult<u64> {
-        let gallery = self.get(tenant).map_err(engine)?;
+        let gallery = self.get(tenant).await?;
         self.follow_log(tenant, &gallery).await
     }
 
-    /// Puts the gallery built in `fresh_dir` in the tenant's place. Searches still running
-    /// on the old one finish on its mappings.
+    /// Puts the gallery built in `fresh_dir` in the tenant's place, to be opened by the
+    /// next [`Galleries::get`]. Searches still running on the old one finish on its
+    /// mappings.
     fn replace(&self, tenant: Uuid, fresh_dir: &Path) -> DomainResult<()> {
         let dir = self.dir(tenant);
         let io = |e: std::io::Error| DomainError::internal(format!("replacing a gallery: {e}"));
@@ -432,11 +459,10 @@ impl Galleries {
         }
         std::fs::rename(fresh_dir, &dir).map_err(io)?;
         drop(old);
+        drop(open);
         if trash.exists() {
             std::fs::remove_dir_all(&trash).map_err(io)?;
         }
-        let gallery = Arc::new(Gallery::open_with(&dir, self.policy).map_err(engine)?);
-        open.insert(tenant, gallery);
         Ok(())
     }
 
@@ -501,7 +527,7 @@ impl Galleries {
             let applied = self.catch_up(tenant).await?;
             // Ready means fast as well as current: the scans read the quantised copy,
             // derived in the background after open (a second or two at 1M rows).
-            let gallery = self.get(tenant).map_err(engine)?;
+            let gallery = self.get(tenant).await?;
             run_blocking(move || gallery.wait_for_quantised_copy()).await?;
             tracing::debug!(%tenant, applied, "gallery caught up");
         }
@@ -548,7 +574,7 @@ impl Galleries {
         if waiting.is_empty() {
             return Ok(());
         }
-        let gallery = self.get(tenant).map_err(engine)?;
+        let gallery = self.get(tenant).await?;
         let mut sealed = Vec::with_capacity(waiting.len());
         for w in &waiting {
             let p = &w.palm;

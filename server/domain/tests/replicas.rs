@@ -79,7 +79,7 @@ async fn a_second_node_follows_enrollments_and_erasures_through_the_log() {
         .result
         .unwrap();
     assert_eq!(result["matched"], true);
-    let gallery_b = b.domain.galleries.get(tenant).unwrap();
+    let gallery_b = b.domain.galleries.get(tenant).await.unwrap();
     assert!(gallery_b.row_of(alice.as_u128()).is_some());
     assert_eq!(gallery_b.applied_sequence(), 2);
 
@@ -182,7 +182,7 @@ async fn a_sealed_template_that_does_not_open_is_reported_and_skipped() {
     assert_eq!((check.missing.clone(), check.extra.len()), (vec![bad], 0));
     assert!(!check.agrees());
     // The node still serves the rest.
-    let gallery = other.domain.galleries.get(caller.tenant_id).unwrap();
+    let gallery = other.domain.galleries.get(caller.tenant_id).await.unwrap();
     assert!(gallery.row_of(good.as_u128()).is_some());
 }
 
@@ -260,4 +260,38 @@ async fn a_decision_fails_rather_than_decide_without_its_enrollments() {
         .await
         .unwrap_err();
     assert!(matches!(err, DomainError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_gallery_held_by_another_handle_is_waited_for_then_refused_with_503() {
+    let a = support::world().await;
+    let caller = a.caller().await;
+    let scanner = a.scanner(&caller, "hw-1").await;
+    enroll(&a, &caller, &scanner, "alice", 7).await;
+    let tenant = caller.tenant_id;
+    let b = a.another_node("node-b").await;
+    let dir = b.dir.join("galleries").join(tenant.to_string());
+
+    // A handle let go of a moment later (a child process forked while it was open holds
+    // its file until it runs its program): the open waits for it.
+    let holder = palmlink_engine::Gallery::create(&dir, palmlink_engine::Layout::DEFAULT).unwrap();
+    let released = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(holder);
+    });
+    let gallery = b.domain.galleries.get(tenant).await.unwrap();
+    released.join().unwrap();
+    drop(gallery);
+
+    // A handle that is kept: 503, not a fault of the service.
+    let c = a.another_node("node-c").await;
+    let dir = c.dir.join("galleries").join(tenant.to_string());
+    let _kept = palmlink_engine::Gallery::create(&dir, palmlink_engine::Layout::DEFAULT).unwrap();
+    match c.domain.galleries.get(tenant).await {
+        Err(DomainError::Unavailable(message)) => {
+            assert!(!message.contains(&*dir.to_string_lossy()))
+        }
+        Err(e) => panic!("expected 503, got {e}"),
+        Ok(_) => panic!("a gallery held elsewhere was opened twice"),
+    }
 }

@@ -357,10 +357,7 @@ impl Captures {
         self.galleries
             .ensure(c.tenant_id, head, CATCH_UP_WAIT)
             .await?;
-        let gallery = self
-            .galleries
-            .get(c.tenant_id)
-            .map_err(DomainError::internal)?;
+        let gallery = self.galleries.get(c.tenant_id).await?;
         duplicates::find(
             &self.store,
             c.tenant_id,
@@ -408,10 +405,7 @@ impl Captures {
         self.galleries
             .ensure(c.tenant_id, c.log_position, CATCH_UP_WAIT)
             .await?;
-        let gallery = self
-            .galleries
-            .get(c.tenant_id)
-            .map_err(DomainError::internal)?;
+        let gallery = self.galleries.get(c.tenant_id).await?;
         // A 1:1 comparison reads one mapped row and takes well under a microsecond: it runs
         // inline rather than paying a hand-off to the blocking pool.
         let mut results: Vec<(PalmType, Comparison)> = Vec::with_capacity(targets.len());
@@ -494,10 +488,7 @@ impl Captures {
         self.galleries
             .ensure(c.tenant_id, c.log_position, CATCH_UP_WAIT)
             .await?;
-        let gallery = self
-            .galleries
-            .get(c.tenant_id)
-            .map_err(DomainError::internal)?;
+        let gallery = self.galleries.get(c.tenant_id).await?;
         let in_force = stored_settings(&settings);
         let query = SearchQuery {
             top_k: c.top_k.unwrap_or(5).clamp(1, 50) as usize,
