@@ -515,8 +515,11 @@ impl Galleries {
     /// templates lived in the database into it (from this node's galleries), applies every
     /// tenant's log, and removes the galleries of tenants that no longer exist.
     pub async fn start_up(&self) -> DomainResult<()> {
+        // The directories first, the tenants after (as in `follow_once`): a gallery created
+        // for a tenant made while the list was read is not taken for a deleted tenant's.
+        let on_disk = self.tenants_on_disk();
         let tenants: HashSet<Uuid> = self.store.list_tenant_ids().await?.into_iter().collect();
-        for gone in self.tenants_on_disk() {
+        for gone in on_disk {
             if !tenants.contains(&gone) {
                 tracing::warn!(tenant = %gone, "removing the gallery of a deleted tenant");
                 self.drop_tenant(gone)?;
@@ -550,11 +553,14 @@ impl Galleries {
     }
 
     async fn follow_once(&self) -> DomainResult<()> {
-        let tenants: HashSet<Uuid> = self.store.list_tenant_ids().await?.into_iter().collect();
+        // The open galleries first, the tenants after: a tenant missing from a list read
+        // after its gallery was open is deleted. The other order would take a tenant
+        // created while the list was read, its gallery opened meanwhile, for a deleted one.
         let open: Vec<(Uuid, u64)> = lock(&self.open)
             .iter()
             .map(|(t, g)| (*t, g.applied_sequence()))
             .collect();
+        let tenants: HashSet<Uuid> = self.store.list_tenant_ids().await?.into_iter().collect();
         for (tenant, applied) in open {
             if !tenants.contains(&tenant) {
                 tracing::warn!(%tenant, "the tenant was deleted: removing its gallery");
