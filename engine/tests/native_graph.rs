@@ -178,6 +178,28 @@ fn a_damaged_native_graph_is_rebuilt() {
     }
 }
 
+/// An open that fails after taking the directory (its vectors file gone)
+/// while the saved graph's own checks run beside it gives the directory
+/// back and leaves the graph as it was: once the file is back, the next
+/// open maps the saved graph.
+#[test]
+fn an_open_that_fails_beside_the_graph_check_leaves_the_graph_intact() {
+    let (dir, templates) = saved_native(500, 81);
+    let vectors = dir.path().join(palmlink_engine::format::VECTORS_FILE);
+    let aside = dir.path().join("vectors.aside");
+    std::fs::rename(&vectors, &aside).unwrap();
+    assert!(Gallery::open_with(dir.path(), native(IndexPolicy::default())).is_err());
+    std::fs::rename(&aside, &vectors).unwrap();
+    let g = Gallery::open_with(dir.path(), native(IndexPolicy::default())).unwrap();
+    assert!(g.wait_for_index(Duration::from_secs(120)));
+    let info = g.index_info();
+    assert_eq!(
+        (info.origin, info.refused, info.points),
+        (Some(IndexOrigin::Loaded), None, 500)
+    );
+    assert_mates_found(&g, &templates, &[0, 250, 499], 82);
+}
+
 /// Both builders write the same search form: a gallery whose graph
 /// `hnsw_rs` made is rebuilt natively (the other builder's files removed),
 /// and a gallery building with `hnsw_rs` then maps that graph.

@@ -20,7 +20,7 @@ use crate::error::GalleryError;
 use crate::ids::{RecordIds, RowId};
 use crate::kernels;
 use crate::scoring::{self, Comparison, MatchSettings};
-use crate::search::graph::AnnParams;
+use crate::search::graph::{AnnParams, EarlyCheck};
 use crate::search::lifecycle::{Accelerators, IndexInfo, IndexPolicy};
 use crate::search::strategy::{self, Strategy};
 use crate::search::{exact, graph, passing, quantised, sketch, SearchOutcome, SearchQuery};
@@ -60,7 +60,7 @@ impl Gallery {
         layout: Layout,
         policy: IndexPolicy,
     ) -> Result<Gallery, GalleryError> {
-        Gallery::over(RowStore::create(dir, layout)?, policy)
+        Gallery::over(RowStore::create(dir, layout)?, policy, None)
     }
 
     /// Opens the gallery in `dir` if there is one, else creates it with `layout`.
@@ -85,22 +85,49 @@ impl Gallery {
     /// As [`Gallery::open`], with a chosen policy for the graph index (see
     /// [`IndexPolicy`]). The quantised copy of the vectors is derived here,
     /// reading every vector once in parallel.
+    ///
+    /// A saved graph's own checks (its header, checksum and structure) run
+    /// on a thread of their own while the rows open, once the directory's
+    /// lock is held.
     pub fn open_with(dir: &Path, policy: IndexPolicy) -> Result<Gallery, GalleryError> {
-        Gallery::over(RowStore::open(dir)?, policy)
+        let locked = RowStore::lock(dir)?;
+        let early = if policy.at_open {
+            EarlyCheck::start(dir)
+        } else {
+            None
+        };
+        // On an error `early` is dropped first (declared last), which waits
+        // for its thread, and `locked` gives up the lock after.
+        let rows = locked.open()?;
+        Gallery::over(rows, policy, early)
     }
 
     /// The gallery over an opened row store: what a save a crash
     /// interrupted left behind is removed, and an erasure a crash interrupted
     /// after its commit is finished in the index files (the row store
     /// finished its own part when it opened); then the accelerators start.
-    fn over(rows: RowStore, policy: IndexPolicy) -> Result<Gallery, GalleryError> {
+    fn over(
+        rows: RowStore,
+        policy: IndexPolicy,
+        early: Option<EarlyCheck>,
+    ) -> Result<Gallery, GalleryError> {
         graph::remove_leftovers(rows.dir())?;
         let interrupted = rows.interrupted_erasure();
+        let mut early = early;
         if !interrupted.is_empty() {
+            // The erasure writes the saved graph's file through a mapping of
+            // its own: the early checks end first, and the load checks anew.
+            drop(early.take());
             graph::erase_in_files(rows.dir(), &interrupted)?;
             rows.finish_interrupted_erasure()?;
         }
-        let accel = Accelerators::open(rows.dir(), rows.snapshot(), rows.live_count(), policy);
+        let accel = Accelerators::open(
+            rows.dir(),
+            rows.snapshot(),
+            rows.live_count(),
+            policy,
+            early,
+        );
         Ok(Gallery { accel, rows })
     }
 

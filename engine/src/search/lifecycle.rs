@@ -46,7 +46,7 @@ use super::compact::CompactCopy;
 use super::graph::build::{self, Builder, META_FILE};
 use super::graph::format::FLAT_FILE;
 use super::graph::native::{NativeGraph, Threads};
-use super::graph::{self, AnnParams, GraphBuilder, GraphIndex, IndexOrigin};
+use super::graph::{self, AnnParams, EarlyCheck, GraphBuilder, GraphIndex, IndexOrigin};
 #[cfg(doc)]
 use super::query::SearchMode;
 use super::strategy::AUTO_ANN_MIN_ROWS;
@@ -175,6 +175,9 @@ struct GraphShared {
     erasing: Mutex<Vec<u64>>,
     /// Held while the builder's files are replaced or erased in.
     files: Mutex<()>,
+    /// The checks of the saved graph's file started as the gallery opened,
+    /// until the open of the saved graph takes them.
+    early: Mutex<Option<EarlyCheck>>,
 }
 
 /// What a background index thread does.
@@ -227,7 +230,8 @@ impl GraphShared {
         let mut job = job;
         if job == Job::Open {
             self.set_opening_saved(true);
-            match GraphIndex::map(&self.dir, snap) {
+            let early = self.early.lock().unwrap_or_else(|p| p.into_inner()).take();
+            match GraphIndex::map(&self.dir, snap, early) {
                 Ok(index) => {
                     let tail = snap.count - index.rows;
                     if let Err(e) = self.install(snap, index) {
@@ -483,12 +487,14 @@ pub(crate) struct Accelerators {
 
 impl Accelerators {
     /// Derives the quantised copy of `snap` and, per `policy`, starts loading
-    /// or building the graph index in the background.
+    /// or building the graph index in the background; the load takes the
+    /// checks of the saved file that `early` started, if any.
     pub(crate) fn open(
         dir: &Path,
         snap: Arc<Snapshot>,
         live: usize,
         policy: IndexPolicy,
+        early: Option<EarlyCheck>,
     ) -> Accelerators {
         let mut store = CompactCopy::new(snap.layout);
         // Never derived without the copy: inserts then do not append to it.
@@ -528,11 +534,18 @@ impl Accelerators {
                 making: Mutex::new(()),
                 erasing: Mutex::new(Vec::new()),
                 files: Mutex::new(()),
+                early: Mutex::new(None),
             }),
             builder: Mutex::new(None),
         };
         let saved = dir.join(FLAT_FILE).exists() || dir.join(META_FILE).exists();
         if policy.at_open && (saved || live >= policy.build_min_rows) {
+            if saved {
+                // From here on, as the file may be mapped already: an erasure
+                // is recorded for the key check (see `erasing`).
+                accel.graph.set_opening_saved(true);
+                *accel.graph.early.lock().unwrap_or_else(|p| p.into_inner()) = early;
+            }
             accel.start(snap, if saved { Job::Open } else { Job::Build });
         }
         accel
@@ -554,9 +567,11 @@ impl Accelerators {
             .spawn(move || background::run(|| shared.run(&snap, job)));
         match spawned {
             Ok(h) => *builder = Some(h),
-            Err(e) => self
-                .graph
-                .set_state(IndexState::Failed(format!("cannot start a thread: {e}"))),
+            Err(e) => {
+                self.graph.set_opening_saved(false);
+                self.graph
+                    .set_state(IndexState::Failed(format!("cannot start a thread: {e}")));
+            }
         }
     }
 
@@ -806,7 +821,7 @@ mod tests {
             quantised_copy: false,
             ..IndexPolicy::default()
         };
-        let accel = Accelerators::open(dir.path(), snap.clone(), 200, policy);
+        let accel = Accelerators::open(dir.path(), snap.clone(), 200, policy, None);
         accel.graph.set_opening_saved(while_mapping);
         accel.graph.erase(&[7]).unwrap();
         accel.graph.run(&snap, Job::Open);

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -167,6 +167,14 @@ impl RowStore {
     /// [`RowStore::scrub`] lists it (rows with an invalid state word are known
     /// at once, from [`RowStore::damaged_rows`]).
     pub(crate) fn open(dir: &Path) -> Result<RowStore, GalleryError> {
+        let locked = RowStore::lock(dir)?;
+        locked.open()
+    }
+
+    /// Takes the lock of the store in `dir`, before anything of it is read:
+    /// [`LockedStore::open`] then opens it. What else reads the directory's
+    /// files may start once the lock is held.
+    pub(crate) fn lock(dir: &Path) -> Result<LockedStore, GalleryError> {
         let records_path = dir.join(RECORDS_FILE);
         let records_file = match File::options().read(true).write(true).open(&records_path) {
             Ok(f) => f,
@@ -186,6 +194,31 @@ impl RowStore {
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(GalleryError::io(&records_path, e)),
         }
+        Ok(LockedStore {
+            dir: dir.to_path_buf(),
+            records_file,
+        })
+    }
+}
+
+/// A row store's directory under its lock, not opened yet
+/// ([`RowStore::lock`]).
+pub(crate) struct LockedStore {
+    dir: PathBuf,
+    /// The records file, whose lock is the directory's.
+    records_file: File,
+}
+
+impl LockedStore {
+    /// Opens the store (see [`RowStore::open`]). The store holds a duplicate
+    /// of the records file (the same open file, so the same lock): the lock
+    /// lasts while either this or the store is alive, and a caller that
+    /// keeps this until it has finished with the directory's files keeps it
+    /// through an open that fails.
+    pub(crate) fn open(&self) -> Result<RowStore, GalleryError> {
+        let dir = self.dir.as_path();
+        let records_path = dir.join(RECORDS_FILE);
+        let records_file = self.records_file.try_clone().map_err(io(&records_path))?;
         let vectors_path = dir.join(VECTORS_FILE);
         let vectors_file = match File::options().read(true).write(true).open(&vectors_path) {
             Ok(f) => f,

@@ -325,21 +325,55 @@ impl FlatGraph {
     /// while they are read. The reason it is refused otherwise; a refused
     /// file is overwritten with zeros (it is about to be replaced, and may
     /// hold keys of deleted rows).
+    #[cfg(test)]
     pub(crate) fn load(
         dir: &Path,
         count: u64,
         digest_of: &dyn Fn(u64) -> u32,
         is_dead: &dyn Fn(u64) -> bool,
     ) -> Result<FlatGraph, String> {
+        FlatGraph::matched(FlatGraph::map_intact(dir)?, count, digest_of, is_dead)
+    }
+
+    /// The first half of [`FlatGraph::load`], which needs nothing of the
+    /// gallery, so that it can run while the gallery opens: maps the saved
+    /// file in `dir` and checks its header, the checksum of all but its keys
+    /// and its structure. A refused file is overwritten with zeros.
+    pub(crate) fn map_intact(dir: &Path) -> Result<FlatGraph, String> {
         let path = dir.join(FLAT_FILE);
         if !path.exists() {
             return Err(format!("{FLAT_FILE} is missing"));
         }
         let map = GraphMapping::open(&path).map_err(|e| e.to_string())?;
-        let mut graph = FlatGraph::check(map, count, Some(digest_of)).map_err(|(map, why)| {
+        FlatGraph::check(map, u64::MAX, None).map_err(|(map, why)| {
             zero_fill(map);
             why
-        })?;
+        })
+    }
+
+    /// The second half of [`FlatGraph::load`]: the `intact` graph if it
+    /// covers at most `count` rows and carries `digest_of(rows)`, with the
+    /// keys of the rows `is_dead` calls deleted erased. A refused file is
+    /// overwritten with zeros.
+    pub(crate) fn matched(
+        intact: FlatGraph,
+        count: u64,
+        digest_of: &dyn Fn(u64) -> u32,
+        is_dead: &dyn Fn(u64) -> bool,
+    ) -> Result<FlatGraph, String> {
+        let rows = intact.header.rows;
+        let refused = if rows > count {
+            Some(format!("index covers {rows} rows, the gallery has {count}"))
+        } else if digest_of(rows) != intact.header.digest {
+            Some("index was built from other records".to_owned())
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            intact.discard();
+            return Err(why);
+        }
+        let mut graph = intact;
         if let Err(e) = graph.erase_dead(is_dead) {
             graph.discard();
             return Err(e.to_string());

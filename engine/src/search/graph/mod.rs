@@ -233,9 +233,21 @@ impl GraphIndex {
     /// was saved are erased in it); the reason it was refused otherwise.
     /// Its other keys are not read yet: the graph can serve while
     /// [`GraphIndex::check_keys`] reads them. Never panics on a damaged file.
-    pub(crate) fn map(dir: &Path, snap: &Snapshot) -> Result<GraphIndex, String> {
+    /// What needs nothing of `snap` (the file's header, checksum and
+    /// structure) comes from `early` when it was started as the gallery
+    /// opened.
+    pub(crate) fn map(
+        dir: &Path,
+        snap: &Snapshot,
+        early: Option<EarlyCheck>,
+    ) -> Result<GraphIndex, String> {
         let is_dead = |row: u64| row < snap.count && snap.is_dead(row);
-        let flat = FlatGraph::load(dir, snap.count, &|rows| rows_digest(snap, rows), &is_dead)?;
+        let intact = match early {
+            Some(early) => early.finish(),
+            None => FlatGraph::map_intact(dir),
+        }?;
+        let digest_of = |rows| rows_digest(snap, rows);
+        let flat = FlatGraph::matched(intact, snap.count, &digest_of, &is_dead)?;
         Ok(GraphIndex {
             keys_pending: Some(HashSet::new()),
             ..GraphIndex::from_flat(flat, snap, IndexOrigin::Loaded)
@@ -246,7 +258,7 @@ impl GraphIndex {
     /// wholly intact, the reason it was refused otherwise (its file then
     /// overwritten with zeros).
     pub(crate) fn load(dir: &Path, snap: &Snapshot) -> Result<GraphIndex, String> {
-        let mut index = GraphIndex::map(dir, snap)?;
+        let mut index = GraphIndex::map(dir, snap, None)?;
         match index.check_keys(0..index.points, snap) {
             Ok(()) => {
                 index.keys_pending = None;
@@ -335,6 +347,45 @@ impl GraphIndex {
 pub(crate) fn erase_in_files(dir: &Path, rows: &[u64]) -> Result<(), GalleryError> {
     FlatGraph::erase_in_file(dir, rows)?;
     build::erase_in_builder_files(dir, rows)
+}
+
+/// The checks of a saved graph's file that need nothing of the gallery
+/// ([`FlatGraph::map_intact`]), running on a thread of their own while the
+/// gallery's rows open. Dropped unfinished, it waits for the thread: the
+/// file stays mapped only while the gallery's lock is held.
+pub(crate) struct EarlyCheck(Option<std::thread::JoinHandle<Result<FlatGraph, String>>>);
+
+impl EarlyCheck {
+    /// Starts checking the graph saved in `dir`, if there is one. The caller
+    /// holds the gallery's lock until this is finished or dropped.
+    pub(crate) fn start(dir: &Path) -> Option<EarlyCheck> {
+        if !dir.join(format::FLAT_FILE).is_file() {
+            return None;
+        }
+        let dir = dir.to_path_buf();
+        std::thread::Builder::new()
+            .name("palmlink-graph-check".into())
+            .spawn(move || FlatGraph::map_intact(&dir))
+            .ok()
+            .map(|thread| EarlyCheck(Some(thread)))
+    }
+
+    /// Waits for the checks: the mapped graph, or why it was refused.
+    pub(crate) fn finish(mut self) -> Result<FlatGraph, String> {
+        match self.0.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(checked)) => checked,
+            Some(Err(_)) => Err(format!("the check of {} panicked", format::FLAT_FILE)),
+            None => Err(format!("the check of {} was taken", format::FLAT_FILE)),
+        }
+    }
+}
+
+impl Drop for EarlyCheck {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Removes what a save a crash interrupted left behind (files written under
