@@ -98,7 +98,11 @@ pub struct Galleries {
     policy: IndexPolicy,
     store: Arc<dyn Store>,
     vault: Arc<Vault>,
+    /// The open galleries. Held only to look up, insert or remove: never while a gallery
+    /// opens, which takes seconds at millions of rows.
     open: Mutex<HashMap<Uuid, Arc<Gallery>>>,
+    /// One at a time per tenant: opening its gallery, replacing it, removing it.
+    openers: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// One writer at a time per tenant: applying the log, a write's own entries, a rebuild.
     writers: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// Sealed templates that did not open (altered, or moved): reported, skipped.
@@ -130,6 +134,7 @@ impl Galleries {
             store,
             vault,
             open: Mutex::new(HashMap::new()),
+            openers: Mutex::new(HashMap::new()),
             writers: Mutex::new(HashMap::new()),
             unreadable: Mutex::new(HashSet::new()),
             ready: AtomicBool::new(false),
@@ -145,13 +150,28 @@ impl Galleries {
         self.root.join(tenant.to_string())
     }
 
-    /// The tenant's gallery, opened or created on first use. While another handle holds
-    /// its directory (another process, or one just closed), it waits for it at most
+    /// The tenant's gallery, opened or created on first use (on a blocking thread, one
+    /// opener per tenant, while other tenants' galleries serve). While another handle
+    /// holds its directory (another process, or one just closed), it waits for it at most
     /// [`LOCKED_WAIT`], then answers 503.
     pub async fn get(&self, tenant: Uuid) -> DomainResult<Arc<Gallery>> {
+        if let Some(g) = self.already_open(tenant) {
+            return Ok(g);
+        }
+        let opener = self.opener(tenant);
+        let _one = opener.lock().await;
         let mut waited = Duration::ZERO;
         loop {
-            match self.open_now(tenant) {
+            if let Some(g) = self.already_open(tenant) {
+                return Ok(g);
+            }
+            let (dir, policy) = (self.dir(tenant), self.policy);
+            match run_blocking(move || open_or_create(&dir, policy)).await? {
+                Ok(gallery) => {
+                    let gallery = Arc::new(gallery);
+                    lock(&self.open).insert(tenant, gallery.clone());
+                    return Ok(gallery);
+                }
                 Err(GalleryError::Locked { .. }) if waited < LOCKED_WAIT => {
                     tokio::time::sleep(LOCKED_RETRY).await;
                     waited += LOCKED_RETRY;
@@ -161,27 +181,18 @@ impl Galleries {
                         "the tenant's gallery is held by another process; try again".to_owned(),
                     ))
                 }
-                other => return other.map_err(engine),
+                Err(e) => return Err(engine(e)),
             }
         }
     }
 
-    /// The tenant's gallery if open, else opened (or created) now, without waiting.
-    fn open_now(&self, tenant: Uuid) -> Result<Arc<Gallery>, GalleryError> {
-        let mut open = lock(&self.open);
-        if let Some(g) = open.get(&tenant) {
-            return Ok(g.clone());
-        }
-        let dir = self.dir(tenant);
-        let gallery = match Gallery::open_with(&dir, self.policy) {
-            Err(GalleryError::NotFound { .. }) => {
-                Gallery::create_with(&dir, Layout::DEFAULT, self.policy)?
-            }
-            other => other?,
-        };
-        let gallery = Arc::new(gallery);
-        open.insert(tenant, gallery.clone());
-        Ok(gallery)
+    /// The tenant's gallery if this node has it open.
+    fn already_open(&self, tenant: Uuid) -> Option<Arc<Gallery>> {
+        lock(&self.open).get(&tenant).cloned()
+    }
+
+    fn opener(&self, tenant: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.openers).entry(tenant).or_default().clone()
     }
 
     fn writer(&self, tenant: Uuid) -> Arc<tokio::sync::Mutex<()>> {
@@ -268,7 +279,7 @@ impl Galleries {
     /// Catches up the tenant's gallery if this node has it open (a node opens a gallery
     /// when it first needs it, and catches it up then).
     pub async fn catch_up_if_open(&self, tenant: Uuid) -> DomainResult<()> {
-        if lock(&self.open).contains_key(&tenant) {
+        if self.already_open(tenant).is_some() {
             self.catch_up(tenant).await?;
         }
         Ok(())
@@ -433,7 +444,7 @@ impl Galleries {
         }
         fresh.advance_sequence(head).map_err(engine)?;
         drop(fresh);
-        self.replace(tenant, &fresh_dir)?;
+        self.replace(tenant, &fresh_dir).await?;
         self.catch_up_inner_after_rebuild(tenant).await
     }
 
@@ -446,7 +457,9 @@ impl Galleries {
     /// Puts the gallery built in `fresh_dir` in the tenant's place, to be opened by the
     /// next [`Galleries::get`]. Searches still running on the old one finish on its
     /// mappings.
-    fn replace(&self, tenant: Uuid, fresh_dir: &Path) -> DomainResult<()> {
+    async fn replace(&self, tenant: Uuid, fresh_dir: &Path) -> DomainResult<()> {
+        let opener = self.opener(tenant);
+        let _one = opener.lock().await;
         let dir = self.dir(tenant);
         let io = |e: std::io::Error| DomainError::internal(format!("replacing a gallery: {e}"));
         let mut open = lock(&self.open);
@@ -467,7 +480,9 @@ impl Galleries {
     }
 
     /// Closes and removes a tenant's gallery (the tenant was deleted).
-    pub fn drop_tenant(&self, tenant: Uuid) -> DomainResult<()> {
+    pub async fn drop_tenant(&self, tenant: Uuid) -> DomainResult<()> {
+        let opener = self.opener(tenant);
+        let _one = opener.lock().await;
         lock(&self.open).remove(&tenant);
         remove_gallery(&self.root, tenant)
     }
@@ -522,7 +537,7 @@ impl Galleries {
         for gone in on_disk {
             if !tenants.contains(&gone) {
                 tracing::warn!(tenant = %gone, "removing the gallery of a deleted tenant");
-                self.drop_tenant(gone)?;
+                self.drop_tenant(gone).await?;
             }
         }
         for tenant in tenants {
@@ -564,7 +579,7 @@ impl Galleries {
         for (tenant, applied) in open {
             if !tenants.contains(&tenant) {
                 tracing::warn!(%tenant, "the tenant was deleted: removing its gallery");
-                self.drop_tenant(tenant)?;
+                self.drop_tenant(tenant).await?;
             } else if self.store.log_head(tenant).await? > applied {
                 self.catch_up(tenant).await?;
             }
@@ -621,6 +636,15 @@ impl Galleries {
             .await?;
         tracing::info!(%tenant, moved, "templates moved into the database, sealed");
         Ok(())
+    }
+}
+
+/// The gallery in `dir`, created empty if there is none: created open, so that its lock is
+/// never let go of in between.
+fn open_or_create(dir: &Path, policy: IndexPolicy) -> Result<Gallery, GalleryError> {
+    match Gallery::open_with(dir, policy) {
+        Err(GalleryError::NotFound { .. }) => Gallery::create_with(dir, Layout::DEFAULT, policy),
+        other => other,
     }
 }
 
