@@ -166,6 +166,18 @@ fn a_gallery_created_with_a_policy_is_open_under_it_and_holds_its_lock() {
     let t = random_template(&mut rng(5), small_layout());
     g.insert(ids(1), &t).unwrap();
     assert_eq!(g.live_count(), 1);
+    drop(g);
+
+    // Opened when it is there, created open when it is not, under the policy either way.
+    let g = Gallery::open_or_create_with(dir.path(), small_layout(), policy).unwrap();
+    assert_eq!((g.live_count(), g.ann_params().ef_search), (1, 333));
+    let fresh = dir.path().join("fresh");
+    let h = Gallery::open_or_create_with(&fresh, small_layout(), policy).unwrap();
+    assert_eq!((h.live_count(), h.ann_params().ef_search), (0, 333));
+    assert!(matches!(
+        Gallery::open(&fresh),
+        Err(GalleryError::Locked { .. })
+    ));
 }
 
 #[test]

@@ -65,8 +65,18 @@ impl Gallery {
 
     /// Opens the gallery in `dir` if there is one, else creates it with `layout`.
     pub fn open_or_create(dir: &Path, layout: Layout) -> Result<Gallery, GalleryError> {
-        match Gallery::open(dir) {
-            Err(GalleryError::NotFound { .. }) => Gallery::create(dir, layout),
+        Gallery::open_or_create_with(dir, layout, IndexPolicy::default())
+    }
+
+    /// As [`Gallery::open_or_create`], with a chosen policy for the graph
+    /// index; a gallery it creates is returned open, its lock never let go of.
+    pub fn open_or_create_with(
+        dir: &Path,
+        layout: Layout,
+        policy: IndexPolicy,
+    ) -> Result<Gallery, GalleryError> {
+        match Gallery::open_with(dir, policy) {
+            Err(GalleryError::NotFound { .. }) => Gallery::create_with(dir, layout, policy),
             other => other,
         }
     }

@@ -166,7 +166,9 @@ impl Galleries {
                 return Ok(g);
             }
             let (dir, policy) = (self.dir(tenant), self.policy);
-            match run_blocking(move || open_or_create(&dir, policy)).await? {
+            match run_blocking(move || Gallery::open_or_create_with(&dir, Layout::DEFAULT, policy))
+                .await?
+            {
                 Ok(gallery) => {
                     let gallery = Arc::new(gallery);
                     lock(&self.open).insert(tenant, gallery.clone());
@@ -636,15 +638,6 @@ impl Galleries {
             .await?;
         tracing::info!(%tenant, moved, "templates moved into the database, sealed");
         Ok(())
-    }
-}
-
-/// The gallery in `dir`, created empty if there is none: created open, so that its lock is
-/// never let go of in between.
-fn open_or_create(dir: &Path, policy: IndexPolicy) -> Result<Gallery, GalleryError> {
-    match Gallery::open_with(dir, policy) {
-        Err(GalleryError::NotFound { .. }) => Gallery::create_with(dir, Layout::DEFAULT, policy),
-        other => other,
     }
 }
 
