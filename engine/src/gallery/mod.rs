@@ -119,11 +119,10 @@ impl Gallery {
     fn over(
         rows: RowStore,
         policy: IndexPolicy,
-        early: Option<EarlyCheck>,
+        mut early: Option<EarlyCheck>,
     ) -> Result<Gallery, GalleryError> {
         graph::remove_leftovers(rows.dir())?;
         let interrupted = rows.interrupted_erasure();
-        let mut early = early;
         if !interrupted.is_empty() {
             // The erasure writes the saved graph's file through a mapping of
             // its own: the early checks end first, and the load checks anew.
