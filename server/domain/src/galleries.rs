@@ -100,7 +100,7 @@ pub struct Galleries {
     vault: Arc<Vault>,
     /// The open galleries. Held only to look up, insert or remove: never while a gallery
     /// opens, which takes seconds at millions of rows.
-    open: Mutex<HashMap<Uuid, Arc<Gallery>>>,
+    open: Arc<Mutex<HashMap<Uuid, Arc<Gallery>>>>,
     /// One at a time per tenant: opening its gallery, replacing it, removing it.
     openers: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// One writer at a time per tenant: applying the log, a write's own entries, a rebuild.
@@ -133,7 +133,7 @@ impl Galleries {
             policy,
             store,
             vault,
-            open: Mutex::new(HashMap::new()),
+            open: Arc::default(),
             openers: Mutex::new(HashMap::new()),
             writers: Mutex::new(HashMap::new()),
             unreadable: Mutex::new(HashSet::new()),
@@ -159,21 +159,25 @@ impl Galleries {
             return Ok(g);
         }
         let opener = self.opener(tenant);
-        let _one = opener.lock().await;
         let mut waited = Duration::ZERO;
         loop {
+            let one = opener.clone().lock_owned().await;
             if let Some(g) = self.already_open(tenant) {
                 return Ok(g);
             }
-            let (dir, policy) = (self.dir(tenant), self.policy);
-            match run_blocking(move || Gallery::open_or_create_with(&dir, Layout::DEFAULT, policy))
-                .await?
-            {
-                Ok(gallery) => {
-                    let gallery = Arc::new(gallery);
-                    lock(&self.open).insert(tenant, gallery.clone());
-                    return Ok(gallery);
-                }
+            let (dir, policy, open) = (self.dir(tenant), self.policy, self.open.clone());
+            // The attempt holds the tenant's opener and puts the gallery in the map itself:
+            // a caller that goes away meanwhile (a request cancelled) leaves an open that
+            // still ends in the map, not one that is thrown away and made again.
+            let attempt = run_blocking(move || {
+                let _one = one;
+                let gallery =
+                    Arc::new(Gallery::open_or_create_with(&dir, Layout::DEFAULT, policy)?);
+                lock(&open).insert(tenant, gallery.clone());
+                Ok(gallery)
+            });
+            match attempt.await? {
+                Ok(gallery) => return Ok(gallery),
                 Err(GalleryError::Locked { .. }) if waited < LOCKED_WAIT => {
                     tokio::time::sleep(LOCKED_RETRY).await;
                     waited += LOCKED_RETRY;

@@ -295,3 +295,34 @@ async fn a_gallery_held_by_another_handle_is_waited_for_then_refused_with_503() 
         Ok(_) => panic!("a gallery held elsewhere was opened twice"),
     }
 }
+
+#[tokio::test]
+async fn an_open_whose_caller_goes_away_still_ends_with_the_gallery_open() {
+    let a = support::world().await;
+    let caller = a.caller().await;
+    let scanner = a.scanner(&caller, "hw-1").await;
+    enroll(&a, &caller, &scanner, "alice", 7).await;
+    let tenant = caller.tenant_id;
+    let b = a.another_node("node-b").await;
+    let dir = b.dir.join("galleries").join(tenant.to_string());
+
+    // Polled once: the open starts on a blocking thread, then its caller is dropped.
+    let gone =
+        tokio::time::timeout(std::time::Duration::ZERO, b.domain.galleries.get(tenant)).await;
+    assert!(gone.is_err(), "the open had to wait for its thread");
+    // The open went on and the node holds the gallery: no other handle gets it.
+    let mut held = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        if matches!(
+            palmlink_engine::Gallery::open(&dir),
+            Err(palmlink_engine::GalleryError::Locked { .. })
+        ) {
+            held = true;
+            break;
+        }
+    }
+    assert!(held, "the gallery was opened and let go of");
+    let gallery = b.domain.galleries.get(tenant).await.unwrap();
+    assert_eq!(gallery.live_count(), 0, "opened, not yet caught up");
+}
